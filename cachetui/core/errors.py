@@ -1,0 +1,74 @@
+"""The exception tree of ``cachetui.core``.
+
+```
+CacheError(Exception)
+├─ NotFoundError         unknown id, removed record, missing snapshot
+├─ LockedError           held elsewhere (BuildKit ErrLocked); .id
+├─ InvalidError          wrong kind of record, bad argument, bad id
+│   └─ FilterSyntaxError malformed filter; .position
+├─ StoreError            metadata store cannot be used (corrupt, newer schema, busy)
+└─ SnapshotError         a snapshot directory cannot be written, measured or removed; .path
+```
+
+Every message names the record id or the bad input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "FilterSyntaxError",
+    "InvalidError",
+    "LockedError",
+    "NotFoundError",
+    "SnapshotError",
+    "StoreError",
+]
+
+
+class CacheError(Exception):
+    """Base of everything the core raises on purpose."""
+
+
+class NotFoundError(CacheError, KeyError):
+    """No such record (unknown id, removed record, or its snapshot is missing)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
+        return str(self.args[0]) if self.args else ""
+
+
+class LockedError(CacheError):
+    """The record is held elsewhere (BuildKit's ErrLocked)."""
+
+    def __init__(self, record_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"{record_id} is locked")
+        self.id = record_id
+
+
+class InvalidError(CacheError, ValueError):
+    """Wrong kind of record, a bad argument or a malformed id."""
+
+
+class FilterSyntaxError(InvalidError):
+    """A filter string that does not parse; ``position`` is the 0-based offset of the fault."""
+
+    def __init__(self, message: str, *, filter_text: str = "", position: int = 0) -> None:
+        super().__init__(message)
+        self.filter_text = filter_text
+        self.position = position
+
+
+class StoreError(CacheError):
+    """The metadata store cannot be used: corrupt, written by a newer version, or busy."""
+
+
+class SnapshotError(CacheError):
+    """A snapshot directory could not be written, measured or removed safely.
+
+    Raised for disk full, permission denied, or an unsafe tree (a symlinked snapshot
+    directory, another filesystem mounted inside). ``path`` names the offending path.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
