@@ -1,0 +1,40 @@
+"""The public core of cachetui: BuildKit's cache manager over layered directories.
+
+Everything here imports only the standard library, ``peewee`` and ``watchfiles``; never
+Textual (a test keeps it that way).
+"""
+
+from cachetui.core.diskusage import Totals, totals
+from cachetui.core.errors import (
+    CacheError,
+    FilterSyntaxError,
+    InvalidError,
+    LockedError,
+    NotFoundError,
+    SnapshotError,
+    StoreError,
+)
+from cachetui.core.manager import CacheManager
+from cachetui.core.reconcile import Finding
+from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
+
+__all__ = [
+    "CacheError",
+    "CacheManager",
+    "FilterSyntaxError",
+    "Finding",
+    "ImmutableRef",
+    "InvalidError",
+    "LockedError",
+    "Mount",
+    "MutableRef",
+    "NotFoundError",
+    "PruneOptions",
+    "RecordType",
+    "SnapshotError",
+    "StoreError",
+    "Totals",
+    "UsageInfo",
+    "totals",
+]

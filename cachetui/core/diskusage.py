@@ -1,0 +1,144 @@
+"""Disk usage: one ``UsageInfo`` per visible record, and the totals block.
+
+Sizes come from the store's cache; a missing size is measured once and cached, which
+never counts as a use and never creates records (our deviation 6 from BuildKit). A held
+mutable reports its live size, measured now (deviation 9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cachetui.core import filters as filter_language
+from cachetui.core.policy import DiskStat, disk_stat
+from cachetui.core.state import RecordRow, StoreState
+from cachetui.core.types import UsageInfo, to_seconds
+
+if TYPE_CHECKING:
+    from cachetui.core.manager import CacheManager
+
+__all__ = ["Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
+
+_fromtimestamp = datetime.fromtimestamp
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return None if epoch is None else _fromtimestamp(epoch, UTC)
+
+
+def make_usage_info(row: RecordRow, *, size: int, in_use: bool, shared: bool) -> UsageInfo:
+    return UsageInfo(
+        id=row.id,
+        mutable=row.mutable,
+        in_use=in_use,
+        size=size,
+        parents=(row.parent,) if row.parent else (),
+        created_at=_fromtimestamp(row.created_at, UTC),
+        last_used_at=_utc(row.last_used_at if row.usage_count else None),
+        usage_count=row.usage_count,
+        description=row.description,
+        record_type=row.record_type or "regular",
+        shared=shared,
+    )
+
+
+def measure_missing(
+    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
+) -> dict[str, int]:
+    """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
+    sizes: dict[str, int] = {}
+    to_cache: dict[str, int] = {}
+    for row in rows:
+        if row.mutable and state.node_held(row):
+            sizes[row.id] = manager.snapshots.measure(row.id).size
+        elif row.size >= 0:
+            sizes[row.id] = row.size
+        else:
+            measured = manager.snapshots.measure(row.layer_id)
+            sizes[row.id] = measured.size
+            if measured.complete:
+                to_cache[row.id] = measured.size
+                row.size = measured.size
+    if to_cache and not manager.read_only:
+        manager.store_sizes(to_cache)
+    return sizes
+
+
+def disk_usage(
+    manager: CacheManager,
+    filters: Sequence[str] | str = (),
+    *,
+    age_limit: float | timedelta | None = None,
+    state: StoreState | None = None,
+) -> list[UsageInfo]:
+    matcher = filter_language.parse_all(filters)
+    limit = None if age_limit is None else to_seconds(age_limit, what="age_limit")
+    state = state if state is not None else manager.state()
+    visible = state.visible()
+    in_use = state.in_use_ids()
+    shared = state.shared_ids(manager.is_shared)
+    cutoff = manager.now() - limit if limit else None
+    selected: list[RecordRow] = []
+    for row in visible:
+        if cutoff is not None:
+            last = row.last_used_at if row.usage_count else None
+            if (last if last is not None else row.created_at) > cutoff:
+                continue
+        if matcher and not matcher.matches(
+            filter_language.usage_fields(
+                id=row.id,
+                parents=(row.parent,) if row.parent else (),
+                description=row.description,
+                record_type=row.record_type or "regular",
+                in_use=row.id in in_use,
+                mutable=row.mutable,
+                shared=row.id in shared,
+            )
+        ):
+            continue
+        selected.append(row)
+    sizes = measure_missing(manager, state, selected)
+    result = [
+        make_usage_info(row, size=sizes[row.id], in_use=row.id in in_use, shared=row.id in shared)
+        for row in selected
+    ]
+    result.sort(key=lambda info: (-info.size, info.id))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The totals block, as BuildKit's clients compute it, plus the disk's free space."""
+
+    total: int
+    reclaimable: int
+    shared: int
+    private: int
+    in_use: int
+    records: int
+    disk_free: int
+    disk_total: int
+
+
+def totals(rows: Sequence[UsageInfo], dstat: DiskStat | None = None) -> Totals:
+    total = sum(r.size for r in rows if r.size > 0)
+    reclaimable = sum(r.size for r in rows if r.size > 0 and not r.in_use)
+    shared = sum(r.size for r in rows if r.shared)
+    in_use = sum(r.size for r in rows if r.size > 0 and r.in_use)
+    return Totals(
+        total=total,
+        reclaimable=reclaimable,
+        shared=shared,
+        private=total - shared,
+        in_use=in_use,
+        records=len(rows),
+        disk_free=dstat.free if dstat else 0,
+        disk_total=dstat.total if dstat else 0,
+    )
+
+
+def store_totals(manager: CacheManager, rows: Sequence[UsageInfo]) -> Totals:
+    return totals(rows, disk_stat(manager.root))

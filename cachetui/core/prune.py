@@ -1,0 +1,253 @@
+"""Prune and GC: choosing what to remove, then removing it safely.
+
+One selection routine serves both the real prune and the dry run, over an in-memory
+picture of the store. The real prune re-checks every chosen record inside the write
+transaction that tombstones it (at most ``MAX_PRUNE_BATCH`` per transaction), so a
+holder taken by another process between selection and removal always wins.
+
+Rounds follow BuildKit: only leaves with no live holder are candidates, so a parent freed
+by removing its last child goes in a later round of the same call. With a space limit
+(GC mode) records go one at a time, re-ranked each round, until the total is at or below
+the limit; without one, every candidate goes, least recently and least frequently used
+first, ties by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from cachetui.core import filters as filter_language
+from cachetui.core.crashpoints import crash_point
+from cachetui.core.diskusage import make_usage_info, measure_missing
+from cachetui.core.errors import InvalidError
+from cachetui.core.policy import (
+    Candidate,
+    default_gc_policies,
+    disk_stat,
+    keep_limit,
+    rank_for_deletion,
+    should_stop,
+)
+from cachetui.core.state import RecordRow, StoreState
+from cachetui.core.types import PruneOptions, RecordType, UsageInfo
+
+if TYPE_CHECKING:
+    from cachetui.core.manager import CacheManager
+
+__all__ = ["MAX_PRUNE_BATCH", "gc", "prune"]
+
+MAX_PRUNE_BATCH = 10
+_PROTECTED_TYPES = frozenset({RecordType.INTERNAL.value, RecordType.FRONTEND.value})
+
+OnPrune = Callable[[UsageInfo], None]
+
+
+class _Pass:
+    """One policy applied to one picture of the store."""
+
+    def __init__(
+        self,
+        manager: CacheManager,
+        state: StoreState,
+        policy: PruneOptions,
+        matcher: filter_language.FilterSet,
+    ) -> None:
+        self.manager = manager
+        self.state = state
+        self.policy = policy
+        self.matcher = matcher
+        self.shared = state.shared_ids(manager.is_shared)
+        self.cutoff = manager.now() - policy.keep_seconds if policy.keep_seconds else None
+        self.skipped: set[str] = set()
+
+    def eligible(self, row: RecordRow) -> bool:
+        state = self.state
+        if row.id in self.skipped or not state.is_visible(row):
+            return False
+        if state.node_held(row) or state.has_children(row):
+            return False
+        shared = row.id in self.shared
+        if not self.policy.all and (row.record_type in _PROTECTED_TYPES or shared):
+            return False
+        if self.cutoff is not None:
+            last = row.last_used_at if row.usage_count else None
+            if (last if last is not None else row.created_at) > self.cutoff:
+                return False
+        if self.matcher:
+            fields = filter_language.usage_fields(
+                id=row.id,
+                parents=(row.parent,) if row.parent else (),
+                description=row.description,
+                record_type=row.record_type or "regular",
+                in_use=False,
+                mutable=row.mutable,
+                shared=shared,
+            )
+            if not self.matcher.matches(fields):
+                return False
+        return True
+
+    def candidates(self) -> list[RecordRow]:
+        rows = [row for row in self.state.visible() if self.eligible(row)]
+        order = rank_for_deletion(
+            [
+                Candidate(
+                    id=row.id,
+                    last_used_at=row.last_used_at if row.usage_count else None,
+                    usage_count=row.usage_count,
+                    size=max(row.size, 0),
+                )
+                for row in rows
+            ]
+        )
+        by_id = {row.id: row for row in rows}
+        return [by_id[c.id] for c in order]
+
+    def forget(self, row: RecordRow) -> None:
+        """Apply a removal to the picture: the row, its pair half, its parent link."""
+        for gone in (row, self.state.partner(row)):
+            if gone is None:
+                continue
+            gone.deleted = True
+            if gone.parent is not None:
+                siblings = self.state.children.get(gone.parent)
+                if siblings and gone.id in siblings:
+                    siblings.remove(gone.id)
+        self.state.immutable_of.pop(row.id, None)
+
+    def report(self, row: RecordRow, size: int) -> UsageInfo:
+        return make_usage_info(row, size=size, in_use=False, shared=row.id in self.shared)
+
+    def total_size(self) -> int:
+        visible = [row for row in self.state.visible() if row.id not in self.shared]
+        sizes = measure_missing(self.manager, self.state, visible)
+        return sum(sizes.values())
+
+
+def _still_free(
+    manager: CacheManager, batch: Sequence[RecordRow]
+) -> tuple[list[RecordRow], list[str]]:
+    """Inside the write: the records still free and childless, and every row to remove."""
+    store = manager.store
+    chosen: list[RecordRow] = []
+    doomed: list[str] = []
+    for row in batch:
+        current = manager._row(row.id)
+        if current is None or current.deleted:
+            continue
+        halves = [current.id]
+        if current.equal_mutable is not None:
+            halves.append(current.equal_mutable)
+        else:
+            partner = manager._immutable_of(current.id)
+            if partner is not None:
+                halves.append(partner.id)
+        if any(manager._live_holders(half) for half in halves):
+            continue
+        marks = ",".join("?" * len(halves))
+        if store.rows(
+            f"SELECT 1 FROM record WHERE parent IN ({marks}) AND deleted = 0 LIMIT 1",
+            tuple(halves),
+        ):
+            continue
+        chosen.append(row)
+        doomed.extend(halves)
+    return chosen, doomed
+
+
+def _remove_batch(manager: CacheManager, batch: Sequence[RecordRow]) -> list[RecordRow]:
+    with manager._lock, manager.store.write():
+        chosen, doomed = _still_free(manager, batch)
+        retired = manager._tombstone(doomed) if doomed else []
+        if doomed:
+            crash_point("prune:tombstoned")
+    if retired:
+        manager._purge(retired)
+        crash_point("prune:removed")
+    return chosen
+
+
+def _run_pass(
+    manager: CacheManager,
+    work: _Pass,
+    *,
+    dry_run: bool,
+    on_prune: OnPrune | None,
+    removed: list[UsageInfo],
+) -> None:
+    policy = work.policy
+    gc_mode = policy.has_space_limit
+    total = 0
+    keep: int | None = None
+    if gc_mode:
+        total = work.total_size()
+        dstat = disk_stat(manager.root) if policy.min_free_space else None
+        keep = keep_limit(total, dstat, policy)
+    while True:
+        if gc_mode and should_stop(total, keep):
+            return
+        candidates = work.candidates()
+        if not candidates:
+            return
+        if gc_mode:
+            batches = [candidates[:1]]
+        else:
+            batches = [
+                candidates[i : i + MAX_PRUNE_BATCH]
+                for i in range(0, len(candidates), MAX_PRUNE_BATCH)
+            ]
+        for batch in batches:
+            sizes = measure_missing(manager, work.state, batch)
+            if dry_run:
+                done = list(batch)
+            else:
+                done = _remove_batch(manager, batch)
+                for row in batch:
+                    if row not in done:
+                        work.skipped.add(row.id)
+            for row in done:
+                info = work.report(row, sizes[row.id])
+                work.forget(row)
+                if not info.shared:
+                    total -= info.size
+                removed.append(info)
+                if on_prune is not None:
+                    on_prune(info)
+            if not dry_run:
+                crash_point("prune:batch-done")
+
+
+def prune(
+    manager: CacheManager,
+    policies: Sequence[PruneOptions],
+    *,
+    dry_run: bool = False,
+    on_prune: OnPrune | None = None,
+) -> list[UsageInfo]:
+    """Apply ``policies`` in order; returns what was (or would be) removed, in order."""
+    for policy in policies:
+        if not isinstance(policy, PruneOptions):
+            raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
+    # Every filter is parsed before anything is selected: a typo deletes nothing.
+    matchers = [filter_language.parse_all(policy.filters) for policy in policies]
+    if not dry_run and manager.read_only:
+        from cachetui.core.errors import StoreError
+
+        raise StoreError(f"cannot prune {manager.root}: the store is open read-only")
+    removed: list[UsageInfo] = []
+    shared_state = manager.state() if dry_run else None
+    for policy, matcher in zip(policies, matchers, strict=True):
+        state = shared_state if shared_state is not None else manager.state()
+        work = _Pass(manager, state, policy, matcher)
+        _run_pass(manager, work, dry_run=dry_run, on_prune=on_prune, removed=removed)
+    return removed
+
+
+def gc(manager: CacheManager, policies: Iterable[PruneOptions] | None) -> list[UsageInfo]:
+    chosen = (
+        list(policies) if policies is not None else default_gc_policies(disk_stat(manager.root))
+    )
+    if not chosen:
+        return []
+    return prune(manager, chosen)

@@ -1,0 +1,176 @@
+"""The layered directory snapshotter: ``root/snapshots/<id>/``, one directory per layer.
+
+A layer holds only what was written into it; its parents are separate directories, so
+sizes add up without double counting (as overlayfs). Directory names are validated ids,
+never caller text. Staging names keep every step atomic:
+
+* prepare: ``mkdir new-<random>``, then ``rename`` to ``<id>`` inside the metadata
+  transaction that inserts the row;
+* finalize: ``rename <mutable id> -> <immutable id>`` inside the transaction that drops the
+  mutable row (a crash in between is the "half-finalized pair" that reconcile repairs);
+* remove: ``rename <id> -> rm-<id>`` inside the transaction that writes the tombstone,
+  then the safe remover deletes ``rm-<id>`` after the commit.
+
+Removal never follows a symlink or crosses into another filesystem (``fsops.remove_tree``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from cachetui.core import fsops, usage
+from cachetui.core.errors import SnapshotError
+from cachetui.core.ids import ID_PATTERN, validate_id
+
+__all__ = ["STAGING_PREFIX", "TRASH_PREFIX", "DirectorySnapshotter"]
+
+STAGING_PREFIX = "new-"
+TRASH_PREFIX = "rm-"
+
+
+def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on device"
+    return SnapshotError(f"cannot {action} {path}: {reason}", path=str(path))
+
+
+class DirectorySnapshotter:
+    """Layer directories under ``<root>/snapshots``."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "snapshots"
+        try:
+            self.dir.mkdir(exist_ok=True)
+        except OSError as err:
+            raise _os_error("create", self.dir, err) from err
+        self._identity = self._stat_identity()
+
+    def _stat_identity(self) -> tuple[int, int]:
+        st = os.stat(self.dir)
+        return (st.st_dev, st.st_ino)
+
+    def check_root(self) -> None:
+        """Refuse destructive work if ``snapshots/`` was swapped since open (C17)."""
+        try:
+            current = self._stat_identity()
+        except OSError as err:
+            raise _os_error("check", self.dir, err) from err
+        if current != self._identity:
+            raise SnapshotError(
+                f"{self.dir} changed identity since the store was opened; refusing to modify it",
+                path=str(self.dir),
+            )
+
+    # -- paths --------------------------------------------------------------------------
+
+    def path(self, snapshot_id: str) -> Path:
+        """The layer directory of a record (the id is validated first)."""
+        return self.dir / validate_id(snapshot_id)
+
+    def exists(self, snapshot_id: str) -> bool:
+        return os.path.isdir(self.path(snapshot_id)) and not os.path.islink(self.path(snapshot_id))
+
+    def names(self) -> list[str]:
+        """Every entry directly under ``snapshots/``."""
+        try:
+            return os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+
+    # -- prepare ------------------------------------------------------------------------
+
+    def stage(self) -> Path:
+        """Create an empty staging directory for a new layer."""
+        self.check_root()
+        staged = self.dir / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+        try:
+            os.mkdir(staged, 0o755)
+        except OSError as err:
+            raise _os_error("prepare a layer in", self.dir, err) from err
+        return staged
+
+    def activate(self, staged: Path, snapshot_id: str) -> Path:
+        """Give a staged directory its final name."""
+        final = self.path(snapshot_id)
+        try:
+            os.rename(staged, final)
+        except OSError as err:
+            raise _os_error("activate layer", final, err) from err
+        return final
+
+    def discard(self, path: Path) -> None:
+        """Remove a staging or just-renamed directory after a failed prepare."""
+        fsops.remove_tree(path)
+
+    # -- finalize -----------------------------------------------------------------------
+
+    def rename_layer(self, from_id: str, to_id: str) -> None:
+        source, target = self.path(from_id), self.path(to_id)
+        try:
+            os.rename(source, target)
+        except OSError as err:
+            raise _os_error(f"commit layer {from_id} as", target, err) from err
+
+    # -- remove -------------------------------------------------------------------------
+
+    def trash_path(self, snapshot_id: str) -> Path:
+        return self.dir / f"{TRASH_PREFIX}{validate_id(snapshot_id)}"
+
+    def retire(self, snapshot_id: str) -> Path | None:
+        """Rename a layer to ``rm-<id>`` (a missing layer is fine: nothing to free)."""
+        source, target = self.path(snapshot_id), self.trash_path(snapshot_id)
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return target if os.path.lexists(target) else None
+        except OSError as err:
+            raise _os_error("retire layer", source, err) from err
+        return target
+
+    def unretire(self, snapshot_id: str) -> None:
+        """Undo ``retire`` after the metadata transaction failed."""
+        try:
+            os.rename(self.trash_path(snapshot_id), self.path(snapshot_id))
+        except FileNotFoundError:
+            pass
+
+    def purge(self, paths: list[Path]) -> list[tuple[Path, SnapshotError]]:
+        """Delete retired trees; returns the ones that could not be removed."""
+        if not paths:
+            return []
+        self.check_root()
+        if len(paths) == 1:
+            try:
+                fsops.remove_tree(paths[0])
+            except SnapshotError as err:
+                return [(paths[0], err)]
+            return []
+        return [(Path(p), e) for p, e in fsops.remove_trees(paths)]
+
+    def leftovers(self) -> list[str]:
+        """Staging and trash names (``new-*``, ``rm-*``) currently on disk."""
+        return [name for name in self.names() if name.startswith((STAGING_PREFIX, TRASH_PREFIX))]
+
+    def unknown(self, known: set[str]) -> list[str]:
+        """Entries that are neither a known layer nor a staging name."""
+        return [
+            name
+            for name in self.names()
+            if name not in known
+            and not name.startswith(STAGING_PREFIX)
+            and not name.startswith(TRASH_PREFIX)
+        ]
+
+    @staticmethod
+    def looks_like_layer(name: str) -> bool:
+        return ID_PATTERN.fullmatch(name) is not None
+
+    # -- measure ------------------------------------------------------------------------
+
+    def measure(self, snapshot_id: str) -> usage.Measurement:
+        """Allocated bytes of one layer, as ``du -s --block-size=1`` (never follows links)."""
+        return usage.measure(self.path(snapshot_id))

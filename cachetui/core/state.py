@@ -1,0 +1,188 @@
+"""A consistent in-memory picture of the store: records, live holders, children, pairs.
+
+Disk usage, prune selection, reconcile and doctor all reason over this picture, loaded in
+one read (plain tuples, not model objects: 100,000 records load in a fraction of a second).
+It owns the two BuildKit rules that every view shares:
+
+* **pair visibility**: an equal pair shows once, as the immutable while it is held and as
+  the mutable otherwise;
+* **in use**: a record is in use when a live process holds it (or its pair half), or when
+  any descendant is in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cachetui.core.processes import is_alive
+from cachetui.core.store import RECORD_COLUMNS, Store
+
+__all__ = ["HolderRow", "RecordRow", "StoreState", "load_state"]
+
+
+@dataclass(slots=True)
+class RecordRow:
+    id: str
+    parent: str | None
+    mutable: bool
+    equal_mutable: str | None
+    retain: bool
+    description: str
+    record_type: str
+    created_at: float
+    last_used_at: float | None
+    usage_count: int
+    size: int
+    deleted: bool
+    pending_use: bool
+
+    @property
+    def layer_id(self) -> str:
+        """The directory that holds this record's bytes (a pending commit uses the mutable's)."""
+        return self.equal_mutable or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class HolderRow:
+    id: int
+    record: str
+    pid: int
+    start: str
+    host: str
+    created_at: float
+    counts_use: bool
+    alive: bool
+
+
+@dataclass(slots=True)
+class StoreState:
+    rows: dict[str, RecordRow]
+    holders: list[HolderRow]
+    live: dict[str, int] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    immutable_of: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for holder in self.holders:
+            if holder.alive:
+                self.live[holder.record] = self.live.get(holder.record, 0) + 1
+        for row in self.rows.values():
+            if row.deleted:
+                continue
+            if row.parent is not None:
+                self.children.setdefault(row.parent, []).append(row.id)
+            if row.equal_mutable is not None:
+                self.immutable_of[row.equal_mutable] = row.id
+
+    # -- pairs and holders --------------------------------------------------------------
+
+    def held_directly(self, record_id: str) -> bool:
+        return self.live.get(record_id, 0) > 0
+
+    def node_held(self, row: RecordRow) -> bool:
+        """Held through either half of its pair."""
+        if self.held_directly(row.id):
+            return True
+        if row.equal_mutable is not None and self.held_directly(row.equal_mutable):
+            return True
+        partner = self.immutable_of.get(row.id)
+        return partner is not None and self.held_directly(partner)
+
+    def is_visible(self, row: RecordRow) -> bool:
+        if row.deleted:
+            return False
+        if row.equal_mutable is not None:  # the immutable half: shown only while held
+            return self.held_directly(row.id) and row.equal_mutable in self.rows
+        partner = self.immutable_of.get(row.id)
+        return partner is None or not self.held_directly(partner)
+
+    def visible(self) -> list[RecordRow]:
+        return [row for row in self.rows.values() if self.is_visible(row)]
+
+    def partner(self, row: RecordRow) -> RecordRow | None:
+        other = row.equal_mutable or self.immutable_of.get(row.id)
+        return self.rows.get(other) if other else None
+
+    def has_children(self, row: RecordRow) -> bool:
+        if self.children.get(row.id):
+            return True
+        partner = self.partner(row)
+        return partner is not None and bool(self.children.get(partner.id))
+
+    def child_ids(self, record_id: str) -> list[str]:
+        return list(self.children.get(record_id, ()))
+
+    # -- derived sets -------------------------------------------------------------------
+
+    def in_use_ids(self) -> set[str]:
+        """Records held by a live process, plus every ancestor of one (both pair halves)."""
+        in_use: set[str] = set()
+        for record_id, count in self.live.items():
+            if count <= 0 or record_id not in self.rows:
+                continue
+            self._mark_up(record_id, in_use)
+        return in_use
+
+    def _mark_up(self, record_id: str | None, marked: set[str]) -> None:
+        while record_id is not None and record_id not in marked:
+            row = self.rows.get(record_id)
+            if row is None or row.deleted:
+                return
+            marked.add(record_id)
+            partner = self.partner(row)
+            if partner is not None:
+                marked.add(partner.id)
+            record_id = row.parent
+
+    def shared_ids(self, is_shared: Callable[[str], bool] | None) -> set[str]:
+        """Records the checker reports shared, with all their ancestors."""
+        shared: set[str] = set()
+        if is_shared is None:
+            return shared
+        for row in self.visible():
+            if row.id not in shared and is_shared(row.id):
+                self._mark_up(row.id, shared)
+        return shared
+
+    def parents_of(self, row: RecordRow) -> tuple[str, ...]:
+        return (row.parent,) if row.parent else ()
+
+    def chain(self, record_id: str) -> list[str]:
+        """The parent chain from the record up (cycle-safe)."""
+        seen: list[str] = []
+        current: str | None = record_id
+        while current is not None and current not in seen:
+            seen.append(current)
+            row = self.rows.get(current)
+            current = row.parent if row else None
+        return seen
+
+
+def load_state(store: Store, *, include_deleted: bool = False) -> StoreState:
+    """Read every record and holder in one consistent snapshot."""
+    with store.read():
+        record_rows = store.rows(f"SELECT {RECORD_COLUMNS} FROM record")
+        holder_rows = store.rows(
+            "SELECT id, record, pid, start, host, created_at, counts_use FROM holder"
+        )
+    rows: dict[str, RecordRow] = {}
+    for values in record_rows:
+        row = RecordRow(*values)
+        row.mutable = bool(row.mutable)
+        row.retain = bool(row.retain)
+        row.deleted = bool(row.deleted)
+        row.pending_use = bool(row.pending_use)
+        if row.deleted and not include_deleted:
+            continue
+        rows[row.id] = row
+    alive_cache: dict[tuple[int, str, str], bool] = {}
+    holders = []
+    for hid, record, pid, start, host, created, counts in holder_rows:
+        key = (pid, start, host)
+        if key not in alive_cache:
+            alive_cache[key] = is_alive(pid, start, host)
+        holders.append(
+            HolderRow(hid, record, pid, start, host, created, bool(counts), alive_cache[key])
+        )
+    return StoreState(rows, holders)

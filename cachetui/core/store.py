@@ -1,0 +1,219 @@
+"""The metadata store: Peewee models, the SQLite connection and its transactions.
+
+One ``Store`` per open manager. SQLite runs in WAL mode with a busy timeout; every
+transaction is ``BEGIN IMMEDIATE`` so that reading a record and changing it can never race
+another process. The store owns the schema version and refuses a newer one.
+
+Rows are read with plain tuples on the hot paths (disk usage over 100,000 records) and
+written through the models.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from cachetui.core.errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "Store"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": BUSY_TIMEOUT_MS,
+    # WAL + NORMAL is consistent across application crashes; a power loss may roll back
+    # the last commits, which reconcile treats as "directory without a row" (reported).
+    "synchronous": "normal",
+    "foreign_keys": 0,
+}
+
+
+class _Base(peewee.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Record(_Base):
+    """One cache record: a mutable or immutable layer, or the immutable half of a pair."""
+
+    id = peewee.CharField(primary_key=True, max_length=25)
+    parent = peewee.CharField(null=True, index=True, max_length=25)
+    mutable = peewee.BooleanField()
+    # On an immutable made by a lazy commit: the mutable record whose layer holds the bytes.
+    equal_mutable = peewee.CharField(null=True, index=True, max_length=25)
+    retain = peewee.BooleanField(default=False)
+    description = peewee.TextField(default="")
+    record_type = peewee.CharField(default="regular")
+    created_at = peewee.FloatField()
+    last_used_at = peewee.FloatField(null=True)
+    usage_count = peewee.IntegerField(default=0)
+    size = peewee.IntegerField(default=-1)
+    deleted = peewee.BooleanField(default=False)
+    # On a mutable: count one use when its equal immutable's last handle goes.
+    pending_use = peewee.BooleanField(default=False)
+
+
+class Holder(_Base):
+    """One handle on a record, owned by a process (pid, start token, host)."""
+
+    id = peewee.AutoField()
+    record = peewee.CharField(index=True, max_length=25)
+    pid = peewee.IntegerField()
+    start = peewee.CharField()
+    host = peewee.CharField()
+    created_at = peewee.FloatField()
+    counts_use = peewee.BooleanField(default=True)
+
+
+class Setting(_Base):
+    """Store-wide values: the schema version."""
+
+    key = peewee.CharField(primary_key=True)
+    value = peewee.TextField()
+
+
+MODELS = (Record, Holder, Setting)
+
+RECORD_COLUMNS = (
+    "id, parent, mutable, equal_mutable, retain, description, record_type, "
+    "created_at, last_used_at, usage_count, size, deleted, pending_use"
+)
+
+
+def _translate(err: Exception, path: str) -> StoreError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"metadata store {path} is busy: {text}")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"metadata store {path} is read-only: {text}")
+    if "disk is full" in text or "disk I/O" in text:
+        return StoreError(f"metadata store {path}: {text}")
+    return StoreError(f"metadata store {path} cannot be used: {text}")
+
+
+class Store:
+    """The SQLite database of one cache root, safe across threads, forks and processes."""
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._db = self._connect()
+        self._check_schema()
+
+    # -- connection -------------------------------------------------------------------
+
+    def _connect(self) -> peewee.SqliteDatabase:
+        if self.read_only:
+            database = peewee.SqliteDatabase(
+                f"file:{self.path}?mode=ro",
+                uri=True,
+                pragmas={"busy_timeout": BUSY_TIMEOUT_MS},
+                lock_type="IMMEDIATE",
+                check_same_thread=False,
+            )
+        else:
+            database = peewee.SqliteDatabase(
+                self.path, pragmas=_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False
+            )
+        try:
+            database.connect(reuse_if_open=True)
+            database.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            database.close()
+            raise StoreError(f"metadata store {self.path} is unreadable: {err}") from err
+        return database
+
+    @property
+    def db(self) -> peewee.SqliteDatabase:
+        """The connection, reopened in a forked child (never reuse a parent's connection)."""
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._lock = threading.RLock()
+            self._db = self._connect()
+        return self._db
+
+    def close(self) -> None:
+        if os.getpid() == self._pid and not self._db.is_closed():
+            self._db.close()
+
+    def _check_schema(self) -> None:
+        db = self.db
+        with db.bind_ctx(MODELS):
+            try:
+                tables = set(db.get_tables())
+                if "setting" in tables:
+                    row = Setting.get_or_none(Setting.key == "schema_version")
+                    version = int(row.value) if row else 0
+                    if version > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"metadata store {self.path} has schema version {version}, newer "
+                            f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
+                        )
+                    if version == SCHEMA_VERSION:
+                        return
+                if self.read_only:
+                    raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
+                with db.atomic():
+                    db.create_tables(MODELS, safe=True)
+                    Setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+            except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
+                raise _translate(err, self.path) from err
+
+    # -- transactions -----------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[peewee.SqliteDatabase]:
+        """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``."""
+        if self.read_only:
+            raise StoreError(f"metadata store {self.path} is open read-only")
+        with self._lock:
+            db = self.db
+            try:
+                with db.bind_ctx(MODELS), db.atomic():
+                    yield db
+            except (peewee.OperationalError, sqlite3.OperationalError) as err:
+                raise _translate(err, self.path) from err
+            except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+                raise _translate(err, self.path) from err
+
+    @contextmanager
+    def read(self) -> Iterator[peewee.SqliteDatabase]:
+        """A consistent read (a deferred transaction: one WAL snapshot)."""
+        with self._lock:
+            db = self.db
+            try:
+                with db.bind_ctx(MODELS), db.atomic("DEFERRED"):
+                    yield db
+            except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+                raise _translate(err, self.path) from err
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a query inside the current transaction and return plain tuples."""
+        return self.db.execute_sql(sql, params).fetchall()
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run a statement inside the current transaction; returns the rows changed."""
+        return self.db.execute_sql(sql, params).rowcount
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
+        with self._lock:
+            return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+    def integrity_problems(self) -> list[str]:
+        """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
+        with self._lock:
+            rows = self.db.execute_sql("PRAGMA quick_check(100)").fetchall()
+        messages = [str(row[0]) for row in rows]
+        return [] if messages == ["ok"] else messages
