@@ -1,0 +1,567 @@
+"""The containerd filter language, as BuildKit uses it for disk usage and prune.
+
+This module owns the whole filter language: parsing a filter string into a `Filter`,
+rejecting malformed or never-matching filters with `FilterSyntaxError` (with the 0-based
+``position`` of the fault), rendering filters back to canonical text, matching them
+against a record's fields, and the adapter `usage_fields` that turns one record into
+those fields (BuildKit's ``adaptUsageInfo``). It does no I/O.
+
+Grammar (one filter string)::
+
+    filter   := selector ("," selector)*          all selectors must match (AND)
+    selector := key [op value]                    a bare key is a presence test
+    key      := [A-Za-z][A-Za-z0-9_]*             one of KEYS
+    op       := "==" | "!=" | "~="
+    value    := '"' Go-style escapes '"'          \\" \\\\ \\n \\t \\r \\a \\b \\f \\v \\xNN \\uNNNN
+                                                  \\UNNNNNNNN \\NNN (octal)
+              | bare                              runs to the next ",", surrounding spaces
+                                                  trimmed; must not start with = ! ~ and
+                                                  must not contain '"'
+
+Several filter strings form a `FilterSet`, which is their OR; an empty set matches
+everything. Whitespace between tokens is ignored, as in containerd.
+
+Semantics, per selector, on ``fields`` (a mapping key -> value; a missing key is absent):
+
+- ``key==v``: the key is present and equal to ``v``;
+- ``key!=v``: the value differs from ``v`` (an absent key counts as "");
+- ``key~=re``: Python ``re.search`` (unanchored) on the value ("" when absent);
+- ``key``: the key is present.
+
+Where this deliberately differs from containerd (a typo must never silently select
+everything, or nothing, for deletion):
+
+- unknown keys are errors, not absent fields;
+- an empty filter string, an empty selector or an empty *unquoted* value are errors
+  (write ``key==""`` for an explicit empty value);
+- the flags ``inuse``, ``mutable``, ``immutable``, ``shared``, ``private`` are
+  presence-only: giving them an operator is an error;
+- a filter string that can never match (``type==a,type==b``, ``type==a,type!=a``,
+  ``type==a,type~=^b``, ``mutable,immutable``, ``shared,private``) is an error;
+- regular expressions are Python's ``re``, not Go's RE2 (the syntax differs at the edges).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cachetui.core.errors import FilterSyntaxError
+
+__all__ = [
+    "FLAG_KEYS",
+    "KEYS",
+    "OPERATORS",
+    "Filter",
+    "FilterSet",
+    "Selector",
+    "parse",
+    "parse_all",
+    "usage_fields",
+]
+
+#: Keys that carry a value (``key==v``, ``key!=v``, ``key~=re`` or bare presence).
+VALUE_KEYS: frozenset[str] = frozenset({"id", "parents", "description", "type"})
+#: Presence-only keys: present (with value "") when true, absent when false.
+FLAG_KEYS: frozenset[str] = frozenset({"inuse", "mutable", "immutable", "shared", "private"})
+#: Every key a filter may name.
+KEYS: frozenset[str] = VALUE_KEYS | FLAG_KEYS
+#: The operators, in the order error messages list them ("" is the presence test).
+OPERATORS: tuple[str, ...] = ("==", "!=", "~=")
+
+_KNOWN_KEYS = ", ".join(sorted(KEYS))
+_OPPOSITE_FLAGS = {
+    "mutable": "immutable",
+    "immutable": "mutable",
+    "shared": "private",
+    "private": "shared",
+}
+_FLAG_MEANING = {
+    "inuse": "records in use",
+    "mutable": "mutable records",
+    "immutable": "immutable records",
+    "shared": "shared records",
+    "private": "records that are not shared",
+}
+_FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_VALUE_CANNOT_START = frozenset("=!~")  # containerd reads these as an operator
+
+# Plan codes for Filter.matches, cheapest first (the plan is sorted by code).
+_PRESENT, _EQ, _NE, _SEARCH = 0, 1, 2, 3
+_OP_CODES = {"": _PRESENT, "==": _EQ, "!=": _NE, "~=": _SEARCH}
+
+_SIMPLE_ESCAPES = {
+    '"': '"',
+    "\\": "\\",
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+}
+_HEX_WIDTH = {"x": 2, "u": 4, "U": 8}
+_QUOTE_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\v": "\\v",
+}
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """One ``key op value`` test. ``op`` is ``==``, ``!=``, ``~=`` or "" (presence).
+
+    ``position`` is where the selector starts in the filter text it came from; it is
+    informational and takes no part in equality.
+    """
+
+    key: str
+    op: str
+    value: str = ""
+    position: int = field(default=0, compare=False)
+    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problem = _selector_problem(self.key, self.op, self.value)
+        if problem is not None:
+            raise _error(self._render(), 0, problem)
+        if self.op == "~=":
+            object.__setattr__(self, "_pattern", re.compile(self.value))
+
+    def __str__(self) -> str:
+        return self._render()
+
+    def _render(self) -> str:
+        if not self.op:
+            return self.key
+        return f"{self.key}{self.op}{_render_value(self.value)}"
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        """Whether this one selector holds for ``fields``."""
+        value = fields.get(self.key)
+        if self.op == "":
+            return value is not None
+        if self.op == "==":
+            return value == self.value
+        if self.op == "!=":
+            return (value or "") != self.value
+        assert self._pattern is not None
+        return self._pattern.search(value or "") is not None
+
+
+_Step = tuple[int, str, str, Callable[[str], object] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One filter string: the AND of its selectors.
+
+    Building a `Filter` validates it (a filter that can never match raises
+    `FilterSyntaxError`) and precomputes a matching plan, so `matches` is cheap.
+    Equality compares the selectors, not the original text.
+    """
+
+    text: str = field(compare=False)
+    selectors: tuple[Selector, ...]
+    _plan: tuple[_Step, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        selectors = tuple(self.selectors)
+        object.__setattr__(self, "selectors", selectors)
+        if not self.text:
+            object.__setattr__(self, "text", ",".join(map(str, selectors)))
+        if not selectors:
+            raise _error(self.text, 0, "empty filter: it has no selectors")
+        _lint(self.text, selectors)
+        steps: dict[tuple[int, str, str], _Step] = {}
+        for s in selectors:
+            code = _OP_CODES[s.op]
+            search = s._pattern.search if s._pattern is not None else None
+            steps.setdefault((code, s.key, s.value), (code, s.key, s.value, search))
+        plan = tuple(sorted(steps.values(), key=lambda step: step[0]))
+        object.__setattr__(self, "_plan", plan)
+
+    def __str__(self) -> str:
+        """Canonical text: ``parse(str(f)) == f``."""
+        return ",".join(map(str, self.selectors))
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        """Whether every selector holds for ``fields`` (a missing key is absent)."""
+        get = fields.get
+        for code, key, value, search in self._plan:
+            if code == _EQ:
+                if get(key) != value:
+                    return False
+            elif code == _PRESENT:
+                if key not in fields:
+                    return False
+            elif code == _NE:
+                if get(key, "") == value:
+                    return False
+            elif search is not None and search(get(key, "")) is None:  # _SEARCH
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSet:
+    """The OR of several filters; an empty set matches everything (and is falsy)."""
+
+    filters: tuple[Filter, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", tuple(self.filters))
+
+    def __bool__(self) -> bool:
+        return bool(self.filters)
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        """Whether any filter matches ``fields``; True when there are no filters."""
+        if not self.filters:
+            return True
+        return any(f.matches(fields) for f in self.filters)
+
+
+# --------------------------------------------------------------------------- API
+
+
+def parse(text: str) -> Filter:
+    """Parse one filter string (an AND of comma-separated selectors).
+
+    Raises `FilterSyntaxError` naming the text and the 0-based position of the fault.
+
+    >>> parse("type==source.local,mutable").matches({"type": "source.local", "mutable": ""})
+    True
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a filter must be a str, not {type(text).__name__}")
+    if not text.strip():
+        raise _error(text, 0, "empty filter (pass no filters at all to select everything)")
+    selectors: list[Selector] = []
+    i = 0
+    while True:
+        selector, i = _parse_selector(text, i)
+        selectors.append(selector)
+        if i >= len(text):
+            break
+        i += 1  # the ","
+    return Filter(text, tuple(selectors))
+
+
+def parse_all(texts: Iterable[str | Filter] | str | FilterSet) -> FilterSet:
+    """Parse several filter strings into their OR. A bare ``str`` counts as one filter.
+
+    Already-parsed `Filter` items (and a whole `FilterSet`) are accepted as they are.
+    """
+    if isinstance(texts, FilterSet):
+        return texts
+    if isinstance(texts, str):
+        texts = (texts,)
+    filters: list[Filter] = []
+    for item in texts:
+        filters.append(item if isinstance(item, Filter) else parse(item))
+    return FilterSet(tuple(filters))
+
+
+def usage_fields(
+    *,
+    id: str,
+    parents: Sequence[str],
+    description: str,
+    record_type: str,
+    in_use: bool,
+    mutable: bool,
+    shared: bool,
+) -> dict[str, str]:
+    """The fields a filter sees for one record (BuildKit's ``adaptUsageInfo``).
+
+    ``id``, ``parents`` (joined by ";") and ``description`` are present only when
+    non-empty; ``type`` is always present (an empty record type is "regular"). Flags are
+    present, with value "", only when true: ``inuse``; ``mutable`` or ``immutable``;
+    ``shared`` or ``private``.
+    """
+    fields: dict[str, str] = {"type": str(record_type) or "regular"}
+    if id:
+        fields["id"] = id
+    if parents:
+        fields["parents"] = ";".join(parents)
+    if description:
+        fields["description"] = description
+    if in_use:
+        fields["inuse"] = ""
+    fields["mutable" if mutable else "immutable"] = ""
+    fields["shared" if shared else "private"] = ""
+    return fields
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _error(text: str, position: int, problem: str) -> FilterSyntaxError:
+    return FilterSyntaxError(
+        f"invalid filter {_quote(text)} at position {position}: {problem}",
+        filter_text=text,
+        position=position,
+    )
+
+
+def _skip_space(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i].isspace():
+        i += 1
+    return i
+
+
+def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
+    """Parse the selector starting at ``i``; return it and the index of "," or the end."""
+    n = len(text)
+    i = _skip_space(text, i)
+    if i >= n or text[i] == ",":
+        raise _error(text, i, "empty selector: expected a field name")
+    match = _FIELD_RE.match(text, i)
+    if match is None:
+        raise _error(
+            text,
+            i,
+            f"unexpected {text[i]!r} at position {i}: expected a field name "
+            "(a letter followed by letters, digits or '_')",
+        )
+    key, key_pos = match.group(), i
+    if key not in KEYS:
+        raise _error(text, key_pos, f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})")
+    i = _skip_space(text, match.end())
+    if i >= n or text[i] == ",":
+        return Selector(key, "", "", key_pos), i
+
+    op = text[i : i + 2]
+    if op not in OPERATORS:
+        raise _error(
+            text,
+            i,
+            f"unexpected {text[i]!r} at position {i}: expected one of ==, !=, ~= "
+            f"(or ',' to end the selector) after {key!r}",
+        )
+    if key in FLAG_KEYS:
+        raise _error(text, i, _flag_problem(key, op))
+
+    i = value_pos = _skip_space(text, i + 2)
+    quoted = i < n and text[i] == '"'
+    if quoted:
+        value, i = _scan_quoted(text, i)
+        i = _skip_space(text, i)
+        if i < n and text[i] != ",":
+            raise _error(
+                text,
+                i,
+                f"unexpected {text[i]!r} at position {i}: expected ',' or the end "
+                "after a quoted value",
+            )
+    else:
+        end = text.find(",", i)
+        end = n if end < 0 else end
+        value = text[i:end].rstrip()
+        if not value:
+            raise _error(
+                text,
+                i,
+                f'missing value for {key!r} after {op!r} (write {key}{op}"" to mean an '
+                "empty value)",
+            )
+        if value[0] in _VALUE_CANNOT_START:
+            raise _error(
+                text,
+                i,
+                f"unexpected {value[0]!r} at position {i}: expected a value after {op!r} "
+                f"(quote a value that starts with {value[0]!r})",
+            )
+        quote_at = value.find('"')
+        if quote_at >= 0:
+            raise _error(
+                text,
+                i + quote_at,
+                f"unexpected '\"' at position {i + quote_at} inside an unquoted value "
+                "(quote the whole value)",
+            )
+        i = end
+
+    if op == "~=":
+        try:
+            re.compile(value)
+        except re.error as err:
+            offset = 0 if quoted or err.pos is None else err.pos
+            raise _error(
+                text,
+                value_pos + offset,
+                f"invalid regular expression {value!r} for {key!r}: {err.msg}",
+            ) from None
+    return Selector(key, op, value, key_pos), i
+
+
+def _scan_quoted(text: str, start: int) -> tuple[str, int]:
+    """Decode the Go-style quoted string at ``start``; return it and the index after it."""
+    n = len(text)
+    out: list[str] = []
+    i = start + 1
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            return "".join(out), i + 1
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        esc = text[i + 1]
+        if esc in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[esc])
+            i += 2
+        elif esc in _HEX_WIDTH:
+            width = _HEX_WIDTH[esc]
+            digits = text[i + 2 : i + 2 + width]
+            if len(digits) != width or not _HEX_DIGITS.issuperset(digits):
+                raise _error(
+                    text, i, f"invalid escape at position {i}: \\{esc} needs {width} hex digits"
+                )
+            code = int(digits, 16)
+            if code > 0x10FFFF:
+                raise _error(
+                    text, i, f"invalid escape at position {i}: \\{esc}{digits} is too large"
+                )
+            out.append(chr(code))
+            i += 2 + width
+        elif esc in "01234567":
+            digits = text[i + 1 : i + 4]
+            if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
+                raise _error(
+                    text, i, f"invalid escape at position {i}: octal escapes are \\000 to \\377"
+                )
+            out.append(chr(int(digits, 8)))
+            i += 4
+        else:
+            raise _error(text, i, f"unknown escape sequence '\\{esc}' at position {i}")
+    raise _error(text, start, f"unterminated quoted value (opened at position {start})")
+
+
+def _flag_problem(key: str, op: str) -> str:
+    hint = f"write it bare ({key!r}) to select {_FLAG_MEANING[key]}"
+    opposite = _OPPOSITE_FLAGS.get(key)
+    if opposite is not None:
+        hint += f", or {opposite!r} for the others"
+    return f"{key!r} is a flag and takes no {op!r}: {hint}"
+
+
+def _selector_problem(key: str, op: str, value: str) -> str | None:
+    """What is wrong with a directly built selector, if anything."""
+    if key not in KEYS:
+        return f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})"
+    if op not in _OP_CODES:
+        return f"unknown operator {op!r}: expected one of ==, !=, ~= or '' (presence)"
+    if op == "":
+        return f"a presence test on {key!r} takes no value" if value else None
+    if key in FLAG_KEYS:
+        return _flag_problem(key, op)
+    if op == "~=":
+        try:
+            re.compile(value)
+        except re.error as err:
+            return f"invalid regular expression {value!r} for {key!r}: {err.msg}"
+    return None
+
+
+def _lint(text: str, selectors: tuple[Selector, ...]) -> None:
+    """Reject an AND of selectors that no record can ever satisfy."""
+    equal: dict[str, Selector] = {}
+    differ: dict[str, list[Selector]] = {}
+    searches: dict[str, list[Selector]] = {}
+    flags: set[str] = set()
+
+    def never(s: Selector, why: str) -> FilterSyntaxError:
+        return _error(text, s.position, f"can never match: {why}")
+
+    for s in selectors:
+        key = s.key
+        if s.op == "":
+            opposite = _OPPOSITE_FLAGS.get(key)
+            if opposite in flags:
+                raise never(
+                    s,
+                    f"a record cannot be both {opposite!r} and {key!r}; "
+                    "use separate filters to OR them",
+                )
+            flags.add(key)
+        elif s.op == "==":
+            first = equal.get(key)
+            if first is not None and first.value != s.value:
+                raise never(
+                    s,
+                    f"{key!r} cannot equal both {first.value!r} and {s.value!r}; "
+                    "use separate filters to OR them",
+                )
+            for other in differ.get(key, ()):
+                if other.value == s.value:
+                    raise never(s, f"{key!r} cannot both equal and differ from {s.value!r}")
+            for other in searches.get(key, ()):
+                if other._pattern is not None and not other._pattern.search(s.value):
+                    raise never(
+                        s, f"{key!r} == {s.value!r} does not match {other.value!r} ({key}~=)"
+                    )
+            equal.setdefault(key, s)
+        elif s.op == "!=":
+            first = equal.get(key)
+            if first is not None and first.value == s.value:
+                raise never(s, f"{key!r} cannot both equal and differ from {s.value!r}")
+            differ.setdefault(key, []).append(s)
+        else:
+            first = equal.get(key)
+            if first is not None and s._pattern is not None and not s._pattern.search(first.value):
+                raise never(s, f"{key!r} == {first.value!r} does not match {s.value!r} ({key}~=)")
+            searches.setdefault(key, []).append(s)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _quote(value: str) -> str:
+    """Go-style double-quoted form of ``value`` (what the parser reads back)."""
+    out = ['"']
+    for ch in value:
+        escaped = _QUOTE_ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _render_value(value: str) -> str:
+    """A value as the parser reads it back: bare when that is unambiguous, else quoted."""
+    bare = (
+        value != ""
+        and value.isprintable()
+        and value[0] not in _VALUE_CANNOT_START
+        and not any(ch in value for ch in ' ,"')
+    )
+    return value if bare else _quote(value)
