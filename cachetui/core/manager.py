@@ -66,6 +66,7 @@ class CacheManager:
         self.is_shared = is_shared
         self._lock = threading.RLock()
         self._closed = False
+        self._my_holders: set[int] = set()
         self.open_findings: list[reconcile.Finding] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -126,11 +127,22 @@ class CacheManager:
         )
 
     def close(self) -> None:
-        """Close the store; handles are not released (they come back free next open)."""
+        """Close the store. Handles are not released (no use is counted, nothing is
+        deleted), but their holder rows go: the records come back free at the next open."""
         if self._closed:
             return
         self._closed = True
-        self.store.close()
+        try:
+            if self._my_holders and not self.read_only:
+                with self._lock, self.store.write():
+                    self.store.db.cursor().executemany(
+                        "DELETE FROM holder WHERE id = ?", [(h,) for h in self._my_holders]
+                    )
+        except StoreError:
+            pass  # the holders die with this process anyway
+        finally:
+            self._my_holders.clear()
+            self.store.close()
 
     def __enter__(self) -> CacheManager:
         return self
@@ -208,7 +220,7 @@ class CacheManager:
 
     def _add_holder(self, record_id: str, *, counts_use: bool) -> int:
         me = current_process()
-        return int(
+        holder_id = int(
             Holder.insert(
                 record=record_id,
                 pid=me.pid,
@@ -218,6 +230,8 @@ class CacheManager:
                 counts_use=counts_use,
             ).execute()
         )
+        self._my_holders.add(holder_id)
+        return holder_id
 
     def _mark_used(self, record_id: str) -> None:
         self.store.execute(
@@ -416,6 +430,7 @@ class CacheManager:
         with self._lock, self.store.write():
             found = self.store.rows("SELECT counts_use FROM holder WHERE id = ?", (ref.holder_id,))
             self.store.execute("DELETE FROM holder WHERE id = ?", (ref.holder_id,))
+            self._my_holders.discard(ref.holder_id)
             row = self._row(ref.id)
             if row is None or row.deleted:
                 return
@@ -519,6 +534,18 @@ class CacheManager:
         if measured.complete and not self.read_only:
             self.store_sizes({row.id: measured.size})
         return measured.size
+
+    def force_release(self, holder_id: int) -> bool:
+        """Drop one holder row, whoever owns it (the dashboard's force release).
+
+        The record simply becomes free: no use is counted and nothing is removed.
+        Returns whether a holder row was deleted.
+        """
+        self._check_usable()
+        if isinstance(holder_id, bool) or not isinstance(holder_id, int):
+            raise InvalidError(f"invalid holder id {holder_id!r}: expected an integer")
+        with self._lock, self.store.write():
+            return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
 
     def store_sizes(self, sizes: dict[str, int]) -> None:
         """Cache measured sizes (never counts as a use)."""
