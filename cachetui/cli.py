@@ -1,0 +1,434 @@
+"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo`` and the dashboard.
+
+Exit codes: 0 success, 1 failure (no store, store error), 2 bad usage (flags, filters,
+sizes, durations, a root that is not a directory, a prune that cannot be confirmed).
+Errors go to stderr as ``cachetui: <message>``. Nothing here imports Textual unless the
+dashboard is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+from cachetui import output
+
+if TYPE_CHECKING:
+    from cachetui.core.types import UsageInfo
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_PROG = "cachetui"
+
+
+class CliError(Exception):
+    """A message for stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{_PROG}: {message} (see '{self.prog} --help')\n")
+
+
+# -- arguments -----------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    root_help = "the cache store (default: $CACHETUI_ROOT, else the user cache directory)"
+    parser = _Parser(
+        prog=_PROG,
+        description="BuildKit's cache manager with a live terminal dashboard. "
+        "With no command, opens the dashboard.",
+    )
+    parser.add_argument("--root", metavar="DIR", help=root_help)
+    parser.add_argument(
+        "--read-only", action="store_true", help="dashboard: look, never change anything"
+    )
+    # Subcommands accept --root too; SUPPRESS keeps the top-level value when omitted.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS, help=root_help)
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    du = subs.add_parser(
+        "du", parents=[common, fmt], help="show disk usage", description="Show disk usage."
+    )
+    du.add_argument(
+        "--filter",
+        "-f",
+        action="append",
+        default=[],
+        metavar="F",
+        help="containerd-style filter (repeat to OR), e.g. type==exec.cachemount",
+    )
+    du.add_argument("--verbose", "-v", action="store_true", help="one block per record")
+
+    prune = subs.add_parser(
+        "prune",
+        parents=[common, fmt],
+        help="remove build cache",
+        description="Remove unused build cache records, children before parents.",
+    )
+    prune.add_argument(
+        "--all", "-a", action="store_true", help="include internal/frontend and shared records"
+    )
+    prune.add_argument("--filter", action="append", default=[], metavar="F", help="filter")
+    prune.add_argument(
+        "--keep-duration", metavar="D", help="keep records used within D (e.g. 48h, 7d)"
+    )
+    prune.add_argument(
+        "--reserved-space", metavar="SIZE", help="always keep this much (e.g. 10GB, 20%%)"
+    )
+    prune.add_argument(
+        "--max-used-space", metavar="SIZE", help="prune down to at most this much (e.g. 80%%)"
+    )
+    prune.add_argument(
+        "--min-free-space", metavar="SIZE", help="prune until the disk has this much free"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only show what would go")
+    prune.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation")
+
+    doctor = subs.add_parser(
+        "doctor",
+        parents=[common, fmt],
+        help="check the store against the disk",
+        description="Check the store; with --fix, repair what is safe.",
+    )
+    doctor.add_argument("--fix", action="store_true", help="repair what is safe to repair")
+
+    demo = subs.add_parser(
+        "demo",
+        parents=[common],
+        help="build a demo store and open the dashboard on it",
+        description="Build a demo store (in a new temporary directory unless --root is "
+        "given) and open the dashboard on it.",
+    )
+    demo.add_argument("--no-live", action="store_true", help="do not run the simulated build")
+    demo.add_argument(
+        "--build-only", action="store_true", help="only build the store and print its root"
+    )
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _default_root() -> Path:
+    env = os.environ.get("CACHETUI_ROOT")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cachetui"))
+
+
+def _resolve_root(args: argparse.Namespace) -> Path:
+    root = Path(args.root) if getattr(args, "root", None) else _default_root()
+    if root.exists() and not root.is_dir():
+        raise CliError(f"root {str(root)!r} is not a directory", EXIT_USAGE)
+    return root
+
+
+def _existing_store(root: Path) -> Path:
+    if not (root / "metadata.db").is_file():
+        raise CliError(f"no cache store at {root}")
+    return root
+
+
+def _open(root: Path, *, read: bool = False):  # -> CacheManager (core imported lazily)
+    from cachetui.core import CacheManager
+
+    read_only = read and not os.access(root, os.W_OK | os.X_OK)
+    return CacheManager.open(_existing_store(root), read_only=read_only)
+
+
+def _progress(message: str) -> None:
+    """Progress for long operations, on stderr, only when stderr is a terminal."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\x1b[2K{message}")
+        sys.stderr.flush()
+
+
+def _progress_done() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
+
+
+def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
+    from cachetui.core.errors import FilterSyntaxError
+    from cachetui.core.filters import parse_all
+
+    for text in texts:
+        try:
+            parse_all([text])
+        except FilterSyntaxError as err:
+            shown = err.filter_text or text
+            caret = " " * (2 + max(err.position, 0)) + "^"
+            raise CliError(f"--filter: {err}\n  {shown}\n{caret}", EXIT_USAGE) from None
+    return tuple(texts)
+
+
+def _parse_flag(flag: str, text: str | None, parse: Callable[[str], float]) -> float:
+    from cachetui.core.errors import InvalidError
+
+    if text is None:
+        return 0
+    try:
+        return parse(text)
+    except InvalidError as err:
+        reason = str(err)
+        marker = f"'{text}': "
+        if marker in reason:
+            reason = reason.split(marker, 1)[1]
+        raise CliError(f"invalid {flag} '{text}': {reason}", EXIT_USAGE) from None
+
+
+def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
+    if isinstance(lines, str):
+        lines = [lines]
+    for line in lines:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _cmd_du(args: argparse.Namespace) -> int:
+    root = _resolve_root(args)
+    filters = _parse_filters(args.filter)
+    from cachetui.core.diskusage import totals
+    from cachetui.core.policy import disk_stat
+
+    with _open(root, read=True) as cm:
+        rows = cm.disk_usage(filters)
+        now = cm.now()
+        if args.format == "json":
+            _out(sys.stdout, [output.usage_json_line(info) for info in rows])
+            return EXIT_OK
+        if args.verbose:
+            lines: list[str] = []
+            for info in rows:
+                lines.extend(output.render_verbose(info, now))
+                lines.append("")
+        else:
+            lines = output.render_du_table(rows, now)
+        if not filters:
+            if not args.verbose:
+                lines.append("")
+            lines.extend(output.render_totals(totals(rows, disk_stat(root))))
+        _out(sys.stdout, lines)
+    return EXIT_OK
+
+
+def _prompt(question: str) -> bool:
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    root = _existing_store(_resolve_root(args))
+    from cachetui.core.policy import disk_stat
+    from cachetui.core.types import PruneOptions
+    from cachetui.core.units import format_bytes_buildx, parse_duration, parse_size
+
+    filters = _parse_filters(args.filter)
+    keep = _parse_flag("--keep-duration", args.keep_duration, parse_duration)
+    disk_total = disk_stat(root).total  # percentages are of the disk holding the store
+    sizes: dict[str, int] = {}
+    for flag, text in (
+        ("--reserved-space", args.reserved_space),
+        ("--max-used-space", args.max_used_space),
+        ("--min-free-space", args.min_free_space),
+    ):
+        sizes[flag] = int(
+            _parse_flag(flag, text, lambda t, f=flag: parse_size(t, disk_total=disk_total, what=f))
+        )
+    policy = PruneOptions(
+        all=args.all,
+        filters=filters,
+        keep_duration=keep,
+        reserved_space=sizes["--reserved-space"],
+        max_used_space=sizes["--max-used-space"],
+        min_free_space=sizes["--min-free-space"],
+    )
+    interactive = sys.stdin.isatty()
+    if not (args.force or args.dry_run or interactive):
+        raise CliError(
+            "prune needs confirmation but stdin is not a terminal: use --force "
+            "(or --dry-run to only show what would be removed)",
+            EXIT_USAGE,
+        )
+    as_json = args.format == "json"
+    with _open(root) as cm:
+        now = cm.now()
+        preview = cm.prune(policy, dry_run=True)
+        preview_size = sum(info.size for info in preview)
+        if not args.dry_run and not args.force and preview:
+            what = (
+                f"all build cache: {len(preview)} records"
+                if args.all
+                else f"{len(preview)} build cache records"
+            )
+            question = (
+                f"WARNING! This will remove {what} ({format_bytes_buildx(preview_size)}). "
+                "Are you sure you want to continue? [y/N] "
+            )
+            if not _prompt(question):
+                _out(sys.stderr, "cancelled: nothing removed")
+                return EXIT_OK
+        if args.dry_run:
+            removed = preview
+            if as_json:
+                _out(sys.stdout, [output.usage_json_line(info) for info in removed])
+            else:
+                lines = [output.prune_header()] if removed else []
+                lines += [output.prune_row(info, now) for info in removed]
+                lines.append(f"Would free:\t{format_bytes_buildx(preview_size)}")
+                _out(sys.stdout, lines)
+            return EXIT_OK
+        count = 0
+        header_done = False
+
+        def on_prune(info: UsageInfo) -> None:
+            nonlocal count, header_done
+            count += 1
+            if as_json:
+                _out(sys.stdout, output.usage_json_line(info))
+            else:
+                if not header_done:
+                    _out(sys.stdout, output.prune_header())
+                    header_done = True
+                _out(sys.stdout, output.prune_row(info, now))
+            if preview:
+                _progress(f"removed {count} of about {len(preview)} records")
+
+        try:
+            removed = cm.prune(policy, on_prune=on_prune)
+        finally:
+            _progress_done()
+        if not as_json:
+            _out(sys.stdout, f"Total:\t{format_bytes_buildx(sum(i.size for i in removed))}")
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    root = _resolve_root(args)
+    with _open(root) as cm:
+        _progress("checking the store...")
+        try:
+            findings = cm.doctor(fix=args.fix)
+        finally:
+            _progress_done()
+    if args.format == "json":
+        _out(sys.stdout, [json.dumps(output.finding_json(f)) for f in findings])
+    else:
+        _out(sys.stdout, output.render_findings(findings))
+    return EXIT_FAILURE if any(not f.fixed for f in findings) else EXIT_OK
+
+
+def _load_dashboard() -> Callable[..., int]:
+    try:
+        from cachetui.app import run_dashboard
+    except ImportError as err:
+        raise CliError(f"the dashboard is not available ({err})") from None
+    return run_dashboard
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    root = _resolve_root(args)
+    if args.read_only:
+        _existing_store(root)
+    run_dashboard = _load_dashboard()
+    return int(run_dashboard(root, read_only=args.read_only) or 0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from cachetui import demo
+
+    if getattr(args, "root", None):
+        root = _resolve_root(args)
+        if root.exists() and any(root.iterdir()):
+            raise CliError(f"demo root {root} is not empty (the demo builds a new store)")
+    else:
+        root = Path(tempfile.mkdtemp(prefix="cachetui-demo-"))
+    run_dashboard = None if args.build_only else _load_dashboard()
+    _progress(f"building a demo store in {root}...")
+    try:
+        demo.build_demo_store(root)
+    finally:
+        _progress_done()
+    if run_dashboard is None:
+        _out(sys.stdout, str(root))
+        return EXIT_OK
+    simulator = None if args.no_live else demo.start_simulator(root)
+    try:
+        return int(run_dashboard(root, simulator=simulator is not None) or 0)
+    finally:
+        if simulator is not None:
+            demo.stop_simulator(simulator)
+
+
+_COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
+    None: _cmd_dashboard,
+    "du": _cmd_du,
+    "prune": _cmd_prune,
+    "doctor": _cmd_doctor,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    from cachetui.core.errors import CacheError, InvalidError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except CliError as err:
+        _out(sys.stderr, f"{_PROG}: {err}")
+        return err.code
+    except InvalidError as err:
+        _out(sys.stderr, f"{_PROG}: {err}")
+        return EXIT_USAGE
+    except CacheError as err:
+        _out(sys.stderr, f"{_PROG}: {err}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _out(sys.stderr, f"{_PROG}: interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``cachetui du | head``): stop quietly.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return EXIT_FAILURE
+    except OSError as err:
+        _out(sys.stderr, f"{_PROG}: {err}")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""Rendering disk usage, prune reports and doctor findings for the command line.
+
+Pure functions: they take ``UsageInfo`` rows (or ``Finding``s, or ``Totals``) and the
+current time, and return text. Nothing here does I/O or imports Textual.
+
+Formats follow ``docker buildx du`` / ``docker buildx prune`` (buildkit-semantics.md 6.3,
+6.4): sizes with go-units ``HumanSize``, last access as "<duration> ago", a ``*`` after
+the ID of a mutable record and after the size of a shared one. On top of buildx, the
+table spells the marks out in a ``FLAGS`` column and shows the record ``TYPE``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cachetui.core.diskusage import Totals
+from cachetui.core.reconcile import Finding
+from cachetui.core.types import UsageInfo
+from cachetui.core.units import format_bytes_buildx, format_duration_ago
+
+__all__ = [
+    "DU_HEADER",
+    "PRUNE_HEADER",
+    "finding_json",
+    "flags",
+    "format_table",
+    "go_time",
+    "last_accessed",
+    "prune_header",
+    "prune_row",
+    "render_du_table",
+    "render_findings",
+    "render_totals",
+    "render_verbose",
+    "rfc3339",
+    "usage_json",
+    "usage_json_line",
+]
+
+DU_HEADER = ("ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED", "TYPE", "FLAGS")
+PRUNE_HEADER = ("ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED")
+_PADDING = 3  # the docker CLI formatter's tabwriter padding
+_PRUNE_WIDTHS = (40, 11, 10)  # buildx prune: %-40s\t%-5v\t%-10s\t%s, widened to its header
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """``2026-11-28T01:02:03Z`` (UTC, whole seconds), or None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def go_time(moment: datetime | None) -> str:
+    """Go's default ``time.Time`` string in UTC: ``2026-11-28 01:02:03.5 +0000 UTC``."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + " +0000 UTC"
+
+
+def last_accessed(info: UsageInfo, now: float) -> str:
+    """buildx's LAST ACCESSED cell: "3 days ago", or empty if never used."""
+    if info.last_used_at is None:
+        return ""
+    return format_duration_ago(now - info.last_used_at.timestamp()) + " ago"
+
+
+def flags(info: UsageInfo) -> str:
+    """The marks buildx shows as ``*``, in words: "mutable", "shared", "in use"."""
+    words = []
+    if info.mutable:
+        words.append("mutable")
+    if info.shared:
+        words.append("shared")
+    if info.in_use:
+        words.append("in use")
+    return ", ".join(words)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _id_cell(info: UsageInfo) -> str:
+    return info.id + ("*" if info.mutable else "")
+
+
+def _size_cell(info: UsageInfo) -> str:
+    return format_bytes_buildx(info.size) + ("*" if info.shared else "")
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Columns padded to their widest cell plus three spaces; no trailing spaces."""
+    all_rows = [list(header), *[list(row) for row in rows]]
+    widths = [0] * len(header)
+    for row in all_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in all_rows:
+        cells = [cell.ljust(widths[i] + _PADDING) for i, cell in enumerate(row[:-1])]
+        lines.append(("".join(cells) + row[-1]).rstrip())
+    return lines
+
+
+def render_du_table(rows: Sequence[UsageInfo], now: float) -> list[str]:
+    """``cachetui du``'s table: header and one line per record."""
+    return format_table(
+        DU_HEADER,
+        (
+            (
+                _id_cell(info),
+                _bool(info.reclaimable),
+                _size_cell(info),
+                last_accessed(info, now),
+                info.record_type,
+                flags(info),
+            )
+            for info in rows
+        ),
+    )
+
+
+def prune_header() -> str:
+    """The prune table header, in the fixed widths of ``prune_row``."""
+    return _fixed(PRUNE_HEADER)
+
+
+def prune_row(info: UsageInfo, now: float) -> str:
+    """One streamed prune line (fixed widths, so it can be printed before the next)."""
+    return _fixed(
+        (_id_cell(info), _bool(info.reclaimable), _size_cell(info), last_accessed(info, now))
+    )
+
+
+def _fixed(cells: Sequence[str]) -> str:
+    parts = [cell.ljust(width) for cell, width in zip(cells, _PRUNE_WIDTHS, strict=False)]
+    return "\t".join([*parts, cells[-1]]).rstrip()
+
+
+def render_totals(summary: Totals) -> list[str]:
+    """The totals block: Shared/Private (only if anything is shared), Reclaimable, Total,
+    and the free space of the disk holding the store."""
+    items: list[tuple[str, str]] = []
+    if summary.shared > 0:
+        items.append(("Shared:", format_bytes_buildx(summary.shared)))
+        items.append(("Private:", format_bytes_buildx(summary.private)))
+    items.append(("Reclaimable:", format_bytes_buildx(summary.reclaimable)))
+    items.append(("Total:", format_bytes_buildx(summary.total)))
+    if summary.disk_total:
+        items.append(
+            (
+                "Disk free:",
+                f"{format_bytes_buildx(summary.disk_free)} of "
+                f"{format_bytes_buildx(summary.disk_total)}",
+            )
+        )
+    width = max(len(label) for label, _ in items) + 1
+    return [f"{label.ljust(width)}{value}" for label, value in items]
+
+
+def render_verbose(info: UsageInfo, now: float) -> list[str]:
+    """One buildx "pretty" block (without the blank line that separates blocks)."""
+    items: list[tuple[str, str]] = [("ID:", info.id)]
+    lines_after_parents: list[str] = []
+    if info.parents:
+        lines_after_parents = [f" - {parent}" for parent in info.parents]
+    rest: list[tuple[str, str]] = [
+        ("Created at:", go_time(info.created_at)),
+        ("Mutable:", _bool(info.mutable)),
+        ("Reclaimable:", _bool(info.reclaimable)),
+        ("Shared:", _bool(info.shared)),
+        ("Size:", format_bytes_buildx(info.size)),
+    ]
+    if info.description:
+        rest.append(("Description:", info.description))
+    rest.append(("Usage count:", str(info.usage_count)))
+    if info.last_used_at is not None:
+        rest.append(("Last used:", last_accessed(info, now)))
+    if info.record_type:
+        rest.append(("Type:", info.record_type))
+    width = len("Description:") + 1
+    lines = [f"{label.ljust(width)}{value}" for label, value in items]
+    if lines_after_parents:
+        lines.append("Parents:")
+        lines.extend(lines_after_parents)
+    lines.extend(f"{label.ljust(width)}{value}" for label, value in rest)
+    return lines
+
+
+def usage_json(info: UsageInfo) -> dict[str, Any]:
+    """The JSON object of one record (core-api.md, "Command-line JSON")."""
+    return {
+        "id": info.id,
+        "parents": list(info.parents),
+        "created_at": rfc3339(info.created_at),
+        "last_used_at": rfc3339(info.last_used_at),
+        "mutable": info.mutable,
+        "in_use": info.in_use,
+        "reclaimable": info.reclaimable,
+        "shared": info.shared,
+        "size": int(info.size),
+        "description": info.description,
+        "usage_count": int(info.usage_count),
+        "record_type": info.record_type,
+    }
+
+
+def usage_json_line(info: UsageInfo) -> str:
+    return json.dumps(usage_json(info), ensure_ascii=False, separators=(", ", ": "))
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "subject": finding.subject,
+        "message": finding.message,
+        "fixed": bool(finding.fixed),
+    }
+
+
+def render_findings(findings: Sequence[Finding]) -> list[str]:
+    """``cachetui doctor``'s table, or "store is clean"."""
+    if not findings:
+        return ["store is clean"]
+    return format_table(
+        ("KIND", "SUBJECT", "FIXED", "MESSAGE"),
+        ((f.kind, f.subject, "yes" if f.fixed else "no", f.message) for f in findings),
+    )
