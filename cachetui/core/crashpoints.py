@@ -16,12 +16,17 @@ CRASH_POINTS = (
     "prepare:renamed",
     "prepare:committed",
     "commit:inserted",
+    "commit:committed",
     "finalize:renamed",
+    "finalize:committed",
     "release:tombstoned",
+    "release:committed",
     "release:removed",
     "prune:tombstoned",
+    "prune:committed",
     "prune:removed",
     "prune:batch-done",
+    "migrate:after_ddl",
 )
 
 

@@ -390,7 +390,9 @@ class CacheManager:
             # The immutable owns the mutable from now on: "held" moves to it.
             self.store.execute("DELETE FROM holder WHERE id = ?", (ref.holder_id,))
             holder_id = self._add_holder(committed.id, counts_use=True)
-            return self._make_ref(ImmutableRef, committed, holder_id)  # type: ignore[return-value]
+            made = self._make_ref(ImmutableRef, committed, holder_id)
+        crash_point("commit:committed")
+        return made  # type: ignore[return-value]
 
     def _finalize(self, record_id: str) -> None:
         self._check_usable()
@@ -408,6 +410,7 @@ class CacheManager:
             except BaseException:
                 self.snapshots.rename_layer(row.id, mutable_id)
                 raise
+        crash_point("finalize:committed")
 
     def _clone(self, ref: ImmutableRef) -> ImmutableRef:
         self._check_usable()
@@ -449,9 +452,10 @@ class CacheManager:
                 if not others and row.equal_mutable is not None:
                     doomed = self._release_pair(row)
             if doomed:
-                retired = self._tombstone(doomed)
+                retired = self._tombstone_or_undo(doomed)
                 crash_point("release:tombstoned")
         if doomed:
+            crash_point("release:committed")
             self._purge(retired)
             crash_point("release:removed")
 
@@ -475,9 +479,28 @@ class CacheManager:
             self.store.execute("UPDATE record SET pending_use = 0 WHERE id = ?", (mutable.id,))
         return []
 
-    def _tombstone(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
-        """Inside a write: mark records deleted and move their layers to ``rm-*``."""
+    def _tombstone_or_undo(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
+        """``_tombstone``, undoing the renames if the enclosing write later fails (F3).
+
+        The renames to ``rm-*`` happen inside the write; when the transaction rolls back
+        (SQLITE_FULL at COMMIT, an error on a later record) the layers are moved back, so
+        a failed removal never leaves a live row without its directory.
+        """
         retired: list[tuple[str, Path | None]] = []
+        self.store.on_rollback(lambda: self._unretire(retired))
+        return self._tombstone(record_ids, retired)
+
+    def _unretire(self, retired: Sequence[tuple[str, Path | None]]) -> None:
+        for record_id, path in retired:
+            if path is not None:
+                self.snapshots.unretire(record_id)
+
+    def _tombstone(
+        self, record_ids: Sequence[str], retired: list[tuple[str, Path | None]] | None = None
+    ) -> list[tuple[str, Path | None]]:
+        """Inside a write: mark records deleted and move their layers to ``rm-*``."""
+        if retired is None:
+            retired = []
         for record_id in record_ids:
             self.store.execute("UPDATE record SET deleted = 1 WHERE id = ?", (record_id,))
             self.store.execute("DELETE FROM holder WHERE record = ?", (record_id,))

@@ -126,15 +126,20 @@ class _Pass:
 
 
 def _still_free(
-    manager: CacheManager, batch: Sequence[RecordRow]
+    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow] | None = None
 ) -> tuple[list[RecordRow], list[str]]:
-    """Inside the write: the records still free and childless, and every row to remove."""
+    """Inside the write: the records still free and childless, and every row to remove.
+
+    Records another process removed meanwhile are appended to ``gone``.
+    """
     store = manager.store
     chosen: list[RecordRow] = []
     doomed: list[str] = []
     for row in batch:
         current = manager._row(row.id)
         if current is None or current.deleted:
+            if gone is not None:
+                gone.append(row)
             continue
         halves = [current.id]
         if current.equal_mutable is not None:
@@ -156,13 +161,16 @@ def _still_free(
     return chosen, doomed
 
 
-def _remove_batch(manager: CacheManager, batch: Sequence[RecordRow]) -> list[RecordRow]:
+def _remove_batch(
+    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow] | None = None
+) -> list[RecordRow]:
     with manager._lock, manager.store.write():
-        chosen, doomed = _still_free(manager, batch)
-        retired = manager._tombstone(doomed) if doomed else []
+        chosen, doomed = _still_free(manager, batch, gone)
+        retired = manager._tombstone_or_undo(doomed) if doomed else []
         if doomed:
             crash_point("prune:tombstoned")
     if retired:
+        crash_point("prune:committed")
         manager._purge(retired)
         crash_point("prune:removed")
     return chosen
@@ -202,7 +210,11 @@ def _run_pass(
             if dry_run:
                 done = list(batch)
             else:
-                done = _remove_batch(manager, batch)
+                gone: list[RecordRow] = []
+                done = _remove_batch(manager, batch, gone)
+                for row in gone:
+                    # Removed by another process (B1): forget it so its parent can go.
+                    work.forget(row)
                 for row in batch:
                     if row not in done:
                         work.skipped.add(row.id)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from cachetui.core import fsops
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
+from cachetui.core.snapshots import TRASH_PREFIX
 from cachetui.core.state import RecordRow, load_state
 
 if TYPE_CHECKING:
@@ -110,6 +111,15 @@ def _repair(manager: CacheManager, findings: list[Finding]) -> set[str]:
             )
         else:
             drop.add(row.id)
+    for rid, row in live.items():
+        trash = f"{TRASH_PREFIX}{rid}"
+        if row.equal_mutable is None and rid not in names and trash in names:
+            # A removal whose tombstone never committed (a crash inside the write, A5):
+            # the row is live, so its layer comes back.
+            manager.snapshots.unretire(rid)
+            names.add(rid)
+            names.discard(trash)
+            findings.append(Finding("rolled-back-removal", rid, "restored its layer", True))
     missing = {rid for rid, row in live.items() if row.equal_mutable is None and rid not in names}
     missing |= {
         rid for rid, row in live.items() if row.parent is not None and row.parent not in live

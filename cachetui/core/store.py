@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import peewee
 
+from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -28,8 +29,9 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
 
 _PRAGMAS = {
-    "journal_mode": "wal",
+    # busy_timeout first: switching to WAL takes a lock another opener may hold.
     "busy_timeout": BUSY_TIMEOUT_MS,
+    "journal_mode": "wal",
     # WAL + NORMAL is consistent across application crashes; a power loss may roll back
     # the last commits, which reconcile treats as "directory without a row" (reported).
     "synchronous": "normal",
@@ -108,6 +110,7 @@ class Store:
         self.read_only = read_only
         self._pid = os.getpid()
         self._lock = threading.RLock()
+        self._rollback_hooks: list[Callable[[], None]] = []
         self._db = self._connect()
         self._check_schema()
 
@@ -166,6 +169,7 @@ class Store:
                     raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
                 with db.atomic():
                     db.create_tables(MODELS, safe=True)
+                    crash_point("migrate:after_ddl")
                     Setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
             except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
                 raise _translate(err, self.path) from err
@@ -179,13 +183,22 @@ class Store:
             raise StoreError(f"metadata store {self.path} is open read-only")
         with self._lock:
             db = self.db
+            outer, self._rollback_hooks = self._rollback_hooks, []
             try:
                 with db.bind_ctx(MODELS), db.atomic():
                     yield db
-            except (peewee.OperationalError, sqlite3.OperationalError) as err:
-                raise _translate(err, self.path) from err
-            except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
-                raise _translate(err, self.path) from err
+            except BaseException as exc:
+                hooks, self._rollback_hooks = self._rollback_hooks, outer
+                for hook in reversed(hooks):
+                    hook()
+                if isinstance(exc, peewee.DatabaseError | sqlite3.DatabaseError):
+                    raise _translate(exc, self.path) from exc
+                raise
+            self._rollback_hooks = outer
+
+    def on_rollback(self, hook: Callable[[], None]) -> None:
+        """Inside ``write``: call ``hook`` if the transaction fails (COMMIT included)."""
+        self._rollback_hooks.append(hook)
 
     @contextmanager
     def read(self) -> Iterator[peewee.SqliteDatabase]:
