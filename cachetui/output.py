@@ -43,7 +43,7 @@ __all__ = [
 DU_HEADER = ("ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED", "TYPE", "FLAGS")
 PRUNE_HEADER = ("ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED")
 _PADDING = 3  # the docker CLI formatter's tabwriter padding
-_PRUNE_WIDTHS = (40, 11, 10)  # buildx prune: %-40s\t%-5v\t%-10s\t%s, widened to its header
+_PRUNE_WIDTHS = (26, 11, 9)  # buildx prune: %-40s\t%-5v\t%-10s\t%s, fitted to our ids
 
 
 def rfc3339(moment: datetime | None) -> str | None:
@@ -144,8 +144,10 @@ def prune_row(info: UsageInfo, now: float) -> str:
 
 
 def _fixed(cells: Sequence[str]) -> str:
-    parts = [cell.ljust(width) for cell, width in zip(cells, _PRUNE_WIDTHS, strict=False)]
-    return "\t".join([*parts, cells[-1]]).rstrip()
+    parts = [
+        cell.ljust(width + _PADDING) for cell, width in zip(cells, _PRUNE_WIDTHS, strict=False)
+    ]
+    return ("".join(parts) + cells[-1]).rstrip()
 
 
 def render_totals(summary: Totals) -> list[str]:
