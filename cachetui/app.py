@@ -1,0 +1,561 @@
+"""The Textual dashboard: ``CacheTuiApp`` and ``run_dashboard``.
+
+Layout: a totals bar, the column header, the ref tree (``RefTree``), the filter bar
+(``/``), the details pane (``i``) and the footer. All store work runs in thread workers
+through ``CacheService``; the change feed posts ``StoreChanged`` messages that are folded
+into the tree in place, one refresh at a time (changes that arrive meanwhile are merged).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from cachetui.core.errors import CacheError, FilterSyntaxError, LockedError, NotFoundError
+from cachetui.core.policy import DiskStat
+from cachetui.core.watch import ChangeSet
+from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
+from cachetui.screens.help import HelpScreen
+from cachetui.screens.policy import PolicyPruneScreen
+from cachetui.service import CacheService, Delta, DetailsView, PrunePlan, StoreView
+from cachetui.widgets.format import header_text, size
+from cachetui.widgets.panels import DetailsPane, FilterBar, TotalsBar, details_text, totals_text
+from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
+
+__all__ = ["CacheTuiApp", "StoreChanged", "run_dashboard"]
+
+#: Actions that change the store: hidden and refused in read-only mode.
+WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "hold", "release"})
+
+
+class StoreChanged(Message):
+    """Posted (from the change feed's threads) when records or metadata changed."""
+
+    def __init__(self, changes: ChangeSet) -> None:
+        super().__init__()
+        self.changes = changes
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, LockedError):
+        return f"{err.id} is locked: another process holds it"
+    if isinstance(err, NotFoundError):
+        return f"not found: {err} (it may have been pruned meanwhile)"
+    return str(err) or type(err).__name__
+
+
+class CacheTuiApp(App[int]):
+    """The cachetui dashboard over one store."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "cachetui"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("d", "prune", "Prune"),
+        Binding("p", "prune_policy", "Policy"),
+        Binding("c", "commit", "Commit"),
+        Binding("h", "hold", "Hold"),
+        Binding("u", "release", "Release"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("P", "toggle_live", "Pause", key_display="P"),
+        Binding("i", "toggle_details", "Details", show=False),
+        Binding("r", "reload", "Reload", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        clock: Callable[[], float] | None = None,
+        live: bool = True,
+        disk_stat: Callable[[Path], DiskStat] | None = None,
+        service: CacheService | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.read_only = read_only
+        self.clock = clock or time.time
+        self.live = live
+        self.service = service or CacheService(
+            self.root, read_only=read_only, clock=self.clock, disk_stat_fn=disk_stat
+        )
+        self.marks: set[str] = set()
+        self.paused = False
+        self.loaded = False
+        self.load_error: str | None = None
+        self.refreshes = 0  # deltas applied (tests wait on it)
+        self.filter_text = ""
+        self._pending = ChangeSet()
+        self._refreshing = False
+        self._details_for: str | None = None
+        self.details: DetailsView | None = None
+        self._select_after_reload: str | None = None
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield TotalsBar("Loading…", id="totals")
+        yield Static(id="columns")
+        yield RefTree(self.marks, self.service.now, id="tree")
+        yield FilterBar(id="filter-bar")
+        yield DetailsPane("", id="details")
+        yield Footer()
+
+    @property
+    def tree(self) -> RefTree:
+        return self.query_one(RefTree)
+
+    def on_mount(self) -> None:
+        self.query_one(FilterBar).display = False
+        self.sub_title = str(self.root) + ("  [read-only]" if self.read_only else "")
+        self._update_header()
+        self.tree.focus()
+        self._load()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._update_header)
+
+    def _update_header(self) -> None:
+        columns = self.query_one("#columns", Static)
+        tree = self.tree
+        columns.update(header_text(tree.columns))
+
+    def on_unmount(self) -> None:
+        self.service.close()
+
+    # -- loading and live updates -----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            view = self.service.load()
+        except (CacheError, OSError) as err:
+            self.call_from_thread(self._load_failed, describe_error(err))
+            return
+        self.call_from_thread(self._loaded, view)
+
+    def _load_failed(self, message: str) -> None:
+        self.load_error = message
+        self.query_one(TotalsBar).update(f"Cannot open {self.root}: {message}")
+        self.notify(message, title="cannot open the store", severity="error", timeout=30)
+
+    def _loaded(self, view: StoreView) -> None:
+        tree = self.tree
+        tree.show(view)
+        if tree.cursor_node is None and tree.nodes:
+            tree.cursor_line = 0
+        self.loaded = True
+        self._update_totals()
+        self._request_details()
+        if self.live:
+            try:
+                self.service.start_watching(self._on_feed)
+            except CacheError as err:
+                self.notify(describe_error(err), title="live updates off", severity="warning")
+
+    def _on_feed(self, changes: ChangeSet) -> None:  # a background thread
+        self.post_message(StoreChanged(changes))
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        self._pending = self._pending.merge(message.changes)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.paused or self._refreshing or not self._pending or not self.loaded:
+            return
+        changes, self._pending = self._pending, ChangeSet()
+        self._refreshing = True
+        self._refresh(changes)
+
+    @work(thread=True, group="refresh", exit_on_error=False)
+    def _refresh(self, changes: ChangeSet) -> None:
+        try:
+            delta: Delta | None = self.service.apply(changes)
+        except (CacheError, OSError) as err:
+            self.call_from_thread(self.notify, describe_error(err), severity="warning")
+            delta = None
+        matches = None
+        if delta and self.filter_text:
+            try:
+                matches = self.service.matching(self.filter_text)
+            except FilterSyntaxError:
+                matches = None
+        self.call_from_thread(self._apply_delta, delta, matches)
+
+    def _apply_delta(self, delta: Delta | None, matches: frozenset[str] | None) -> None:
+        self._refreshing = False
+        if delta:
+            self.tree.apply_delta(delta, matches)
+            wanted = self._select_after_reload
+            if wanted is not None and wanted in delta.view.rows:
+                self._select_after_reload = None
+                self.tree.select_id(wanted)
+            self._update_totals()
+            self._request_details(force=True)
+        self.refreshes += 1
+        self._kick()
+
+    def reload(self) -> None:
+        self.post_message(StoreChanged(ChangeSet(frozenset(), True)))
+
+    # -- totals and details -------------------------------------------------------------------
+
+    def _update_totals(self) -> None:
+        view = self.service.view
+        if view is None:
+            return
+        marked_bytes = sum(view.rows[m].size for m in self.marks if m in view.rows)
+        live = "off" if not self.live else ("paused" if self.paused else "on")
+        self.query_one(TotalsBar).update(
+            totals_text(
+                view.totals,
+                live=live,
+                sort=self.tree.sort,
+                marks=len(self.marks),
+                marked_bytes=marked_bytes,
+            )
+        )
+
+    def on_tree_node_highlighted(self, event: RefTree.NodeHighlighted[str]) -> None:
+        self._request_details()
+
+    def _request_details(self, force: bool = False) -> None:
+        record_id = self.tree.cursor_id
+        if record_id is None:
+            self.details = None
+            self._details_for = None
+            self.query_one(DetailsPane).update("No record selected." if self.loaded else "")
+            return
+        if record_id == self._details_for and not force:
+            return
+        self._details_for = record_id
+        self._load_details(record_id)
+
+    @work(thread=True, exclusive=True, group="details", exit_on_error=False)
+    def _load_details(self, record_id: str) -> None:
+        try:
+            details = self.service.details(record_id)
+        except (CacheError, OSError):
+            return
+        self.call_from_thread(self._show_details, details)
+
+    def _show_details(self, details: DetailsView) -> None:
+        if details.record.id != self.tree.cursor_id:
+            return
+        self.details = details
+        self.query_one(DetailsPane).update(details_text(details, self.service.now()))
+
+    # -- read-only --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.read_only and action in WRITE_ACTIONS)
+
+    def _refuse_read_only(self) -> bool:
+        if self.read_only:
+            self.notify("read-only: this action is off", severity="warning")
+            return True
+        return False
+
+    # -- background helper --------------------------------------------------------------------
+
+    def background(
+        self,
+        fn: Callable[[], Any],
+        then: Callable[[Any], None] | None = None,
+        *,
+        title: str = "",
+    ) -> None:
+        """Run a blocking service call in a thread; errors become notifications."""
+
+        def runner() -> None:
+            try:
+                result = fn()
+            except (CacheError, OSError) as err:
+                self.call_from_thread(
+                    self.notify, describe_error(err), title=title, severity="error"
+                )
+                return
+            if then is not None:
+                self.call_from_thread(then, result)
+
+        self.run_worker(runner, thread=True, group="actions", exit_on_error=False)
+
+    # -- actions: view --------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(read_only=self.read_only))
+
+    def action_cycle_sort(self) -> None:
+        tree = self.tree
+        tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
+        self._update_totals()
+
+    def action_toggle_live(self) -> None:
+        self.paused = not self.paused
+        self.notify("live updates paused" if self.paused else "live updates resumed")
+        self._update_totals()
+        self._kick()
+
+    def action_toggle_details(self) -> None:
+        pane = self.query_one(DetailsPane)
+        pane.display = not pane.display
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.display = True
+        bar.query_one(Input).focus()
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        if not bar.display and not self.filter_text:
+            return
+        bar.query_one(Input).value = ""
+        bar.show_error("", None)
+        bar.display = False
+        self.filter_text = ""
+        self.tree.set_filter(None)
+        self.tree.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        bar = self.query_one(FilterBar)
+        text = event.value
+        try:
+            self.service.check_filter(text)
+        except FilterSyntaxError as err:
+            message = str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
+            bar.show_error(text, err.position, message)
+            return
+        bar.show_error(text, None)
+        self._apply_filter(text)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        try:
+            self.service.check_filter(event.value)
+        except FilterSyntaxError:
+            return
+        self.tree.focus()
+
+    def _apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if not self.filter_text:
+            self.tree.set_filter(None)
+            return
+        self.tree.set_filter(self.service.matching(self.filter_text))
+        self._request_details()
+
+    # -- actions: marks and prune ------------------------------------------------------------
+
+    def _selected(self) -> str | None:
+        record_id = self.tree.cursor_id
+        if record_id is None:
+            self.notify("no record selected", severity="warning")
+        return record_id
+
+    def action_toggle_mark(self) -> None:
+        if self._refuse_read_only():
+            return
+        record_id = self._selected()
+        view = self.service.view
+        if record_id is None or view is None or record_id not in view.rows:
+            return
+        if record_id in self.marks:
+            self.marks.discard(record_id)
+        else:
+            reason = view.rows[record_id].unmarkable_reason()
+            if reason is not None:
+                self.notify(f"cannot mark {record_id[:12]}: {reason}", severity="warning")
+                return
+            self.marks.add(record_id)
+        self.tree.relabel([record_id])
+        self._update_totals()
+        self.tree.action_cursor_down()
+
+    def action_prune(self) -> None:
+        if self._refuse_read_only():
+            return
+        view = self.service.view
+        if view is None:
+            return
+        ids = sorted(m for m in self.marks if m in view.rows)
+        if not ids:
+            record_id = self._selected()
+            if record_id is None or record_id not in view.rows:
+                return
+            reason = view.rows[record_id].unmarkable_reason()
+            if reason is not None:
+                self.notify(f"cannot prune {record_id[:12]}: {reason}", severity="warning")
+                return
+            ids = [record_id]
+        self.background(lambda: self.service.plan_prune(ids), self._confirm_prune, title="prune")
+
+    def _confirm_prune(self, plan: PrunePlan) -> None:
+        if not plan.rows:
+            reasons = "; ".join(f"{i[:12]}: {r}" for i, r in plan.refused) or "nothing to do"
+            self.notify(f"nothing can be pruned ({reasons})", severity="warning")
+            return
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                ids = list(plan.ids)
+                self.background(
+                    lambda: self.service.prune_ids(ids), self._pruned, title="prune failed"
+                )
+
+        self.push_screen(ConfirmPruneScreen(plan), decided)
+
+    def _pruned(self, result: PrunePlan) -> None:
+        self.marks.difference_update(result.ids)
+        n = len(result.rows)
+        self.notify(f"pruned {n} record{'s' if n != 1 else ''}, freed {size(result.freed)}")
+        self.reload()
+
+    def action_prune_policy(self) -> None:
+        if self._refuse_read_only():
+            return
+
+        def closed(freed: int | None) -> None:
+            if freed:
+                self.notify(f"freed {size(freed)}")
+            self.reload()
+
+        self.push_screen(PolicyPruneScreen(self.service), closed)
+
+    # -- actions: commit, hold, release --------------------------------------------------------
+
+    def action_commit(self) -> None:
+        if self._refuse_read_only():
+            return
+        record_id = self._selected()
+        view = self.service.view
+        if record_id is None or view is None or record_id not in view.rows:
+            return
+        row = view.rows[record_id]
+        if not row.mutable:
+            self.notify(f"{record_id[:12]} is already committed", severity="warning")
+            return
+        if row.held:
+            self.notify(f"cannot commit {record_id[:12]}: it is held", severity="warning")
+            return
+
+        def committed(new_id: str) -> None:
+            self.notify(f"committed {record_id[:12]} as {new_id[:12]}")
+            self._select_after_reload = new_id
+            self.reload()
+
+        self.background(lambda: self.service.commit(record_id), committed, title="commit failed")
+
+    def action_hold(self) -> None:
+        if self._refuse_read_only():
+            return
+        record_id = self._selected()
+        if record_id is None:
+            return
+
+        def held(ref_id: str) -> None:
+            self.notify(f"holding {ref_id[:12]} (pinned against prune; u releases)")
+            self.reload()
+
+        self.background(lambda: self.service.hold(record_id), held, title="hold failed")
+
+    def action_release(self) -> None:
+        if self._refuse_read_only():
+            return
+        record_id = self._selected()
+        view = self.service.view
+        if record_id is None or view is None or record_id not in view.rows:
+            return
+        if view.rows[record_id].held_by_me:
+
+            def released(count: int) -> None:
+                self.notify(f"released {record_id[:12]}")
+                self.reload()
+
+            self.background(lambda: self.service.release(record_id), released, title="release")
+            return
+        self.background(
+            lambda: self.service.details(record_id), self._offer_force_release, title="release"
+        )
+
+    def _offer_force_release(self, details: DetailsView) -> None:
+        others = tuple(h for h in details.holders if not h.mine)
+        record_id = details.record.id
+        if not others:
+            self.notify(f"nobody holds {record_id[:12]}", severity="information")
+            return
+
+        def decided(yes: bool | None) -> None:
+            if not yes:
+                return
+            ids = [h.id for h in others]
+
+            def done(count: int) -> None:
+                self.notify(f"force-released {count} hold(s) on {record_id[:12]}")
+                self.reload()
+
+            self.background(lambda: self.service.force_release(ids), done, title="release")
+
+        self.push_screen(ForceReleaseScreen(record_id, others, self.service.now()), decided)
+
+    # -- command palette ------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "Show every key", self.action_help)
+        yield SystemCommand("Sort", "Cycle the sort: size, last used, name", self.action_cycle_sort)
+        yield SystemCommand("Filter", "Filter records (containerd syntax)", self.action_filter)
+        yield SystemCommand(
+            "Pause / resume", "Pause or resume live updates", self.action_toggle_live
+        )
+        yield SystemCommand("Reload", "Re-read the store", self.action_reload)
+        yield SystemCommand("Details", "Show or hide the details pane", self.action_toggle_details)
+        if not self.read_only:
+            yield SystemCommand("Prune marked", "Prune the marked records", self.action_prune)
+            yield SystemCommand("Prune by policy", "Dry run, then prune", self.action_prune_policy)
+            yield SystemCommand("Commit", "Commit the selected mutable", self.action_commit)
+            yield SystemCommand("Hold", "Pin the selected record", self.action_hold)
+            yield SystemCommand("Release", "Release or force-release", self.action_release)
+
+
+def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = False) -> int:
+    """Open the dashboard on ``root``; with ``simulator``, run the demo build beside it."""
+    process = None
+    if simulator:
+        from cachetui.demo import start_simulator
+
+        process = start_simulator(root)
+    try:
+        app = CacheTuiApp(root, read_only=read_only)
+        result = app.run()
+        if app.load_error:
+            return 1
+        return int(result or 0)
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except Exception:
+                process.kill()
+                process.wait()

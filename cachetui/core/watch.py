@@ -1,0 +1,243 @@
+"""The change feed: which records' files changed, and whether the metadata changed.
+
+Two background threads, no Textual import:
+
+* a ``watchfiles.watch()`` loop over ``<root>/snapshots`` maps each changed path to its
+  record id (the first path component under ``snapshots/``; the staging names ``new-*``
+  and ``rm-*`` are ignored). It is tuned for latency (``debounce=50``, ``step=10`` ms
+  instead of watchfiles' 1600/50), so a write shows on screen within 0.2 s. A directory
+  that appears is reported again a little later: inotify installs its watch on a new
+  directory only after the directory exists, so files created right after it can be
+  missed by the first event;
+* a poller reads ``PRAGMA data_version`` on its own read-only SQLite connection every
+  ``poll_interval`` seconds: it changes whenever another connection (another process,
+  or the dashboard's own manager) commits, which covers records created, committed,
+  released or pruned elsewhere.
+
+Both call ``on_change(ChangeSet(...))`` from their own thread; ``stop()`` sets one stop
+event and joins both promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cachetui.core.ids import ID_PATTERN
+
+__all__ = ["ChangeFeed", "ChangeSet", "records_for_paths"]
+
+#: How long after a directory appears it is reported again (seconds).
+RESCAN_DELAYS = (0.05, 0.25)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """What changed: the ids whose snapshot files changed, and whether metadata did."""
+
+    records: frozenset[str] = field(default_factory=frozenset)
+    metadata: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.records) or self.metadata
+
+    def merge(self, other: ChangeSet) -> ChangeSet:
+        return ChangeSet(self.records | other.records, self.metadata or other.metadata)
+
+
+def _record_of(snapshots_dir: str, path: str) -> tuple[str | None, bool]:
+    """The record id a path belongs to, and whether the path is the layer directory."""
+    try:
+        rel = os.path.relpath(path, snapshots_dir)
+    except ValueError:
+        return None, False
+    if rel.startswith(".."):
+        return None, False
+    parts = rel.split(os.sep)
+    first = parts[0]
+    if first in (".", "") or first.startswith(("new-", "rm-")):
+        return None, False
+    if ID_PATTERN.fullmatch(first) is None:
+        return None, False
+    return first, len(parts) == 1
+
+
+def records_for_paths(snapshots_dir: str | Path, paths: Iterable[str]) -> frozenset[str]:
+    """The record ids of changed paths (helper, also used by tests)."""
+    base = str(snapshots_dir)
+    found = set()
+    for path in paths:
+        record, _ = _record_of(base, path)
+        if record is not None:
+            found.add(record)
+    return frozenset(found)
+
+
+class ChangeFeed:
+    """Watch a store root and report changed records and metadata."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        on_change: Callable[[ChangeSet], None],
+        *,
+        db_path: str | os.PathLike[str] | None = None,
+        debounce_ms: int = 50,
+        step_ms: int = 10,
+        poll_interval: float = 0.1,
+        watch_files: bool = True,
+        watch_metadata: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.snapshots_dir = self.root / "snapshots"
+        self.db_path = Path(db_path) if db_path is not None else self.root / "metadata.db"
+        self.on_change = on_change
+        self.debounce_ms = debounce_ms
+        self.step_ms = step_ms
+        self.poll_interval = poll_interval
+        self.watch_files = watch_files
+        self.watch_metadata = watch_metadata
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rescans: list[tuple[float, str]] = []
+        self._rescan_lock = threading.Lock()
+        self.errors: list[str] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        if self.watch_files and self.snapshots_dir.is_dir():
+            self._spawn(self._watch_loop, "cachetui-watch-files")
+        if self.watch_metadata or self.watch_files:
+            self._spawn(self._poll_loop, "cachetui-watch-metadata")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def __enter__(self) -> ChangeFeed:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- emitting -----------------------------------------------------------------------
+
+    def _emit(self, changes: ChangeSet) -> None:
+        if not changes or self._stop.is_set():
+            return
+        try:
+            self.on_change(changes)
+        except Exception as err:  # a broken consumer must not kill the feed
+            self.errors.append(f"on_change failed: {err!r}")
+
+    # -- files --------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        import watchfiles
+
+        base = str(self.snapshots_dir)
+        try:
+            for batch in watchfiles.watch(
+                base,
+                watch_filter=None,
+                debounce=self.debounce_ms,
+                step=self.step_ms,
+                stop_event=self._stop,
+                rust_timeout=200,
+                yield_on_timeout=False,
+                raise_interrupt=False,
+                ignore_permission_denied=True,
+            ):
+                records: set[str] = set()
+                now = time.monotonic()
+                for change, path in batch:
+                    record, _top = _record_of(base, path)
+                    if record is None:
+                        continue
+                    records.add(record)
+                    if change == watchfiles.Change.added and os.path.isdir(path):
+                        with self._rescan_lock:
+                            for delay in RESCAN_DELAYS:
+                                self._rescans.append((now + delay, record))
+                self._emit(ChangeSet(frozenset(records), False))
+        except Exception as err:  # the directory vanished, or the watcher failed
+            if not self._stop.is_set():
+                self.errors.append(f"file watcher stopped: {err!r}")
+
+    # -- metadata and delayed rescans ---------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if not self.db_path.exists():
+            return None
+        try:
+            conn = sqlite3.connect(
+                f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False, timeout=1.0
+            )
+            conn.execute("PRAGMA data_version").fetchone()
+            return conn
+        except sqlite3.Error as err:
+            self.errors.append(f"metadata watcher cannot open {self.db_path}: {err}")
+            return None
+
+    def _poll_loop(self) -> None:
+        conn = self._connect() if self.watch_metadata else None
+        last: int | None = None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                last = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        try:
+            while not self._stop.wait(self._next_wait()):
+                self._due_rescans()
+                if not self.watch_metadata:
+                    continue
+                if conn is None:
+                    conn = self._connect()
+                    if conn is None:
+                        continue
+                try:
+                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                except sqlite3.Error:
+                    continue  # busy or being rebuilt: try again next tick
+                if version != last:
+                    last = version
+                    self._emit(ChangeSet(frozenset(), True))
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _next_wait(self) -> float:
+        with self._rescan_lock:
+            if not self._rescans:
+                return self.poll_interval
+            soonest = min(due for due, _ in self._rescans) - time.monotonic()
+        return max(0.005, min(self.poll_interval, soonest))
+
+    def _due_rescans(self) -> None:
+        now = time.monotonic()
+        with self._rescan_lock:
+            due = {record for when, record in self._rescans if when <= now}
+            self._rescans = [(w, r) for w, r in self._rescans if w > now]
+        if due:
+            self._emit(ChangeSet(frozenset(due), False))

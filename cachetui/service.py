@@ -1,0 +1,676 @@
+"""The only seam between the dashboard and the core.
+
+The service owns the ``CacheManager``; widgets never touch Peewee, paths or the manager.
+Every public method is blocking and thread-safe: the app calls them from thread workers,
+never from the UI thread. Results are immutable view rows (frozen dataclasses):
+
+* ``StoreView``: every visible record as a ``RecordView``, the children of each record
+  (the tree's shape) and the totals; built in one read of the store;
+* ``Delta``: what a change (``ChangeSet`` from ``cachetui.core.watch``) did to the view:
+  rows changed, added and removed, so the tree is patched in place;
+* ``DetailsView``: the parent chain, mount paths, holders (pid, host, since, alive),
+  which descendant makes a record in use, and what a prune of it would free;
+* ``PrunePlan``: the dry-run result of pruning marked records or a policy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from cachetui.core import CacheManager, PruneOptions, UsageInfo
+from cachetui.core import filters as filter_language
+from cachetui.core.diskusage import measure_missing
+from cachetui.core.errors import CacheError, InvalidError, LockedError, NotFoundError
+from cachetui.core.policy import DiskStat, disk_stat
+from cachetui.core.processes import current_process
+from cachetui.core.refs import ImmutableRef
+from cachetui.core.state import RecordRow, StoreState
+from cachetui.core.watch import ChangeFeed, ChangeSet
+
+__all__ = [
+    "CacheService",
+    "Delta",
+    "DetailsView",
+    "HolderView",
+    "PlanRow",
+    "PrunePlan",
+    "RecordView",
+    "StoreView",
+    "TotalsView",
+]
+
+Clock = Callable[[], float]
+
+
+# ------------------------------------------------------------------------- view rows
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    """One visible record, as the tree shows it."""
+
+    id: str
+    parent: str | None
+    mutable: bool
+    in_use: bool  # held by a live process, directly or through a descendant
+    held: bool  # held directly (either half of its pair)
+    retain: bool
+    pending_commit: bool  # a lazily committed pair, not finalized yet
+    record_type: str
+    description: str
+    size: int
+    created_at: float
+    last_used_at: float | None
+    usage_count: int
+    shared: bool
+    has_children: bool
+    held_by_me: bool  # the dashboard holds it (``h``)
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The state words shown in the tree (never colour only)."""
+        words = []
+        if self.in_use:
+            words.append("in use")
+        if self.mutable:
+            words.append("mutable")
+        if self.retain:
+            words.append("retained")
+        if self.pending_commit:
+            words.append("pending")
+        if self.held_by_me:
+            words.append("pinned")
+        return tuple(words)
+
+    @property
+    def prunable(self) -> bool:
+        return not self.in_use and not self.has_children
+
+    def unmarkable_reason(self) -> str | None:
+        """Why this record cannot be marked for deletion (None when it can)."""
+        if self.held:
+            return "it is held by a process"
+        if self.in_use:
+            return "a descendant of it is in use"
+        if self.has_children:
+            return "it has children (prune them first)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsView:
+    total: int = 0
+    reclaimable: int = 0
+    in_use: int = 0
+    shared: int = 0
+    records: int = 0
+    disk_free: int = 0
+    disk_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """Every visible record and the tree's shape (children sorted by nothing: the UI sorts)."""
+
+    rows: Mapping[str, RecordView]
+    children: Mapping[str | None, tuple[str, ...]]
+    totals: TotalsView
+    read_only: bool = False
+
+    def roots(self) -> tuple[str, ...]:
+        return self.children.get(None, ())
+
+    def child_ids(self, record_id: str | None) -> tuple[str, ...]:
+        return self.children.get(record_id, ())
+
+    def ancestors(self, record_id: str) -> list[str]:
+        chain: list[str] = []
+        row = self.rows.get(record_id)
+        while row is not None and row.parent is not None and row.parent not in chain:
+            chain.append(row.parent)
+            row = self.rows.get(row.parent)
+        return chain
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one change did to the view."""
+
+    view: StoreView
+    changed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    reparented: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.added or self.removed or self.reparented)
+
+
+@dataclass(frozen=True, slots=True)
+class HolderView:
+    id: int
+    record: str
+    pid: int
+    host: str
+    since: float
+    alive: bool
+    mine: bool  # this dashboard process
+    counts_use: bool
+
+    def describe(self) -> str:
+        where = f"pid {self.pid} on {self.host}"
+        return where if self.alive else f"{where} (exited)"
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsView:
+    record: RecordView
+    chain: tuple[tuple[str, str, int], ...]  # (id, description, size) from the parent up
+    upper: str | None
+    lowers: tuple[str, ...]
+    holders: tuple[HolderView, ...]
+    in_use_because: str | None  # a descendant id making it in use (when not held itself)
+    prune_frees: int  # bytes a prune of this record alone would free now (0: refused)
+    prune_refused: str | None
+    subtree_size: int  # this record and all its descendants
+    subtree_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    id: str
+    description: str
+    size: int
+    shared: bool
+    mutable: bool
+    last_used_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    """A dry run: what would go, and the bytes it would actually free."""
+
+    rows: tuple[PlanRow, ...]
+    refused: tuple[tuple[str, str], ...] = ()  # (id, reason)
+
+    @property
+    def freed(self) -> int:
+        return sum(r.size for r in self.rows if not r.shared and r.size > 0)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.rows)
+
+
+def _plan_row(info: UsageInfo) -> PlanRow:
+    last = info.last_used_at.timestamp() if info.last_used_at else None
+    return PlanRow(info.id, info.description, info.size, info.shared, info.mutable, last)
+
+
+# ------------------------------------------------------------------------- the service
+
+
+@dataclass
+class _Live:
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+class CacheService:
+    """Blocking, thread-safe operations over one store (call them off the UI thread)."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        disk_stat_fn: Callable[[Path], DiskStat] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.read_only = read_only
+        self.clock = clock or time.time
+        self._disk_stat = disk_stat_fn or disk_stat
+        self._lock = threading.RLock()
+        self._manager: CacheManager | None = None
+        self._view: StoreView | None = None
+        self._layer_of: dict[str, str] = {}  # layer directory id -> visible record id
+        self._live_sizes: dict[str, int] = {}
+        self._holds: dict[str, list[ImmutableRef]] = {}
+        self._feed: ChangeFeed | None = None
+        self._me = current_process()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def manager(self) -> CacheManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = CacheManager.open(
+                    self.root, clock=self.clock, read_only=self.read_only
+                )
+            return self._manager
+
+    def open(self) -> None:
+        self.manager  # noqa: B018 - opens (and reconciles) the store
+
+    def close(self) -> None:
+        self.stop_watching()
+        with self._lock:
+            for refs in self._holds.values():
+                for ref in refs:
+                    try:
+                        ref.release()
+                    except CacheError:
+                        pass
+            self._holds.clear()
+            if self._manager is not None:
+                self._manager.close()
+                self._manager = None
+
+    def start_watching(self, on_change: Callable[[ChangeSet], None]) -> ChangeFeed:
+        """Start the change feed; ``on_change`` is called from background threads."""
+        self.stop_watching()
+        manager = self.manager
+        feed = ChangeFeed(manager.root, on_change, db_path=manager.store.path)
+        feed.start()
+        self._feed = feed
+        return feed
+
+    def stop_watching(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    @property
+    def view(self) -> StoreView | None:
+        return self._view
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load(self) -> StoreView:
+        """Read the whole store and build the view (a few hundred ms for 100k records)."""
+        with self._lock:
+            manager = self.manager
+            state = manager.state()
+            visible = state.visible()
+            sizes = measure_missing(manager, state, visible)
+            self._live_sizes = {}
+            view = self._build(state, visible, sizes)
+            self._view = view
+            return view
+
+    def _build(
+        self, state: StoreState, visible: Sequence[RecordRow], sizes: Mapping[str, int]
+    ) -> StoreView:
+        manager = self.manager
+        in_use = state.in_use_ids()
+        shared = state.shared_ids(manager.is_shared)
+        visible_ids = {row.id for row in visible}
+        mine = set(self._holds)
+        rows: dict[str, RecordView] = {}
+        children: dict[str | None, list[str]] = {}
+        layer_of: dict[str, str] = {}
+        for row in visible:
+            parent = row.parent if row.parent in visible_ids else None
+            partner = state.partner(row)
+            has_children = any(c in visible_ids for c in state.children.get(row.id, ())) or bool(
+                partner and any(c in visible_ids for c in state.children.get(partner.id, ()))
+            )
+            size = self._live_sizes.get(row.id, sizes.get(row.id, max(row.size, 0)))
+            rows[row.id] = RecordView(
+                id=row.id,
+                parent=parent,
+                mutable=row.mutable,
+                in_use=row.id in in_use,
+                held=state.node_held(row),
+                retain=row.retain or bool(partner and partner.retain),
+                pending_commit=partner is not None,
+                record_type=row.record_type or "regular",
+                description=row.description,
+                size=size,
+                created_at=row.created_at,
+                last_used_at=row.last_used_at if row.usage_count else None,
+                usage_count=row.usage_count,
+                shared=row.id in shared,
+                has_children=has_children,
+                held_by_me=row.id in mine or bool(partner and partner.id in mine),
+            )
+            children.setdefault(parent, []).append(row.id)
+            layer_of[row.layer_id] = row.id
+            layer_of[row.id] = row.id
+        self._layer_of = layer_of
+        totals = self._totals(rows.values())
+        return StoreView(
+            rows=MappingProxyType(rows),
+            children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
+            totals=totals,
+            read_only=self.read_only,
+        )
+
+    def _is_me(self, pid: int, host: str, start: str) -> bool:
+        return pid == self._me.pid and host == self._me.host and start == self._me.start
+
+    def _totals(self, rows: Iterable[RecordView]) -> TotalsView:
+        total = reclaimable = in_use = shared = count = 0
+        for r in rows:
+            count += 1
+            size = max(r.size, 0)
+            total += size
+            if r.in_use:
+                in_use += size
+            else:
+                reclaimable += size
+            if r.shared:
+                shared += size
+        try:
+            dstat = self._disk_stat(self.root)
+        except OSError:
+            dstat = DiskStat(0, 0)
+        return TotalsView(total, reclaimable, in_use, shared, count, dstat.free, dstat.total)
+
+    # -- live updates -------------------------------------------------------------------
+
+    def apply(self, changes: ChangeSet) -> Delta:
+        """Fold a change into the view: re-read metadata, or re-measure only the records."""
+        with self._lock:
+            old = self._view
+            if old is None or changes.metadata:
+                new = self.load()
+                if old is None:
+                    return Delta(new, added=tuple(new.rows))
+                return self._diff(old, new)
+            return self._remeasure(old, changes.records)
+
+    def _remeasure(self, old: StoreView, layer_ids: Iterable[str]) -> Delta:
+        manager = self.manager
+        rows = dict(old.rows)
+        changed = []
+        for layer in layer_ids:
+            record_id = self._layer_of.get(layer)
+            if record_id is None or record_id not in rows:
+                continue
+            try:
+                size = manager.snapshots.measure(layer).size
+            except (CacheError, OSError):
+                continue
+            self._live_sizes[record_id] = size
+            if rows[record_id].size != size:
+                rows[record_id] = replace(rows[record_id], size=size)
+                changed.append(record_id)
+        if not changed:
+            return Delta(old)
+        view = StoreView(
+            rows=MappingProxyType(rows),
+            children=old.children,
+            totals=self._totals(rows.values()),
+            read_only=old.read_only,
+        )
+        self._view = view
+        return Delta(view, changed=tuple(changed))
+
+    @staticmethod
+    def _diff(old: StoreView, new: StoreView) -> Delta:
+        added = tuple(i for i in new.rows if i not in old.rows)
+        removed = tuple(i for i in old.rows if i not in new.rows)
+        changed = []
+        reparented = []
+        for record_id, row in new.rows.items():
+            before = old.rows.get(record_id)
+            if before is None or before == row:
+                continue
+            if before.parent != row.parent:
+                reparented.append(record_id)
+            else:
+                changed.append(record_id)
+        return Delta(new, tuple(changed), added, removed, tuple(reparented))
+
+    # -- reading details ----------------------------------------------------------------
+
+    def details(self, record_id: str) -> DetailsView:
+        with self._lock:
+            view = self._view or self.load()
+            row = view.rows.get(record_id)
+            if row is None:
+                raise NotFoundError(f"{record_id}: not found")
+            manager = self.manager
+            with manager.store.read():
+                holder_rows = manager.store.rows(
+                    "SELECT h.id, h.record, h.pid, h.start, h.host, h.created_at, h.counts_use "
+                    "FROM holder h JOIN record r ON r.id = h.record "
+                    "WHERE r.id = ? OR r.equal_mutable = ? OR r.id = ("
+                    "  SELECT equal_mutable FROM record WHERE id = ?)",
+                    (record_id, record_id, record_id),
+                )
+                layer = manager.store.rows(
+                    "SELECT equal_mutable FROM record WHERE id = ?", (record_id,)
+                )
+        from cachetui.core.processes import is_alive
+
+        my_holders = {ref.holder_id for refs in self._holds.values() for ref in refs}
+        holders = tuple(
+            HolderView(
+                id=hid,
+                record=rec,
+                pid=pid,
+                host=host,
+                since=created,
+                alive=is_alive(pid, start, host),
+                mine=hid in my_holders,
+                counts_use=bool(counts),
+            )
+            for hid, rec, pid, start, host, created, counts in holder_rows
+        )
+        chain = []
+        for ancestor in view.ancestors(record_id):
+            a = view.rows[ancestor]
+            chain.append((a.id, a.description, a.size))
+        layer_id = (layer[0][0] if layer and layer[0][0] else None) or record_id
+        own = str(manager.snapshots.dir / layer_id)
+        lowers = tuple(str(manager.snapshots.dir / a[0]) for a in chain)
+        if row.mutable:
+            upper, lower_paths = own, lowers
+        else:
+            upper, lower_paths = None, (own, *lowers)
+        because = None
+        if row.in_use and not row.held:
+            because = self._held_descendant(view, record_id)
+        refused = row.unmarkable_reason()
+        sub_size, sub_count = self._subtree(view, record_id)
+        return DetailsView(
+            record=row,
+            chain=tuple(chain),
+            upper=upper,
+            lowers=lower_paths,
+            holders=holders,
+            in_use_because=because,
+            prune_frees=0 if refused else (0 if row.shared else row.size),
+            prune_refused=refused,
+            subtree_size=sub_size,
+            subtree_count=sub_count,
+        )
+
+    @staticmethod
+    def _held_descendant(view: StoreView, record_id: str) -> str | None:
+        queue = list(view.child_ids(record_id))
+        while queue:
+            child = queue.pop(0)
+            row = view.rows.get(child)
+            if row is None:
+                continue
+            if row.held:
+                return child
+            queue.extend(view.child_ids(child))
+        return None
+
+    @staticmethod
+    def _subtree(view: StoreView, record_id: str) -> tuple[int, int]:
+        size = count = 0
+        stack = [record_id]
+        while stack:
+            current = stack.pop()
+            row = view.rows.get(current)
+            if row is None:
+                continue
+            size += max(row.size, 0)
+            count += 1
+            stack.extend(view.child_ids(current))
+        return size, count
+
+    def matching(self, text: str) -> frozenset[str]:
+        """The ids a filter matches (``FilterSyntaxError`` when it does not parse)."""
+        matcher = filter_language.parse_all(text) if text.strip() else None
+        view = self._view
+        if view is None:
+            return frozenset()
+        if not matcher:
+            return frozenset(view.rows)
+        found = set()
+        for row in view.rows.values():
+            fields = filter_language.usage_fields(
+                id=row.id,
+                parents=(row.parent,) if row.parent else (),
+                description=row.description,
+                record_type=row.record_type,
+                in_use=row.in_use,
+                mutable=row.mutable,
+                shared=row.shared,
+            )
+            if matcher.matches(fields):
+                found.add(row.id)
+        return frozenset(found)
+
+    @staticmethod
+    def check_filter(text: str) -> None:
+        """Raise ``FilterSyntaxError`` (with ``.position``) when ``text`` does not parse."""
+        if text.strip():
+            filter_language.parse_all(text)
+
+    # -- prune --------------------------------------------------------------------------
+
+    def plan_prune(self, ids: Sequence[str]) -> PrunePlan:
+        """Dry run of pruning exactly these records (the marks)."""
+        if not ids:
+            return PrunePlan(())
+        with self._lock:
+            result = self.manager.prune(self._id_policy(ids), dry_run=True)
+        chosen = {info.id for info in result}
+        refused = []
+        view = self._view
+        for record_id in ids:
+            if record_id in chosen:
+                continue
+            row = view.rows.get(record_id) if view else None
+            reason = (row.unmarkable_reason() if row else None) or "it cannot be pruned now"
+            refused.append((record_id, reason))
+        return PrunePlan(tuple(_plan_row(i) for i in result), tuple(refused))
+
+    @staticmethod
+    def _id_policy(ids: Sequence[str]) -> PruneOptions:
+        return PruneOptions(all=True, filters=tuple(f"id=={i}" for i in ids))
+
+    def prune_ids(
+        self, ids: Sequence[str], on_prune: Callable[[PlanRow], None] | None = None
+    ) -> PrunePlan:
+        self._check_writable()
+        if not ids:
+            return PrunePlan(())
+        return self._prune((self._id_policy(ids),), on_prune)
+
+    def plan_policy(self, options: PruneOptions) -> PrunePlan:
+        with self._lock:
+            result = self.manager.prune(options, dry_run=True)
+        return PrunePlan(tuple(_plan_row(i) for i in result))
+
+    def prune_policy(
+        self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None
+    ) -> PrunePlan:
+        self._check_writable()
+        return self._prune((options,), on_prune)
+
+    def _prune(
+        self, policies: Sequence[PruneOptions], on_prune: Callable[[PlanRow], None] | None
+    ) -> PrunePlan:
+        def report(info: UsageInfo) -> None:
+            if on_prune is not None:
+                on_prune(_plan_row(info))
+
+        with self._lock:
+            result = self.manager.prune(*policies, on_prune=report)
+        return PrunePlan(tuple(_plan_row(i) for i in result))
+
+    # -- commit, hold, release ----------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise InvalidError("the dashboard is read-only")
+
+    def commit(self, record_id: str) -> str:
+        """Commit a free mutable into an immutable: get_mutable, commit, finalize, release."""
+        self._check_writable()
+        with self._lock:
+            manager = self.manager
+            mutable = manager.get_mutable(record_id)
+            try:
+                immutable = mutable.commit()
+            except BaseException:
+                mutable.release()
+                raise
+            try:
+                immutable.finalize()
+            finally:
+                immutable.release()
+            return immutable.id
+
+    def hold(self, record_id: str) -> str:
+        """Pin a record against prune: the service keeps an ``ImmutableRef`` on it."""
+        self._check_writable()
+        with self._lock:
+            ref = self.manager.get(record_id)
+            self._holds.setdefault(ref.id, []).append(ref)
+            return ref.id
+
+    def holds(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._holds)
+
+    def release(self, record_id: str) -> int:
+        """Release what the dashboard holds on a record; returns how many handles went."""
+        self._check_writable()
+        with self._lock:
+            view = self._view
+            keys = {record_id}
+            if view is not None and record_id in view.rows:
+                # a held pair shows as its immutable: releasing by either id works
+                keys |= {k for k, refs in self._holds.items() if refs and k == record_id}
+            released = 0
+            for key in keys:
+                for ref in self._holds.pop(key, []):
+                    ref.release()
+                    released += 1
+            return released
+
+    def force_release(self, holder_ids: Sequence[int]) -> int:
+        """Drop other processes' holder rows (after the UI confirmed)."""
+        self._check_writable()
+        with self._lock:
+            done = 0
+            for holder_id in holder_ids:
+                if self.manager.force_release(holder_id):
+                    done += 1
+            return done
+
+    def check_lockable(self, record_id: str) -> None:
+        """Raise ``LockedError`` when a live process holds the record (for messages)."""
+        view = self._view
+        row = view.rows.get(record_id) if view else None
+        if row is not None and row.held:
+            raise LockedError(record_id)

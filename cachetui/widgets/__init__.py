@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: they render view rows from ``cachetui.service`` only."""

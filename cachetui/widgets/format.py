@@ -1,0 +1,140 @@
+"""Formatting view rows into fixed-width columns (pure functions, no widgets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import humanize
+from rich.text import Text
+
+from cachetui.service import RecordView
+
+__all__ = ["Columns", "ago", "format_row", "header_text", "size", "timestamp"]
+
+GUIDE = 4  # Tree.guide_depth
+ICON = 2  # the expand icon (leaves get two spaces)
+
+STATE_STYLES = {
+    "in use": "bold dark_orange",
+    "mutable": "cyan",
+    "retained": "magenta",
+    "pending": "italic dodger_blue2",
+    "pinned": "bold green",
+}
+
+
+def size(n: int) -> str:
+    return humanize.naturalsize(max(n, 0))
+
+
+def ago(epoch: float | None, now: float) -> str:
+    if epoch is None:
+        return "never"
+    return humanize.naturaltime(
+        datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None),
+        when=datetime.fromtimestamp(now, UTC).replace(tzinfo=None),
+    )
+
+
+def timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Column widths for one terminal width."""
+
+    name: int = 14
+    size: int = 10
+    state: int = 24
+    type: int = 12
+    last: int = 15
+    uses: int = 5
+    show_type: bool = True
+
+    @classmethod
+    def for_width(cls, width: int) -> Columns:
+        if width >= 118:
+            base = cls()
+        elif width >= 96:
+            base = cls(name=12, state=20, last=14, show_type=False)
+        else:
+            base = cls(name=10, size=9, state=16, last=13, uses=4, show_type=False)
+        others = ICON + 2 + base.size + base.state + base.last + base.uses + 6
+        if base.show_type:
+            others += base.type + 1
+        spare = width - others - 22  # leave room for the description
+        name = min(max(base.name, spare), 27)
+        return cls(
+            name=name,
+            size=base.size,
+            state=base.state,
+            type=base.type,
+            last=base.last,
+            uses=base.uses,
+            show_type=base.show_type,
+        )
+
+
+def _cell(text: str, width: int, *, right: bool = False) -> str:
+    if len(text) > width:
+        text = text[: max(width - 1, 0)] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def header_text(columns: Columns) -> Text:
+    parts = [
+        " " * (ICON + 2),
+        _cell("ID", columns.name),
+        " ",
+        _cell("SIZE", columns.size, right=True),
+        " ",
+        _cell("STATE", columns.state),
+        " ",
+    ]
+    if columns.show_type:
+        parts += [_cell("TYPE", columns.type), " "]
+    parts += [_cell("LAST USED", columns.last), " ", _cell("USES", columns.uses, right=True)]
+    parts += ["  DESCRIPTION"]
+    return Text("".join(parts), style="bold")
+
+
+def format_row(
+    row: RecordView,
+    *,
+    depth: int,
+    marked: bool,
+    now: float,
+    columns: Columns,
+    dim: bool = False,
+) -> Text:
+    """One tree label: mark, id (narrower when deeper, so the columns line up), size,
+    state words, type, last use, usage count and description."""
+    name_width = max(columns.name - GUIDE * depth, 6)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("✓ " if marked else "  ", style="bold green" if marked else "")
+    text.append(_cell(row.id, name_width), style="dim" if dim else "")
+    text.append(" ")
+    text.append(_cell(size(row.size), columns.size, right=True), style="bold" if not dim else "")
+    text.append(" ")
+    states = row.states
+    state_text = Text()
+    for i, word in enumerate(states):
+        if i:
+            state_text.append(" ")
+        state_text.append(word, style=STATE_STYLES.get(word, ""))
+    if not states:
+        state_text.append("free", style="dim")
+    state_text.truncate(columns.state, overflow="ellipsis", pad=True)
+    text.append_text(state_text)
+    text.append(" ")
+    if columns.show_type:
+        text.append(_cell(row.record_type, columns.type), style="dim")
+        text.append(" ")
+    text.append(_cell(ago(row.last_used_at, now), columns.last))
+    text.append(" ")
+    text.append(_cell(str(row.usage_count), columns.uses, right=True))
+    text.append("  ")
+    text.append(row.description or "-", style="dim" if dim or not row.description else "")
+    return text
