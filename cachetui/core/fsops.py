@@ -1,0 +1,460 @@
+"""Safe removal of snapshot trees, and the small filesystem helpers the core shares.
+
+This module owns every destructive filesystem call the core makes on a snapshot tree
+(invariant 7 of ``reliability-scenarios.md``):
+
+- :func:`remove_tree` removes a directory tree through directory file descriptors
+  (``openat`` with ``O_NOFOLLOW | O_DIRECTORY``). It never follows a symlink (links are
+  unlinked, the top included), never descends into another filesystem (it refuses with
+  :class:`~cachetui.core.errors.SnapshotError` and leaves that part in place), is
+  iterative (5,000-deep chains work: no recursion, no ``ENAMETOOLONG``, bounded open fds),
+  handles names that are not UTF-8, makes read-only directories it owns writable and
+  retries once, and tolerates another process removing the same tree at the same time.
+- :func:`remove_trees` removes many trees from a thread pool and returns the failures.
+- :func:`fsync_dir` flushes a directory's entries.
+
+It also holds the private fd-path helpers (``_Node``, ``_FdPath``) that
+:mod:`cachetui.core.usage` walks with, so both walkers share one discipline.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from cachetui.core.errors import SnapshotError
+
+__all__ = ["fsync_dir", "remove_tree", "remove_trees"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+#: At most this many directory fds are held open by one walk; deeper ancestors are
+#: closed and reopened by name (and checked by ``(st_dev, st_ino)``) when needed again.
+_FD_CAP = 128
+#: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
+_MAX_RESCANS = 5
+
+
+class _Changed(OSError):
+    """A directory on the walk's path was replaced by another one while we walked."""
+
+
+class _Node:
+    """One directory on a walk's path: its name in its parent and, maybe, an open fd."""
+
+    __slots__ = ("chmodded", "fd", "ident", "keep", "name", "parent", "pending", "rescans")
+
+    def __init__(
+        self, parent: _Node | None, name: str, fd: int | None, ident: tuple[int, int] | None
+    ) -> None:
+        self.parent = parent
+        self.name = name
+        self.fd = fd
+        self.ident = ident
+        self.pending: list[str] | None = None
+        self.keep = False  # the fd belongs to the caller: never close or evict it
+        self.chmodded = False
+        self.rescans = 0
+
+    def path(self) -> str:
+        """The full path, for messages only (the walk itself never uses paths)."""
+        parts: list[str] = []
+        node: _Node | None = self
+        while node is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/".join(reversed(parts))
+
+    def child_path(self, name: str) -> str:
+        return f"{self.path()}/{name}"
+
+
+class _FdPath:
+    """The path of directories from a walk's base down to the current one.
+
+    ``stack[0]`` is the base, whose fd is kept open by the caller. At most ``cap`` fds
+    are open: when there are more, the shallowest are closed, and :meth:`fd` reopens a
+    closed directory from its nearest open ancestor, checking each step's identity.
+    """
+
+    __slots__ = ("cap", "nopen", "stack")
+
+    def __init__(self, base: _Node, cap: int = _FD_CAP) -> None:
+        base.keep = True
+        self.stack: list[_Node] = [base]
+        self.cap = cap
+        self.nopen = 0
+
+    def adopt(self, node: _Node) -> None:
+        """Count ``node``'s freshly opened fd."""
+        self.nopen += 1
+
+    def push(self, node: _Node) -> None:
+        self.stack.append(node)
+        if self.nopen > self.cap:
+            self._evict()
+
+    def close(self, node: _Node) -> None:
+        if node.fd is not None and not node.keep:
+            fd, node.fd = node.fd, None
+            self.nopen -= 1
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for node in self.stack:
+            self.close(node)
+        self.stack.clear()
+
+    def _evict(self) -> None:
+        target = self.cap // 2
+        for node in self.stack[1:-1]:
+            if self.nopen <= target:
+                break
+            self.close(node)
+
+    def fd(self, node: _Node) -> int:
+        """An open fd for ``node``, reopening it (and closed ancestors) if needed.
+
+        Raises ``FileNotFoundError`` when a directory on the way has gone and
+        :class:`_Changed` when one was replaced by a different directory.
+        """
+        if node.fd is not None:
+            return node.fd
+        chain: list[_Node] = []
+        current: _Node | None = node
+        while current is not None and current.fd is None:
+            chain.append(current)
+            current = current.parent
+        if current is None:  # pragma: no cover - the base is always open
+            raise _Changed(errno.ESTALE, "no open ancestor", node.path())
+        parent_fd = current.fd
+        assert parent_fd is not None
+        for step in reversed(chain):
+            new_fd = os.open(step.name, _DIR_FLAGS, dir_fd=parent_fd)
+            st = os.fstat(new_fd)
+            if (st.st_dev, st.st_ino) != step.ident:
+                os.close(new_fd)
+                raise _Changed(errno.ESTALE, "directory replaced during the walk", step.path())
+            step.fd = new_fd
+            self.nopen += 1
+            parent_fd = new_fd
+        if self.nopen > self.cap:
+            self._evict()
+        assert node.fd is not None
+        return node.fd
+
+
+def _error(action: str, path: str, err: OSError) -> SnapshotError:
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    return SnapshotError(f"cannot {action} {path}: {reason}", path=path)
+
+
+def _make_writable(fd: int) -> None:
+    """``chmod u+rwx`` the directory open as ``fd`` if we own it."""
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() or os.geteuid() == 0:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+
+
+def _make_child_writable(parent_fd: int, name: str) -> bool:
+    """``chmod u+rwx`` the directory ``name`` in ``parent_fd`` without following links.
+
+    Goes through an ``O_PATH`` fd and ``/proc/self/fd`` so a swap to a symlink between the
+    check and the chmod cannot redirect it. Returns False when it did nothing.
+    """
+    try:
+        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        if st.st_uid != os.geteuid() and os.geteuid() != 0:
+            return False
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Gone(Exception):
+    """A directory on the remover's path has been removed (by someone else)."""
+
+    def __init__(self, node: _Node) -> None:
+        super().__init__(node.name)
+        self.node = node
+
+
+class _Remover:
+    """Post-order removal of one tree below an open top directory."""
+
+    def __init__(self, top: _Node, dev: int) -> None:
+        self.dev = dev
+        self.fds = _FdPath(top)
+        self.top = top
+        self.top_gone = False
+
+    def _fd(self, node: _Node) -> int:
+        try:
+            return self.fds.fd(node)
+        except FileNotFoundError:
+            raise _Gone(node) from None
+        except OSError as err:
+            raise _error("reopen directory", node.path(), err) from err
+
+    def _unlink(self, node: _Node, fd: int, name: str, pending: list[str]) -> None:
+        for attempt in (0, 1):
+            try:
+                os.unlink(name, dir_fd=fd)
+                return
+            except FileNotFoundError:
+                return
+            except IsADirectoryError:  # replaced by a directory since the listing
+                pending.append(name)
+                return
+            except PermissionError as err:
+                if attempt or node.chmodded:
+                    raise _error("remove", node.child_path(name), err) from err
+                node.chmodded = True
+                try:
+                    _make_writable(fd)
+                except OSError:
+                    raise _error("remove", node.child_path(name), err) from err
+            except OSError as err:
+                raise _error("remove", node.child_path(name), err) from err
+
+    def _scan(self, node: _Node) -> None:
+        fd = self._fd(node)
+        pending: list[str] = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False  # let unlink decide (EISDIR puts it back)
+                    if is_dir:
+                        pending.append(entry.name)
+                    else:
+                        self._unlink(node, fd, entry.name, pending)
+        except FileNotFoundError:
+            raise _Gone(node) from None
+        except OSError as err:
+            raise _error("list", node.path(), err) from err
+        node.pending = pending
+
+    def _open_child(self, node: _Node, parent_fd: int, name: str) -> _Node | None:
+        for attempt in (0, 1):
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                break
+            except FileNotFoundError:
+                return None
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    # Replaced by a symlink or a file since the listing: unlink, never follow.
+                    assert node.pending is not None
+                    self._unlink(node, parent_fd, name, node.pending)
+                    return None
+                if (
+                    err.errno in (errno.EACCES, errno.EPERM)
+                    and not attempt
+                    and _make_child_writable(parent_fd, name)
+                ):
+                    continue
+                raise _error("open directory", node.child_path(name), err) from err
+        else:  # pragma: no cover - the loop always breaks, returns or raises
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError as err:
+            os.close(fd)
+            raise _error("inspect", node.child_path(name), err) from err
+        if st.st_dev != self.dev:
+            os.close(fd)
+            path = node.child_path(name)
+            raise SnapshotError(
+                f"refusing to remove {path}: it is on another filesystem (a mount point)",
+                path=path,
+            )
+        child = _Node(node, name, fd, (st.st_dev, st.st_ino))
+        self.fds.adopt(child)
+        return child
+
+    def _rmdir(self, node: _Node) -> bool:
+        """Remove ``node`` from its parent; False when it must be rescanned."""
+        parent = node.parent
+        assert parent is not None
+        for attempt in (0, 1):
+            parent_fd = self._fd(parent)
+            try:
+                os.rmdir(node.name, dir_fd=parent_fd)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError as err:
+                if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and node.rescans < _MAX_RESCANS:
+                    node.rescans += 1
+                    return False
+                if err.errno in (errno.EACCES, errno.EPERM) and not attempt:
+                    try:
+                        _make_writable(parent_fd)
+                        continue
+                    except OSError:
+                        pass
+                raise _error("remove directory", node.path(), err) from err
+        return True  # pragma: no cover
+
+    def run(self) -> None:
+        """Empty the top directory (the caller removes the top itself)."""
+        stack = self.fds.stack
+        try:
+            while stack:
+                node = stack[-1]
+                try:
+                    if node.pending is None:
+                        self._scan(node)
+                    assert node.pending is not None
+                    if node.pending:
+                        name = node.pending.pop()
+                        child = self._open_child(node, self._fd(node), name)
+                        if child is not None:
+                            self.fds.push(child)
+                        continue
+                    if node is self.top:
+                        return
+                    self.fds.close(node)
+                    if self._rmdir(node):
+                        stack.pop()
+                    else:
+                        node.pending = None  # new entries appeared: list it again
+                except _Gone as gone:
+                    if gone.node is self.top:
+                        self.top_gone = True
+                    while stack:
+                        popped = stack.pop()
+                        self.fds.close(popped)
+                        if popped is gone.node:
+                            break
+        finally:
+            self.fds.close_all()
+
+
+def _unlink_path(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise _error("remove", path, err) from err
+
+
+def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> None:
+    """Remove the directory tree at ``path`` without following symlinks or crossing mounts.
+
+    - ``path`` missing: nothing to do. ``path`` a symlink (or any non-directory): only
+      that entry is unlinked; a link's target is never touched.
+    - A directory on another filesystem anywhere below ``path`` is refused with
+      :class:`SnapshotError` naming it; what has not been removed yet stays in place.
+    - ``EACCES``/``EPERM`` on a directory we own: ``chmod u+rwx`` and retry once.
+    - Entries removed concurrently (another remover on the same tree) are ignored.
+
+    :raises SnapshotError: for any other failure, with the path and the errno text,
+        chained from the ``OSError``.
+    """
+    top_path = os.fsdecode(path)
+    for _attempt in range(3):
+        try:
+            st = os.lstat(top_path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise _error("inspect", top_path, err) from err
+        if not stat.S_ISDIR(st.st_mode):
+            _unlink_path(top_path)
+            return
+        try:
+            fd = os.open(top_path, _DIR_FLAGS)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                continue  # swapped for a symlink or file since the lstat: look again
+            raise _error("open directory", top_path, err) from err
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                continue  # swapped since the lstat: look again
+            top = _Node(None, top_path, fd, (st.st_dev, st.st_ino))
+            while True:
+                remover = _Remover(top, st.st_dev)
+                remover.run()
+                if remover.top_gone:
+                    return  # the top itself was removed by someone else
+                try:
+                    os.rmdir(top_path)
+                    return
+                except FileNotFoundError:
+                    return
+                except OSError as err:
+                    if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and (
+                        top.rescans < _MAX_RESCANS
+                    ):
+                        top.rescans += 1
+                        top.pending = None
+                        continue
+                    raise _error("remove directory", top_path, err) from err
+        except OSError as err:
+            raise _error("remove", top_path, err) from err
+        finally:
+            os.close(fd)
+    raise SnapshotError(f"cannot remove {top_path}: it keeps being replaced", path=top_path)
+
+
+def remove_trees(
+    paths: Iterable[str | os.PathLike[str]], *, threads: int = 4
+) -> list[tuple[str | os.PathLike[str], SnapshotError]]:
+    """Remove many trees with :func:`remove_tree` from a pool of ``threads`` threads.
+
+    Returns the failures as ``(path, error)`` pairs, in the order of ``paths``, instead of
+    raising; every other tree is removed.
+    """
+    items = list(paths)
+
+    def attempt(p: str | os.PathLike[str]) -> SnapshotError | None:
+        try:
+            remove_tree(p)
+        except SnapshotError as err:
+            return err
+        return None
+
+    if threads <= 1 or len(items) <= 1:
+        results = [attempt(p) for p in items]
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="remove") as pool:
+            results = list(pool.map(attempt, items))
+    return [(p, err) for p, err in zip(items, results, strict=True) if err is not None]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """``fsync`` the directory ``path`` so renames and creations in it are durable.
+
+    :raises SnapshotError: when it cannot be opened or flushed.
+    """
+    p = os.fsdecode(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise _error("open directory", p, err) from err
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        raise _error("fsync", p, err) from err
+    finally:
+        os.close(fd)

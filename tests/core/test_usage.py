@@ -1,0 +1,414 @@
+"""Tests for ``cachetui.core.usage.measure``: equality with ``du``, and the C-scenarios.
+
+Real files in ``tmp_path``; monkeypatching only injects EACCES faults, vanishing entries
+and a foreign ``st_dev`` (a real tmpfs mount is also tried when running as root).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cachetui.core import usage
+from cachetui.core.fsops import remove_tree
+from cachetui.core.usage import Finding, Measurement, measure
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def du(path: Path | bytes, *, one_fs: bool = False) -> int:
+    args = ["du", "-s", "--block-size=1", *(["-x"] if one_fs else []), os.fsdecode(path)]
+    return int(subprocess.run(args, check=True, capture_output=True).stdout.split()[0])
+
+
+def blocks(path: Path | bytes) -> int:
+    return os.lstat(path).st_blocks * 512
+
+
+def fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def make_chain(top: Path, depth: int, *, comb: bool = False) -> None:
+    """A ``depth``-deep chain of ``d`` directories built through dir fds (no long paths).
+
+    With ``comb`` every level also holds a leaf directory ``x`` with a file, so each
+    ancestor has a pending sibling while the walk is deep below it.
+    """
+    fd = os.open(top, DIR_FLAGS)
+    try:
+        for _ in range(depth):
+            if comb:
+                os.mkdir("x", dir_fd=fd)
+                leaf = os.open("x/f", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+                os.write(leaf, b"x" * 10)
+                os.close(leaf)
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open("bottom", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+        os.write(leaf, b"y" * 5000)
+        os.close(leaf)
+    finally:
+        os.close(fd)
+
+
+def build_hazards(top: Path, outside: Path) -> None:
+    """The hazard layer of C1, C2, C9, C10, C16 (not the deep chain)."""
+    top.mkdir()
+    outside.mkdir()
+    (outside / "canary").write_bytes(b"c" * 1_000_000)
+    (top / "etc").mkdir()
+    (top / "etc" / "plain").write_bytes(b"p" * 10_000)
+    linked = top / "etc" / "linked"
+    linked.write_bytes(b"l" * 1_048_576)
+    (top / "other").mkdir()
+    os.link(linked, top / "other" / "linked2")
+    os.link(linked, top / "linked3")
+    with open(top / "sparse", "wb") as fh:
+        fh.truncate(1 << 30)
+        fh.seek(1 << 20)
+        fh.write(b"s" * 4096)
+    os.mkfifo(top / "fifo")
+    os.symlink(outside, top / "to-outside")
+    os.symlink(outside / "canary", top / "to-canary")
+    os.symlink("/", top / "evil")
+    weird = os.fsencode(top) + b"/\xff\n\xfe weird\nname"
+    os.mkdir(weird)
+    with open(weird + b"/\x80file\n", "wb") as fh:
+        fh.write(b"w" * 3000)
+    (top / ("n" * 255)).write_bytes(b"n" * 7000)
+
+
+@pytest.fixture
+def hazards(tmp_path: Path) -> Path:
+    top = tmp_path / "layer"
+    build_hazards(top, tmp_path / "outside")
+    return top
+
+
+def test_equals_du_on_hazard_tree(hazards: Path) -> None:
+    result = measure(hazards, workers=1)
+    assert result == Measurement(du(hazards), result.files, ())
+    assert result.complete
+    # etc, plain, linked(+2 links counted once), other, sparse, fifo, 3 links, weird dir
+    # and its file, the 255-byte name.
+    assert result.files == 12
+    assert (hazards.parent / "outside" / "canary").stat().st_size == 1_000_000
+
+
+def test_sparse_file_counts_allocated_blocks(tmp_path: Path) -> None:
+    with open(tmp_path / "sparse", "wb") as fh:
+        fh.truncate(1 << 30)
+        fh.write(b"s" * 4096)
+    result = measure(tmp_path)
+    assert result.size == du(tmp_path) < 1 << 20
+
+
+def test_hard_links_counted_once(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"a" * 1_048_576)
+    os.link(tmp_path / "a", tmp_path / "b")
+    os.link(tmp_path / "a", tmp_path / "c")
+    result = measure(tmp_path)
+    assert result.size == du(tmp_path) == blocks(tmp_path) + blocks(tmp_path / "a")
+    assert result.files == 1
+
+
+def test_bytes_path_accepted(hazards: Path) -> None:
+    assert measure(os.fsencode(hazards)).size == du(hazards)
+
+
+def test_deep_chain(tmp_path: Path) -> None:
+    top = tmp_path / "deep"
+    top.mkdir()
+    make_chain(top, 5000)
+    try:
+        expected = du(top)
+        assert measure(top, workers=1) == Measurement(expected, 5001, ())
+        assert measure(top).size == expected
+    finally:
+        remove_tree(top)
+
+
+def test_deep_comb_reopens_evicted_directories(tmp_path: Path) -> None:
+    top = tmp_path / "comb"
+    top.mkdir()
+    make_chain(top, 1500, comb=True)
+    try:
+        result = measure(top, workers=1)
+        assert result.size == du(top)
+        assert result.complete
+        assert result.files == 1500 * 3 + 1
+    finally:
+        remove_tree(top)
+
+
+def build_wide(top: Path, dirs: int = 40, files: int = 20, *, links: bool = True) -> None:
+    top.mkdir()
+    for i in range(dirs):
+        sub = top / f"dir{i:03d}" / "inner"
+        sub.mkdir(parents=True)
+        for j in range(files):
+            (sub / f"f{j}").write_bytes(b"z" * (j * 500))
+        if i and links:  # hard links spread across directories, so across workers
+            os.link(top / "dir000" / "inner" / "f19", sub / "link")
+
+
+def test_parallel_walk_equals_du_and_dedups_links_across_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = tmp_path / "wide"
+    build_wide(top)
+    sequential = measure(top, workers=1)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 30)
+    monkeypatch.setattr(os, "fork", counting_fork)
+    parallel = measure(top, workers=3)
+    assert forks, "the parallel path did not run"
+    assert len(forks) == 2
+    assert parallel == sequential
+    assert parallel.size == du(top)
+
+
+def test_parallel_worker_failure_falls_back_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = tmp_path / "wide"
+    build_wide(top, dirs=10)
+    real_fork = os.fork
+
+    def failing_child_fork() -> int:
+        pid = real_fork()
+        if pid == 0:  # pragma: no cover - child
+            os._exit(3)
+        return pid
+
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
+    monkeypatch.setattr(os, "fork", failing_child_fork)
+    assert measure(top, workers=2).size == du(top)
+
+
+def test_unreadable_subdir_via_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_wide(tmp_path / "t", dirs=3, links=False)
+    locked = tmp_path / "t" / "dir001"
+    expected = du(tmp_path / "t") - du(locked) + blocks(locked)
+    real_open = os.open
+
+    def fake_open(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        if path == "dir001" and dir_fd is not None:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    result = measure(tmp_path / "t", workers=1)
+    assert result.size == expected
+    assert result.findings == (Finding(str(locked), "unreadable", os.strerror(errno.EACCES)),)
+    assert not result.complete
+
+
+def test_unreadable_subdir_via_scandir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_wide(tmp_path / "t", dirs=3, links=False)
+    locked = tmp_path / "t" / "dir002" / "inner"
+    expected = du(tmp_path / "t") - du(locked) + blocks(locked)
+    real_scandir = os.scandir
+
+    def fake_scandir(fd):  # type: ignore[no-untyped-def]
+        if isinstance(fd, int) and fd_path(fd) == str(locked):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_scandir(fd)
+
+    monkeypatch.setattr(os, "scandir", fake_scandir)
+    result = measure(tmp_path / "t", workers=1)
+    assert result.size == expected
+    assert [(f.path, f.kind) for f in result.findings] == [(str(locked), "unreadable")]
+    assert not result.complete
+
+
+def test_unreadable_entry_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ok").write_bytes(b"o" * 5000)
+    (tmp_path / "bad").write_bytes(b"b" * 5000)
+    real_scandir = os.scandir
+
+    class Entry:
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self._entry = entry
+            self.name = entry.name
+
+        def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+            if self.name == "bad":
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return self._entry.stat(follow_symlinks=follow_symlinks)
+
+    class Listing:
+        def __init__(self, fd: int) -> None:
+            with real_scandir(fd) as it:
+                self._entries = [Entry(e) for e in it]
+
+        def __enter__(self) -> Iterator[Entry]:
+            return iter(self._entries)
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    result = measure(tmp_path, workers=1)
+    assert result.size == blocks(tmp_path) + blocks(tmp_path / "ok")
+    assert result.findings[0].path == str(tmp_path / "bad")
+    assert not result.complete
+
+
+def test_vanishing_entries_are_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "stays").write_bytes(b"s" * 5000)
+    (tmp_path / "goes").write_bytes(b"g" * 5000)
+    (tmp_path / "gonedir").mkdir()
+    real_scandir = os.scandir
+
+    class Listing:
+        """Lists, then deletes entries before they are stat'ed or opened (C8)."""
+
+        def __init__(self, fd: int) -> None:
+            with real_scandir(fd) as it:
+                self._entries = list(it)
+            for name in ("goes", "gonedir"):
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except IsADirectoryError:
+                    os.rmdir(name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+
+        def __enter__(self) -> Iterator[os.DirEntry[str]]:
+            return iter(self._entries)
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    result = measure(tmp_path, workers=1)
+    assert result.size == blocks(tmp_path) + blocks(tmp_path / "stays")
+    assert result.findings == ()
+    assert result.complete
+
+
+def test_symlinked_root(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "canary").write_bytes(b"c" * 100_000)
+    link = tmp_path / "snap"
+    link.symlink_to(target)
+    result = measure(link)
+    assert result.size == 0
+    assert [f.kind for f in result.findings] == ["symlinked-root"]
+    assert not result.complete
+    assert (target / "canary").exists()
+
+
+def test_root_replaced_by_symlink_between_lstat_and_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    real_lstat = os.lstat
+    swapped: list[bool] = []
+
+    def swapping_lstat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        st = real_lstat(path, *args, **kwargs)
+        if os.fsdecode(path) == str(snap) and not swapped:
+            swapped.append(True)
+            snap.rmdir()
+            snap.symlink_to(target)
+        return st
+
+    monkeypatch.setattr(os, "lstat", swapping_lstat)
+    result = measure(snap)
+    assert (result.size, [f.kind for f in result.findings]) == (0, ["symlinked-root"])
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    result = measure(tmp_path / "nope")
+    assert (result.size, result.files, [f.kind for f in result.findings]) == (0, 0, ["missing"])
+    assert result.complete
+
+
+def test_root_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f" * 9000)
+    result = measure(tmp_path / "f")
+    assert result.size == du(tmp_path / "f")
+    assert [f.kind for f in result.findings] == ["not-a-directory"]
+
+
+def test_foreign_device_via_fstat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    top = tmp_path / "t"
+    build_wide(top, dirs=3, links=False)
+    mnt = top / "dir001"
+    expected = du(top) - du(mnt) + blocks(mnt)
+    real_fstat = os.fstat
+
+    def fake_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        if fd_path(fd) == str(mnt):
+            fields = list(st)
+            fields[2] = st.st_dev + 1  # st_dev
+            return os.stat_result(fields)
+        return st
+
+    monkeypatch.setattr(os, "fstat", fake_fstat)
+    result = measure(top, workers=1)
+    assert result.size == expected
+    assert [(f.path, f.kind) for f in result.findings] == [(str(mnt), "foreign-device")]
+    assert not result.complete
+
+
+@pytest.fixture
+def mount_tmpfs() -> Iterator[Callable[[Path], None]]:
+    mounted: list[Path] = []
+
+    def mount(target: Path) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "cachetui-test", str(target)],
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(target)
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_real_mount_is_not_crossed(tmp_path: Path, mount_tmpfs: Callable[[Path], None]) -> None:
+    top = tmp_path / "t"
+    build_wide(top, dirs=2)
+    mnt = top / "mnt"
+    mnt.mkdir()
+    mount_tmpfs(mnt)
+    (mnt / "inside").write_bytes(b"i" * 400_000)
+    result = measure(top, workers=1)
+    assert result.size == du(top, one_fs=True) < du(top)
+    assert [(f.path, f.kind) for f in result.findings] == [(str(mnt), "foreign-device")]
+
+
+def test_finding_and_measurement_are_frozen() -> None:
+    m = Measurement(1, 1, (Finding("p", "vanished", "gone"),))
+    assert m.complete
+    with pytest.raises(AttributeError):
+        m.size = 2  # type: ignore[misc]
