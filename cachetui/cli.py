@@ -382,12 +382,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if run_dashboard is None:
         _out(sys.stdout, str(root))
         return EXIT_OK
-    simulator = None if args.no_live else demo.start_simulator(root)
-    try:
-        return int(run_dashboard(root, simulator=simulator is not None) or 0)
-    finally:
-        if simulator is not None:
-            demo.stop_simulator(simulator)
+    # The dashboard starts (and stops) the simulated build itself.
+    return int(run_dashboard(root, simulator=not args.no_live) or 0)
 
 
 _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -466,3 +467,23 @@ def test_render_shared_marks_and_shared_totals() -> None:
     obj = output.usage_json(rows[0])
     assert obj["created_at"] == "2026-11-28T01:02:03Z" and obj["last_used_at"] is None
     assert obj["shared"] is True and obj["size"] == 1_704_000_000
+
+
+def test_du_and_prune_never_import_textual(store: Store) -> None:
+    code = (
+        "import sys\n"
+        "from cachetui.cli import main\n"
+        f"assert main(['du', '--root', {str(store.root)!r}]) == 0\n"
+        f"assert main(['prune', '--root', {str(store.root)!r}, '--dry-run']) == 0\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'textual'], 'textual'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_read_only_dashboard_on_missing_root_fails(tmp_path: Path) -> None:
+    result = run("--root", str(tmp_path / "none"), "--read-only")
+    assert result.returncode == 1
+    assert "no cache store" in result.stderr
