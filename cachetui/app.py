@@ -95,6 +95,7 @@ class CacheTuiApp(App[int]):
             self.root, read_only=read_only, clock=self.clock, disk_stat_fn=disk_stat
         )
         self.marks: set[str] = set()
+        self.notes: list[tuple[str, str]] = []
         self.paused = False
         self.loaded = False
         self.load_error: str | None = None
@@ -137,6 +138,11 @@ class CacheTuiApp(App[int]):
 
     def on_unmount(self) -> None:
         self.service.close()
+
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Show a toast, and keep it in ``notes`` (tests and the log read them)."""
+        self.notes.append((str(kwargs.get("severity", "information")), str(message)))
+        super().notify(message, *args, **kwargs)
 
     # -- loading and live updates -----------------------------------------------------------
 

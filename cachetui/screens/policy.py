@@ -91,13 +91,13 @@ class PolicyPruneScreen(ModalScreen[int]):
             all=self.query_one("#all", Checkbox).value,
             filters=(filters,) if filters else (),
             keep_duration=parse_duration(text("keep"), what="keep") if text("keep") else 0,
-            reserved_space=self._size(text("reserved"), disk_total, "reserved space"),
-            max_used_space=self._size(text("max-used"), disk_total, "max used space"),
-            min_free_space=self._size(text("min-free"), disk_total, "min free space"),
+            reserved_space=self._parse_size(text("reserved"), disk_total, "reserved space"),
+            max_used_space=self._parse_size(text("max-used"), disk_total, "max used space"),
+            min_free_space=self._parse_size(text("min-free"), disk_total, "min free space"),
         )
 
     @staticmethod
-    def _size(value: str, disk_total: int | None, what: str) -> int:
+    def _parse_size(value: str, disk_total: int | None, what: str) -> int:
         return parse_size(value, disk_total=disk_total, what=what) if value else 0
 
     def on_input_changed(self) -> None:
