@@ -109,6 +109,7 @@ class DirectorySnapshotter:
     # -- finalize -----------------------------------------------------------------------
 
     def rename_layer(self, from_id: str, to_id: str) -> None:
+        self.check_root()  # C17: never rename through a swapped snapshots/ directory
         source, target = self.path(from_id), self.path(to_id)
         try:
             os.rename(source, target)
@@ -122,6 +123,7 @@ class DirectorySnapshotter:
 
     def retire(self, snapshot_id: str) -> Path | None:
         """Rename a layer to ``rm-<id>`` (a missing layer is fine: nothing to free)."""
+        self.check_root()  # C17: refuse before the tombstone commits, not after
         source, target = self.path(snapshot_id), self.trash_path(snapshot_id)
         try:
             os.rename(source, target)
