@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import peewee
 
@@ -117,9 +118,23 @@ class Store:
     # -- connection -------------------------------------------------------------------
 
     def _connect(self) -> peewee.SqliteDatabase:
+        try:
+            return self._connect_once(immutable=False)
+        except StoreError:
+            # D6: a WAL database on read-only media cannot create its -shm file. When no
+            # -wal is left (a clean close), the file alone is the whole truth: read it as
+            # immutable. With a -wal present, the error stands (immutable would lose it).
+            if not self.read_only or os.path.exists(f"{self.path}-wal"):
+                raise
+            if not os.path.exists(self.path) or os.access(os.path.dirname(self.path), os.W_OK):
+                raise
+            return self._connect_once(immutable=True)
+
+    def _connect_once(self, *, immutable: bool) -> peewee.SqliteDatabase:
         if self.read_only:
+            flags = "mode=ro&immutable=1" if immutable else "mode=ro"
             database = peewee.SqliteDatabase(
-                f"file:{self.path}?mode=ro",
+                f"file:{quote(os.path.abspath(self.path))}?{flags}",
                 uri=True,
                 pragmas={"busy_timeout": BUSY_TIMEOUT_MS},
                 lock_type="IMMEDIATE",
