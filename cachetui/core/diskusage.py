@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
 from cachetui.core.policy import DiskStat, disk_stat
-from cachetui.core.state import RecordRow, StoreState
+from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.types import UsageInfo, to_seconds
 
 if TYPE_CHECKING:
@@ -101,11 +101,30 @@ def disk_usage(
             continue
         selected.append(row)
     sizes = measure_missing(manager, state, selected)
-    result = [
-        make_usage_info(row, size=sizes[row.id], in_use=row.id in in_use, shared=row.id in shared)
-        for row in selected
-    ]
-    result.sort(key=lambda info: (-info.size, info.id))
+    selected.sort(key=lambda row: (-sizes[row.id], row.id))
+    # The hot loop of a 100,000-record store: locals and one constructor call per row.
+    info, stamp, utc = UsageInfo, _fromtimestamp, UTC
+    result = []
+    append = result.append
+    with paused_gc():
+        for row in selected:
+            rid = row.id
+            last = row.last_used_at if row.usage_count else None
+            append(
+                info(
+                    rid,
+                    row.mutable,
+                    rid in in_use,
+                    sizes[rid],
+                    (row.parent,) if row.parent else (),
+                    stamp(row.created_at, utc),
+                    None if last is None else stamp(last, utc),
+                    row.usage_count,
+                    row.description,
+                    row.record_type or "regular",
+                    rid in shared,
+                )
+            )
     return result
 
 

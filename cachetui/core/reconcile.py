@@ -26,7 +26,7 @@ from cachetui.core import fsops
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import TRASH_PREFIX
-from cachetui.core.state import RecordRow, load_state
+from cachetui.core.state import load_state
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
@@ -44,37 +44,6 @@ class Finding:
     fixed: bool = False
 
 
-def _descendants(rows: dict[str, RecordRow], roots: set[str]) -> set[str]:
-    children: dict[str, list[str]] = {}
-    for row in rows.values():
-        if row.parent is not None:
-            children.setdefault(row.parent, []).append(row.id)
-        if row.equal_mutable is not None:
-            # The immutable half goes with its mutable.
-            children.setdefault(row.equal_mutable, []).append(row.id)
-    result: set[str] = set()
-    stack = list(roots)
-    while stack:
-        current = stack.pop()
-        if current in result:
-            continue
-        result.add(current)
-        stack.extend(children.get(current, ()))
-    return result
-
-
-def _all_rows(manager: CacheManager) -> dict[str, RecordRow]:
-    from cachetui.core.store import RECORD_COLUMNS
-
-    rows: dict[str, RecordRow] = {}
-    for values in manager.store.rows(f"SELECT {RECORD_COLUMNS} FROM record"):
-        row = RecordRow(*values)
-        row.mutable, row.retain = bool(row.mutable), bool(row.retain)
-        row.deleted, row.pending_use = bool(row.deleted), bool(row.pending_use)
-        rows[row.id] = row
-    return rows
-
-
 def _reap_dead_holders(manager: CacheManager) -> int:
     dead = [
         (hid,)
@@ -87,49 +56,72 @@ def _reap_dead_holders(manager: CacheManager) -> int:
 
 
 def _repair(manager: CacheManager, findings: list[Finding]) -> set[str]:
-    """Inside a write: repair pairs, choose what to drop; returns ids to tombstone."""
+    """Inside a write: repair pairs, choose what to drop; returns ids to tombstone.
+
+    Reads four narrow columns only: this runs at every open, over every record.
+    """
     store = manager.store
-    rows = _all_rows(manager)
     names = set(manager.snapshots.names())
-    live = {rid: row for rid, row in rows.items() if not row.deleted}
+    parent_of: dict[str, str | None] = {}
+    pairs: dict[str, str] = {}  # immutable id -> its equal mutable
+    for rid, parent, equal_mutable in store.rows(
+        "SELECT id, parent, equal_mutable FROM record WHERE deleted = 0"
+    ):
+        parent_of[rid] = parent
+        if equal_mutable is not None:
+            pairs[rid] = equal_mutable
     drop: set[str] = set()
-    for row in list(live.values()):
-        if row.equal_mutable is None:
+    for rid, mutable_id in pairs.items():
+        if mutable_id in parent_of and mutable_id in names:
             continue
-        mutable = live.get(row.equal_mutable)
-        if mutable is not None and mutable.id in names:
-            continue
-        if row.id in names:  # finalize renamed the layer, then crashed before the rows
-            store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (row.id,))
-            if mutable is not None:
-                store.execute("DELETE FROM holder WHERE record = ?", (mutable.id,))
-                store.execute("DELETE FROM record WHERE id = ?", (mutable.id,))
-                live.pop(mutable.id, None)
-            row.equal_mutable = None
+        if rid in names:  # finalize renamed the layer, then crashed before the rows
+            store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (rid,))
+            if mutable_id in parent_of:
+                store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
+                store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+                parent_of.pop(mutable_id)
             findings.append(
-                Finding("half-finalized", row.id, "finished an interrupted finalize", True)
+                Finding("half-finalized", rid, "finished an interrupted finalize", True)
             )
         else:
-            drop.add(row.id)
-    for rid, row in live.items():
+            drop.add(rid)
+    for rid in parent_of:
         trash = f"{TRASH_PREFIX}{rid}"
-        if row.equal_mutable is None and rid not in names and trash in names:
+        if rid not in pairs and rid not in names and trash in names:
             # A removal whose tombstone never committed (a crash inside the write, A5):
             # the row is live, so its layer comes back.
             manager.snapshots.unretire(rid)
             names.add(rid)
             names.discard(trash)
             findings.append(Finding("rolled-back-removal", rid, "restored its layer", True))
-    missing = {rid for rid, row in live.items() if row.equal_mutable is None and rid not in names}
-    missing |= {
-        rid for rid, row in live.items() if row.parent is not None and row.parent not in live
+    missing = {
+        rid
+        for rid, parent in parent_of.items()
+        if (rid not in pairs and rid not in names)
+        or (parent is not None and parent not in parent_of)
     }
     for rid in sorted(missing):
         findings.append(
             Finding("missing-snapshot", rid, "layer or parent missing: record dropped", True)
         )
     drop |= missing
-    return _descendants(live, drop) & set(live) if drop else set()
+    if not drop:
+        return set()
+    children: dict[str, list[str]] = {}
+    for rid, parent in parent_of.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(rid)
+    for rid, mutable_id in pairs.items():  # the immutable half goes with its mutable
+        children.setdefault(mutable_id, []).append(rid)
+    result: set[str] = set()
+    stack = list(drop)
+    while stack:
+        current = stack.pop()
+        if current in result or current not in parent_of:
+            continue
+        result.add(current)
+        stack.extend(children.get(current, ()))
+    return result
 
 
 def reconcile(manager: CacheManager) -> list[Finding]:
