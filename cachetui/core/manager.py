@@ -107,7 +107,20 @@ class CacheManager:
                 snapshots = DirectorySnapshotter(path)
             manager = cls(path, store, snapshots, clock=clock or time.time, is_shared=is_shared)
             if not read_only:
-                manager.open_findings = reconcile.reconcile(manager)
+                problems = store.integrity_problems()
+                if problems:
+                    # E2 / invariant 8: a damaged database never drives a repair that
+                    # deletes data. Open degraded: reads work, every write is refused.
+                    store.damaged = problems
+                    manager.open_findings = [
+                        reconcile.Finding(
+                            "degraded",
+                            "metadata.db",
+                            "integrity check failed: opened without repair, writes refused",
+                        )
+                    ]
+                else:
+                    manager.open_findings = reconcile.reconcile(manager)
         except BaseException:
             store.close()
             raise
@@ -134,9 +147,13 @@ class CacheManager:
         self._closed = True
         try:
             if self._my_holders and not self.read_only:
+                # Only rows still naming this process: an id whose row went (commit moved
+                # it, a prune or a force-release removed it) may now be another's (B4).
+                me = current_process()
                 with self._lock, self.store.write():
                     self.store.db.cursor().executemany(
-                        "DELETE FROM holder WHERE id = ?", [(h,) for h in self._my_holders]
+                        "DELETE FROM holder WHERE id = ? AND pid = ? AND start = ? AND host = ?",
+                        [(h, me.pid, me.start, me.host) for h in self._my_holders],
                     )
         except StoreError:
             pass  # the holders die with this process anyway
@@ -157,7 +174,8 @@ class CacheManager:
 
     @property
     def read_only(self) -> bool:
-        return self.store.read_only
+        """Opened read-only, or degraded because the database failed its integrity check."""
+        return self.store.read_only or bool(self.store.damaged)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -374,7 +392,11 @@ class CacheManager:
     # -- handle operations (called by refs) ---------------------------------------------
 
     def _owns(self, ref: Ref) -> bool:
-        return bool(self.store.rows("SELECT 1 FROM holder WHERE id = ?", (ref.holder_id,)))
+        return bool(
+            self.store.rows(
+                "SELECT 1 FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
+            )
+        )
 
     def _commit(self, ref: MutableRef) -> ImmutableRef:
         self._check_usable()
@@ -388,7 +410,10 @@ class CacheManager:
                 raise InvalidError(f"cannot commit {ref.id}: it already has a pending commit")
             committed = self._insert_commit(row)
             # The immutable owns the mutable from now on: "held" moves to it.
-            self.store.execute("DELETE FROM holder WHERE id = ?", (ref.holder_id,))
+            self.store.execute(
+                "DELETE FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
+            )
+            self._my_holders.discard(ref.holder_id)
             holder_id = self._add_holder(committed.id, counts_use=True)
             made = self._make_ref(ImmutableRef, committed, holder_id)
         crash_point("commit:committed")
@@ -431,8 +456,13 @@ class CacheManager:
         self._check_usable()
         doomed: list[str] = []
         with self._lock, self.store.write():
-            found = self.store.rows("SELECT counts_use FROM holder WHERE id = ?", (ref.holder_id,))
-            self.store.execute("DELETE FROM holder WHERE id = ?", (ref.holder_id,))
+            # Holder ids are SQLite rowids and get reused once deleted: match the record
+            # too, so a handle whose row already went never releases someone else's.
+            mine = (ref.holder_id, ref.id)
+            found = self.store.rows(
+                "SELECT counts_use FROM holder WHERE id = ? AND record = ?", mine
+            )
+            self.store.execute("DELETE FROM holder WHERE id = ? AND record = ?", mine)
             self._my_holders.discard(ref.holder_id)
             row = self._row(ref.id)
             if row is None or row.deleted:

@@ -112,6 +112,9 @@ class Store:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
+        #: ``PRAGMA quick_check`` messages when the manager found the database damaged
+        #: at open (E2): every write is then refused.
+        self.damaged: list[str] = []
         self._db = self._connect()
         self._check_schema()
 
@@ -196,6 +199,11 @@ class Store:
         """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``."""
         if self.read_only:
             raise StoreError(f"metadata store {self.path} is open read-only")
+        if self.damaged:
+            first = self.damaged[0].splitlines()[-1][:200]
+            raise StoreError(
+                f"metadata store {self.path} is damaged ({first}): writes are refused; run doctor"
+            )
         with self._lock:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []
