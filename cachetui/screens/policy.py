@@ -48,7 +48,7 @@ class PolicyPruneScreen(ModalScreen[int]):
             yield Static("Prune by policy", classes="title")
             with Grid(id="policy-form"):
                 yield Label("All")
-                yield Checkbox("include internal, frontend and shared", id="all")
+                yield Checkbox("internal, frontend, shared too", id="all")
                 yield Label("Filters")
                 yield Input(placeholder="e.g. type==regular,mutable", id="filters")
                 yield Label("Keep")

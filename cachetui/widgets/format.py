@@ -52,6 +52,7 @@ class Columns:
     last: int = 15
     uses: int = 5
     show_type: bool = True
+    guide: int = 4
 
     @classmethod
     def for_width(cls, width: int) -> Columns:
@@ -60,7 +61,7 @@ class Columns:
         elif width >= 96:
             base = cls(name=12, state=20, last=14, show_type=False)
         else:
-            base = cls(name=10, size=9, state=16, last=13, uses=4, show_type=False)
+            base = cls(name=10, size=9, state=16, last=13, uses=4, show_type=False, guide=2)
         others = ICON + 2 + base.size + base.state + base.last + base.uses + 6
         if base.show_type:
             others += base.type + 1
@@ -74,6 +75,7 @@ class Columns:
             last=base.last,
             uses=base.uses,
             show_type=base.show_type,
+            guide=base.guide,
         )
 
 
@@ -111,7 +113,7 @@ def format_row(
 ) -> Text:
     """One tree label: mark, id (narrower when deeper, so the columns line up), size,
     state words, type, last use, usage count and description."""
-    name_width = max(columns.name - GUIDE * depth, 6)
+    name_width = max(columns.name - columns.guide * depth, 3)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("✓ " if marked else "  ", style="bold green" if marked else "")
     text.append(_cell(row.id, name_width), style="dim" if dim else "")

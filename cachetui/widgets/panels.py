@@ -15,7 +15,7 @@ __all__ = ["DetailsPane", "FilterBar", "TotalsBar", "details_text", "totals_text
 
 
 def totals_text(totals: TotalsView, *, live: str, sort: str, marks: int, marked_bytes: int) -> Text:
-    text = Text(no_wrap=True, overflow="ellipsis")
+    text = Text()
 
     def item(label: str, value: str, style: str = "bold") -> None:
         if text.plain:
@@ -57,21 +57,6 @@ def details_text(d: DetailsView, now: float) -> Text:
     kind = "mutable" if r.mutable else "immutable"
     line("Kind", f"{kind} · {r.record_type} · {size(r.size)}")
     line("State", ", ".join(r.states) or "free (reclaimable)")
-    if r.description:
-        line("Desc", r.description)
-    if d.chain:
-        chain = " → ".join(f"{cid[:12]} ({size(csize)})" for cid, _desc, csize in d.chain)
-        line("Parents", chain)
-    else:
-        line("Parents", "none (a base layer)")
-    if d.upper:
-        line("Upper", d.upper)
-    for i, lower in enumerate(d.lowers[:3]):
-        line("Lowers" if i == 0 else "", lower)
-    if len(d.lowers) > 3:
-        line("", f"… and {len(d.lowers) - 3} more")
-    line("Created", f"{timestamp(r.created_at)} ({ago(r.created_at, now)})")
-    line("Used", f"{r.usage_count} times, last {ago(r.last_used_at, now)}")
     if d.holders:
         for i, h in enumerate(d.holders):
             who = "this dashboard" if h.mine else f"pid {h.pid} on {h.host}"
@@ -90,6 +75,23 @@ def details_text(d: DetailsView, now: float) -> Text:
         line("Prune", Text(f"would free {size(d.prune_frees)}", style="green"))
     if d.subtree_count > 1:
         line("Subtree", f"{d.subtree_count} records, {size(d.subtree_size)}")
+    if r.description:
+        line("Desc", r.description)
+    if d.chain:
+        chain = " → ".join(f"{cid} ({size(csize)})" for cid, _desc, csize in d.chain[:4])
+        more = f" → … {len(d.chain) - 4} more" if len(d.chain) > 4 else ""
+        line("Parents", chain + more)
+    else:
+        line("Parents", "none (a base layer)")
+    line("Created", f"{timestamp(r.created_at)} ({ago(r.created_at, now)})")
+    times = "time" if r.usage_count == 1 else "times"
+    line("Used", f"{r.usage_count} {times}, last {ago(r.last_used_at, now)}")
+    if d.upper:
+        line("Upper", d.upper)
+    for i, lower in enumerate(d.lowers[:3]):
+        line("Lowers" if i == 0 else "", lower)
+    if len(d.lowers) > 3:
+        line("", f"… and {len(d.lowers) - 3} more")
     text.rstrip()
     return text
 

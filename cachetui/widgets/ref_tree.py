@@ -138,6 +138,7 @@ class RefTree(Tree[str]):
         columns = Columns.for_width(self.size.width)
         if columns != self.columns:
             self.columns = columns
+            self.guide_depth = columns.guide
             self.relabel(self.nodes)
 
     # -- building ---------------------------------------------------------------------------

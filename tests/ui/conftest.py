@@ -50,7 +50,7 @@ def make_app(root: Path, **kwargs: object) -> CacheTuiApp:
 
 
 async def wait_for(
-    pilot: Pilot, predicate: Callable[[], object], timeout: float = 5.0, what: str = ""
+    pilot: Pilot, predicate: Callable[[], object], timeout: float = 15.0, what: str = ""
 ) -> None:
     """Poll ``predicate`` (letting the app run) until it is true, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout

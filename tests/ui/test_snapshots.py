@@ -1,0 +1,149 @@
+"""Snapshot tests (pytest-textual-snapshot): fixed store, ids, clock, disk and size.
+
+The stores live at fixed paths (mount paths are on screen), live updates are off and
+no toast is on screen when the picture is taken. Update with ``--snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from cachetui.app import CacheTuiApp
+from tests.ui.conftest import loaded, make_app, settle, wait_for
+from tests.ui.store_fixture import build_fixture_store
+
+SNAP_ROOT = Path("/tmp/cachetui-snapshots")
+
+
+@pytest.fixture
+def snap_store(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
+    root = SNAP_ROOT / request.node.name.replace("[", "-").replace("]", "")
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return root, build_fixture_store(root)
+
+
+def no_blink(app: CacheTuiApp) -> None:
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+
+
+async def _expand(pilot, app: CacheTuiApp, ids: dict[str, str]) -> None:
+    app.tree.select_id(ids["pip"])
+    await settle(pilot)
+
+
+def test_main_screen(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+        app.tree.select_id(ids["old"])
+        await pilot.press("space")
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(130, 36), run_before=run_before)
+
+
+def test_details_pane(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+        await wait_for(pilot, lambda: app.details and app.details.record.id == ids["pip"])
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(130, 36), run_before=run_before)
+
+
+def test_prune_confirmation(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        app.tree.select_id(ids["old"])
+        await pilot.press("space", "space", "d")
+        await wait_for(pilot, lambda: app.screen.id != "_default" and len(app.screen_stack) > 1)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(120, 34), run_before=run_before)
+
+
+def test_policy_preview(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+        screen = app.screen
+        no_blink(app)
+        screen.query_one("#filters", Input).value = "type==regular"
+        screen.query_one("#keep", Input).value = "7d"
+        screen.action_preview()
+        await wait_for(pilot, lambda: screen.plan is not None)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_help(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(120, 34), run_before=run_before)
+
+
+def test_filter_error(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("slash")
+        no_blink(app)
+        await pilot.press(*"type==regular,inuse,size>")
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(120, 34), run_before=run_before)
+
+
+def test_empty_store(snap_compare, tmp_path: Path):
+    root = SNAP_ROOT / "empty"
+    shutil.rmtree(root, ignore_errors=True)
+
+    async def run_before(pilot):
+        await loaded(pilot)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(100, 24), run_before=run_before)
+
+
+def test_small_terminal(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_read_only_footer(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        await loaded(pilot)
+
+    app = make_app(root, read_only=True)
+    assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
