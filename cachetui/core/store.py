@@ -116,7 +116,11 @@ class Store:
         #: at open (E2): every write is then refused.
         self.damaged: list[str] = []
         self._db = self._connect()
-        self._check_schema()
+        try:
+            self._check_schema()
+        except BaseException:
+            self._db.close()  # a refused store (B9) keeps no connection open
+            raise
 
     # -- connection -------------------------------------------------------------------
 
