@@ -604,12 +604,15 @@ class CacheManager:
         """Cache measured sizes (never counts as a use)."""
         if not sizes or self.read_only:
             return
-        with self._lock, self.store.write():
-            self.store.db.execute_sql("SELECT 1")
-            self.store.db.cursor().executemany(
-                "UPDATE record SET size = ? WHERE id = ? AND deleted = 0",
-                [(size, rid) for rid, size in sizes.items()],
-            )
+        try:
+            with self._lock, self.store.write():
+                self.store.db.execute_sql("SELECT 1")
+                self.store.db.cursor().executemany(
+                    "UPDATE record SET size = ? WHERE id = ? AND deleted = 0",
+                    [(size, rid) for rid, size in sizes.items()],
+                )
+        except StoreError:
+            pass  # only a cache: a full disk (F2) or a busy store must not fail a read
 
     # -- views --------------------------------------------------------------------------
 

@@ -219,7 +219,14 @@ class Store:
                 for hook in reversed(hooks):
                     hook()
                 if isinstance(exc, peewee.DatabaseError | sqlite3.DatabaseError):
-                    raise _translate(exc, self.path) from exc
+                    # SQLITE_FULL (and friends) roll the transaction back themselves; the
+                    # ROLLBACK that follows fails: report the real error instead (F2).
+                    cause: BaseException = exc
+                    while "no transaction is active" in str(cause) and isinstance(
+                        cause.__context__, peewee.DatabaseError | sqlite3.DatabaseError
+                    ):
+                        cause = cause.__context__
+                    raise _translate(cause, self.path) from exc  # type: ignore[arg-type]
                 raise
             self._rollback_hooks = outer
 
