@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
@@ -49,13 +50,24 @@ def measure_missing(
     manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
+    return _sizes(manager, state, rows)[0]
+
+
+def _sizes(
+    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
+) -> tuple[dict[str, int], bool]:
+    """The sizes, and whether any was measured now (rather than read from the cache)."""
     sizes: dict[str, int] = {}
     to_cache: dict[str, int] = {}
+    measured_any = False
+    live = state.live
     for row in rows:
+        if row.size >= 0 and not (row.mutable and live and state.node_held(row)):
+            sizes[row.id] = row.size
+            continue
+        measured_any = True
         if row.mutable and state.node_held(row):
             sizes[row.id] = manager.snapshots.measure(row.id).size
-        elif row.size >= 0:
-            sizes[row.id] = row.size
         else:
             measured = manager.snapshots.measure(row.layer_id)
             sizes[row.id] = measured.size
@@ -64,7 +76,7 @@ def measure_missing(
                 row.size = measured.size
     if to_cache and not manager.read_only:
         manager.store_sizes(to_cache)
-    return sizes
+    return sizes, measured_any
 
 
 def disk_usage(
@@ -100,8 +112,11 @@ def disk_usage(
         ):
             continue
         selected.append(row)
-    sizes = measure_missing(manager, state, selected)
-    selected.sort(key=lambda row: (-sizes[row.id], row.id))
+    sizes, measured_any = _sizes(manager, state, selected)
+    if measured_any:
+        # Some sizes were measured just now: the store's (size, id) order no longer holds.
+        selected.sort(key=attrgetter("id"))
+        selected.sort(key=lambda row: sizes[row.id], reverse=True)  # stable: ids stay sorted
     # The hot loop of a 100,000-record store: locals and one constructor call per row.
     info, stamp, utc = UsageInfo, _fromtimestamp, UTC
     result = []

@@ -16,6 +16,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cachetui.core.processes import is_alive
 from cachetui.core.store import RECORD_COLUMNS, Store
@@ -72,12 +73,11 @@ class HolderRow:
     alive: bool
 
 
-@dataclass(slots=True)
+@dataclass
 class StoreState:
     rows: dict[str, RecordRow]
     holders: list[HolderRow]
     live: dict[str, int] = field(default_factory=dict)
-    children: dict[str, list[str]] = field(default_factory=dict)
     immutable_of: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,12 +85,17 @@ class StoreState:
             if holder.alive:
                 self.live[holder.record] = self.live.get(holder.record, 0) + 1
         for row in self.rows.values():
-            if row.deleted:
-                continue
-            if row.parent is not None:
-                self.children.setdefault(row.parent, []).append(row.id)
-            if row.equal_mutable is not None:
+            if row.equal_mutable is not None and not row.deleted:
                 self.immutable_of[row.equal_mutable] = row.id
+
+    @cached_property
+    def children(self) -> dict[str, list[str]]:
+        """Child ids by parent id (built on first use: disk usage never needs it)."""
+        children: dict[str, list[str]] = {}
+        for row in self.rows.values():
+            if row.parent is not None and not row.deleted:
+                children.setdefault(row.parent, []).append(row.id)
+        return children
 
     # -- pairs and holders --------------------------------------------------------------
 
@@ -114,8 +119,28 @@ class StoreState:
         partner = self.immutable_of.get(row.id)
         return partner is None or not self.held_directly(partner)
 
+    def hidden_halves(self) -> set[str]:
+        """The pair halves not shown: the mutable while its immutable is held, else the
+        immutable (computed from the few pairs, not by visiting every record)."""
+        hidden: set[str] = set()
+        for mutable_id, immutable_id in self.immutable_of.items():
+            mutable = self.rows.get(mutable_id)
+            if mutable is not None and not mutable.deleted and self.held_directly(immutable_id):
+                hidden.add(mutable_id)
+            else:
+                hidden.add(immutable_id)
+        return hidden
+
     def visible(self) -> list[RecordRow]:
-        return [row for row in self.rows.values() if self.is_visible(row)]
+        """One row per record, an equal pair once (same rule as ``is_visible``)."""
+        hidden = self.hidden_halves()
+        return [
+            row
+            for row in self.rows.values()
+            if not row.deleted
+            and row.id not in hidden
+            and (row.equal_mutable is None or row.equal_mutable in self.rows)
+        ]
 
     def partner(self, row: RecordRow) -> RecordRow | None:
         other = row.equal_mutable or self.immutable_of.get(row.id)
@@ -179,7 +204,8 @@ class StoreState:
 def load_state(store: Store, *, include_deleted: bool = False) -> StoreState:
     """Read every record and holder in one consistent snapshot."""
     with store.read():
-        record_rows = store.rows(f"SELECT {RECORD_COLUMNS} FROM record")
+        # Largest first, then by id: disk usage's order, so it rarely needs to sort.
+        record_rows = store.rows(f"SELECT {RECORD_COLUMNS} FROM record ORDER BY size DESC, id")
         holder_rows = store.rows(
             "SELECT id, record, pid, start, host, created_at, counts_use FROM holder"
         )
