@@ -18,12 +18,17 @@ CRASH_LEFTOVER_KINDS = frozenset({"unknown-dir"})
 
 
 def run_worker(
-    command: str, root: Path, *args: str, crash_at: str | None = None, timeout: float = 60
+    command: str,
+    root: Path,
+    *args: str,
+    crash_at: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, list[dict]]:
     """Run a worker to completion (or its crash); returns (exit code, events)."""
     proc = subprocess.run(
         [sys.executable, str(HERE), command, str(root), *args],
-        env=child_env(crash_at),
+        env={**child_env(crash_at), **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -258,3 +258,24 @@ def test_leftover_mutables_after_crash(root: Path) -> None:
         # does not apply: the default prune reclaims both leftovers.
         assert {u.id for u in cm.prune()} == {made["retained"], made["dropped"]}
         assert os.listdir(cm.snapshots.dir) == []
+
+
+def test_prune_cancelled_between_records(root: Path) -> None:
+    """A10 (core part): a cancel raised from on_prune stops the prune between batches; the
+    store is consistent and the next prune finishes. The Pilot part is the dashboard's."""
+    with CacheManager.open(root) as cm:
+        ids = make_unused(cm, 30)
+        seen: list[str] = []
+
+        def cancel(info) -> None:  # type: ignore[no-untyped-def]
+            seen.append(info.id)
+            if len(seen) == 3:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            cm.prune(PruneOptions(all=True), on_prune=cancel)
+        left = {u.id for u in cm.disk_usage()}
+        assert not set(seen) & left and 0 < len(left) < 30
+    check_consistent(root)
+    with CacheManager.open(root) as cm:
+        assert cm.disk_usage() == [] and len(ids) == 30

@@ -203,3 +203,55 @@ def test_enospc_while_staging_in_a_child_layer(tmp_path: Path) -> None:
             child = cm.new(parent)
             assert os.listdir(child.mount().upper) == []
             child.release()
+
+
+# -- G. Time -----------------------------------------------------------------------------
+
+
+def test_clock_going_backwards(root: Path) -> None:
+    """G1: last_used_at in the future: ages clamp, the record counts as recent and stays
+    under keep_duration, nothing crashes."""
+    from cachetui.core.units import format_duration_ago
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    with CacheManager.open(root, clock=clock) as cm:
+        rid = finalized(cm)
+        with cm.get(rid):
+            pass  # a use at T0
+        clock.advance(-3600)
+        [info] = cm.disk_usage()
+        age = clock.now - info.last_used_at.timestamp()
+        assert age < 0 and format_duration_ago(age) == "Less than a second"
+        assert cm.prune(PruneOptions(keep_duration=60)) == []
+        assert cm.disk_usage(age_limit=60) == []
+        assert [u.id for u in cm.prune()] == [rid]  # without keep_duration it still goes
+
+
+def test_clock_jumping_forward_a_year(root: Path) -> None:
+    """G2: everything is old; a dry run lists it; live holders still protect (pid
+    liveness, not wall-time expiry)."""
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    with CacheManager.open(root, clock=clock) as cm:
+        old = finalized(cm)
+        held = cm.get(finalized(cm))
+        clock.advance(365 * 86400)
+        plan = cm.prune(PruneOptions(keep_duration=86400), dry_run=True)
+        assert [u.id for u in plan] == [old]
+        assert [u.id for u in cm.prune(PruneOptions(all=True, keep_duration=86400))] == [old]
+        assert [u.id for u in cm.disk_usage()] == [held.id]
+        held.release()
+
+
+def test_timezone_has_no_effect(root: Path) -> None:
+    """G3: stored as UTC epoch values: another TZ sees the same instants."""
+    from tests.reliability.conftest import run_worker
+
+    with CacheManager.open(root) as cm:
+        finalized(cm)
+        mine = {u.id: u.created_at for u in cm.disk_usage()}
+    _, events = run_worker("dump-times", root, env={"TZ": "Asia/Kathmandu"})
+    assert {e["id"]: e["ts"] for e in events} == {k: v.timestamp() for k, v in mine.items()}
+    assert all(e["created"].endswith("+00:00") for e in events)

@@ -202,6 +202,23 @@ def op_stress(cm: CacheManager, args: list[str]) -> None:
     emit(event="done", made=made, errors=errors, held_ok=ok)
 
 
+# -- parent-side helpers -----------------------------------------------------------------
+
+
+def child_env(crash_at: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CACHETUI_CRASH_AT", None)
+    if crash_at is not None:
+        env["CACHETUI_CRASH_AT"] = crash_at
+    return env
+
+
+def op_dump_times(cm: CacheManager, args: list[str]) -> None:
+    """G3: the timestamps as this process (with its own TZ) sees them."""
+    for info in cm.disk_usage():
+        emit(id=info.id, created=info.created_at.isoformat(), ts=info.created_at.timestamp())
+
+
 OPS = {name[3:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("op_")}
 
 
@@ -214,14 +231,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-# -- parent-side helpers -----------------------------------------------------------------
-
-
-def child_env(crash_at: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("CACHETUI_CRASH_AT", None)
-    if crash_at is not None:
-        env["CACHETUI_CRASH_AT"] = crash_at
-    return env
