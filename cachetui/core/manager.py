@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cachetui.core import diskusage, prune, reconcile
+from cachetui.core import snapshots as snapshots_module
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
@@ -121,6 +122,17 @@ class CacheManager:
                     ]
                 else:
                     manager.open_findings = reconcile.reconcile(manager)
+            fstype = snapshots_module.filesystem_type(path)
+            if fstype in snapshots_module.NETWORK_FILESYSTEMS:
+                # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
+                manager.open_findings.append(
+                    reconcile.Finding(
+                        "network-filesystem",
+                        str(path),
+                        f"the store is on {fstype}: use it from one host only "
+                        "(SQLite WAL and locking are not safe across machines)",
+                    )
+                )
         except BaseException:
             store.close()
             raise
