@@ -187,3 +187,17 @@ def test_database_is_outside_the_measured_tree(cm: CacheManager) -> None:
     """E5."""
     db = Path(cm.store.path).resolve()
     assert cm.snapshots.dir.resolve() not in db.parents
+
+
+def test_network_filesystem_is_reported(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """E4: a store on NFS/SMB gets a warning finding at open (the fs-type probe is
+    monkeypatched). The journal-mode fallback and refusing concurrent writers are not
+    implemented: the warning tells the operator to use the store from one host."""
+    from cachetui.core import snapshots
+
+    assert snapshots.filesystem_type("/proc/self") == "proc"
+    monkeypatch.setattr(snapshots, "filesystem_type", lambda path: "nfs4")
+    with CacheManager.open(root) as cm:
+        [finding] = cm.open_findings
+        assert finding.kind == "network-filesystem" and "nfs4" in finding.message
+        assert finding in cm.doctor()
