@@ -51,7 +51,9 @@ def describe_error(err: BaseException) -> str:
         return f"{err.id} is locked: another process holds it"
     if isinstance(err, NotFoundError):
         return f"not found: {err} (it may have been pruned meanwhile)"
-    return str(err) or type(err).__name__
+    if isinstance(err, CacheError | OSError):
+        return str(err) or type(err).__name__
+    return f"{type(err).__name__}: {err}"
 
 
 class CacheTuiApp(App[int]):
@@ -150,7 +152,7 @@ class CacheTuiApp(App[int]):
     def _load(self) -> None:
         try:
             view = self.service.load()
-        except (CacheError, OSError) as err:
+        except Exception as err:  # nothing crashes the app: show why it cannot open
             self.call_from_thread(self._load_failed, describe_error(err))
             return
         self.call_from_thread(self._loaded, view)
@@ -192,7 +194,7 @@ class CacheTuiApp(App[int]):
     def _refresh(self, changes: ChangeSet) -> None:
         try:
             delta: Delta | None = self.service.apply(changes)
-        except (CacheError, OSError) as err:
+        except Exception as err:
             self.call_from_thread(self.notify, describe_error(err), severity="warning")
             delta = None
         matches = None
@@ -256,7 +258,7 @@ class CacheTuiApp(App[int]):
     def _load_details(self, record_id: str) -> None:
         try:
             details = self.service.details(record_id)
-        except (CacheError, OSError):
+        except Exception:
             return
         self.call_from_thread(self._show_details, details)
 
@@ -291,7 +293,7 @@ class CacheTuiApp(App[int]):
         def runner() -> None:
             try:
                 result = fn()
-            except (CacheError, OSError) as err:
+            except Exception as err:
                 self.call_from_thread(
                     self.notify, describe_error(err), title=title, severity="error"
                 )

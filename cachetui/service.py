@@ -322,8 +322,8 @@ class CacheService:
         for row in visible:
             parent = row.parent if row.parent in visible_ids else None
             partner = state.partner(row)
-            has_children = any(c in visible_ids for c in state.children.get(row.id, ())) or bool(
-                partner and any(c in visible_ids for c in state.children.get(partner.id, ()))
+            has_children = any(c in visible_ids for c in state.child_ids(row.id)) or bool(
+                partner and any(c in visible_ids for c in state.child_ids(partner.id))
             )
             size = self._live_sizes.get(row.id, sizes.get(row.id, max(row.size, 0)))
             rows[row.id] = RecordView(

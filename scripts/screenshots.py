@@ -1,0 +1,114 @@
+"""Export the dashboard's main screens as SVG into ``screenshots/``.
+
+Run from the repository root: ``python scripts/screenshots.py``. The screens are the same
+as the snapshot tests (tests/ui/test_snapshots.py): a fixed store, fixed ids, a fixed
+clock and a fixed disk, driven with ``App.run_test`` and saved with ``save_screenshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from textual.widgets import Input  # noqa: E402
+
+from cachetui.app import CacheTuiApp  # noqa: E402
+from tests.ui.conftest import loaded, settle, wait_for  # noqa: E402
+from tests.ui.store_fixture import FixedClock, build_fixture_store, fixed_disk_stat  # noqa: E402
+
+OUT = REPO / "screenshots"
+
+Scenario = Callable[[object, CacheTuiApp, dict[str, str]], Awaitable[None]]
+
+
+async def main_screen(pilot, app, ids):
+    app.tree.select_id(ids["pip"])
+    app.tree.select_id(ids["old"])
+    await pilot.press("space")
+
+
+async def details(pilot, app, ids):
+    app.tree.select_id(ids["pip"])
+    await settle(pilot)
+    await wait_for(pilot, lambda: app.details and app.details.record.id == ids["pip"])
+
+
+async def prune_confirmation(pilot, app, ids):
+    app.tree.select_id(ids["old"])
+    await pilot.press("space", "space", "d")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+
+
+async def policy_preview(pilot, app, ids):
+    await pilot.press("p")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+    screen = app.screen
+    for widget in screen.query(Input):
+        widget.cursor_blink = False
+    screen.query_one("#filters", Input).value = "type==regular"
+    screen.query_one("#keep", Input).value = "7d"
+    screen.action_preview()
+    await wait_for(pilot, lambda: screen.plan is not None)
+
+
+async def help_screen(pilot, app, ids):
+    await pilot.press("question_mark")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+
+
+async def filter_error(pilot, app, ids):
+    await pilot.press("slash")
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.press(*"type==regular,inuse,size>")
+
+
+async def nothing(pilot, app, ids):
+    return None
+
+
+SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
+    ("main", (130, 36), main_screen, True),
+    ("details", (130, 36), details, True),
+    ("prune-confirmation", (120, 34), prune_confirmation, True),
+    ("policy-preview", (120, 40), policy_preview, True),
+    ("help", (120, 34), help_screen, True),
+    ("filter-error", (120, 34), filter_error, True),
+    ("empty-store", (100, 24), nothing, False),
+    ("80x24", (80, 24), details, True),
+]
+
+
+async def shoot(name: str, size: tuple[int, int], scenario: Scenario, seeded: bool) -> Path:
+    base = Path(tempfile.mkdtemp(prefix="cachetui-shots-"))
+    try:
+        root = base / "store"
+        ids = build_fixture_store(root) if seeded else {}
+        app = CacheTuiApp(root, clock=FixedClock(), live=False, disk_stat=fixed_disk_stat)
+        app.animation_level = "none"
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await scenario(pilot, app, ids)
+            await settle(pilot)
+            path = app.save_screenshot(filename=f"{name}.svg", path=str(OUT))
+        return Path(path)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def run() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, size, scenario, seeded in SCREENS:
+        path = await shoot(name, size, scenario, seeded)
+        print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(run())
