@@ -22,7 +22,14 @@ def best_of(runs: int, action: Callable[[], object]) -> float:
     return best
 
 
-def build_flat_store(root: Path, count: int, *, now: float | None = None) -> list[str]:
+def build_flat_store(
+    root: Path,
+    count: int,
+    *,
+    now: float | None = None,
+    chain_length: int = 10,
+    file_bytes: int = 0,
+) -> list[str]:
     """``count`` finalized, released records with cached sizes, written in bulk.
 
     The manager creates the schema; rows and empty layer directories are then added
@@ -34,10 +41,13 @@ def build_flat_store(root: Path, count: int, *, now: float | None = None) -> lis
     snapshots = root / "snapshots"
     for rid in ids:
         os.mkdir(snapshots / rid)
+        if file_bytes:
+            with open(snapshots / rid / "file", "wb") as fh:
+                fh.write(b"f" * file_bytes)
     con = sqlite3.connect(root / "metadata.db")
     rows = []
     for index, rid in enumerate(ids):
-        parent = ids[index - 1] if index % 10 else None  # chains of ten
+        parent = ids[index - 1] if chain_length > 1 and index % chain_length else None
         rows.append(
             (
                 rid,

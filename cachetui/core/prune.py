@@ -15,6 +15,7 @@ first, ties by id.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
@@ -29,6 +30,7 @@ from cachetui.core.policy import (
     rank_for_deletion,
     should_stop,
 )
+from cachetui.core.purger import Purger
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import PruneOptions, RecordType, UsageInfo
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_PRUNE_BATCH", "gc", "prune"]
 
 MAX_PRUNE_BATCH = 10
+# Batches whose trees may still be deleting while the next one is chosen and tombstoned.
+PIPELINE_DEPTH = 8
 _PROTECTED_TYPES = frozenset({RecordType.INTERNAL.value, RecordType.FRONTEND.value})
 
 OnPrune = Callable[[UsageInfo], None]
@@ -161,9 +165,10 @@ def _still_free(
     return chosen, doomed
 
 
-def _remove_batch(
-    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow] | None = None
-) -> list[RecordRow]:
+def _tombstone_batch(
+    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow]
+) -> tuple[list[RecordRow], list[tuple[str, Path | None]]]:
+    """One write: re-check the batch, tombstone what is still free, retire its layers."""
     with manager._lock, manager.store.write():
         chosen, doomed = _still_free(manager, batch, gone)
         retired = manager._tombstone_or_undo(doomed) if doomed else []
@@ -171,9 +176,7 @@ def _remove_batch(
             crash_point("prune:tombstoned")
     if retired:
         crash_point("prune:committed")
-        manager._purge(retired)
-        crash_point("prune:removed")
-    return chosen
+    return chosen, retired
 
 
 def _run_pass(
@@ -183,6 +186,7 @@ def _run_pass(
     dry_run: bool,
     on_prune: OnPrune | None,
     removed: list[UsageInfo],
+    purger: Purger[RecordRow],
 ) -> None:
     policy = work.policy
     gc_mode = policy.has_space_limit
@@ -192,7 +196,30 @@ def _run_pass(
         total = work.total_size()
         dstat = disk_stat(manager.root) if policy.min_free_space else None
         keep = keep_limit(total, dstat, policy)
-    while True:
+    sizes: dict[str, int] = {}
+
+    def report(row: RecordRow) -> None:
+        nonlocal total
+        info = work.report(row, sizes[row.id])
+        work.forget(row)
+        if not info.shared:
+            total -= info.size
+        removed.append(info)
+        if on_prune is not None:
+            on_prune(info)
+
+    def finish(keep: int) -> None:
+        """Report the batches whose trees are gone, leaving at most ``keep`` in flight."""
+        finished = 0
+        for row in purger.drain(keep=keep):
+            report(row)
+            finished += 1
+        if finished:
+            crash_point("prune:batch-done")
+
+    # GC mode needs each removal accounted before choosing the next one.
+    depth = 0 if gc_mode else PIPELINE_DEPTH
+    while purger.error is None:
         if gc_mode and should_stop(total, keep):
             return
         candidates = work.candidates()
@@ -206,28 +233,25 @@ def _run_pass(
                 for i in range(0, len(candidates), MAX_PRUNE_BATCH)
             ]
         for batch in batches:
-            sizes = measure_missing(manager, work.state, batch)
+            sizes.update(measure_missing(manager, work.state, batch))
             if dry_run:
-                done = list(batch)
-            else:
-                gone: list[RecordRow] = []
-                done = _remove_batch(manager, batch, gone)
-                for row in gone:
-                    # Removed by another process (B1): forget it so its parent can go.
-                    work.forget(row)
                 for row in batch:
-                    if row not in done:
-                        work.skipped.add(row.id)
-            for row in done:
-                info = work.report(row, sizes[row.id])
+                    report(row)
+                continue
+            gone: list[RecordRow] = []
+            chosen, retired = _tombstone_batch(manager, batch, gone)
+            for row in gone:
+                # Removed by another process (B1): forget it so its parent can go.
                 work.forget(row)
-                if not info.shared:
-                    total -= info.size
-                removed.append(info)
-                if on_prune is not None:
-                    on_prune(info)
-            if not dry_run:
-                crash_point("prune:batch-done")
+            for row in batch:
+                if row not in chosen:
+                    work.skipped.add(row.id)
+            if chosen:
+                purger.submit(chosen, retired)
+            finish(keep=depth)
+            if purger.error is not None:
+                break
+        finish(keep=0)  # the round ends: parents freed now become candidates
 
 
 def prune(
@@ -249,10 +273,18 @@ def prune(
         raise StoreError(f"cannot prune {manager.root}: the store is open read-only")
     removed: list[UsageInfo] = []
     shared_state = manager.state() if dry_run else None
-    for policy, matcher in zip(policies, matchers, strict=True):
-        state = shared_state if shared_state is not None else manager.state()
-        work = _Pass(manager, state, policy, matcher)
-        _run_pass(manager, work, dry_run=dry_run, on_prune=on_prune, removed=removed)
+    purger: Purger[RecordRow] = Purger(manager)
+    try:
+        for policy, matcher in zip(policies, matchers, strict=True):
+            state = shared_state if shared_state is not None else manager.state()
+            work = _Pass(manager, state, policy, matcher)
+            _run_pass(
+                manager, work, dry_run=dry_run, on_prune=on_prune, removed=removed, purger=purger
+            )
+            if purger.error is not None:
+                raise purger.error
+    finally:
+        purger.close()
     return removed
 
 
