@@ -53,7 +53,7 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
 
     figures: dict[str, float] = {}
     started = time.perf_counter()
-    app = CacheTuiApp(root, live=live_test)
+    app = CacheTuiApp(root, live=live_test, preload=True)
     async with app.run_test(size=(140, 40)) as pilot:
         while not (app.loaded or app.load_error):
             await asyncio.sleep(0.005)

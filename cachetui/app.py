@@ -9,8 +9,10 @@ into the tree in place, one refresh at a time (changes that arrive meanwhile are
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,6 +89,7 @@ class CacheTuiApp(App[int]):
         live: bool = True,
         disk_stat: Callable[[Path], DiskStat] | None = None,
         service: CacheService | None = None,
+        preload: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -108,6 +111,10 @@ class CacheTuiApp(App[int]):
         self._details_for: str | None = None
         self.details: DetailsView | None = None
         self._select_after_reload: str | None = None
+        self._preload: Future[StoreView] | None = None
+        if preload:  # read the store while Textual starts (the first paint comes sooner)
+            self._preload = Future()
+            threading.Thread(target=self._preload_run, name="cachetui-preload", daemon=True).start()
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -148,10 +155,18 @@ class CacheTuiApp(App[int]):
 
     # -- loading and live updates -----------------------------------------------------------
 
+    def _preload_run(self) -> None:
+        assert self._preload is not None
+        try:
+            self._preload.set_result(self.service.load())
+        except BaseException as err:
+            self._preload.set_exception(err)
+
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load(self) -> None:
         try:
-            view = self.service.load()
+            preload, self._preload = self._preload, None
+            view = preload.result() if preload is not None else self.service.load()
         except Exception as err:  # nothing crashes the app: show why it cannot open
             self.call_from_thread(self._load_failed, describe_error(err))
             return
@@ -554,7 +569,7 @@ def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = Fals
 
         process = start_simulator(root)
     try:
-        app = CacheTuiApp(root, read_only=read_only)
+        app = CacheTuiApp(root, read_only=read_only, preload=True)
         result = app.run()
         if app.load_error:
             return 1

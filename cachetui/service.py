@@ -316,37 +316,42 @@ class CacheService:
         shared = state.shared_ids(manager.is_shared)
         visible_ids = {row.id for row in visible}
         mine = set(self._holds)
+        live_sizes = self._live_sizes
         rows: dict[str, RecordView] = {}
         children: dict[str | None, list[str]] = {}
         layer_of: dict[str, str] = {}
-        for row in visible:
+        parents: list[str | None] = []
+        for row in visible:  # first pass: the tree's shape
             parent = row.parent if row.parent in visible_ids else None
-            partner = state.partner(row)
-            has_children = any(c in visible_ids for c in state.child_ids(row.id)) or bool(
-                partner and any(c in visible_ids for c in state.child_ids(partner.id))
-            )
-            size = self._live_sizes.get(row.id, sizes.get(row.id, max(row.size, 0)))
-            rows[row.id] = RecordView(
-                id=row.id,
-                parent=parent,
-                mutable=row.mutable,
-                in_use=row.id in in_use,
-                held=state.node_held(row),
-                retain=row.retain or bool(partner and partner.retain),
-                pending_commit=partner is not None,
-                record_type=row.record_type or "regular",
-                description=row.description,
-                size=size,
-                created_at=row.created_at,
-                last_used_at=row.last_used_at if row.usage_count else None,
-                usage_count=row.usage_count,
-                shared=row.id in shared,
-                has_children=has_children,
-                held_by_me=row.id in mine or bool(partner and partner.id in mine),
-            )
+            parents.append(parent)
             children.setdefault(parent, []).append(row.id)
-            layer_of[row.layer_id] = row.id
-            layer_of[row.id] = row.id
+        for row, parent in zip(visible, parents, strict=True):
+            rid = row.id
+            paired = row.equal_mutable is not None or rid in state.immutable_of
+            partner = state.partner(row) if paired else None
+            size = live_sizes.get(rid)
+            if size is None:
+                size = sizes.get(rid, max(row.size, 0))
+            rows[rid] = RecordView(
+                rid,
+                parent,
+                row.mutable,
+                rid in in_use,
+                state.node_held(row),
+                row.retain or bool(partner and partner.retain),
+                partner is not None,
+                row.record_type or "regular",
+                row.description,
+                size,
+                row.created_at,
+                row.last_used_at if row.usage_count else None,
+                row.usage_count,
+                rid in shared,
+                rid in children,
+                rid in mine or bool(partner and partner.id in mine),
+            )
+            layer_of[row.layer_id] = rid
+            layer_of[rid] = rid
         self._layer_of = layer_of
         totals = self._totals(rows.values())
         return StoreView(
@@ -408,10 +413,27 @@ class CacheService:
                 changed.append(record_id)
         if not changed:
             return Delta(old)
+        totals = old.totals
+        for record_id in changed:
+            before, after = max(old.rows[record_id].size, 0), max(rows[record_id].size, 0)
+            row = rows[record_id]
+            grow = after - before
+            totals = replace(
+                totals,
+                total=totals.total + grow,
+                reclaimable=totals.reclaimable + (0 if row.in_use else grow),
+                in_use=totals.in_use + (grow if row.in_use else 0),
+                shared=totals.shared + (grow if row.shared else 0),
+            )
+        try:
+            dstat = self._disk_stat(self.root)
+            totals = replace(totals, disk_free=dstat.free, disk_total=dstat.total)
+        except OSError:
+            pass
         view = StoreView(
             rows=MappingProxyType(rows),
             children=old.children,
-            totals=self._totals(rows.values()),
+            totals=totals,
             read_only=old.read_only,
         )
         self._view = view

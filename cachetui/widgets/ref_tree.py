@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
-from textual.widgets._tree import TreeNode
+from textual.widgets._tree import TOGGLE_STYLE, TreeNode
 
 from cachetui.service import Delta, RecordView, StoreView
 from cachetui.widgets.format import Columns, format_row
@@ -101,8 +101,10 @@ class RefTree(Tree[str]):
         return self.root if record_id is None else self.nodes.get(record_id)
 
     def _add(self, parent: TreeNode[str], record_id: str, before: int | None = None) -> None:
+        # The label is built when the line is drawn (render_label): adding 10,000 nodes
+        # costs no formatting, and a change only needs the node refreshed.
         node = parent.add(
-            self.label_for(record_id),
+            Text(record_id),
             data=record_id,
             allow_expand=self._has_visible_children(record_id),
             before=before,
@@ -129,17 +131,25 @@ class RefTree(Tree[str]):
     # -- rendering ------------------------------------------------------------------------
 
     def render_label(self, node: TreeNode[str], base_style: Style, style: Style) -> Text:
-        text = super().render_label(node, base_style, style)
-        if not node.allow_expand:
-            text = Text.assemble("  ", text)
-        return text
+        view = getattr(self, "view", None)  # render_label runs inside Tree.__init__
+        if node.data and view is not None and node.data in view.rows:
+            label = self.label_for(node.data)
+        else:
+            label = node._label.copy()
+        label.stylize(style)
+        if node._allow_expand:
+            icon = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+            prefix = (icon, base_style + TOGGLE_STYLE)
+        else:
+            prefix = ("  ", base_style)
+        return Text.assemble(prefix, label)
 
     def on_resize(self) -> None:
         columns = Columns.for_width(self.size.width)
         if columns != self.columns:
             self.columns = columns
             self.guide_depth = columns.guide
-            self.relabel(self.nodes)
+            self._invalidate()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -214,13 +224,14 @@ class RefTree(Tree[str]):
                     self.select_id(first[0])
 
     def relabel(self, ids: Iterable[str]) -> None:
+        """Redraw these records' rows (their labels are built from the current view)."""
         if self.view is None:
             return
         for record_id in list(ids):
             node = self.nodes.get(record_id)
             if node is not None and record_id in self.view.rows:
-                node.set_label(self.label_for(record_id))
                 node.allow_expand = self._has_visible_children(record_id)
+                node.refresh()
 
     # -- live updates ---------------------------------------------------------------------
 

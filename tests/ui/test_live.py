@@ -113,12 +113,12 @@ async def test_other_process_changes_show_without_a_key(store, worker_factory):
         await wait_for(pilot, lambda: row().size >= 3_000_000, what="the size change")
         elapsed = time.monotonic() - started
         assert elapsed < 2.0  # the goal is 0.2 s; leave room for a loaded CI machine
-        label = app.tree.nodes[new].label.plain
+        label = app.tree.label_for(new).plain
         assert "3.0 MB" in label and "in use" in label
         # a holder taken on an existing record by the other process
         worker.send(f"hold {ids['frontend']}")
         await wait_for(pilot, lambda: app.service.view.rows[ids["frontend"]].in_use, what="in use")
-        assert "in use" in app.tree.nodes[ids["frontend"]].label.plain
+        assert "in use" in app.tree.label_for(ids["frontend"]).plain
         worker.send("release")
         await wait_for(
             pilot, lambda: not app.service.view.rows[ids["frontend"]].in_use, what="released"
