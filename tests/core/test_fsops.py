@@ -9,9 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -221,26 +220,6 @@ def test_foreign_device_is_refused_and_left(
         remove_tree(top)
     assert info.value.path == str(mnt)
     assert len(list((mnt / "inner").iterdir())) == 10
-
-
-@pytest.fixture
-def mount_tmpfs() -> Iterator[Callable[[Path], None]]:
-    mounted: list[Path] = []
-
-    def mount(target: Path) -> None:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=8m", "cachetui-test", str(target)],
-            capture_output=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-        mounted.append(target)
-
-    yield mount
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def test_real_mount_is_refused(tmp_path: Path, mount_tmpfs: Callable[[Path], None]) -> None:

@@ -375,26 +375,6 @@ def test_foreign_device_via_fstat(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not result.complete
 
 
-@pytest.fixture
-def mount_tmpfs() -> Iterator[Callable[[Path], None]]:
-    mounted: list[Path] = []
-
-    def mount(target: Path) -> None:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=8m", "cachetui-test", str(target)],
-            capture_output=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-        mounted.append(target)
-
-    yield mount
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], check=False)
-
-
 def test_real_mount_is_not_crossed(tmp_path: Path, mount_tmpfs: Callable[[Path], None]) -> None:
     top = tmp_path / "t"
     build_wide(top, dirs=2)
