@@ -576,9 +576,6 @@ def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = Fals
         return int(result or 0)
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except Exception:
-                process.kill()
-                process.wait()
+            from cachetui.demo import stop_simulator
+
+            stop_simulator(process)

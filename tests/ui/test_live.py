@@ -215,3 +215,46 @@ def test_feed_reports_files_and_metadata_and_stops_promptly(tmp_path: Path):
     assert ChangeSet(frozenset({"x"})).merge(ChangeSet(metadata=True)) == ChangeSet(
         frozenset({"x"}), True
     )
+
+
+async def test_demo_store_with_the_simulator(tmp_path: Path):
+    from cachetui.demo import build_demo_store, start_simulator, stop_simulator
+
+    root = tmp_path / "demo"
+    build_demo_store(root)
+    process = start_simulator(root)
+    try:
+        app = make_app(root, live=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await loaded(pilot)
+            first = set(app.service.view.rows)
+            await wait_for(
+                pilot,
+                lambda: app.refreshes > 0 and set(app.service.view.rows) != first,
+                timeout=20,
+                what="the simulated build to change the store",
+            )
+            assert app.is_running
+    finally:
+        stop_simulator(process)
+
+
+def test_run_dashboard_starts_and_stops_the_simulator(tmp_path: Path, monkeypatch):
+    import cachetui.app as app_module
+    import cachetui.demo as demo
+
+    started: list[subprocess.Popen] = []
+    real_start = demo.start_simulator
+
+    def start(root: Path) -> subprocess.Popen:
+        process = real_start(root)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(demo, "start_simulator", start)
+    monkeypatch.setattr(app_module.CacheTuiApp, "run", lambda self: 0)
+    root = tmp_path / "demo"
+    demo.build_demo_store(root)
+    assert app_module.run_dashboard(root, simulator=True) == 0
+    assert started and started[0].poll() is not None
+    assert app_module.run_dashboard(root, read_only=True) == 0
