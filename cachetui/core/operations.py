@@ -1,0 +1,380 @@
+"""Record operations behind the handles: reading rows, holders, commit, finalize, release.
+
+``RecordOperations`` is the half of ``CacheManager`` that refs call into. Every method
+runs inside one ``BEGIN IMMEDIATE`` write (or is a helper used inside one): the store is
+the only state, so other processes always see a consistent picture.
+
+Release follows BuildKit (semantics 2.8): a non-retained mutable goes at once; a pair goes
+when its immutable's last handle does, unless either half is retained; overlapping uses
+count once. Removal writes the tombstone and renames the layer to ``rm-*`` inside the
+write, then deletes the tree, then the row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cachetui.core.crashpoints import crash_point
+from cachetui.core.errors import InvalidError, NotFoundError, StoreError
+from cachetui.core.processes import current_process, is_alive
+from cachetui.core.refs import ImmutableRef, MutableRef, Ref
+from cachetui.core.snapshots import DirectorySnapshotter
+from cachetui.core.state import HolderRow, RecordRow
+from cachetui.core.store import RECORD_COLUMNS, Holder, Record, Store
+from cachetui.core.types import Mount
+
+__all__ = ["RecordOperations"]
+
+
+class RecordOperations:
+    """Row-level operations shared by the manager's methods and its handles."""
+
+    root: Path
+    store: Store
+    snapshots: DirectorySnapshotter
+    clock: Callable[[], float]
+    _lock: threading.RLock
+    _my_holders: set[int]
+
+    @property
+    def read_only(self) -> bool:
+        raise NotImplementedError
+
+    def _check_usable(self) -> None:
+        raise NotImplementedError
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    def _new_id(self) -> str:
+        raise NotImplementedError
+
+    # -- reading helpers (inside a transaction) -----------------------------------------
+
+    def _row(self, record_id: str) -> RecordRow | None:
+        found = self.store.rows(f"SELECT {RECORD_COLUMNS} FROM record WHERE id = ?", (record_id,))
+        if not found:
+            return None
+        row = RecordRow(*found[0])
+        row.mutable, row.retain = bool(row.mutable), bool(row.retain)
+        row.deleted, row.pending_use = bool(row.deleted), bool(row.pending_use)
+        return row
+
+    def _live_row(self, record_id: str) -> RecordRow:
+        row = self._row(record_id)
+        if row is None or row.deleted:
+            raise NotFoundError(f"{record_id}: not found")
+        return row
+
+    def _holders(self, record_id: str) -> list[HolderRow]:
+        result = []
+        for hid, pid, start, host, created, counts in self.store.rows(
+            "SELECT id, pid, start, host, created_at, counts_use FROM holder WHERE record = ?",
+            (record_id,),
+        ):
+            result.append(
+                HolderRow(
+                    hid,
+                    record_id,
+                    pid,
+                    start,
+                    host,
+                    created,
+                    bool(counts),
+                    is_alive(pid, start, host),
+                )
+            )
+        return result
+
+    def _live_holders(self, record_id: str) -> list[HolderRow]:
+        live = []
+        for holder in self._holders(record_id):
+            if holder.alive:
+                live.append(holder)
+            else:  # its process is gone: reap it
+                self.store.execute("DELETE FROM holder WHERE id = ?", (holder.id,))
+        return live
+
+    def _immutable_of(self, mutable_id: str) -> RecordRow | None:
+        found = self.store.rows(
+            "SELECT id FROM record WHERE equal_mutable = ? AND deleted = 0", (mutable_id,)
+        )
+        return self._row(found[0][0]) if found else None
+
+    def _add_holder(self, record_id: str, *, counts_use: bool) -> int:
+        me = current_process()
+        holder_id = int(
+            Holder.insert(
+                record=record_id,
+                pid=me.pid,
+                start=me.start,
+                host=me.host,
+                created_at=self.now(),
+                counts_use=counts_use,
+            ).execute()
+        )
+        self._my_holders.add(holder_id)
+        return holder_id
+
+    def _mark_used(self, record_id: str) -> None:
+        self.store.execute(
+            "UPDATE record SET usage_count = usage_count + 1, last_used_at = ? WHERE id = ?",
+            (self.now(), record_id),
+        )
+
+    def _make_ref(self, cls: type[Ref], row: RecordRow, holder_id: int) -> Ref:
+        return cls(
+            self,
+            row.id,
+            holder_id,
+            parent_id=row.parent,
+            description=row.description,
+            record_type=row.record_type,
+        )
+
+    def _insert_commit(self, mutable: RecordRow) -> RecordRow:
+        committed_id = self._new_id()
+        now = self.now()
+        Record.insert(
+            id=committed_id,
+            parent=mutable.parent,
+            mutable=False,
+            equal_mutable=mutable.id,
+            retain=False,
+            description=mutable.description,
+            record_type=mutable.record_type,
+            created_at=now,
+        ).execute()
+        crash_point("commit:inserted")
+        row = self._row(committed_id)
+        assert row is not None
+        return row
+
+    # -- views --------------------------------------------------------------------------
+
+    # -- handle operations (called by refs) ---------------------------------------------
+
+    def _owns(self, ref: Ref) -> bool:
+        return bool(
+            self.store.rows(
+                "SELECT 1 FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
+            )
+        )
+
+    def _commit(self, ref: MutableRef) -> ImmutableRef:
+        self._check_usable()
+        with self._lock, self.store.write():
+            row = self._live_row(ref.id)
+            if not row.mutable:
+                raise InvalidError(f"cannot commit {ref.id}: it is not mutable")
+            if not self._owns(ref):
+                raise InvalidError(f"cannot commit {ref.id}: its handle is no longer held")
+            if self._immutable_of(row.id) is not None:
+                raise InvalidError(f"cannot commit {ref.id}: it already has a pending commit")
+            committed = self._insert_commit(row)
+            # The immutable owns the mutable from now on: "held" moves to it.
+            self.store.execute(
+                "DELETE FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
+            )
+            self._my_holders.discard(ref.holder_id)
+            holder_id = self._add_holder(committed.id, counts_use=True)
+            made = self._make_ref(ImmutableRef, committed, holder_id)
+        crash_point("commit:committed")
+        return made  # type: ignore[return-value]
+
+    def _finalize(self, record_id: str) -> None:
+        self._check_usable()
+        with self._lock, self.store.write():
+            row = self._live_row(record_id)
+            if row.equal_mutable is None:
+                return
+            mutable_id = row.equal_mutable
+            self.snapshots.rename_layer(mutable_id, row.id)
+            try:
+                crash_point("finalize:renamed")
+                self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
+                self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+                self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (row.id,))
+            except BaseException:
+                self.snapshots.rename_layer(row.id, mutable_id)
+                raise
+        crash_point("finalize:committed")
+
+    def _clone(self, ref: ImmutableRef) -> ImmutableRef:
+        self._check_usable()
+        with self._lock, self.store.write():
+            row = self._live_row(ref.id)
+            holder_id = self._add_holder(row.id, counts_use=False)
+            return self._make_ref(ImmutableRef, row, holder_id)  # type: ignore[return-value]
+
+    def _set_retain(self, record_id: str, value: bool) -> None:
+        self._check_usable()
+        with self._lock, self.store.write():
+            self._live_row(record_id)
+            self.store.execute(
+                "UPDATE record SET retain = ? WHERE id = ?", (bool(value), record_id)
+            )
+
+    def _release(self, ref: Ref) -> None:
+        self._check_usable()
+        doomed: list[str] = []
+        with self._lock, self.store.write():
+            # Holder ids are SQLite rowids and get reused once deleted: match the record
+            # too, so a handle whose row already went never releases someone else's.
+            mine = (ref.holder_id, ref.id)
+            found = self.store.rows(
+                "SELECT counts_use FROM holder WHERE id = ? AND record = ?", mine
+            )
+            self.store.execute("DELETE FROM holder WHERE id = ? AND record = ?", mine)
+            self._my_holders.discard(ref.holder_id)
+            row = self._row(ref.id)
+            if row is None or row.deleted:
+                return
+            counts_use = bool(found and found[0][0])
+            others = self._live_holders(row.id)
+            if row.mutable:
+                doomed = self._release_mutable(row, counts_use and bool(found))
+            else:
+                if counts_use and not any(h.counts_use for h in others):
+                    self._mark_used(row.id)
+                    if row.equal_mutable is not None:
+                        self.store.execute(
+                            "UPDATE record SET pending_use = 1 WHERE id = ?",
+                            (row.equal_mutable,),
+                        )
+                if not others and row.equal_mutable is not None:
+                    doomed = self._release_pair(row)
+            if doomed:
+                retired = self._tombstone_or_undo(doomed)
+                crash_point("release:tombstoned")
+        if doomed:
+            crash_point("release:committed")
+            self._purge(retired)
+            crash_point("release:removed")
+
+    def _release_mutable(self, row: RecordRow, counted: bool) -> list[str]:
+        if not row.retain:
+            return [row.id]
+        self.store.execute("UPDATE record SET size = -1 WHERE id = ?", (row.id,))
+        if counted:
+            self._mark_used(row.id)
+        return []
+
+    def _release_pair(self, immutable: RecordRow) -> list[str]:
+        """The immutable's last handle went: let go of the mutable it owns (BuildKit 2.8)."""
+        mutable = self._row(immutable.equal_mutable or "")
+        if mutable is None or mutable.deleted:
+            return []
+        if not mutable.retain and not immutable.retain:
+            return [immutable.id, mutable.id]
+        if mutable.pending_use:
+            self._mark_used(mutable.id)
+            self.store.execute("UPDATE record SET pending_use = 0 WHERE id = ?", (mutable.id,))
+        return []
+
+    def _tombstone_or_undo(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
+        """``_tombstone``, undoing the renames if the enclosing write later fails (F3).
+
+        The renames to ``rm-*`` happen inside the write; when the transaction rolls back
+        (SQLITE_FULL at COMMIT, an error on a later record) the layers are moved back, so
+        a failed removal never leaves a live row without its directory.
+        """
+        retired: list[tuple[str, Path | None]] = []
+        self.store.on_rollback(lambda: self._unretire(retired))
+        return self._tombstone(record_ids, retired)
+
+    def _unretire(self, retired: Sequence[tuple[str, Path | None]]) -> None:
+        for record_id, path in retired:
+            if path is not None:
+                self.snapshots.unretire(record_id)
+
+    def _tombstone(
+        self, record_ids: Sequence[str], retired: list[tuple[str, Path | None]] | None = None
+    ) -> list[tuple[str, Path | None]]:
+        """Inside a write: mark records deleted and move their layers to ``rm-*``."""
+        if retired is None:
+            retired = []
+        for record_id in record_ids:
+            self.store.execute("UPDATE record SET deleted = 1 WHERE id = ?", (record_id,))
+            self.store.execute("DELETE FROM holder WHERE record = ?", (record_id,))
+        for record_id in record_ids:
+            row = self._row(record_id)
+            if row is not None and row.equal_mutable is None:
+                retired.append((record_id, self.snapshots.retire(record_id)))
+            else:
+                retired.append((record_id, None))
+        return retired
+
+    def _purge(self, retired: Sequence[tuple[str, Path | None]]) -> list[str]:
+        """After the tombstones committed: delete the trees, then the rows. Returns failures."""
+        paths = [path for _, path in retired if path is not None]
+        failures = self.snapshots.purge(paths)
+        failed_paths = {str(path) for path, _ in failures}
+        done = [rid for rid, path in retired if path is None or str(path) not in failed_paths]
+        if done:
+            with self._lock, self.store.write():
+                for record_id in done:
+                    self.store.execute(
+                        "DELETE FROM record WHERE id = ? AND deleted = 1", (record_id,)
+                    )
+        if failures:
+            raise failures[0][1]
+        return done
+
+    def _mount(self, ref: Ref) -> Mount:
+        self._check_usable()
+        with self._lock, self.store.read():
+            row = self._live_row(ref.id)
+            lowers: list[Path] = []
+            parent = row.parent
+            seen = {row.id}
+            while parent is not None and parent not in seen:
+                seen.add(parent)
+                lowers.append(self.snapshots.path(parent))
+                prow = self._row(parent)
+                parent = prow.parent if prow else None
+        own = self.snapshots.path(row.layer_id)
+        if isinstance(ref, MutableRef):
+            return Mount(upper=own, lowers=tuple(lowers))
+        return Mount(upper=None, lowers=(own, *lowers))
+
+    def _size(self, ref: Ref) -> int:
+        self._check_usable()
+        with self._lock, self.store.read():
+            row = self._live_row(ref.id)
+        if row.mutable:
+            return self.snapshots.measure(row.id).size
+        if row.size >= 0:
+            return row.size
+        measured = self.snapshots.measure(row.layer_id)
+        if measured.complete and not self.read_only:
+            self.store_sizes({row.id: measured.size})
+        return measured.size
+
+    def force_release(self, holder_id: int) -> bool:
+        """Drop one holder row, whoever owns it (the dashboard's force release).
+
+        The record simply becomes free: no use is counted and nothing is removed.
+        Returns whether a holder row was deleted.
+        """
+        self._check_usable()
+        if isinstance(holder_id, bool) or not isinstance(holder_id, int):
+            raise InvalidError(f"invalid holder id {holder_id!r}: expected an integer")
+        with self._lock, self.store.write():
+            return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
+
+    def store_sizes(self, sizes: dict[str, int]) -> None:
+        """Cache measured sizes (never counts as a use)."""
+        if not sizes or self.read_only:
+            return
+        try:
+            with self._lock, self.store.write():
+                self.store.db.execute_sql("SELECT 1")
+                self.store.db.cursor().executemany(
+                    "UPDATE record SET size = ? WHERE id = ? AND deleted = 0",
+                    [(size, rid) for rid, size in sizes.items()],
+                )
+        except StoreError:
+            pass  # only a cache: a full disk (F2) or a busy store must not fail a read
