@@ -336,7 +336,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
         raise _error(
             text,
             i,
-            f"unexpected {text[i]!r} at position {i}: expected a field name "
+            f"unexpected {text[i]!r}: expected a field name "
             "(a letter followed by letters, digits or '_')",
         )
     key, key_pos = match.group(), i
@@ -351,7 +351,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
         raise _error(
             text,
             i,
-            f"unexpected {text[i]!r} at position {i}: expected one of ==, !=, ~= "
+            f"unexpected {text[i]!r}: expected one of ==, !=, ~= "
             f"(or ',' to end the selector) after {key!r}",
         )
     if key in FLAG_KEYS:
@@ -366,8 +366,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
             raise _error(
                 text,
                 i,
-                f"unexpected {text[i]!r} at position {i}: expected ',' or the end "
-                "after a quoted value",
+                f"unexpected {text[i]!r}: expected ',' or the end after a quoted value",
             )
     else:
         end = text.find(",", i)
@@ -384,7 +383,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
             raise _error(
                 text,
                 i,
-                f"unexpected {value[0]!r} at position {i}: expected a value after {op!r} "
+                f"unexpected {value[0]!r}: expected a value after {op!r} "
                 f"(quote a value that starts with {value[0]!r})",
             )
         quote_at = value.find('"')
@@ -392,8 +391,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
             raise _error(
                 text,
                 i + quote_at,
-                f"unexpected '\"' at position {i + quote_at} inside an unquoted value "
-                "(quote the whole value)",
+                "unexpected '\"' inside an unquoted value (quote the whole value)",
             )
         i = end
 
@@ -433,26 +431,20 @@ def _scan_quoted(text: str, start: int) -> tuple[str, int]:
             width = _HEX_WIDTH[esc]
             digits = text[i + 2 : i + 2 + width]
             if len(digits) != width or not _HEX_DIGITS.issuperset(digits):
-                raise _error(
-                    text, i, f"invalid escape at position {i}: \\{esc} needs {width} hex digits"
-                )
+                raise _error(text, i, f"invalid escape: \\{esc} needs {width} hex digits")
             code = int(digits, 16)
             if code > 0x10FFFF:
-                raise _error(
-                    text, i, f"invalid escape at position {i}: \\{esc}{digits} is too large"
-                )
+                raise _error(text, i, f"invalid escape: \\{esc}{digits} is too large")
             out.append(chr(code))
             i += 2 + width
         elif esc in "01234567":
             digits = text[i + 1 : i + 4]
             if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
-                raise _error(
-                    text, i, f"invalid escape at position {i}: octal escapes are \\000 to \\377"
-                )
+                raise _error(text, i, "invalid escape: octal escapes are \\000 to \\377")
             out.append(chr(int(digits, 8)))
             i += 4
         else:
-            raise _error(text, i, f"unknown escape sequence '\\{esc}' at position {i}")
+            raise _error(text, i, f"unknown escape sequence '\\{esc}'")
     raise _error(text, start, f"unterminated quoted value (opened at position {start})")
 
 
