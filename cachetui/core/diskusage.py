@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
-from cachetui.core.policy import DiskStat, disk_stat
+from cachetui.core.policy import DiskStat
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.types import UsageInfo, to_seconds
 
@@ -172,7 +172,3 @@ def totals(rows: Sequence[UsageInfo], dstat: DiskStat | None = None) -> Totals:
         disk_free=dstat.free if dstat else 0,
         disk_total=dstat.total if dstat else 0,
     )
-
-
-def store_totals(manager: CacheManager, rows: Sequence[UsageInfo]) -> Totals:
-    return totals(rows, disk_stat(manager.root))

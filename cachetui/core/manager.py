@@ -25,6 +25,7 @@ from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
 from cachetui.core.operations import RecordOperations
+from cachetui.core.policy import disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter
@@ -334,6 +335,12 @@ class CacheManager(RecordOperations):
         """One row per visible record, largest first (see core-api.md)."""
         self._check_usable()
         return diskusage.disk_usage(self, filters, age_limit=age_limit)
+
+    def totals(self, rows: Sequence[UsageInfo] | None = None) -> diskusage.Totals:
+        """The totals block over ``rows`` (default: all of disk usage), with the free and
+        total bytes of the filesystem holding the store."""
+        self._check_usable()
+        return diskusage.totals(self.disk_usage() if rows is None else rows, disk_stat(self.root))
 
     def prune(
         self,

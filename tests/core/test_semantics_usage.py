@@ -305,3 +305,11 @@ def test_dry_run_matches_the_real_prune(cm: CacheManager) -> None:
 def test_gc_default_policies_on_a_small_store_keep_recent_records(cm: CacheManager) -> None:
     _record(cm, 100)
     assert cm.gc() == []
+
+
+def test_manager_totals_include_the_disk(cm: CacheManager) -> None:
+    _record(cm, 4096)
+    sums = cm.totals()
+    assert sums.total == sums.reclaimable == cm.disk_usage()[0].size
+    assert sums.records == 1
+    assert 0 < sums.disk_free <= sums.disk_total
