@@ -40,6 +40,18 @@ __all__ = ["CacheTuiApp", "StoreChanged", "run_dashboard"]
 WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "hold", "release"})
 
 
+#: Keys of the main screen (off while a dialog is open).
+MAIN_ACTIONS = WRITE_ACTIONS | {
+    "filter",
+    "cycle_sort",
+    "toggle_live",
+    "toggle_details",
+    "reload",
+    "clear_filter",
+    "help",
+}
+
+
 class StoreChanged(Message):
     """Posted (from the change feed's threads) when records or metadata changed."""
 
@@ -286,7 +298,10 @@ class CacheTuiApp(App[int]):
     # -- read-only --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (self.read_only and action in WRITE_ACTIONS)
+        if self.read_only and action in WRITE_ACTIONS:
+            return False
+        # the main screen's keys do nothing while a dialog is open
+        return not (action in MAIN_ACTIONS and len(self.screen_stack) > 1)
 
     def _refuse_read_only(self) -> bool:
         if self.read_only:

@@ -389,3 +389,19 @@ async def test_errors_become_notifications(store, tmp_path: Path):
         await loaded(pilot)
         assert app.load_error
         assert app.is_running
+
+
+async def test_main_keys_are_off_while_a_dialog_is_open(store):
+    root, ids = store
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        app.tree.select_id(ids["frontend"])
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
+        await pilot.press("d", "p", "s", "question_mark")
+        await settle(pilot)
+        assert len(app.screen_stack) == 2
+        assert app.tree.sort == "size"
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen_stack) == 1)
