@@ -144,6 +144,11 @@ class RefTree(Tree[str]):
             prefix = ("  ", base_style)
         return Text.assemble(prefix, label)
 
+    def get_label_width(self, node: TreeNode[str]) -> int:
+        # Tree measures every line to size its virtual width; measuring would format all
+        # 10,000 labels. The columns are fixed-width and overflow-x is hidden.
+        return 160
+
     def on_resize(self) -> None:
         columns = Columns.for_width(self.size.width)
         if columns != self.columns:
@@ -286,6 +291,21 @@ class RefTree(Tree[str]):
 
     def _on_tree_node_expanded(self, event: Tree.NodeExpanded[str]) -> None:
         self._populate(event.node.data)
+
+    def action_toggle_expand_all(self) -> None:
+        """Expand (adding children as needed) or collapse everything below the cursor."""
+        node = self.cursor_node
+        if node is None or not node.allow_expand:
+            return
+        if node.is_expanded:
+            node.collapse_all()
+            return
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            self._populate(current.data)
+            stack.extend(c for c in current.children if c.allow_expand)
+        node.expand_all()
 
     def action_expand_node(self) -> None:
         node = self.cursor_node

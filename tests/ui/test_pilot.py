@@ -405,3 +405,17 @@ async def test_main_keys_are_off_while_a_dialog_is_open(store):
         assert app.tree.sort == "size"
         await pilot.press("n")
         await wait_for(pilot, lambda: len(app.screen_stack) == 1)
+
+
+async def test_shift_space_expands_the_whole_branch(store):
+    root, ids = store
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        app.tree.select_id(ids["alpine"], expand=False)
+        await pilot.press("shift+space")
+        await settle(pilot)
+        assert app.tree.nodes[ids["apt"]].is_expanded
+        assert ids["pip"] in app.tree.nodes
+        await pilot.press("shift+space")
+        assert not app.tree.nodes[ids["alpine"]].is_expanded
