@@ -252,7 +252,11 @@ class RefTree(Tree[str]):
             shown = set(matches)
             for record_id in matches:
                 shown.update(view.ancestors(record_id))
-            self.shown = frozenset(shown)
+            if frozenset(shown) != self.shown:  # records entered or left the filter
+                self.shown = frozenset(shown)
+                self.marks.difference_update(delta.removed)
+                self.show(view)
+                return
         for record_id in (*delta.removed, *delta.reparented):
             node = self.nodes.get(record_id)
             if node is not None:

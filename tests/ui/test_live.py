@@ -258,3 +258,19 @@ def test_run_dashboard_starts_and_stops_the_simulator(tmp_path: Path, monkeypatc
     assert app_module.run_dashboard(root, simulator=True) == 0
     assert started and started[0].poll() is not None
     assert app_module.run_dashboard(root, read_only=True) == 0
+
+
+async def test_filter_follows_live_changes(store, worker_factory):
+    root, ids = store
+    app = make_app(root, live=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("slash", *"inuse")
+        await settle(pilot)
+        assert ids["frontend"] not in app.tree.nodes
+        worker = Worker(root)
+        worker_factory.append(worker)
+        worker.send(f"hold {ids['frontend']}")
+        await wait_for(pilot, lambda: ids["frontend"] in app.tree.nodes, what="now in use")
+        worker.send("release")
+        await wait_for(pilot, lambda: ids["frontend"] not in app.tree.nodes, what="free again")
