@@ -70,9 +70,11 @@ async def settle(pilot: Pilot) -> None:
     await pilot.pause()
 
 
-async def loaded(pilot: Pilot) -> CacheTuiApp:
+async def loaded(pilot: Pilot, *, expect_error: bool = False) -> CacheTuiApp:
     app = pilot.app
     assert isinstance(app, CacheTuiApp)
     await wait_for(pilot, lambda: app.loaded or app.load_error, what="the store to load")
+    if app.load_error and not expect_error:
+        raise AssertionError(f"the store did not open: {app.load_error}")
     await settle(pilot)
     return app

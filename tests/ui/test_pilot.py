@@ -386,7 +386,7 @@ async def test_errors_become_notifications(store, tmp_path: Path):
     bad.write_text("not a store")
     app = make_app(bad)
     async with app.run_test(size=(80, 24)) as pilot:
-        await loaded(pilot)
+        await loaded(pilot, expect_error=True)
         assert app.load_error
         assert app.is_running
 
