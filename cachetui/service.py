@@ -26,9 +26,8 @@ from types import MappingProxyType
 from cachetui.core import CacheManager, PruneOptions, UsageInfo
 from cachetui.core import filters as filter_language
 from cachetui.core.diskusage import measure_missing
-from cachetui.core.errors import CacheError, InvalidError, LockedError, NotFoundError
+from cachetui.core.errors import CacheError, InvalidError, NotFoundError
 from cachetui.core.policy import DiskStat, disk_stat
-from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.watch import ChangeFeed, ChangeSet
@@ -243,7 +242,6 @@ class CacheService:
         self._live_sizes: dict[str, int] = {}
         self._holds: dict[str, list[ImmutableRef]] = {}
         self._feed: ChangeFeed | None = None
-        self._me = current_process()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -360,9 +358,6 @@ class CacheService:
             totals=totals,
             read_only=self.read_only,
         )
-
-    def _is_me(self, pid: int, host: str, start: str) -> bool:
-        return pid == self._me.pid and host == self._me.host and start == self._me.start
 
     def _totals(self, rows: Iterable[RecordView]) -> TotalsView:
         total = reclaimable = in_use = shared = count = 0
@@ -668,16 +663,11 @@ class CacheService:
         """Release what the dashboard holds on a record; returns how many handles went."""
         self._check_writable()
         with self._lock:
-            view = self._view
-            keys = {record_id}
-            if view is not None and record_id in view.rows:
-                # a held pair shows as its immutable: releasing by either id works
-                keys |= {k for k, refs in self._holds.items() if refs and k == record_id}
+            # a hold is kept under the id of the record it pins: the one shown while held
             released = 0
-            for key in keys:
-                for ref in self._holds.pop(key, []):
-                    ref.release()
-                    released += 1
+            for ref in self._holds.pop(record_id, []):
+                ref.release()
+                released += 1
             return released
 
     def force_release(self, holder_ids: Sequence[int]) -> int:
@@ -689,10 +679,3 @@ class CacheService:
                 if self.manager.force_release(holder_id):
                     done += 1
             return done
-
-    def check_lockable(self, record_id: str) -> None:
-        """Raise ``LockedError`` when a live process holds the record (for messages)."""
-        view = self._view
-        row = view.rows.get(record_id) if view else None
-        if row is not None and row.held:
-            raise LockedError(record_id)
