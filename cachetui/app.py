@@ -155,7 +155,7 @@ class CacheTuiApp(App[int]):
     def _update_header(self) -> None:
         columns = self.query_one("#columns", Static)
         tree = self.tree
-        columns.update(header_text(tree.columns))
+        columns.update(header_text(tree.columns, tree.sort))
 
     def on_unmount(self) -> None:
         self.service.close()
@@ -342,6 +342,7 @@ class CacheTuiApp(App[int]):
         tree = self.tree
         tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
         self._update_totals()
+        self._update_header()
 
     def action_toggle_live(self) -> None:
         self.paused = not self.paused

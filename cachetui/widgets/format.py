@@ -85,20 +85,24 @@ def _cell(text: str, width: int, *, right: bool = False) -> str:
     return text.rjust(width) if right else text.ljust(width)
 
 
-def header_text(columns: Columns) -> Text:
+def header_text(columns: Columns, sort: str = "size") -> Text:
+    """The column titles; the sorted column carries an arrow."""
+    size_title = "▼ SIZE" if sort == "size" else "SIZE"
+    last_title = "LAST USED ▼" if sort == "last used" else "LAST USED"
+    desc_title = "DESCRIPTION ▲" if sort == "name" else "DESCRIPTION"
     parts = [
         " " * (ICON + 2),
         _cell("ID", columns.name),
         " ",
-        _cell("SIZE", columns.size, right=True),
+        _cell(size_title, columns.size, right=True),
         " ",
         _cell("STATE", columns.state),
         " ",
     ]
     if columns.show_type:
         parts += [_cell("TYPE", columns.type), " "]
-    parts += [_cell("LAST USED", columns.last), " ", _cell("USES", columns.uses, right=True)]
-    parts += ["  DESCRIPTION"]
+    parts += [_cell(last_title, columns.last), " ", _cell("USES", columns.uses, right=True)]
+    parts += ["  " + desc_title]
     return Text("".join(parts), style="bold")
 
 

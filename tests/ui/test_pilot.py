@@ -419,3 +419,21 @@ async def test_shift_space_expands_the_whole_branch(store):
         assert ids["pip"] in app.tree.nodes
         await pilot.press("shift+space")
         assert not app.tree.nodes[ids["alpine"]].is_expanded
+
+
+async def test_command_palette_runs_dashboard_commands(store):
+    root, _ids = store
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Prune by policy")
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.screen_stack) == 1)
+        await pilot.press("s")
+        header = str(app.query_one("#columns", Static).render())
+        assert "LAST USED ▼" in header
