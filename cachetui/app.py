@@ -158,6 +158,19 @@ class CacheTuiApp(App[int]):
         columns.update(header_text(tree.columns, tree.sort))
 
     def on_unmount(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the feed, release the dashboard's holds and close the store (idempotent).
+
+        A preload still running is waited for first, so no thread keeps using the store.
+        """
+        preload, self._preload = self._preload, None
+        if preload is not None:
+            try:
+                preload.result(timeout=30)
+            except Exception:
+                pass
         self.service.close()
 
     def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -584,6 +597,7 @@ def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = Fals
         from cachetui.demo import start_simulator
 
         process = start_simulator(root)
+    app: CacheTuiApp | None = None
     try:
         app = CacheTuiApp(root, read_only=read_only, preload=True)
         result = app.run()
@@ -591,6 +605,8 @@ def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = Fals
             return 1
         return int(result or 0)
     finally:
+        if app is not None:
+            app.shutdown()
         if process is not None:
             from cachetui.demo import stop_simulator
 

@@ -6,7 +6,10 @@ no toast is on screen when the picture is taken. Update with ``--snapshot-update
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,12 +22,25 @@ from tests.ui.store_fixture import build_fixture_store
 SNAP_ROOT = Path("/tmp/cachetui-snapshots")
 
 
+@contextmanager
+def fixed_root(name: str) -> Iterator[Path]:
+    """A store at a fixed path (mount paths are on screen), locked against another run."""
+    SNAP_ROOT.mkdir(parents=True, exist_ok=True)
+    root = SNAP_ROOT / name.replace("[", "-").replace("]", "")
+    with open(SNAP_ROOT / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture
-def snap_store(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
-    root = SNAP_ROOT / request.node.name.replace("[", "-").replace("]", "")
-    shutil.rmtree(root, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    return root, build_fixture_store(root)
+def snap_store(request: pytest.FixtureRequest) -> Iterator[tuple[Path, dict[str, str]]]:
+    with fixed_root(request.node.name) as root:
+        yield root, build_fixture_store(root)
 
 
 def no_blink(app: CacheTuiApp) -> None:
@@ -118,15 +134,13 @@ def test_filter_error(snap_compare, snap_store):
     assert snap_compare(make_app(root), terminal_size=(120, 34), run_before=run_before)
 
 
-def test_empty_store(snap_compare, tmp_path: Path):
-    root = SNAP_ROOT / "empty"
-    shutil.rmtree(root, ignore_errors=True)
-
+def test_empty_store(snap_compare):
     async def run_before(pilot):
         await loaded(pilot)
         await settle(pilot)
 
-    assert snap_compare(make_app(root), terminal_size=(100, 24), run_before=run_before)
+    with fixed_root("empty") as root:
+        assert snap_compare(make_app(root), terminal_size=(100, 24), run_before=run_before)
 
 
 def test_small_terminal(snap_compare, snap_store):
