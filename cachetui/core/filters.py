@@ -270,9 +270,20 @@ def parse_all(texts: Iterable[str | Filter] | str | FilterSet) -> FilterSet:
         return texts
     if isinstance(texts, str):
         texts = (texts,)
+    elif not isinstance(texts, Iterable) or isinstance(texts, bytes):
+        raise FilterSyntaxError(
+            f"invalid filters {texts!r}: expected filter strings", filter_text="", position=0
+        )
     filters: list[Filter] = []
     for item in texts:
-        filters.append(item if isinstance(item, Filter) else parse(item))
+        if isinstance(item, Filter):
+            filters.append(item)
+        elif isinstance(item, str):
+            filters.append(parse(item))
+        else:
+            raise FilterSyntaxError(
+                f"invalid filter {item!r}: expected a string", filter_text="", position=0
+            )
     return FilterSet(tuple(filters))
 
 

@@ -192,14 +192,12 @@ class RecordOperations:
                 return
             mutable_id = row.equal_mutable
             self.snapshots.rename_layer(mutable_id, row.id)
-            try:
-                crash_point("finalize:renamed")
-                self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
-                self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
-                self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (row.id,))
-            except BaseException:
-                self.snapshots.rename_layer(row.id, mutable_id)
-                raise
+            # If anything below fails, COMMIT included, the layer goes back to its mutable.
+            self.store.on_rollback(lambda: self.snapshots.rename_layer(row.id, mutable_id))
+            crash_point("finalize:renamed")
+            self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
+            self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+            self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (row.id,))
         crash_point("finalize:committed")
 
     def _clone(self, ref: ImmutableRef) -> ImmutableRef:
@@ -229,13 +227,18 @@ class RecordOperations:
             )
             self.store.execute("DELETE FROM holder WHERE id = ? AND record = ?", mine)
             self._my_holders.discard(ref.holder_id)
+            if not found:
+                # The holder was force-released or reaped: the record may be someone
+                # else's now. A stale handle never counts a use nor deletes anything.
+                return
             row = self._row(ref.id)
             if row is None or row.deleted:
                 return
-            counts_use = bool(found and found[0][0])
+            counts_use = bool(found[0][0])
             others = self._live_holders(row.id)
             if row.mutable:
-                doomed = self._release_mutable(row, counts_use and bool(found))
+                if not others:  # a mutable has one holder; never delete under another's
+                    doomed = self._release_mutable(row, counts_use)
             else:
                 if counts_use and not any(h.counts_use for h in others):
                     self._mark_used(row.id)

@@ -24,6 +24,7 @@ from cachetui.core.diskusage import make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError
 from cachetui.core.policy import (
     Candidate,
+    DiskStat,
     default_gc_policies,
     disk_stat,
     keep_limit,
@@ -71,6 +72,10 @@ class _Pass:
             return False
         if state.node_held(row) or state.has_children(row):
             return False
+        return self.matches_policy(row)
+
+    def matches_policy(self, row: RecordRow) -> bool:
+        """The policy's own tests: type, shared, keep duration, filters (not holders)."""
         shared = row.id in self.shared
         if not self.policy.all and (row.record_type in _PROTECTED_TYPES or shared):
             return False
@@ -130,11 +135,14 @@ class _Pass:
 
 
 def _still_free(
-    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow] | None = None
+    manager: CacheManager,
+    work: _Pass,
+    batch: Sequence[RecordRow],
+    gone: list[RecordRow] | None = None,
 ) -> tuple[list[RecordRow], list[str]]:
-    """Inside the write: the records still free and childless, and every row to remove.
-
-    Records another process removed meanwhile are appended to ``gone``.
+    """Inside the write: the records still free, childless and matching the policy as
+    they are *now* (another process may have used one since the selection), and every
+    row to remove. Records another process removed meanwhile are appended to ``gone``.
     """
     store = manager.store
     chosen: list[RecordRow] = []
@@ -160,17 +168,20 @@ def _still_free(
             tuple(halves),
         ):
             continue
+        if not work.matches_policy(current):
+            continue
+        row.usage_count, row.last_used_at = current.usage_count, current.last_used_at
         chosen.append(row)
         doomed.extend(halves)
     return chosen, doomed
 
 
 def _tombstone_batch(
-    manager: CacheManager, batch: Sequence[RecordRow], gone: list[RecordRow]
+    manager: CacheManager, work: _Pass, batch: Sequence[RecordRow], gone: list[RecordRow]
 ) -> tuple[list[RecordRow], list[tuple[str, Path | None]]]:
     """One write: re-check the batch, tombstone what is still free, retire its layers."""
     with manager._lock, manager.store.write():
-        chosen, doomed = _still_free(manager, batch, gone)
+        chosen, doomed = _still_free(manager, work, batch, gone)
         retired = manager._tombstone_or_undo(doomed) if doomed else []
         if doomed:
             crash_point("prune:tombstoned")
@@ -187,14 +198,20 @@ def _run_pass(
     on_prune: OnPrune | None,
     removed: list[UsageInfo],
     purger: Purger[RecordRow],
+    simulated_free: int = 0,
 ) -> None:
+    """Apply one policy. ``simulated_free``: bytes an earlier policy of the same dry run
+    would have freed, which the disk does not show yet."""
     policy = work.policy
     gc_mode = policy.has_space_limit
     total = 0
     keep: int | None = None
     if gc_mode:
         total = work.total_size()
-        dstat = disk_stat(manager.root) if policy.min_free_space else None
+        dstat = None
+        if policy.min_free_space:
+            real = disk_stat(manager.root)
+            dstat = DiskStat(real.total, real.free + simulated_free)
         keep = keep_limit(total, dstat, policy)
     sizes: dict[str, int] = {}
 
@@ -239,7 +256,7 @@ def _run_pass(
                     report(row)
                 continue
             gone: list[RecordRow] = []
-            chosen, retired = _tombstone_batch(manager, batch, gone)
+            chosen, retired = _tombstone_batch(manager, work, batch, gone)
             for row in gone:
                 # Removed by another process (B1): forget it so its parent can go.
                 work.forget(row)
@@ -278,8 +295,15 @@ def prune(
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
             work = _Pass(manager, state, policy, matcher)
+            freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             _run_pass(
-                manager, work, dry_run=dry_run, on_prune=on_prune, removed=removed, purger=purger
+                manager,
+                work,
+                dry_run=dry_run,
+                on_prune=on_prune,
+                removed=removed,
+                purger=purger,
+                simulated_free=freed,
             )
             if purger.error is not None:
                 raise purger.error

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import peewee
+from playhouse.sqlite_ext import AutoIncrementField
 
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
@@ -68,7 +69,9 @@ class Record(_Base):
 class Holder(_Base):
     """One handle on a record, owned by a process (pid, start token, host)."""
 
-    id = peewee.AutoField()
+    # AUTOINCREMENT: a holder id is never handed out twice, so a stale handle (its row
+    # force-released or reaped) can never match the row of whoever holds the record now.
+    id = AutoIncrementField()
     record = peewee.CharField(index=True, max_length=25)
     pid = peewee.IntegerField()
     start = peewee.CharField()

@@ -102,10 +102,16 @@ class PruneOptions:
     min_free_space: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.all, bool):  # "no" is truthy: never widen a prune by accident
+            raise InvalidError(f"invalid all {self.all!r}: expected True or False")
         if isinstance(self.filters, str):
             object.__setattr__(self, "filters", (self.filters,))
-        else:
+        elif isinstance(self.filters, list | tuple):
             object.__setattr__(self, "filters", tuple(self.filters))
+        else:
+            raise InvalidError(
+                f"invalid filters {self.filters!r}: expected a sequence of filter strings"
+            )
         for text in self.filters:
             if not isinstance(text, str):
                 raise InvalidError(f"invalid filter {text!r}: expected a string")

@@ -43,7 +43,10 @@ __all__ = ["INCOMPLETE_KINDS", "PARALLEL_THRESHOLD", "Finding", "Measurement", "
 #: Entries seen before the walk considers sharing the rest among worker processes.
 PARALLEL_THRESHOLD = 5000
 #: Finding kinds after which ``size`` is only a lower bound.
-INCOMPLETE_KINDS = frozenset({"unreadable", "foreign-device", "symlinked-root", "error"})
+# A size with one of these findings is a lower bound (or nothing at all): never cached.
+INCOMPLETE_KINDS = frozenset(
+    {"unreadable", "foreign-device", "symlinked-root", "error", "missing", "not-a-directory"}
+)
 #: The most tasks put in the work queue pipe at once (4 bytes each, below 64 KiB).
 _MAX_TASKS = 16000
 _TASK = struct.Struct("=I")

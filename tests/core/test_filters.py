@@ -507,3 +507,9 @@ def test_filter_matches_iff_every_selector_matches(selectors: list[Selector], ro
     assume(f is not None)
     assert f is not None
     assert f.matches(row) == all(s.matches(row) for s in selectors)
+
+
+def test_parse_all_rejects_non_strings_at_the_boundary():
+    for bad in (None, 5, [5], [b"type==regular"]):
+        with pytest.raises(FilterSyntaxError):
+            parse_all(bad)  # type: ignore[arg-type]

@@ -78,3 +78,17 @@ def test_immutable_mount_is_read_only_and_lists_its_chain(cm: CacheManager) -> N
     mount = c.mount()
     assert mount.upper is None
     assert mount.lowers == (cm.snapshots.path(c.id), cm.snapshots.path(s.id))
+
+
+def test_a_missing_layer_is_never_cached_as_empty(cm: CacheManager) -> None:
+    m = cm.new(retain=True)
+    (m.mount().upper / "f").write_bytes(b"x" * 50_000)
+    s = m.commit()
+    s.finalize()
+    layer = cm.snapshots.path(s.id)
+    moved = layer.with_name("elsewhere")
+    layer.rename(moved)
+    assert s.size() == 0
+    moved.rename(layer)
+    assert s.size() == du_bytes(layer)
+    assert cm.disk_usage()[0].size == du_bytes(layer)

@@ -324,3 +324,14 @@ def test_prune_all_on_a_released_chain_leaves_no_directories(cm: CacheManager, r
     a.release()
     cm.prune(PruneOptions(all=True))
     assert layer_dirs(root) == []
+
+
+def test_a_stale_handle_never_deletes_a_record_someone_else_holds(cm: CacheManager) -> None:
+    first = cm.new()  # not retained: a plain release would delete it
+    write_file(first.mount().upper, "f", 100)
+    assert cm.force_release(first.holder_id)
+    second = cm.get_mutable(first.id)
+    first.release()  # the stale handle: its holder row is gone
+    assert second.mount().upper.is_dir()
+    assert second.size() > 0
+    second.release()

@@ -313,3 +313,52 @@ def test_manager_totals_include_the_disk(cm: CacheManager) -> None:
     assert sums.total == sums.reclaimable == cm.disk_usage()[0].size
     assert sums.records == 1
     assert 0 < sums.disk_free <= sums.disk_total
+
+
+def test_prune_rechecks_the_policy_when_it_removes(cm: CacheManager, root, clock) -> None:
+    """A record used by another process after selection is inside keep_duration: kept."""
+    ids = []
+    for _ in range(3):
+        m = cm.new(retain=True)
+        write_file(m.mount().upper, "f", 4096)
+        m.release()
+        ids.append(m.id)
+    clock.advance(7200)
+    other = CacheManager.open(root, clock=clock)
+    used: list[str] = []
+
+    def use_the_others(info) -> None:
+        if not used:
+            for rid in ids:
+                if rid != info.id:
+                    other.get_mutable(rid).release()
+                    used.append(rid)
+
+    removed = cm.prune(PruneOptions(keep_duration=3600, max_used_space=1), on_prune=use_the_others)
+    assert len(removed) == 1
+    assert {r.id for r in cm.disk_usage()} == set(used)
+    other.close()
+
+
+def test_dry_run_accounts_for_space_freed_by_earlier_policies(
+    cm: CacheManager, monkeypatch
+) -> None:
+    from cachetui.core import prune as prune_module
+    from cachetui.core.policy import DiskStat
+    from cachetui.core.usage import measure
+
+    disk = 10 * 2**20
+
+    def small_disk(root) -> DiskStat:  # a dedicated 10 MiB filesystem for the store
+        return DiskStat(disk, disk - measure(cm.snapshots.dir).size)
+
+    monkeypatch.setattr(prune_module, "disk_stat", small_disk)
+    for _ in range(6):
+        m = cm.new(retain=True)
+        write_file(m.mount().upper, "f", 2**20)
+        m.release()
+    policy = PruneOptions(min_free_space=small_disk(None).free + 2**20 + 2**19)
+    planned = cm.prune(policy, policy, dry_run=True)
+    removed = cm.prune(policy, policy)
+    assert [r.id for r in planned] == [r.id for r in removed]
+    assert len(removed) == 2

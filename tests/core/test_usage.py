@@ -343,7 +343,7 @@ def test_root_replaced_by_symlink_between_lstat_and_open(
 def test_missing_root(tmp_path: Path) -> None:
     result = measure(tmp_path / "nope")
     assert (result.size, result.files, [f.kind for f in result.findings]) == (0, 0, ["missing"])
-    assert result.complete
+    assert not result.complete  # nothing was measured: never cache it as 0
 
 
 def test_root_is_a_file(tmp_path: Path) -> None:

@@ -153,6 +153,9 @@ def test_filter_parser_raises_only_filter_syntax_error(text: str) -> None:
         {"keep_duration": "soon"},
         {"reserved_space": 1.5},
         {"filters": ("id==x", 3)},
+        {"filters": None},
+        {"all": "no"},
+        {"all": 1},
     ],
 )
 def test_nonsense_prune_options(kwargs: dict) -> None:

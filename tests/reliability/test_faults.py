@@ -104,6 +104,24 @@ def test_database_full_at_commit_of_a_prepare(
     assert os.listdir(cm.snapshots.dir) == [keep]
 
 
+def test_database_full_at_the_commit_of_a_finalize(
+    cm: CacheManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F2 at a finalize's COMMIT: the layer goes back to its mutable, the pair is whole."""
+    mutable = cm.new(retain=True)
+    (mutable.mount().upper / "data").write_bytes(b"d" * 50_000)
+    pending = mutable.commit()
+    failing_commit(cm, monkeypatch)
+    with pytest.raises(StoreError, match="full"):
+        pending.finalize()
+    monkeypatch.undo()
+    assert os.listdir(cm.snapshots.dir) == [mutable.id]
+    assert pending.mount().lowers[0] == cm.snapshots.path(mutable.id)
+    assert pending.size() > 50_000
+    pending.finalize()
+    assert os.listdir(cm.snapshots.dir) == [pending.id]
+
+
 def test_database_full_at_the_tombstone_write(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
