@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from cachetui.app import CacheTuiApp
 from tests.ui.store_fixture import FixedClock, build_fixture_store, fixed_disk_stat
@@ -63,11 +64,18 @@ async def wait_for(
 
 
 async def settle(pilot: Pilot) -> None:
-    """Wait for the workers, then for the messages they posted."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    """Wait for the workers, then for the messages they posted.
+
+    A newer request cancels an exclusive worker (details, live refresh); that is fine.
+    """
+    for _ in range(2):
+        for _attempt in range(10):
+            try:
+                await pilot.app.workers.wait_for_complete()
+                break
+            except WorkerCancelled:
+                continue
+        await pilot.pause()
 
 
 async def loaded(pilot: Pilot, *, expect_error: bool = False) -> CacheTuiApp:
