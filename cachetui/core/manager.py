@@ -30,7 +30,7 @@ from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import StoreState, load_state
-from cachetui.core.store import Record, Store
+from cachetui.core.store import Store
 from cachetui.core.types import PruneOptions, RecordType, UsageInfo
 
 __all__ = ["CacheManager"]
@@ -247,7 +247,7 @@ class CacheManager(RecordOperations):
                         prow = self._live_row(parent.id)
                         if prow.mutable or prow.equal_mutable is not None:
                             raise InvalidError(f"parent {parent.id} is not a finalized record")
-                    Record.insert(
+                    self.store.Record.insert(
                         id=record_id,
                         parent=parent.id if parent is not None else None,
                         mutable=True,

@@ -22,7 +22,7 @@ from cachetui.core.processes import current_process, is_alive
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import HolderRow, RecordRow
-from cachetui.core.store import RECORD_COLUMNS, Holder, Record, Store
+from cachetui.core.store import RECORD_COLUMNS, Store
 from cachetui.core.types import Mount
 
 __all__ = ["RecordOperations"]
@@ -106,7 +106,7 @@ class RecordOperations:
     def _add_holder(self, record_id: str, *, counts_use: bool) -> int:
         me = current_process()
         holder_id = int(
-            Holder.insert(
+            self.store.Holder.insert(
                 record=record_id,
                 pid=me.pid,
                 start=me.start,
@@ -137,7 +137,7 @@ class RecordOperations:
     def _insert_commit(self, mutable: RecordRow) -> RecordRow:
         committed_id = self._new_id()
         now = self.now()
-        Record.insert(
+        self.store.Record.insert(
             id=committed_id,
             parent=mutable.parent,
             mutable=False,

@@ -87,7 +87,18 @@ class Setting(_Base):
     value = peewee.TextField()
 
 
-MODELS = (Record, Holder, Setting)
+
+
+def _bound(model: type[_Base], database: peewee.SqliteDatabase) -> type[_Base]:
+    """A subclass of ``model`` bound to one database.
+
+    Peewee binds models per class: ``Model.bind``/``bind_ctx`` would re-point the shared
+    classes for the whole process, so two stores used from two threads would write into
+    each other's database. Each store gets its own bound classes instead.
+    """
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
+
 
 RECORD_COLUMNS = (
     "id, parent, mutable, equal_mutable, retain, description, record_type, "
@@ -119,6 +130,7 @@ class Store:
         #: at open (E2): every write is then refused.
         self.damaged: list[str] = []
         self._db = self._connect()
+        self._bind_models()
         try:
             self._check_schema()
         except BaseException:
@@ -169,35 +181,40 @@ class Store:
             self._pid = os.getpid()
             self._lock = threading.RLock()
             self._db = self._connect()
+            self._bind_models()
         return self._db
+
+    def _bind_models(self) -> None:
+        self.Record = _bound(Record, self._db)
+        self.Holder = _bound(Holder, self._db)
+        self.Setting = _bound(Setting, self._db)
 
     def close(self) -> None:
         if os.getpid() == self._pid and not self._db.is_closed():
             self._db.close()
 
     def _check_schema(self) -> None:
-        db = self.db
-        with db.bind_ctx(MODELS):
-            try:
-                tables = set(db.get_tables())
-                if "setting" in tables:
-                    row = Setting.get_or_none(Setting.key == "schema_version")
-                    version = int(row.value) if row else 0
-                    if version > SCHEMA_VERSION:
-                        raise StoreError(
-                            f"metadata store {self.path} has schema version {version}, newer "
-                            f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
-                        )
-                    if version == SCHEMA_VERSION:
-                        return
-                if self.read_only:
-                    raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
-                with db.atomic():
-                    db.create_tables(MODELS, safe=True)
-                    crash_point("migrate:after_ddl")
-                    Setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
-            except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
-                raise _translate(err, self.path) from err
+        db, setting = self.db, self.Setting
+        try:
+            tables = set(db.get_tables())
+            if "setting" in tables:
+                row = setting.get_or_none(setting.key == "schema_version")
+                version = int(row.value) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"metadata store {self.path} has schema version {version}, newer "
+                        f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+            if self.read_only:
+                raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
+            with db.atomic():
+                db.create_tables([self.Record, self.Holder, setting], safe=True)
+                crash_point("migrate:after_ddl")
+                setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+        except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
+            raise _translate(err, self.path) from err
 
     # -- transactions -----------------------------------------------------------------
 
@@ -215,7 +232,7 @@ class Store:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []
             try:
-                with db.bind_ctx(MODELS), db.atomic():
+                with db.atomic():
                     yield db
             except BaseException as exc:
                 hooks, self._rollback_hooks = self._rollback_hooks, outer
@@ -243,7 +260,7 @@ class Store:
         with self._lock:
             db = self.db
             try:
-                with db.bind_ctx(MODELS), db.atomic("DEFERRED"):
+                with db.atomic("DEFERRED"):
                     yield db
             except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
                 raise _translate(err, self.path) from err
