@@ -6,12 +6,10 @@ on another host (always considered alive), so nothing depends on this machine.""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cachetui.core import CacheManager
-from cachetui.core import manager as manager_module
 from cachetui.core.policy import DiskStat
 
 T0 = 1_790_000_000.0  # 2026-09-21
@@ -37,20 +35,14 @@ def make_id(name: str, n: int) -> str:
     return f"{stem:0<21}{n:04d}"
 
 
-@contextmanager
-def counter_ids(names: Iterator[str] | None = None) -> Iterator[None]:
+def counter_ids(names: Iterator[str] | None = None) -> Callable[[], str]:
+    """An ``id_factory``: readable, stable ids from a counter (and optional names)."""
     counter = iter(range(1, 10_000))
-    original = manager_module.new_id
 
-    def fake() -> str:
-        n = next(counter)
-        return make_id(next(names, "rec") if names else "rec", n)
+    def make() -> str:
+        return make_id(next(names, "rec") if names else "rec", next(counter))
 
-    manager_module.new_id = fake  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        manager_module.new_id = original  # type: ignore[assignment]
+    return make
 
 
 def build_fixture_store(root: Path) -> dict[str, str]:
@@ -76,7 +68,7 @@ def build_fixture_store(root: Path) -> dict[str, str]:
     )
     ids: dict[str, str] = {}
     sizes: dict[str, int] = {}
-    with counter_ids(names), CacheManager.open(root, clock=clock) as cm:
+    with CacheManager.open(root, clock=clock, id_factory=counter_ids(names)) as cm:
         m = cm.new(description="FROM alpine:3.20")
         base = m.commit()
         base.finalize()
