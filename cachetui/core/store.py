@@ -87,8 +87,6 @@ class Setting(_Base):
     value = peewee.TextField()
 
 
-
-
 def _bound(model: type[_Base], database: peewee.SqliteDatabase) -> type[_Base]:
     """A subclass of ``model`` bound to one database.
 
