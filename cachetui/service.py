@@ -42,6 +42,7 @@ __all__ = [
     "RecordView",
     "StoreView",
     "TotalsView",
+    "plan_row",
 ]
 
 Clock = Callable[[], float]
@@ -207,7 +208,8 @@ class PrunePlan:
         return tuple(r.id for r in self.rows)
 
 
-def _plan_row(info: UsageInfo) -> PlanRow:
+def plan_row(info: UsageInfo) -> PlanRow:
+    """The view row of a record a prune removed (or would remove)."""
     last = info.last_used_at.timestamp() if info.last_used_at else None
     return PlanRow(info.id, info.description, info.size, info.shared, info.mutable, last)
 
@@ -588,7 +590,7 @@ class CacheService:
             row = view.rows.get(record_id) if view else None
             reason = (row.unmarkable_reason() if row else None) or "it cannot be pruned now"
             refused.append((record_id, reason))
-        return PrunePlan(tuple(_plan_row(i) for i in result), tuple(refused))
+        return PrunePlan(tuple(plan_row(i) for i in result), tuple(refused))
 
     @staticmethod
     def _id_policy(ids: Sequence[str]) -> PruneOptions:
@@ -605,7 +607,7 @@ class CacheService:
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
         with self._lock:
             result = self.manager.prune(options, dry_run=True)
-        return PrunePlan(tuple(_plan_row(i) for i in result))
+        return PrunePlan(tuple(plan_row(i) for i in result))
 
     def prune_policy(
         self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None
@@ -618,11 +620,11 @@ class CacheService:
     ) -> PrunePlan:
         def report(info: UsageInfo) -> None:
             if on_prune is not None:
-                on_prune(_plan_row(info))
+                on_prune(plan_row(info))
 
         with self._lock:
             result = self.manager.prune(*policies, on_prune=report)
-        return PrunePlan(tuple(_plan_row(i) for i in result))
+        return PrunePlan(tuple(plan_row(i) for i in result))
 
     # -- commit, hold, release ----------------------------------------------------------
 

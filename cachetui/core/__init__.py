@@ -11,6 +11,7 @@ from cachetui.core.errors import (
     InvalidError,
     LockedError,
     NotFoundError,
+    PruneInterrupted,
     SnapshotError,
     StoreError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Mount",
     "MutableRef",
     "NotFoundError",
+    "PruneInterrupted",
     "PruneOptions",
     "RecordType",
     "SnapshotError",

@@ -6,6 +6,7 @@ CacheError(Exception)
 ├─ LockedError           held elsewhere (BuildKit ErrLocked); .id
 ├─ InvalidError          wrong kind of record, bad argument, bad id
 │   └─ FilterSyntaxError malformed filter; .position
+├─ PruneInterrupted      on_prune raised; .removed lists what did go
 ├─ StoreError            metadata store cannot be used (corrupt, newer schema, busy)
 └─ SnapshotError         a snapshot directory cannot be written, measured or removed; .path
 ```
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidError",
     "LockedError",
     "NotFoundError",
+    "PruneInterrupted",
     "SnapshotError",
     "StoreError",
 ]
@@ -72,3 +74,13 @@ class SnapshotError(CacheError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class PruneInterrupted(CacheError):
+    """The ``on_prune`` callback raised (a user cancelled): the prune stopped choosing
+    records. Batches already tombstoned were still removed; ``removed`` lists every record
+    that went, reported or not. The callback's exception is the ``__cause__``."""
+
+    def __init__(self, removed: list[object]) -> None:
+        super().__init__(f"prune interrupted after removing {len(removed)} record(s)")
+        self.removed = removed

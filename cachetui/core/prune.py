@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cachetui.core import filters as filter_language
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError
+from cachetui.core.errors import InvalidError, PruneInterrupted
 from cachetui.core.policy import (
     Candidate,
     DiskStat,
@@ -46,6 +46,14 @@ PIPELINE_DEPTH = 8
 _PROTECTED_TYPES = frozenset({RecordType.INTERNAL.value, RecordType.FRONTEND.value})
 
 OnPrune = Callable[[UsageInfo], None]
+
+
+class _CallbackFailed(Exception):
+    """``on_prune`` raised: the records under way were finished; stop the prune."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class _Pass:
@@ -190,85 +198,106 @@ def _tombstone_batch(
     return chosen, retired
 
 
-def _run_pass(
-    manager: CacheManager,
-    work: _Pass,
-    *,
-    dry_run: bool,
-    on_prune: OnPrune | None,
-    removed: list[UsageInfo],
-    purger: Purger[RecordRow],
-    simulated_free: int = 0,
-) -> None:
-    """Apply one policy. ``simulated_free``: bytes an earlier policy of the same dry run
-    would have freed, which the disk does not show yet."""
-    policy = work.policy
-    gc_mode = policy.has_space_limit
-    total = 0
-    keep: int | None = None
-    if gc_mode:
-        total = work.total_size()
-        dstat = None
-        if policy.min_free_space:
-            real = disk_stat(manager.root)
-            dstat = DiskStat(real.total, real.free + simulated_free)
-        keep = keep_limit(total, dstat, policy)
-    sizes: dict[str, int] = {}
+class _Run:
+    """One policy carried out: rounds of selection, tombstoning and reporting."""
 
-    def report(row: RecordRow) -> None:
-        nonlocal total
-        info = work.report(row, sizes[row.id])
-        work.forget(row)
+    def __init__(
+        self,
+        manager: CacheManager,
+        work: _Pass,
+        *,
+        dry_run: bool,
+        on_prune: OnPrune | None,
+        removed: list[UsageInfo],
+        purger: Purger[RecordRow],
+        simulated_free: int,
+    ) -> None:
+        self.manager = manager
+        self.work = work
+        self.dry_run = dry_run
+        self.on_prune = on_prune
+        self.removed = removed
+        self.purger = purger
+        self.sizes: dict[str, int] = {}
+        self.failure: Exception | None = None  # what on_prune raised: stop choosing
+        self.gc_mode = work.policy.has_space_limit
+        # GC mode needs each removal accounted before choosing the next one.
+        self.depth = 0 if self.gc_mode else PIPELINE_DEPTH
+        self.total = 0
+        self.keep: int | None = None
+        if self.gc_mode:
+            self.total = work.total_size()
+            dstat = None
+            if work.policy.min_free_space:
+                # In a dry run nothing was freed yet by earlier policies: count it here.
+                real = disk_stat(manager.root)
+                dstat = DiskStat(real.total, real.free + simulated_free)
+            self.keep = keep_limit(self.total, dstat, work.policy)
+
+    @property
+    def stopped(self) -> bool:
+        return self.purger.error is not None or self.failure is not None
+
+    def report(self, row: RecordRow) -> None:
+        info = self.work.report(row, self.sizes[row.id])
+        self.work.forget(row)
         if not info.shared:
-            total -= info.size
-        removed.append(info)
-        if on_prune is not None:
-            on_prune(info)
+            self.total -= info.size
+        self.removed.append(info)
+        if self.on_prune is not None and self.failure is None:
+            try:
+                self.on_prune(info)
+            except Exception as err:  # a cancel: finish what is under way, then raise
+                self.failure = err
 
-    def finish(keep: int) -> None:
+    def finish(self, keep: int) -> None:
         """Report the batches whose trees are gone, leaving at most ``keep`` in flight."""
-        finished = 0
-        for row in purger.drain(keep=keep):
-            report(row)
-            finished += 1
-        if finished:
+        done = self.purger.drain_items(keep=keep)
+        for row in done:
+            self.report(row)
+        if done:
             crash_point("prune:batch-done")
 
-    # GC mode needs each removal accounted before choosing the next one.
-    depth = 0 if gc_mode else PIPELINE_DEPTH
-    while purger.error is None:
-        if gc_mode and should_stop(total, keep):
-            return
-        candidates = work.candidates()
-        if not candidates:
-            return
-        if gc_mode:
-            batches = [candidates[:1]]
-        else:
-            batches = [
-                candidates[i : i + MAX_PRUNE_BATCH]
-                for i in range(0, len(candidates), MAX_PRUNE_BATCH)
-            ]
-        for batch in batches:
-            sizes.update(measure_missing(manager, work.state, batch))
-            if dry_run:
-                for row in batch:
-                    report(row)
-                continue
-            gone: list[RecordRow] = []
-            chosen, retired = _tombstone_batch(manager, work, batch, gone)
-            for row in gone:
-                # Removed by another process (B1): forget it so its parent can go.
-                work.forget(row)
-            for row in batch:
-                if row not in chosen:
-                    work.skipped.add(row.id)
-            if chosen:
-                purger.submit(chosen, retired)
-            finish(keep=depth)
-            if purger.error is not None:
+    def run(self) -> None:
+        while not self.stopped:
+            if self.gc_mode and should_stop(self.total, self.keep):
                 break
-        finish(keep=0)  # the round ends: parents freed now become candidates
+            candidates = self.work.candidates()
+            if not candidates:
+                break
+            for batch in self._batches(candidates):
+                self._remove(batch)
+                if self.stopped:
+                    break
+            self.finish(0)  # the round ends: parents freed now become candidates
+        self.finish(0)
+        if self.failure is not None:
+            raise _CallbackFailed(self.failure)
+
+    def _batches(self, candidates: list[RecordRow]) -> list[list[RecordRow]]:
+        if self.gc_mode:
+            return [candidates[:1]]
+        return [
+            candidates[i : i + MAX_PRUNE_BATCH] for i in range(0, len(candidates), MAX_PRUNE_BATCH)
+        ]
+
+    def _remove(self, batch: list[RecordRow]) -> None:
+        self.sizes.update(measure_missing(self.manager, self.work.state, batch))
+        if self.dry_run:
+            for row in batch:
+                self.report(row)
+            return
+        gone: list[RecordRow] = []
+        chosen, retired = _tombstone_batch(self.manager, self.work, batch, gone)
+        for row in gone:
+            # Removed by another process (B1): forget it so its parent can go.
+            self.work.forget(row)
+        for row in batch:
+            if row not in chosen:
+                self.work.skipped.add(row.id)
+        if chosen:
+            self.purger.submit(chosen, retired)
+        self.finish(self.depth)
 
 
 def prune(
@@ -296,7 +325,7 @@ def prune(
             state = shared_state if shared_state is not None else manager.state()
             work = _Pass(manager, state, policy, matcher)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
-            _run_pass(
+            _Run(
                 manager,
                 work,
                 dry_run=dry_run,
@@ -304,9 +333,11 @@ def prune(
                 removed=removed,
                 purger=purger,
                 simulated_free=freed,
-            )
+            ).run()
             if purger.error is not None:
                 raise purger.error
+    except _CallbackFailed as stop:
+        raise PruneInterrupted(removed) from stop.cause
     finally:
         purger.close()
     return removed

@@ -64,6 +64,11 @@ class Purger(Generic[Item]):
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def drain_items(self, keep: int = 0) -> list[Item]:
+        """Finish the oldest batches until at most ``keep`` remain; returns their items
+        (all of them: a caller that stops half way loses nothing)."""
+        return list(self.drain(keep))
+
     def drain(self, keep: int = 0) -> Iterator[Item]:
         """Finish the oldest batches until at most ``keep`` remain; yields their items."""
         while len(self._pending) > keep:

@@ -7,6 +7,7 @@ through the service in thread workers.
 
 from __future__ import annotations
 
+import threading
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,15 +18,19 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
-from cachetui.core.errors import CacheError
+from cachetui.core.errors import CacheError, PruneInterrupted
 from cachetui.core.types import PruneOptions
 from cachetui.core.units import parse_duration, parse_size
-from cachetui.service import CacheService, PlanRow, PrunePlan
+from cachetui.service import CacheService, PlanRow, PrunePlan, plan_row
 from cachetui.widgets.format import size
 
 __all__ = ["PolicyPruneScreen"]
 
 MAX_LISTED = 100
+
+
+class _Cancelled(Exception):
+    """Raised from the progress callback to stop a running prune between batches."""
 
 
 class PolicyPruneScreen(ModalScreen[int]):
@@ -42,6 +47,7 @@ class PolicyPruneScreen(ModalScreen[int]):
         self.done: list[PlanRow] = []
         self.running = False
         self.finished = False
+        self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="policy"):
@@ -187,9 +193,17 @@ class PolicyPruneScreen(ModalScreen[int]):
     def _prune(self, options: PruneOptions) -> None:
         def progress(row: PlanRow) -> None:
             self.app.call_from_thread(self._advance, row)
+            if self._cancel.is_set():
+                # The core stops choosing records; batches already tombstoned still go.
+                raise _Cancelled
 
         try:
             result = self.service.prune_policy(options, on_prune=progress)
+        except PruneInterrupted as stopped:
+            # Batches already under way were finished: count what really went.
+            went = tuple(plan_row(info) for info in stopped.removed)  # type: ignore[arg-type]
+            self.app.call_from_thread(self._stopped, went)
+            return
         except CacheError as err:
             self.app.call_from_thread(self._finish, None, str(err))
             return
@@ -198,6 +212,10 @@ class PolicyPruneScreen(ModalScreen[int]):
     def _advance(self, row: PlanRow) -> None:
         self.done.append(row)
         self.query_one("#progress", ProgressBar).advance(1)
+
+    def _stopped(self, went: tuple[PlanRow, ...]) -> None:
+        self.done = list(went)
+        self._finish(None, "cancelled")
 
     def _finish(self, result: PrunePlan | None, error: str | None) -> None:
         self.running = False
@@ -218,10 +236,20 @@ class PolicyPruneScreen(ModalScreen[int]):
             )
         else:
             self.freed = sum(r.size for r in self.done if not r.shared)
-            self._summary(Text(f"Prune stopped: {error}", style="bold red"))
+            n = len(self.done)
+            self._summary(
+                Text.assemble(
+                    (f"Prune stopped ({error}): ", "bold red"),
+                    (f"removed {n} record{'s' if n != 1 else ''}, freed ", ""),
+                    (size(self.freed), "bold"),
+                    (".", ""),
+                )
+            )
 
     def action_close(self) -> None:
         if self.running:
-            self.app.notify("the prune is still running", severity="warning")
+            if not self._cancel.is_set():
+                self._cancel.set()
+                self._summary(Text("Stopping after the current batch…", style="bold yellow"))
             return
         self.dismiss(self.freed)

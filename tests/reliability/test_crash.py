@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, PruneOptions
+from cachetui.core import CacheManager, PruneInterrupted, PruneOptions
 from cachetui.core.crashpoints import CRASH_POINTS
 from cachetui.core.prune import MAX_PRUNE_BATCH, PIPELINE_DEPTH
 from cachetui.core.store import SCHEMA_VERSION
@@ -287,3 +287,23 @@ def test_prune_cancelled_between_records(root: Path) -> None:
     check_consistent(root)
     with CacheManager.open(root) as cm:
         assert cm.disk_usage() == [] and len(ids) == 30
+
+
+def test_prune_interrupted_lists_everything_that_went(root: Path) -> None:
+    """A callback that raises stops the prune; PruneInterrupted.removed is the truth."""
+    with CacheManager.open(root) as cm:
+        ids = make_unused(cm, 60)
+
+        class Stop(Exception):
+            pass
+
+        def stop_at_first(info) -> None:  # type: ignore[no-untyped-def]
+            raise Stop
+
+        with pytest.raises(PruneInterrupted) as caught:
+            cm.prune(PruneOptions(all=True), on_prune=stop_at_first)
+        assert isinstance(caught.value.__cause__, Stop)
+        gone = {info.id for info in caught.value.removed}
+        left = {u.id for u in cm.disk_usage()}
+        assert gone and left and gone | left == set(ids) and not gone & left
+    check_consistent(root)

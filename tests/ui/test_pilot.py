@@ -437,3 +437,42 @@ async def test_command_palette_runs_dashboard_commands(store):
         await pilot.press("s")
         header = str(app.query_one("#columns", Static).render())
         assert "LAST USED ▼" in header
+
+
+async def test_policy_prune_can_be_cancelled_between_batches(tmp_path: Path):
+    """A10: escape while a prune runs stops it between batches; the store stays whole."""
+    root = tmp_path / "store"
+    with CacheManager.open(root, clock=FixedClock()) as cm:
+        for index in range(120):
+            ref = cm.new(retain=True, description=f"leaf {index}")
+            (ref.mount().upper / "f").write_bytes(b"x" * 100)
+            ref.release()
+    app = make_app(root)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
+        screen = app.screen
+        screen.action_preview()
+        await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
+        assert len(screen.plan.ids) == 120
+        advance = screen._advance
+
+        def advance_then_cancel(row):
+            advance(row)
+            if len(screen.done) == 1:
+                screen.action_close()  # what escape does while the prune runs
+
+        screen._advance = advance_then_cancel
+        screen.action_prune()
+        await wait_for(pilot, lambda: screen.finished, what="the cancelled prune")
+        summary = str(screen.query_one("#summary", Static).render())
+        went = len(screen.done)
+        assert "cancelled" in summary and f"removed {went} records" in summary
+    with CacheManager.open(root) as cm:
+        left = {row.id for row in cm.disk_usage()}
+        # Stopped early; the batches already under way finished and were counted.
+        assert 0 < len(left) < 120 and went == 120 - len(left)
+        assert [f for f in cm.doctor() if not f.fixed] == []
+        for record_id in left:
+            assert (cm.snapshots.path(record_id) / "f").read_bytes() == b"x" * 100
