@@ -100,7 +100,7 @@ async def test_other_process_changes_show_without_a_key(store, worker_factory):
         new = worker.mutable_id
 
         def row():
-            return app.service.view.rows.get(new) if app.service.view else None
+            return app.tree.view.rows.get(new) if app.tree.view else None
 
         await wait_for(pilot, lambda: new in app.tree.nodes, what="the new record")
         assert row().in_use and row().mutable
@@ -117,11 +117,11 @@ async def test_other_process_changes_show_without_a_key(store, worker_factory):
         assert "3.0 MB" in label and "in use" in label
         # a holder taken on an existing record by the other process
         worker.send(f"hold {ids['frontend']}")
-        await wait_for(pilot, lambda: app.service.view.rows[ids["frontend"]].in_use, what="in use")
+        await wait_for(pilot, lambda: app.tree.view.rows[ids["frontend"]].in_use, what="in use")
         assert "in use" in app.tree.label_for(ids["frontend"]).plain
         worker.send("release")
         await wait_for(
-            pilot, lambda: not app.service.view.rows[ids["frontend"]].in_use, what="released"
+            pilot, lambda: not app.tree.view.rows[ids["frontend"]].in_use, what="released"
         )
         worker.close()
         await wait_for(pilot, lambda: row() is not None and not row().in_use, what="exit")
@@ -141,12 +141,12 @@ async def test_pause_holds_updates_until_resumed(store, worker_factory):
         worker.send("write blob")
         await wait_for(pilot, lambda: bool(app._pending), what="a pending change")
         await pilot.pause(0.3)
-        assert worker.mutable_id not in app.service.view.rows
+        assert worker.mutable_id not in app.tree.view.rows
         await pilot.press("P")
         await wait_for(pilot, lambda: worker.mutable_id in app.tree.nodes, what="resume")
         await wait_for(
             pilot,
-            lambda: app.service.view.rows[worker.mutable_id].size >= 3_000_000,
+            lambda: app.tree.view.rows[worker.mutable_id].size >= 3_000_000,
             what="the size after resume",
         )
 
@@ -227,10 +227,10 @@ async def test_demo_store_with_the_simulator(tmp_path: Path):
         app = make_app(root, live=True)
         async with app.run_test(size=(120, 36)) as pilot:
             await loaded(pilot)
-            first = set(app.service.view.rows)
+            first = set(app.tree.view.rows)
             await wait_for(
                 pilot,
-                lambda: app.refreshes > 0 and set(app.service.view.rows) != first,
+                lambda: app.refreshes > 0 and set(app.tree.view.rows) != first,
                 timeout=20,
                 what="the simulated build to change the store",
             )

@@ -198,7 +198,7 @@ async def test_commit_mutable(store):
         await settle(pilot)
         new = app.tree.cursor_id
         assert new is not None and new != ids["gomod"]
-        row = app.service.view.rows[new]
+        row = app.tree.view.rows[new]
         assert not row.mutable and row.description == "go mod cache"
         assert (root / "snapshots" / new).is_dir()
 
@@ -210,14 +210,14 @@ async def test_hold_and_release(store):
         await loaded(pilot)
         app.tree.select_id(ids["frontend"])
         await pilot.press("h")
-        await wait_for(pilot, lambda: app.service.view.rows[ids["frontend"]].held_by_me)
+        await wait_for(pilot, lambda: app.tree.view.rows[ids["frontend"]].held_by_me)
         await settle(pilot)
-        row = app.service.view.rows[ids["frontend"]]
+        row = app.tree.view.rows[ids["frontend"]]
         assert row.in_use and "pinned" in row.states
         await pilot.press("space")
         assert ids["frontend"] not in app.marks
         await pilot.press("u")
-        await wait_for(pilot, lambda: not app.service.view.rows[ids["frontend"]].held)
+        await wait_for(pilot, lambda: not app.tree.view.rows[ids["frontend"]].held)
         assert app.service.holds() == frozenset()
 
 
@@ -237,7 +237,7 @@ async def test_force_release_live_process_needs_two_confirmations(store):
         assert isinstance(app.screen, ForceReleaseScreen)  # alive: confirm twice
         assert "still running" in str(app.screen.query_one("#warning", Static).render())
         await pilot.press("y")
-        await wait_for(pilot, lambda: not app.service.view.rows[ids["pip"]].held)
+        await wait_for(pilot, lambda: not app.tree.view.rows[ids["pip"]].held)
         with sqlite3.connect(root / "metadata.db") as db:
             holders = db.execute("SELECT * FROM holder WHERE record = ?", (ids["pip"],))
             assert holders.fetchall() == []
@@ -260,7 +260,7 @@ async def test_force_release_dead_process_once(store):
             )
         app.reload()
         await settle(pilot)
-        assert not app.service.view.rows[ids["frontend"]].held  # a dead holder does not count
+        assert not app.tree.view.rows[ids["frontend"]].held  # a dead holder does not count
         app.tree.select_id(ids["frontend"])
         await pilot.press("u")
         await wait_for(pilot, lambda: isinstance(app.screen, ForceReleaseScreen))
@@ -290,7 +290,7 @@ async def test_read_only_hides_and_refuses_actions(store):
         assert (root / "snapshots" / ids["old"]).exists()
         assert app.service.read_only
         # the service refuses too
-        assert app.service.view.rows[ids["gomod"]].mutable
+        assert app.tree.view.rows[ids["gomod"]].mutable
         for call in (
             lambda: app.service.commit(ids["gomod"]),
             lambda: app.service.prune_ids([ids["old"]]),
