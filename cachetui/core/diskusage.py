@@ -119,7 +119,7 @@ def disk_usage(
         selected.sort(key=lambda row: sizes[row.id], reverse=True)  # stable: ids stay sorted
     # The hot loop of a 100,000-record store: locals and one constructor call per row.
     info, stamp, utc = UsageInfo, _fromtimestamp, UTC
-    result = []
+    result: list[UsageInfo] = []
     append = result.append
     with paused_gc():
         for row in selected:

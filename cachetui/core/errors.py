@@ -16,6 +16,9 @@ Every message names the record id or the bad input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "CacheError",
     "FilterSyntaxError",
@@ -81,6 +84,6 @@ class PruneInterrupted(CacheError):
     records. Batches already tombstoned were still removed; ``removed`` lists every record
     that went, reported or not. The callback's exception is the ``__cause__``."""
 
-    def __init__(self, removed: list[object]) -> None:
+    def __init__(self, removed: Sequence[Any]) -> None:
         super().__init__(f"prune interrupted after removing {len(removed)} record(s)")
-        self.removed = removed
+        self.removed = list(removed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from cachetui.core.errors import InvalidError
@@ -236,18 +236,14 @@ def default_gc_policies(dstat: DiskStat | None) -> list[PruneOptions]:
     if max_used > DISK_SPACE_MAX_BYTES:
         max_used = DISK_SPACE_MAX_BYTES
     min_free = percent_of_disk(dstat, DISK_SPACE_FREE_PERCENTAGE)
-    space = {
-        "reserved_space": reserved,
-        "max_used_space": max_used,
-        "min_free_space": min_free,
-    }
+    worker = PruneOptions(reserved_space=reserved, max_used_space=max_used, min_free_space=min_free)
     return [
         PruneOptions(
             filters=EASILY_REPRODUCIBLE_FILTERS,
             keep_duration=48 * _HOUR,
             max_used_space=_TIER1_MAX_USED,
         ),
-        PruneOptions(keep_duration=60 * _DAY, **space),
-        PruneOptions(**space),
-        PruneOptions(all=True, **space),
+        replace(worker, keep_duration=60 * _DAY),
+        worker,
+        replace(worker, all=True),
     ]

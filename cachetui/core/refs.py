@@ -15,7 +15,7 @@ from cachetui.core.errors import InvalidError
 from cachetui.core.types import Mount
 
 if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
+    from cachetui.core.operations import RecordOperations
 
 __all__ = ["ImmutableRef", "MutableRef", "Ref"]
 
@@ -27,7 +27,7 @@ class Ref:
 
     def __init__(
         self,
-        manager: CacheManager,
+        manager: RecordOperations,
         record_id: str,
         holder_id: int,
         *,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import peewee
@@ -44,6 +44,9 @@ _PRAGMAS = {
 class _Base(peewee.Model):
     class Meta:
         legacy_table_names = False
+
+
+_M = TypeVar("_M", bound=_Base)
 
 
 class Record(_Base):
@@ -87,14 +90,14 @@ class Setting(_Base):
     value = peewee.TextField()
 
 
-def _bound(model: type[_Base], database: peewee.SqliteDatabase) -> type[_Base]:
+def _bound(model: type[_M], database: peewee.SqliteDatabase) -> type[_M]:
     """A subclass of ``model`` bound to one database.
 
     Peewee binds models per class: ``Model.bind``/``bind_ctx`` would re-point the shared
     classes for the whole process, so two stores used from two threads would write into
     each other's database. Each store gets its own bound classes instead.
     """
-    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})  # type: ignore[attr-defined]
     return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
 
 

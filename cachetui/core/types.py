@@ -31,6 +31,8 @@ class RecordType(enum.StrEnum):
         if isinstance(value, cls):
             return value
         try:
+            if not isinstance(value, str):
+                raise ValueError(value)
             return cls(value)
         except ValueError:
             allowed = ", ".join(member.value for member in cls)
