@@ -68,11 +68,11 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
         # one row update: re-measure one record and patch its node, then repaint
         live_ids = [r.id for r in view.rows.values() if r.description.startswith("live layer")]
         target = live_ids[0]
-        app.tree.select_id(target)
+        app.ref_tree.select_id(target)
         await pilot.pause()
         # When did the tree last draw a line? (set by a wrapper around render_lines)
         drawn = [0.0]
-        tree_type = type(app.tree)
+        tree_type = type(app.ref_tree)
         original = tree_type.render_lines
 
         def render_lines(self, crop):  # type: ignore[no-untyped-def]
@@ -87,7 +87,7 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
             await pilot.pause()
             t0 = time.perf_counter()
             delta = app.service.apply(ChangeSet(frozenset({target})))
-            app.tree.apply_delta(delta)
+            app.ref_tree.apply_delta(delta)
             app._update_totals()
             patch.append(time.perf_counter() - t0)
             while drawn[0] < t0 and time.perf_counter() - t0 < 2:
@@ -112,7 +112,7 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
                 deadline = t0 + 5
                 while time.perf_counter() < deadline:
                     row = app.service.view.rows.get(ref.id)
-                    node = app.tree.nodes.get(ref.id)
+                    node = app.ref_tree.nodes.get(ref.id)
                     if row is not None and row.size > before and node is not None:
                         break
                     await asyncio.sleep(0.002)

@@ -139,14 +139,14 @@ class CacheTuiApp(App[int]):
         yield Footer()
 
     @property
-    def tree(self) -> RefTree:
+    def ref_tree(self) -> RefTree:
         return self.query_one(RefTree)
 
     def on_mount(self) -> None:
         self.query_one(FilterBar).display = False
         self.sub_title = str(self.root) + ("  [read-only]" if self.read_only else "")
         self._update_header()
-        self.tree.focus()
+        self.ref_tree.focus()
         self._load()
 
     def on_resize(self) -> None:
@@ -154,7 +154,7 @@ class CacheTuiApp(App[int]):
 
     def _update_header(self) -> None:
         columns = self.query_one("#columns", Static)
-        tree = self.tree
+        tree = self.ref_tree
         columns.update(header_text(tree.columns, tree.sort))
 
     def on_unmount(self) -> None:
@@ -173,7 +173,7 @@ class CacheTuiApp(App[int]):
                 pass
         self.service.close()
 
-    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:
         """Show a toast, and keep it in ``notes`` (tests and the log read them)."""
         self.notes.append((str(kwargs.get("severity", "information")), str(message)))
         super().notify(message, *args, **kwargs)
@@ -203,7 +203,7 @@ class CacheTuiApp(App[int]):
         self.notify(message, title="cannot open the store", severity="error", timeout=30)
 
     def _loaded(self, view: StoreView) -> None:
-        tree = self.tree
+        tree = self.ref_tree
         tree.show(view)
         if tree.cursor_node is None and tree.nodes:
             tree.cursor_line = 0
@@ -248,11 +248,11 @@ class CacheTuiApp(App[int]):
     def _apply_delta(self, delta: Delta | None, matches: frozenset[str] | None) -> None:
         self._refreshing = False
         if delta:
-            self.tree.apply_delta(delta, matches)
+            self.ref_tree.apply_delta(delta, matches)
             wanted = self._select_after_reload
             if wanted is not None and wanted in delta.view.rows:
                 self._select_after_reload = None
-                self.tree.select_id(wanted)
+                self.ref_tree.select_id(wanted)
             self._update_totals()
             self._request_details(force=True)
         self.refreshes += 1
@@ -273,7 +273,7 @@ class CacheTuiApp(App[int]):
             totals_text(
                 view.totals,
                 live=live,
-                sort=self.tree.sort,
+                sort=self.ref_tree.sort,
                 marks=len(self.marks),
                 marked_bytes=marked_bytes,
             )
@@ -283,7 +283,7 @@ class CacheTuiApp(App[int]):
         self._request_details()
 
     def _request_details(self, force: bool = False) -> None:
-        record_id = self.tree.cursor_id
+        record_id = self.ref_tree.cursor_id
         if record_id is None:
             self.details = None
             self._details_for = None
@@ -303,7 +303,7 @@ class CacheTuiApp(App[int]):
         self.call_from_thread(self._show_details, details)
 
     def _show_details(self, details: DetailsView) -> None:
-        if details.record.id != self.tree.cursor_id:
+        if details.record.id != self.ref_tree.cursor_id:
             return
         self.details = details
         self.query_one(DetailsPane).update(details_text(details, self.service.now()))
@@ -352,7 +352,7 @@ class CacheTuiApp(App[int]):
         self.push_screen(HelpScreen(read_only=self.read_only))
 
     def action_cycle_sort(self) -> None:
-        tree = self.tree
+        tree = self.ref_tree
         tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
         self._update_totals()
         self._update_header()
@@ -383,8 +383,8 @@ class CacheTuiApp(App[int]):
         bar.show_error("", None)
         bar.display = False
         self.filter_text = ""
-        self.tree.set_filter(None)
-        self.tree.focus()
+        self.ref_tree.set_filter(None)
+        self.ref_tree.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "filter":
@@ -407,20 +407,20 @@ class CacheTuiApp(App[int]):
             self.service.check_filter(event.value)
         except FilterSyntaxError:
             return
-        self.tree.focus()
+        self.ref_tree.focus()
 
     def _apply_filter(self, text: str) -> None:
         self.filter_text = text.strip()
         if not self.filter_text:
-            self.tree.set_filter(None)
+            self.ref_tree.set_filter(None)
             return
-        self.tree.set_filter(self.service.matching(self.filter_text))
+        self.ref_tree.set_filter(self.service.matching(self.filter_text))
         self._request_details()
 
     # -- actions: marks and prune ------------------------------------------------------------
 
     def _selected(self) -> str | None:
-        record_id = self.tree.cursor_id
+        record_id = self.ref_tree.cursor_id
         if record_id is None:
             self.notify("no record selected", severity="warning")
         return record_id
@@ -440,9 +440,9 @@ class CacheTuiApp(App[int]):
                 self.notify(f"cannot mark {record_id[:12]}: {reason}", severity="warning")
                 return
             self.marks.add(record_id)
-        self.tree.relabel([record_id])
+        self.ref_tree.relabel([record_id])
         self._update_totals()
-        self.tree.action_cursor_down()
+        self.ref_tree.action_cursor_down()
 
     def action_prune(self) -> None:
         if self._refuse_read_only():

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -60,9 +61,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="dashboard: look, never change anything"
     )
     # Subcommands accept --root too; SUPPRESS keeps the top-level value when omitted.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS, help=root_help)
-    fmt = argparse.ArgumentParser(add_help=False)
+    fmt = _Parser(add_help=False)
     fmt.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -185,6 +186,12 @@ def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
     return tuple(texts)
 
 
+def _size(text: str, *, disk_total: int | None, what: str) -> int:
+    from cachetui.core.units import parse_size
+
+    return parse_size(text, disk_total=disk_total, what=what)
+
+
 def _parse_flag(flag: str, text: str | None, parse: Callable[[str], float]) -> float:
     from cachetui.core.errors import InvalidError
 
@@ -249,7 +256,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     root = _existing_store(_resolve_root(args))
     from cachetui.core.policy import disk_stat
     from cachetui.core.types import PruneOptions
-    from cachetui.core.units import format_bytes_buildx, parse_duration, parse_size
+    from cachetui.core.units import format_bytes_buildx, parse_duration
 
     filters = _parse_filters(args.filter)
     keep = _parse_flag("--keep-duration", args.keep_duration, parse_duration)
@@ -260,9 +267,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         ("--max-used-space", args.max_used_space),
         ("--min-free-space", args.min_free_space),
     ):
-        sizes[flag] = int(
-            _parse_flag(flag, text, lambda t, f=flag: parse_size(t, disk_total=disk_total, what=f))
-        )
+        sizes[flag] = int(_parse_flag(flag, text, partial(_size, disk_total=disk_total, what=flag)))
     policy = PruneOptions(
         all=args.all,
         filters=filters,

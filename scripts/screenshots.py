@@ -29,19 +29,19 @@ Scenario = Callable[[object, CacheTuiApp, dict[str, str]], Awaitable[None]]
 
 
 async def main_screen(pilot, app, ids):
-    app.tree.select_id(ids["pip"])
-    app.tree.select_id(ids["old"])
+    app.ref_tree.select_id(ids["pip"])
+    app.ref_tree.select_id(ids["old"])
     await pilot.press("space")
 
 
 async def details(pilot, app, ids):
-    app.tree.select_id(ids["pip"])
+    app.ref_tree.select_id(ids["pip"])
     await settle(pilot)
     await wait_for(pilot, lambda: app.details and app.details.record.id == ids["pip"])
 
 
 async def prune_confirmation(pilot, app, ids):
-    app.tree.select_id(ids["old"])
+    app.ref_tree.select_id(ids["old"])
     await pilot.press("space", "space", "d")
     await wait_for(pilot, lambda: len(app.screen_stack) > 1)
 

@@ -97,7 +97,7 @@ def _bound(model: type[_M], database: peewee.SqliteDatabase) -> type[_M]:
     classes for the whole process, so two stores used from two threads would write into
     each other's database. Each store gets its own bound classes instead.
     """
-    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})  # type: ignore[attr-defined]
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
     return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
 
 

@@ -201,7 +201,7 @@ class PolicyPruneScreen(ModalScreen[int]):
             result = self.service.prune_policy(options, on_prune=progress)
         except PruneInterrupted as stopped:
             # Batches already under way were finished: count what really went.
-            went = tuple(plan_row(info) for info in stopped.removed)  # type: ignore[arg-type]
+            went = tuple(plan_row(info) for info in stopped.removed)
             self.app.call_from_thread(self._stopped, went)
             return
         except CacheError as err:

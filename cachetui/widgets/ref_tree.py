@@ -275,13 +275,17 @@ class RefTree(Tree[str]):
             if parent is None or record_id in self.nodes:
                 continue
             key = _sort_key(self.sort)
-            keys = [key(view.rows[c.data]) for c in parent.children if c.data in view.rows]
+            keys = [
+                key(view.rows[c.data])
+                for c in parent.children
+                if c.data is not None and c.data in view.rows
+            ]
             self._add(parent, record_id, before=bisect.bisect_left(keys, key(row)))
         for record_id in delta.removed:
             if old is not None and record_id in old.rows:
-                parent = old.rows[record_id].parent
-                if parent is not None:
-                    touched_parents.add(parent)
+                old_parent = old.rows[record_id].parent
+                if old_parent is not None:
+                    touched_parents.add(old_parent)
         self.marks.difference_update(delta.removed)
         self.relabel({*delta.changed, *touched_parents})
         if cursor is not None and cursor in self.nodes:

@@ -91,21 +91,21 @@ async def test_other_process_changes_show_without_a_key(store, worker_factory):
     app = make_app(root, live=True)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space")  # marked; cursor moves to gomod
-        cursor = app.tree.cursor_id
+        cursor = app.ref_tree.cursor_id
         assert cursor == ids["gomod"]
         worker = Worker(root)
         worker_factory.append(worker)
         new = worker.mutable_id
 
         def row():
-            return app.tree.view.rows.get(new) if app.tree.view else None
+            return app.ref_tree.view.rows.get(new) if app.ref_tree.view else None
 
-        await wait_for(pilot, lambda: new in app.tree.nodes, what="the new record")
+        await wait_for(pilot, lambda: new in app.ref_tree.nodes, what="the new record")
         assert row().in_use and row().mutable
         # the cursor and the marks stayed on the same records
-        assert app.tree.cursor_id == cursor
+        assert app.ref_tree.cursor_id == cursor
         assert app.marks == {ids["old"]}
         # a file written in its layer shows as a size change, without a key press
         started = time.monotonic()
@@ -113,19 +113,19 @@ async def test_other_process_changes_show_without_a_key(store, worker_factory):
         await wait_for(pilot, lambda: row().size >= 3_000_000, what="the size change")
         elapsed = time.monotonic() - started
         assert elapsed < 2.0  # the goal is 0.2 s; leave room for a loaded CI machine
-        label = app.tree.label_for(new).plain
+        label = app.ref_tree.label_for(new).plain
         assert "3.0 MB" in label and "in use" in label
         # a holder taken on an existing record by the other process
         worker.send(f"hold {ids['frontend']}")
-        await wait_for(pilot, lambda: app.tree.view.rows[ids["frontend"]].in_use, what="in use")
-        assert "in use" in app.tree.label_for(ids["frontend"]).plain
+        await wait_for(pilot, lambda: app.ref_tree.view.rows[ids["frontend"]].in_use, what="in use")
+        assert "in use" in app.ref_tree.label_for(ids["frontend"]).plain
         worker.send("release")
         await wait_for(
-            pilot, lambda: not app.tree.view.rows[ids["frontend"]].in_use, what="released"
+            pilot, lambda: not app.ref_tree.view.rows[ids["frontend"]].in_use, what="released"
         )
         worker.close()
         await wait_for(pilot, lambda: row() is not None and not row().in_use, what="exit")
-        assert app.tree.cursor_id == cursor
+        assert app.ref_tree.cursor_id == cursor
         assert app.marks == {ids["old"]}
 
 
@@ -141,12 +141,12 @@ async def test_pause_holds_updates_until_resumed(store, worker_factory):
         worker.send("write blob")
         await wait_for(pilot, lambda: bool(app._pending), what="a pending change")
         await pilot.pause(0.3)
-        assert worker.mutable_id not in app.tree.view.rows
+        assert worker.mutable_id not in app.ref_tree.view.rows
         await pilot.press("P")
-        await wait_for(pilot, lambda: worker.mutable_id in app.tree.nodes, what="resume")
+        await wait_for(pilot, lambda: worker.mutable_id in app.ref_tree.nodes, what="resume")
         await wait_for(
             pilot,
-            lambda: app.tree.view.rows[worker.mutable_id].size >= 3_000_000,
+            lambda: app.ref_tree.view.rows[worker.mutable_id].size >= 3_000_000,
             what="the size after resume",
         )
 
@@ -158,12 +158,12 @@ async def test_prune_from_another_process_removes_the_row(store):
     app = make_app(root, live=True)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await settle(pilot)
         with CacheManager.open(root) as other:
             other.prune(PruneOptions(all=True, filters=(f"id=={ids['old']}",)))
-        await wait_for(pilot, lambda: ids["old"] not in app.tree.nodes, what="the prune")
-        assert app.tree.cursor_id is not None
+        await wait_for(pilot, lambda: ids["old"] not in app.ref_tree.nodes, what="the prune")
+        assert app.ref_tree.cursor_id is not None
 
 
 # -- the change feed itself -------------------------------------------------------------
@@ -227,10 +227,10 @@ async def test_demo_store_with_the_simulator(tmp_path: Path):
         app = make_app(root, live=True)
         async with app.run_test(size=(120, 36)) as pilot:
             await loaded(pilot)
-            first = set(app.tree.view.rows)
+            first = set(app.ref_tree.view.rows)
             await wait_for(
                 pilot,
-                lambda: app.refreshes > 0 and set(app.tree.view.rows) != first,
+                lambda: app.refreshes > 0 and set(app.ref_tree.view.rows) != first,
                 timeout=20,
                 what="the simulated build to change the store",
             )
@@ -267,10 +267,10 @@ async def test_filter_follows_live_changes(store, worker_factory):
         await loaded(pilot)
         await pilot.press("slash", *"inuse")
         await settle(pilot)
-        assert ids["frontend"] not in app.tree.nodes
+        assert ids["frontend"] not in app.ref_tree.nodes
         worker = Worker(root)
         worker_factory.append(worker)
         worker.send(f"hold {ids['frontend']}")
-        await wait_for(pilot, lambda: ids["frontend"] in app.tree.nodes, what="now in use")
+        await wait_for(pilot, lambda: ids["frontend"] in app.ref_tree.nodes, what="now in use")
         worker.send("release")
-        await wait_for(pilot, lambda: ids["frontend"] not in app.tree.nodes, what="free again")
+        await wait_for(pilot, lambda: ids["frontend"] not in app.ref_tree.nodes, what="free again")

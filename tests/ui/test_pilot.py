@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 
 def top_level(app) -> list[str]:
-    return [node.data for node in app.tree.root.children]
+    return [node.data for node in app.ref_tree.root.children]
 
 
 async def test_opens_with_roots_sorted_by_size(store):
@@ -29,10 +29,10 @@ async def test_opens_with_roots_sorted_by_size(store):
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
         assert top_level(app) == [ids["old"], ids["gomod"], ids["alpine"], ids["frontend"]]
-        assert app.tree.cursor_id == ids["old"]
+        assert app.ref_tree.cursor_id == ids["old"]
         assert app.details is not None and app.details.record.id == ids["old"]
         # children are added lazily
-        assert ids["apt"] not in app.tree.nodes
+        assert ids["apt"] not in app.ref_tree.nodes
 
 
 async def test_expand_collapse_and_details(store):
@@ -40,15 +40,15 @@ async def test_expand_collapse_and_details(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        assert app.tree.select_id(ids["alpine"])
+        assert app.ref_tree.select_id(ids["alpine"])
         await pilot.press("right")
         await settle(pilot)
-        node = app.tree.nodes[ids["alpine"]]
+        node = app.ref_tree.nodes[ids["alpine"]]
         assert node.is_expanded
         assert [c.data for c in node.children] == [ids["apt"], ids["local"]]
         await pilot.press("down", "right", "down")
         await settle(pilot)
-        assert app.tree.cursor_id == ids["pip"]
+        assert app.ref_tree.cursor_id == ids["pip"]
         d = app.details
         assert d is not None and d.record.id == ids["pip"]
         assert [c[0] for c in d.chain] == [ids["apt"], ids["alpine"]]
@@ -57,13 +57,13 @@ async def test_expand_collapse_and_details(store):
         text = str(app.query_one("#details", Static).render())
         assert "pid 4242 on ci-runner-7" in text
         # the parent is in use because of its descendant
-        app.tree.select_id(ids["apt"])
+        app.ref_tree.select_id(ids["apt"])
         await settle(pilot)
         assert app.details.in_use_because in (ids["pip"], ids["npm"])
         await pilot.press("left")
-        assert not app.tree.nodes[ids["apt"]].is_expanded
+        assert not app.ref_tree.nodes[ids["apt"]].is_expanded
         await pilot.press("left")  # collapsed: goes to the parent
-        assert app.tree.cursor_id == ids["alpine"]
+        assert app.ref_tree.cursor_id == ids["alpine"]
 
 
 async def test_sort_cycles_and_keeps_cursor(store):
@@ -71,17 +71,17 @@ async def test_sort_cycles_and_keeps_cursor(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["gomod"])
+        app.ref_tree.select_id(ids["gomod"])
         await pilot.press("s")
-        assert app.tree.sort == "last used"
+        assert app.ref_tree.sort == "last used"
         assert top_level(app)[0] == ids["frontend"]  # used 5 minutes ago
-        assert app.tree.cursor_id == ids["gomod"]
+        assert app.ref_tree.cursor_id == ids["gomod"]
         await pilot.press("s")
-        assert app.tree.sort == "name"
+        assert app.ref_tree.sort == "name"
         assert top_level(app)[0] == ids["frontend"]  # "docker/dockerfile" sorts first
         await pilot.press("s")
-        assert app.tree.sort == "size"
-        assert app.tree.cursor_id == ids["gomod"]
+        assert app.ref_tree.sort == "size"
+        assert app.ref_tree.cursor_id == ids["gomod"]
 
 
 async def test_mark_refuses_held_and_parents(store):
@@ -89,20 +89,20 @@ async def test_mark_refuses_held_and_parents(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space")
         assert app.marks == {ids["old"]}
-        assert app.tree.cursor_id == ids["gomod"]  # marking moves down
+        assert app.ref_tree.cursor_id == ids["gomod"]  # marking moves down
         await pilot.press("space")
         assert app.marks == {ids["old"], ids["gomod"]}
-        app.tree.select_id(ids["alpine"])
+        app.ref_tree.select_id(ids["alpine"])
         await pilot.press("space")  # in use through a descendant, and has children
         assert ids["alpine"] not in app.marks
         assert "cannot mark" in app.notes[-1][1]
-        app.tree.select_id(ids["pip"])
+        app.ref_tree.select_id(ids["pip"])
         await pilot.press("space")
         assert "held by a process" in app.notes[-1][1]
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space")  # unmark
         assert app.marks == {ids["gomod"]}
 
@@ -112,7 +112,7 @@ async def test_prune_marked_with_confirmation(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space", "space")
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
@@ -126,9 +126,9 @@ async def test_prune_marked_with_confirmation(store):
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: ids["old"] not in app.tree.nodes, what="prune")
+        await wait_for(pilot, lambda: ids["old"] not in app.ref_tree.nodes, what="prune")
         await settle(pilot)
-        assert ids["gomod"] not in app.tree.nodes
+        assert ids["gomod"] not in app.ref_tree.nodes
         assert not (root / "snapshots" / ids["old"]).exists()
         assert app.marks == set()
         assert any("freed 917.0 MB" in n for _, n in app.notes)
@@ -139,17 +139,17 @@ async def test_prune_selected_and_refusals(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["alpine"])
+        app.ref_tree.select_id(ids["alpine"])
         await pilot.press("d")
         assert "cannot prune" in app.notes[-1][1]
         assert not isinstance(app.screen, ConfirmPruneScreen)
-        app.tree.select_id(ids["frontend"])
+        app.ref_tree.select_id(ids["frontend"])
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
         assert app.screen.plan.ids == (ids["frontend"],)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmPruneScreen))
-        assert ids["frontend"] in app.tree.nodes
+        assert ids["frontend"] in app.ref_tree.nodes
 
 
 async def test_filter_validates_and_shows_caret(store):
@@ -163,7 +163,7 @@ async def test_filter_validates_and_shows_caret(store):
         await settle(pilot)
         assert top_level(app) == [ids["frontend"]]
         await pilot.press("enter")
-        assert app.focused is app.tree
+        assert app.focused is app.ref_tree
         await pilot.press("slash")
         app.query_one("#filter", Input).value = ""
         await pilot.press(*"type=")
@@ -177,11 +177,11 @@ async def test_filter_validates_and_shows_caret(store):
         app.query_one("#filter", Input).value = "description~=pip"
         await settle(pilot)
         assert top_level(app) == [ids["alpine"]]
-        assert app.tree.select_id(ids["pip"])
+        assert app.ref_tree.select_id(ids["pip"])
         await pilot.press("escape")
         await settle(pilot)
         assert len(top_level(app)) == 4
-        assert app.tree.cursor_id == ids["pip"]
+        assert app.ref_tree.cursor_id == ids["pip"]
 
 
 async def test_commit_mutable(store):
@@ -189,16 +189,16 @@ async def test_commit_mutable(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("c")
         assert "already committed" in app.notes[-1][1]
-        app.tree.select_id(ids["gomod"])
+        app.ref_tree.select_id(ids["gomod"])
         await pilot.press("c")
-        await wait_for(pilot, lambda: ids["gomod"] not in app.tree.nodes, what="commit")
+        await wait_for(pilot, lambda: ids["gomod"] not in app.ref_tree.nodes, what="commit")
         await settle(pilot)
-        new = app.tree.cursor_id
+        new = app.ref_tree.cursor_id
         assert new is not None and new != ids["gomod"]
-        row = app.tree.view.rows[new]
+        row = app.ref_tree.view.rows[new]
         assert not row.mutable and row.description == "go mod cache"
         assert (root / "snapshots" / new).is_dir()
 
@@ -208,16 +208,16 @@ async def test_hold_and_release(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["frontend"])
+        app.ref_tree.select_id(ids["frontend"])
         await pilot.press("h")
-        await wait_for(pilot, lambda: app.tree.view.rows[ids["frontend"]].held_by_me)
+        await wait_for(pilot, lambda: app.ref_tree.view.rows[ids["frontend"]].held_by_me)
         await settle(pilot)
-        row = app.tree.view.rows[ids["frontend"]]
+        row = app.ref_tree.view.rows[ids["frontend"]]
         assert row.in_use and "pinned" in row.states
         await pilot.press("space")
         assert ids["frontend"] not in app.marks
         await pilot.press("u")
-        await wait_for(pilot, lambda: not app.tree.view.rows[ids["frontend"]].held)
+        await wait_for(pilot, lambda: not app.ref_tree.view.rows[ids["frontend"]].held)
         assert app.service.holds() == frozenset()
 
 
@@ -226,7 +226,7 @@ async def test_force_release_live_process_needs_two_confirmations(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["pip"])
+        app.ref_tree.select_id(ids["pip"])
         await pilot.press("u")
         await wait_for(pilot, lambda: isinstance(app.screen, ForceReleaseScreen))
         assert app.focused is not None and app.focused.id == "no"
@@ -237,7 +237,7 @@ async def test_force_release_live_process_needs_two_confirmations(store):
         assert isinstance(app.screen, ForceReleaseScreen)  # alive: confirm twice
         assert "still running" in str(app.screen.query_one("#warning", Static).render())
         await pilot.press("y")
-        await wait_for(pilot, lambda: not app.tree.view.rows[ids["pip"]].held)
+        await wait_for(pilot, lambda: not app.ref_tree.view.rows[ids["pip"]].held)
         with sqlite3.connect(root / "metadata.db") as db:
             holders = db.execute("SELECT * FROM holder WHERE record = ?", (ids["pip"],))
             assert holders.fetchall() == []
@@ -260,8 +260,8 @@ async def test_force_release_dead_process_once(store):
             )
         app.reload()
         await settle(pilot)
-        assert not app.tree.view.rows[ids["frontend"]].held  # a dead holder does not count
-        app.tree.select_id(ids["frontend"])
+        assert not app.ref_tree.view.rows[ids["frontend"]].held  # a dead holder does not count
+        app.ref_tree.select_id(ids["frontend"])
         await pilot.press("u")
         await wait_for(pilot, lambda: isinstance(app.screen, ForceReleaseScreen))
         text = " ".join(str(s.render()) for s in app.screen.query(Static))
@@ -269,7 +269,7 @@ async def test_force_release_dead_process_once(store):
         await pilot.press("y")  # one confirmation is enough for an exited process
         await wait_for(pilot, lambda: not isinstance(app.screen, ForceReleaseScreen))
         await wait_for(pilot, lambda: any("force-released 1" in n for _, n in app.notes))
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("u")
         await wait_for(pilot, lambda: "nobody holds" in app.notes[-1][1])
 
@@ -282,7 +282,7 @@ async def test_read_only_hides_and_refuses_actions(store):
         keys = {b.binding.key for b in app.active_bindings.values() if b.enabled}
         for key in ("d", "p", "c", "h", "u"):
             assert key not in keys
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space", "d", "c", "h", "u", "p")
         await settle(pilot)
         assert app.marks == set()
@@ -290,7 +290,7 @@ async def test_read_only_hides_and_refuses_actions(store):
         assert (root / "snapshots" / ids["old"]).exists()
         assert app.service.read_only
         # the service refuses too
-        assert app.tree.view.rows[ids["gomod"]].mutable
+        assert app.ref_tree.view.rows[ids["gomod"]].mutable
         for call in (
             lambda: app.service.commit(ids["gomod"]),
             lambda: app.service.prune_ids([ids["old"]]),
@@ -329,7 +329,7 @@ async def test_policy_prune_dry_run_then_progress(store):
         assert "freed 730.0 MB" in str(screen.query_one("#summary", Static).render())
         assert not (root / "snapshots" / ids["old"]).exists()
         await pilot.press("escape")
-        await wait_for(pilot, lambda: ids["old"] not in app.tree.nodes)
+        await wait_for(pilot, lambda: ids["old"] not in app.ref_tree.nodes)
         # a bad input is reported, not raised
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
@@ -375,7 +375,7 @@ async def test_errors_become_notifications(store, tmp_path: Path):
                     all=True, filters=(f"id=={ids['gomod']}",)
                 )
             )
-        app.tree.select_id(ids["gomod"])
+        app.ref_tree.select_id(ids["gomod"])
         await pilot.press("c")
         await wait_for(pilot, lambda: any(s == "error" for s, _ in app.notes))
         assert "not found" in app.notes[-1][1]
@@ -396,13 +396,13 @@ async def test_main_keys_are_off_while_a_dialog_is_open(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["frontend"])
+        app.ref_tree.select_id(ids["frontend"])
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
         await pilot.press("d", "p", "s", "question_mark")
         await settle(pilot)
         assert len(app.screen_stack) == 2
-        assert app.tree.sort == "size"
+        assert app.ref_tree.sort == "size"
         await pilot.press("n")
         await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
@@ -412,13 +412,13 @@ async def test_shift_space_expands_the_whole_branch(store):
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        app.tree.select_id(ids["alpine"], expand=False)
+        app.ref_tree.select_id(ids["alpine"], expand=False)
         await pilot.press("shift+space")
         await settle(pilot)
-        assert app.tree.nodes[ids["apt"]].is_expanded
-        assert ids["pip"] in app.tree.nodes
+        assert app.ref_tree.nodes[ids["apt"]].is_expanded
+        assert ids["pip"] in app.ref_tree.nodes
         await pilot.press("shift+space")
-        assert not app.tree.nodes[ids["alpine"]].is_expanded
+        assert not app.ref_tree.nodes[ids["alpine"]].is_expanded
 
 
 async def test_command_palette_runs_dashboard_commands(store):

@@ -49,7 +49,7 @@ def no_blink(app: CacheTuiApp) -> None:
 
 
 async def _expand(pilot, app: CacheTuiApp, ids: dict[str, str]) -> None:
-    app.tree.select_id(ids["pip"])
+    app.ref_tree.select_id(ids["pip"])
     await settle(pilot)
 
 
@@ -59,7 +59,7 @@ def test_main_screen(snap_compare, snap_store):
     async def run_before(pilot):
         app = await loaded(pilot)
         await _expand(pilot, app, ids)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space")
         await settle(pilot)
 
@@ -83,7 +83,7 @@ def test_prune_confirmation(snap_compare, snap_store):
 
     async def run_before(pilot):
         app = await loaded(pilot)
-        app.tree.select_id(ids["old"])
+        app.ref_tree.select_id(ids["old"])
         await pilot.press("space", "space", "d")
         await wait_for(pilot, lambda: app.screen.id != "_default" and len(app.screen_stack) > 1)
         await settle(pilot)
