@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 from cachetui.core import diskusage, prune, reconcile
-from cachetui.core import snapshots as snapshots_module
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
@@ -61,6 +60,7 @@ class CacheManager(RecordOperations):
         *,
         clock: Clock,
         is_shared: Callable[[str], bool] | None,
+        id_factory: Callable[[], str] | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -70,7 +70,7 @@ class CacheManager(RecordOperations):
         self._lock = threading.RLock()
         self._closed = False
         self._my_holders: set[int] = set()
-        self._id_factory: Callable[[], str] | None = None
+        self._id_factory = id_factory
         self.open_findings: list[reconcile.Finding] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -118,40 +118,16 @@ class CacheManager(RecordOperations):
         db_path = cls._db_path(path, db_url)
         store = Store(db_path, read_only=read_only)
         try:
-            if read_only:
-                snapshots = DirectorySnapshotter.__new__(DirectorySnapshotter)
-                snapshots.dir = path / "snapshots"
-                snapshots._identity = (0, 0)
-            else:
-                snapshots = DirectorySnapshotter(path)
-            manager = cls(path, store, snapshots, clock=clock or time.time, is_shared=is_shared)
-            manager._id_factory = id_factory
-            if not read_only:
-                problems = store.integrity_problems()
-                if problems:
-                    # E2 / invariant 8: a damaged database never drives a repair that
-                    # deletes data. Open degraded: reads work, every write is refused.
-                    store.damaged = problems
-                    manager.open_findings = [
-                        reconcile.Finding(
-                            "degraded",
-                            "metadata.db",
-                            "integrity check failed: opened without repair, writes refused",
-                        )
-                    ]
-                else:
-                    manager.open_findings = reconcile.reconcile(manager)
-            fstype = snapshots_module.filesystem_type(path)
-            if fstype in snapshots_module.NETWORK_FILESYSTEMS:
-                # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
-                manager.open_findings.append(
-                    reconcile.Finding(
-                        "network-filesystem",
-                        str(path),
-                        f"the store is on {fstype}: use it from one host only "
-                        "(SQLite WAL and locking are not safe across machines)",
-                    )
-                )
+            snapshots = DirectorySnapshotter(path, read_only=read_only)
+            manager = cls(
+                path,
+                store,
+                snapshots,
+                clock=clock or time.time,
+                is_shared=is_shared,
+                id_factory=id_factory,
+            )
+            manager.open_findings = reconcile.at_open(manager)
         except BaseException:
             store.close()
             raise

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, NotFoundError, StoreError
-from cachetui.core.processes import current_process, is_alive
+from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import DirectorySnapshotter
-from cachetui.core.state import HolderRow, RecordRow
+from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
 from cachetui.core.store import RECORD_COLUMNS, Store
 from cachetui.core.types import Mount
 
@@ -55,12 +55,7 @@ class RecordOperations:
 
     def _row(self, record_id: str) -> RecordRow | None:
         found = self.store.rows(f"SELECT {RECORD_COLUMNS} FROM record WHERE id = ?", (record_id,))
-        if not found:
-            return None
-        row = RecordRow(*found[0])
-        row.mutable, row.retain = bool(row.mutable), bool(row.retain)
-        row.deleted, row.pending_use = bool(row.deleted), bool(row.pending_use)
-        return row
+        return RecordRow.from_values(found[0]) if found else None
 
     def _live_row(self, record_id: str) -> RecordRow:
         row = self._row(record_id)
@@ -69,24 +64,9 @@ class RecordOperations:
         return row
 
     def _holders(self, record_id: str) -> list[HolderRow]:
-        result = []
-        for hid, pid, start, host, created, counts in self.store.rows(
-            "SELECT id, pid, start, host, created_at, counts_use FROM holder WHERE record = ?",
-            (record_id,),
-        ):
-            result.append(
-                HolderRow(
-                    hid,
-                    record_id,
-                    pid,
-                    start,
-                    host,
-                    created,
-                    bool(counts),
-                    is_alive(pid, start, host),
-                )
-            )
-        return result
+        return holder_rows_alive(
+            self.store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder WHERE record = ?", (record_id,))
+        )
 
     def _live_holders(self, record_id: str) -> list[HolderRow]:
         live = []

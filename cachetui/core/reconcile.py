@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cachetui.core import fsops
+from cachetui.core import snapshots as snapshots_module
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import TRASH_PREFIX
@@ -31,7 +32,7 @@ from cachetui.core.state import load_state
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["Finding", "doctor", "reconcile"]
+__all__ = ["Finding", "at_open", "doctor", "reconcile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,38 @@ def _repair(manager: CacheManager, findings: list[Finding]) -> set[str]:
         result.add(current)
         stack.extend(children.get(current, ()))
     return result
+
+
+def at_open(manager: CacheManager) -> list[Finding]:
+    """What every open does: repair (unless read-only or damaged), then warnings."""
+    findings: list[Finding] = []
+    if not manager.store.read_only:
+        problems = manager.store.integrity_problems()
+        if problems:
+            # E2 / invariant 8: a damaged database never drives a repair that deletes
+            # data. Open degraded: reads work, every write is refused.
+            manager.store.damaged = problems
+            findings.append(
+                Finding(
+                    "degraded",
+                    "metadata.db",
+                    "integrity check failed: opened without repair, writes refused",
+                )
+            )
+        else:
+            findings = reconcile(manager)
+    fstype = snapshots_module.filesystem_type(manager.root)
+    if fstype in snapshots_module.NETWORK_FILESYSTEMS:
+        # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
+        findings.append(
+            Finding(
+                "network-filesystem",
+                str(manager.root),
+                f"the store is on {fstype}: use it from one host only "
+                "(SQLite WAL and locking are not safe across machines)",
+            )
+        )
+    return findings
 
 
 def reconcile(manager: CacheManager) -> list[Finding]:

@@ -67,8 +67,11 @@ def filesystem_type(path: Path | str) -> str | None:
 class DirectorySnapshotter:
     """Layer directories under ``<root>/snapshots``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.dir = root / "snapshots"
+        if read_only:  # look, never create; destructive calls are refused by the store
+            self._identity = self._stat_identity() if self.dir.is_dir() else (0, 0)
+            return
         try:
             self.dir.mkdir(exist_ok=True)
         except OSError as err:

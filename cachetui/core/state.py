@@ -13,15 +13,24 @@ It owns the two BuildKit rules that every view shares:
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from cachetui.core.processes import is_alive
 from cachetui.core.store import RECORD_COLUMNS, Store
 
-__all__ = ["HolderRow", "RecordRow", "StoreState", "load_state", "paused_gc"]
+__all__ = [
+    "HOLDER_COLUMNS",
+    "HolderRow",
+    "RecordRow",
+    "StoreState",
+    "holder_rows_alive",
+    "load_state",
+    "paused_gc",
+]
 
 
 @contextmanager
@@ -54,6 +63,16 @@ class RecordRow:
     size: int
     deleted: bool
     pending_use: bool
+
+    @classmethod
+    def from_values(cls, values: tuple[Any, ...]) -> RecordRow:
+        """A row from the ``RECORD_COLUMNS`` tuple SQLite returns (its 0/1 become bools)."""
+        row = cls(*values)
+        row.mutable = row.mutable == 1
+        row.retain = row.retain == 1
+        row.deleted = row.deleted == 1
+        row.pending_use = row.pending_use == 1
+        return row
 
     @property
     def layer_id(self) -> str:
@@ -206,27 +225,29 @@ def load_state(store: Store, *, include_deleted: bool = False) -> StoreState:
     with store.read():
         # Largest first, then by id: disk usage's order, so it rarely needs to sort.
         record_rows = store.rows(f"SELECT {RECORD_COLUMNS} FROM record ORDER BY size DESC, id")
-        holder_rows = store.rows(
-            "SELECT id, record, pid, start, host, created_at, counts_use FROM holder"
-        )
+        holder_rows = store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder")
     rows: dict[str, RecordRow] = {}
     with paused_gc():
         for values in record_rows:
             if values[11] and not include_deleted:  # deleted
                 continue
-            row = RecordRow(*values)
-            row.mutable = row.mutable == 1
-            row.retain = row.retain == 1
-            row.deleted = row.deleted == 1
-            row.pending_use = row.pending_use == 1
+            row = RecordRow.from_values(values)
             rows[row.id] = row
+    return StoreState(rows, holder_rows_alive(holder_rows))
+
+
+HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"
+
+
+def holder_rows_alive(values: Iterable[tuple[Any, ...]]) -> list[HolderRow]:
+    """Holder rows (``HOLDER_COLUMNS`` tuples) with their liveness, checked once per process."""
     alive_cache: dict[tuple[int, str, str], bool] = {}
     holders = []
-    for hid, record, pid, start, host, created, counts in holder_rows:
+    for hid, record, pid, start, host, created, counts in values:
         key = (pid, start, host)
         if key not in alive_cache:
             alive_cache[key] = is_alive(pid, start, host)
         holders.append(
             HolderRow(hid, record, pid, start, host, created, bool(counts), alive_cache[key])
         )
-    return StoreState(rows, holders)
+    return holders
