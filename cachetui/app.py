@@ -238,7 +238,9 @@ class CacheTuiApp(App[int]):
             self.call_from_thread(self.notify, describe_error(err), severity="warning")
             delta = None
         matches = None
-        if delta and self.filter_text:
+        # A size-only change (a file written in a layer) cannot change what matches:
+        # the filter keys have no size. Re-match only when the metadata changed.
+        if delta and self.filter_text and changes.metadata:
             try:
                 matches = self.service.matching(self.filter_text)
             except FilterSyntaxError:

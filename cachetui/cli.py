@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -186,27 +185,6 @@ def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
     return tuple(texts)
 
 
-def _size(text: str, *, disk_total: int | None, what: str) -> int:
-    from cachetui.core.units import parse_size
-
-    return parse_size(text, disk_total=disk_total, what=what)
-
-
-def _parse_flag(flag: str, text: str | None, parse: Callable[[str], float]) -> float:
-    from cachetui.core.errors import InvalidError
-
-    if text is None:
-        return 0
-    try:
-        return parse(text)
-    except InvalidError as err:
-        reason = str(err)
-        marker = f"'{text}': "
-        if marker in reason:
-            reason = reason.split(marker, 1)[1]
-        raise CliError(f"invalid {flag} '{text}': {reason}", EXIT_USAGE) from None
-
-
 def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
     if isinstance(lines, str):
         lines = [lines]
@@ -221,8 +199,6 @@ def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
 def _cmd_du(args: argparse.Namespace) -> int:
     root = _resolve_root(args)
     filters = _parse_filters(args.filter)
-    from cachetui.core.diskusage import totals
-    from cachetui.core.policy import disk_stat
 
     with _open(root, read=True) as cm:
         rows = cm.disk_usage(filters)
@@ -240,7 +216,7 @@ def _cmd_du(args: argparse.Namespace) -> int:
         if not filters:
             if not args.verbose:
                 lines.append("")
-            lines.extend(output.render_totals(totals(rows, disk_stat(root))))
+            lines.extend(output.render_totals(cm.totals(rows)))
         _out(sys.stdout, lines)
     return EXIT_OK
 
@@ -256,10 +232,15 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     root = _existing_store(_resolve_root(args))
     from cachetui.core.policy import disk_stat
     from cachetui.core.types import PruneOptions
-    from cachetui.core.units import format_bytes_buildx, parse_duration
+    from cachetui.core.units import format_bytes_buildx, parse_duration, parse_size
 
+    # Each parser's InvalidError names the flag and the value; main() makes it exit 2.
     filters = _parse_filters(args.filter)
-    keep = _parse_flag("--keep-duration", args.keep_duration, parse_duration)
+    keep = (
+        0
+        if args.keep_duration is None
+        else parse_duration(args.keep_duration, what="--keep-duration")
+    )
     disk_total = disk_stat(root).total  # percentages are of the disk holding the store
     sizes: dict[str, int] = {}
     for flag, text in (
@@ -267,7 +248,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         ("--max-used-space", args.max_used_space),
         ("--min-free-space", args.min_free_space),
     ):
-        sizes[flag] = int(_parse_flag(flag, text, partial(_size, disk_total=disk_total, what=flag)))
+        sizes[flag] = 0 if text is None else parse_size(text, disk_total=disk_total, what=flag)
     policy = PruneOptions(
         all=args.all,
         filters=filters,

@@ -18,14 +18,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
 from cachetui.core import CacheManager, PruneOptions, UsageInfo
 from cachetui.core import filters as filter_language
-from cachetui.core.diskusage import measure_missing
+from cachetui.core.diskusage import measure_missing, totals
 from cachetui.core.errors import CacheError, InvalidError, NotFoundError
 from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.refs import ImmutableRef
@@ -59,11 +60,6 @@ __all__ = [
 Clock = Callable[[], float]
 
 
-@dataclass
-class _Live:
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
 class CacheService:
     """Blocking, thread-safe operations over one store (call them off the UI thread)."""
 
@@ -83,7 +79,6 @@ class CacheService:
         self._manager: CacheManager | None = None
         self._view: StoreView | None = None
         self._layer_of: dict[str, str] = {}  # layer directory id -> visible record id
-        self._live_sizes: dict[str, int] = {}
         self._holds: dict[str, list[ImmutableRef]] = {}
         self._feed: ChangeFeed | None = None
 
@@ -145,7 +140,6 @@ class CacheService:
             state = manager.state()
             visible = state.visible()
             sizes = measure_missing(manager, state, visible)
-            self._live_sizes = {}
             view = self._build(state, visible, sizes)
             self._view = view
             return view
@@ -158,7 +152,6 @@ class CacheService:
         shared = state.shared_ids(manager.is_shared)
         visible_ids = {row.id for row in visible}
         mine = set(self._holds)
-        live_sizes = self._live_sizes
         rows: dict[str, RecordView] = {}
         children: dict[str | None, list[str]] = {}
         layer_of: dict[str, str] = {}
@@ -169,11 +162,8 @@ class CacheService:
             children.setdefault(parent, []).append(row.id)
         for row, parent in zip(visible, parents, strict=True):
             rid = row.id
-            paired = row.equal_mutable is not None or rid in state.immutable_of
-            partner = state.partner(row) if paired else None
-            size = live_sizes.get(rid)
-            if size is None:
-                size = sizes.get(rid, max(row.size, 0))
+            partner = state.partner(row)
+            size = sizes.get(rid, max(row.size, 0))
             rows[rid] = RecordView(
                 rid,
                 parent,
@@ -195,7 +185,7 @@ class CacheService:
             layer_of[row.layer_id] = rid
             layer_of[rid] = rid
         self._layer_of = layer_of
-        totals = self._totals(rows.values())
+        totals = self._totals(list(rows.values()))
         return StoreView(
             rows=MappingProxyType(rows),
             children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
@@ -203,23 +193,26 @@ class CacheService:
             read_only=self.read_only,
         )
 
-    def _totals(self, rows: Iterable[RecordView]) -> TotalsView:
-        total = reclaimable = in_use = shared = count = 0
-        for r in rows:
-            count += 1
-            size = max(r.size, 0)
-            total += size
-            if r.in_use:
-                in_use += size
-            else:
-                reclaimable += size
-            if r.shared:
-                shared += size
+    def _dstat(self) -> DiskStat | None:
+        """The store's filesystem, or None when it cannot be read right now."""
         try:
-            dstat = self._disk_stat(self.root)
+            return self._disk_stat(self.root)
         except OSError:
-            dstat = DiskStat(0, 0)
-        return TotalsView(total, reclaimable, in_use, shared, count, dstat.free, dstat.total)
+            return None
+
+    def _totals(self, rows: Sequence[RecordView]) -> TotalsView:
+        sums = totals(
+            rows, self._dstat() or DiskStat(0, 0)
+        )  # the core's arithmetic, as BuildKit's clients
+        return TotalsView(
+            sums.total,
+            sums.reclaimable,
+            sums.in_use,
+            sums.shared,
+            sums.records,
+            sums.disk_free,
+            sums.disk_total,
+        )
 
     # -- live updates -------------------------------------------------------------------
 
@@ -246,7 +239,6 @@ class CacheService:
                 size = manager.snapshots.measure(layer).size
             except (CacheError, OSError):
                 continue
-            self._live_sizes[record_id] = size
             if rows[record_id].size != size:
                 rows[record_id] = replace(rows[record_id], size=size)
                 changed.append(record_id)
@@ -264,11 +256,9 @@ class CacheService:
                 in_use=totals.in_use + (grow if row.in_use else 0),
                 shared=totals.shared + (grow if row.shared else 0),
             )
-        try:
-            dstat = self._disk_stat(self.root)
+        dstat = self._dstat()
+        if dstat is not None:  # otherwise keep the last figures
             totals = replace(totals, disk_free=dstat.free, disk_total=dstat.total)
-        except OSError:
-            pass
         view = StoreView(
             rows=MappingProxyType(rows),
             children=old.children,
@@ -303,39 +293,26 @@ class CacheService:
             if row is None:
                 raise NotFoundError(f"{record_id}: not found")
             manager = self.manager
-            with manager.store.read():
-                holder_rows = manager.store.rows(
-                    "SELECT h.id, h.record, h.pid, h.start, h.host, h.created_at, h.counts_use "
-                    "FROM holder h JOIN record r ON r.id = h.record "
-                    "WHERE r.id = ? OR r.equal_mutable = ? OR r.id = ("
-                    "  SELECT equal_mutable FROM record WHERE id = ?)",
-                    (record_id, record_id, record_id),
-                )
-                layer = manager.store.rows(
-                    "SELECT equal_mutable FROM record WHERE id = ?", (record_id,)
-                )
-        from cachetui.core.processes import is_alive
-
+            holder_rows = manager.holders(record_id)
+            own = str(manager.layer_path(record_id))
         my_holders = {ref.holder_id for refs in self._holds.values() for ref in refs}
         holders = tuple(
             HolderView(
-                id=hid,
-                record=rec,
-                pid=pid,
-                host=host,
-                since=created,
-                alive=is_alive(pid, start, host),
-                mine=hid in my_holders,
-                counts_use=bool(counts),
+                id=h.id,
+                record=h.record,
+                pid=h.pid,
+                host=h.host,
+                since=h.created_at,
+                alive=h.alive,
+                mine=h.id in my_holders,
+                counts_use=h.counts_use,
             )
-            for hid, rec, pid, start, host, created, counts in holder_rows
+            for h in holder_rows
         )
         chain = []
         for ancestor in view.ancestors(record_id):
             a = view.rows[ancestor]
             chain.append((a.id, a.description, a.size))
-        layer_id = (layer[0][0] if layer and layer[0][0] else None) or record_id
-        own = str(manager.snapshots.dir / layer_id)
         lowers = tuple(str(manager.snapshots.dir / a[0]) for a in chain)
         if row.mutable:
             upper, lower_paths = own, lowers
@@ -361,9 +338,9 @@ class CacheService:
 
     @staticmethod
     def _held_descendant(view: StoreView, record_id: str) -> str | None:
-        queue = list(view.child_ids(record_id))
+        queue = deque(view.child_ids(record_id))
         while queue:
-            child = queue.pop(0)
+            child = queue.popleft()
             row = view.rows.get(child)
             if row is None:
                 continue

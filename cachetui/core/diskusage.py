@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cachetui.core import filters as filter_language
 from cachetui.core.policy import DiskStat
@@ -157,7 +157,18 @@ class Totals:
     disk_total: int
 
 
-def totals(rows: Sequence[UsageInfo], dstat: DiskStat | None = None) -> Totals:
+class Accounted(Protocol):
+    """What the totals need of a row: ``UsageInfo``, or a view row with the same fields."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def in_use(self) -> bool: ...
+    @property
+    def shared(self) -> bool: ...
+
+
+def totals(rows: Sequence[Accounted], dstat: DiskStat | None = None) -> Totals:
     total = sum(r.size for r in rows if r.size > 0)
     reclaimable = sum(r.size for r in rows if r.size > 0 and not r.in_use)
     shared = sum(r.size for r in rows if r.shared)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, NotFoundError, StoreError
+from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import DirectorySnapshotter
@@ -335,6 +336,27 @@ class RecordOperations:
         if measured.complete and not self.read_only:
             self.store_sizes({row.id: measured.size})
         return measured.size
+
+    def holders(self, record_id: str) -> list[HolderRow]:
+        """Every holder of a record and of its pair half, with liveness (nothing reaped)."""
+        self._check_usable()
+        validate_id(record_id)
+        with self._lock, self.store.read():
+            row = self._live_row(record_id)
+            partner = row.equal_mutable or (
+                found.id if (found := self._immutable_of(row.id)) else None
+            )
+            result = self._holders(row.id)
+            if partner is not None:
+                result += self._holders(partner)
+        return result
+
+    def layer_path(self, record_id: str) -> Path:
+        """The directory holding a record's own bytes (a pending commit's is the mutable's)."""
+        self._check_usable()
+        validate_id(record_id)
+        with self._lock, self.store.read():
+            return self.snapshots.path(self._live_row(record_id).layer_id)
 
     def force_release(self, holder_id: int) -> bool:
         """Drop one holder row, whoever owns it (the dashboard's force release).
