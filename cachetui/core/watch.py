@@ -51,21 +51,16 @@ class ChangeSet:
         return ChangeSet(self.records | other.records, self.metadata or other.metadata)
 
 
-def _record_of(snapshots_dir: str, path: str) -> tuple[str | None, bool]:
-    """The record id a path belongs to, and whether the path is the layer directory."""
+def _record_of(snapshots_dir: str, path: str) -> str | None:
+    """The record id a changed path belongs to (its first component under snapshots/)."""
     try:
         rel = os.path.relpath(path, snapshots_dir)
     except ValueError:
-        return None, False
-    if rel.startswith(".."):
-        return None, False
-    parts = rel.split(os.sep)
-    first = parts[0]
-    if first in (".", "") or first.startswith(("new-", "rm-")):
-        return None, False
-    if ID_PATTERN.fullmatch(first) is None:
-        return None, False
-    return first, len(parts) == 1
+        return None
+    first = rel.split(os.sep)[0]
+    if rel.startswith("..") or first.startswith(("new-", "rm-")):
+        return None
+    return first if ID_PATTERN.fullmatch(first) else None
 
 
 def records_for_paths(snapshots_dir: str | Path, paths: Iterable[str]) -> frozenset[str]:
@@ -73,7 +68,7 @@ def records_for_paths(snapshots_dir: str | Path, paths: Iterable[str]) -> frozen
     base = str(snapshots_dir)
     found = set()
     for path in paths:
-        record, _ = _record_of(base, path)
+        record = _record_of(base, path)
         if record is not None:
             found.add(record)
     return frozenset(found)
@@ -173,7 +168,7 @@ class ChangeFeed:
                 records: set[str] = set()
                 now = time.monotonic()
                 for change, path in batch:
-                    record, _top = _record_of(base, path)
+                    record = _record_of(base, path)
                     if record is None:
                         continue
                     records.add(record)

@@ -33,6 +33,14 @@ def _sort_key(kind: str) -> Callable[[RecordView], tuple]:
     return lambda r: (-r.size, r.id)
 
 
+def _with_ancestors(matches: frozenset[str], view: StoreView) -> frozenset[str]:
+    """What a filter shows: the matching records and every ancestor of one."""
+    shown = set(matches)
+    for record_id in matches:
+        shown.update(view.ancestors(record_id))
+    return frozenset(shown)
+
+
 class RefTree(Tree[str]):
     """The records, parents above their children."""
 
@@ -217,10 +225,7 @@ class RefTree(Tree[str]):
         if matches is None or self.view is None:
             self.shown = None
         else:
-            shown = set(matches)
-            for record_id in matches:
-                shown.update(self.view.ancestors(record_id))
-            self.shown = frozenset(shown)
+            self.shown = _with_ancestors(matches, self.view)
         if self.view is not None:
             self.show(self.view)
             if matches:
@@ -249,11 +254,9 @@ class RefTree(Tree[str]):
         view = delta.view
         if self.matches is not None and matches is not None:
             self.matches = matches
-            shown = set(matches)
-            for record_id in matches:
-                shown.update(view.ancestors(record_id))
-            if frozenset(shown) != self.shown:  # records entered or left the filter
-                self.shown = frozenset(shown)
+            shown = _with_ancestors(matches, view)
+            if shown != self.shown:  # records entered or left the filter
+                self.shown = shown
                 self.marks.difference_update(delta.removed)
                 self.show(view)
                 return
@@ -263,6 +266,7 @@ class RefTree(Tree[str]):
                 self._forget(node)
                 node.remove()
         touched_parents: set[str] = set()
+        key = _sort_key(self.sort)
         for record_id in (*delta.added, *delta.reparented):
             row = view.rows.get(record_id)
             if row is None or (self.shown is not None and record_id not in self.shown):
@@ -274,7 +278,6 @@ class RefTree(Tree[str]):
             parent = self._node_of(row.parent)
             if parent is None or record_id in self.nodes:
                 continue
-            key = _sort_key(self.sort)
             keys = [
                 key(view.rows[c.data])
                 for c in parent.children
