@@ -30,7 +30,7 @@ from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
 from cachetui.service import CacheService, Delta, DetailsView, PrunePlan, StoreView
-from cachetui.widgets.format import header_text, size
+from cachetui.widgets.format import header_text, records, size
 from cachetui.widgets.panels import DetailsPane, FilterBar, TotalsBar, details_text, totals_text
 from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
 
@@ -482,7 +482,7 @@ class CacheTuiApp(App[int]):
     def _pruned(self, result: PrunePlan) -> None:
         self.marks.difference_update(result.ids)
         n = len(result.rows)
-        self.notify(f"pruned {n} record{'s' if n != 1 else ''}, freed {size(result.freed)}")
+        self.notify(f"pruned {records(n)}, freed {size(result.freed)}")
         self.reload()
 
     def action_prune_policy(self) -> None:

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from cachetui.service import HolderView, PrunePlan
-from cachetui.widgets.format import ago, size
+from cachetui.widgets.format import ago, records, size
 
 __all__ = ["ConfirmPruneScreen", "ForceReleaseScreen"]
 
@@ -58,7 +58,7 @@ class ConfirmPruneScreen(_YesNo):
             yield Static(
                 Text.assemble(
                     ("Prune ", "bold"),
-                    (f"{n} record{'s' if n != 1 else ''}", "bold"),
+                    (records(n), "bold"),
                     ("? This frees ", ""),
                     (size(plan.freed), "bold green"),
                     (" (parents that stay are not counted).", ""),

@@ -22,7 +22,7 @@ from cachetui.core.errors import CacheError, PruneInterrupted
 from cachetui.core.types import PruneOptions
 from cachetui.core.units import parse_duration, parse_size
 from cachetui.service import CacheService, PlanRow, PrunePlan, plan_row
-from cachetui.widgets.format import size
+from cachetui.widgets.format import records, size
 
 __all__ = ["PolicyPruneScreen"]
 
@@ -154,7 +154,7 @@ class PolicyPruneScreen(ModalScreen[int]):
         self._summary(
             Text.assemble(
                 ("Dry run: ", "bold"),
-                (f"{n} record{'s' if n != 1 else ''}", "bold"),
+                (records(n), "bold"),
                 (" would be removed, freeing ", ""),
                 (size(plan.freed), "bold green"),
                 (". Press Prune to remove them." if n else ".", ""),
@@ -229,7 +229,7 @@ class PolicyPruneScreen(ModalScreen[int]):
             self._summary(
                 Text.assemble(
                     ("Done: ", "bold"),
-                    (f"removed {n} record{'s' if n != 1 else ''}, freed ", ""),
+                    (f"removed {records(n)}, freed ", ""),
                     (size(result.freed), "bold green"),
                     (".", ""),
                 )
@@ -240,7 +240,7 @@ class PolicyPruneScreen(ModalScreen[int]):
             self._summary(
                 Text.assemble(
                     (f"Prune stopped ({error}): ", "bold red"),
-                    (f"removed {n} record{'s' if n != 1 else ''}, freed ", ""),
+                    (f"removed {records(n)}, freed ", ""),
                     (size(self.freed), "bold"),
                     (".", ""),
                 )

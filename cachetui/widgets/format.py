@@ -28,6 +28,11 @@ def size(n: int) -> str:
     return humanize.naturalsize(max(n, 0))
 
 
+def records(n: int) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{n} record{'s' if n != 1 else ''}"
+
+
 def ago(epoch: float | None, now: float) -> str:
     if epoch is None:
         return "never"
