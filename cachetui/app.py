@@ -394,13 +394,12 @@ class CacheTuiApp(App[int]):
         bar = self.query_one(FilterBar)
         text = event.value
         try:
-            self.service.check_filter(text)
+            matches = self.service.matching(text) if text.strip() else None
         except FilterSyntaxError as err:
-            message = str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
-            bar.show_error(text, err.position, message)
+            bar.show_error(text, err.position, str(err).split(": ", 1)[-1])
             return
         bar.show_error(text, None)
-        self._apply_filter(text)
+        self._apply_filter(text, matches)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter":
@@ -411,12 +410,15 @@ class CacheTuiApp(App[int]):
             return
         self.ref_tree.focus()
 
-    def _apply_filter(self, text: str) -> None:
+    def _apply_filter(self, text: str, matches: frozenset[str] | None = None) -> None:
+        """Show what ``text`` matches (``matches`` when the caller already computed it)."""
         self.filter_text = text.strip()
         if not self.filter_text:
             self.ref_tree.set_filter(None)
             return
-        self.ref_tree.set_filter(self.service.matching(self.filter_text))
+        if matches is None:
+            matches = self.service.matching(self.filter_text)
+        self.ref_tree.set_filter(matches)
         self._request_details()
 
     # -- actions: marks and prune ------------------------------------------------------------
