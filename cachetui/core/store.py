@@ -221,12 +221,9 @@ class Store:
             if version == SCHEMA_VERSION:
                 return
             if self.read_only:
-                if version == 0:
-                    raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
-                raise StoreError(
-                    f"metadata store {self.path} has schema version {version} and needs an "
-                    f"upgrade to {SCHEMA_VERSION}: open it once without --read-only"
-                )
+                if version >= 1:
+                    return  # a read never upgrades: an older store reads as it is
+                raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
             self._migrate(version)
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
