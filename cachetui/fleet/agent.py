@@ -72,6 +72,31 @@ class AgentConfig:
     heartbeat: float = HEARTBEAT
 
 
+class _Outage:
+    """One thread's view of the database's reachability: logs the first failure of an
+    outage and the recovery, not every retry; hands out the backoff delays."""
+
+    def __init__(self, agent: Agent, what: str) -> None:
+        self.agent = agent
+        self.what = what
+        self.failing = False
+        self.delay = BACKOFF_START
+
+    def failed(self, err: BaseException) -> float:
+        _drop(self.agent.db)
+        if not self.failing:
+            self.agent.log(f"{self.what}: {self.agent._db_error(err)}; retrying with backoff")
+        self.failing = True
+        delay, self.delay = self.delay, min(self.delay * 2, BACKOFF_MAX)
+        return delay
+
+    def ok(self) -> None:
+        if self.failing:
+            self.agent.log(f"{self.what}: the fleet database is reachable again")
+        self.failing = False
+        self.delay = BACKOFF_START
+
+
 def _drop(db: peewee.Database) -> None:
     """Forget this thread's connection after a failure (it may be broken mid-transaction)."""
     try:
@@ -98,6 +123,7 @@ class Agent:
         self._changes_lock = threading.Lock()
         self._changed = threading.Event()
         self._wake_requests = threading.Event()
+        self._resync = threading.Event()  # the replica must be compared and repaired
         self._threads: list[threading.Thread] = []
         self._feed: ChangeFeed | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
@@ -154,31 +180,29 @@ class Agent:
 
     def _connect_first(self) -> None:
         """At start: migrate, take the name's lock, register. A failure here retries."""
-        delay = BACKOFF_START
+        outage = _Outage(self, "connecting")
         while not self.stop_event.is_set():
             try:
-                migrate(self.db)
                 self._take_name()
-                self.publisher.register(
-                    Registration(
-                        self.name,
-                        socket.gethostname(),
-                        str(self.config.root),
-                        __version__,
-                        os.getpid(),
-                    )
-                )
+                self._attach()
+                outage.ok()
                 return
             except AgentError:
                 raise
             except CacheError as err:  # a newer schema: nothing to wait for
                 raise AgentError(str(err)) from None
             except _DB_ERRORS as err:
-                _drop(self.db)
-                self.log(f"cannot reach the fleet database ({self._db_error(err)}); "
-                         f"retrying in {delay:.1f}s")  # fmt: skip
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                self.stop_event.wait(outage.failed(err))
+
+    def _attach(self) -> None:
+        """Schema and registration, at start and again after every outage: the server
+        that comes back may be a restored or a new one."""
+        migrate(self.db)
+        self.publisher.register(
+            Registration(
+                self.name, socket.gethostname(), str(self.config.root), __version__, os.getpid()
+            )
+        )
 
     def _lock_key(self) -> int:
         return zlib.crc32(f"cachetui-agent:{self.name}".encode())
@@ -253,43 +277,47 @@ class Agent:
         return holder_rows_alive(rows)
 
     def _publish_loop(self) -> None:
-        delay = BACKOFF_START
-        need_sync = True
+        outage = _Outage(self, "publishing")
+        need_sync = False  # start() attached; the first pass is a full snapshot anyway
+        first = True
         while not self.stop_event.is_set():
-            if not need_sync:
+            if not (first or need_sync or self._resync.is_set()):
                 self._changed.wait()
                 if self.stop_event.is_set():
                     break
+            if self._resync.is_set():
+                self._resync.clear()
+                need_sync = True
             changes = self._take_changes()
             try:
                 if need_sync:
+                    self._attach()
+                if first or need_sync:
                     view = self.service.load()
                 elif changes:
                     view = self.service.apply(changes).view
                 else:
                     continue
-                holders = self._holders() if (need_sync or changes.metadata) else None
+                full = first or need_sync
+                holders = self._holders() if (full or changes.metadata) else None
                 written = self.publisher.publish(
                     view.rows,
                     view.totals,
                     holders if holders is not None else self._known_holders(),
-                    synced=need_sync,
+                    synced=full,
                 )
-                if need_sync:
+                if full:
                     self.log(f"synchronised {len(view.rows)} records ({written} written)")
                     self.synced.set()
-                need_sync = False
-                delay = BACKOFF_START
+                first = need_sync = False
+                outage.ok()
             except CacheError as err:  # the local store: log, try again on the next change
                 self.log(f"cannot read the store: {err}")
                 self.stop_event.wait(1.0)
             except _DB_ERRORS as err:
-                _drop(self.db)
                 self.publisher.forget()
-                need_sync = True
-                self.log(f"publish failed ({self._db_error(err)}); retrying in {delay:.1f}s")
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                need_sync = True  # compare and repair once the server is back
+                self.stop_event.wait(outage.failed(err))
 
     def _known_holders(self) -> list[HolderRow]:
         """Holders as last published (sizes changed, holders did not)."""
@@ -302,7 +330,7 @@ class Agent:
     # -- heartbeat ------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        online = True
+        outage = _Outage(self, "heartbeat")
         while not self.stop_event.is_set():
             try:
                 stat = disk_stat(self.config.root)
@@ -310,34 +338,31 @@ class Agent:
             except OSError:
                 total = free = 0
             try:
-                self.publisher.heartbeat(total, free)
+                if not self.publisher.heartbeat(total, free):
+                    self._resync.set()  # our row is gone: register and resynchronise
+                    self._changed.set()
                 queue.expire_due(self.db, self.name)
-                if not online:
-                    self.log("fleet database reachable again")
-                online = True
+                outage.ok()
             except _DB_ERRORS as err:
-                _drop(self.db)
-                if online:
-                    self.log(f"heartbeat failed: {self._db_error(err)}")
-                online = False
+                outage.failed(err)
             self.stop_event.wait(self.config.heartbeat)
 
     # -- listen ---------------------------------------------------------------------------
 
     def _listen_loop(self) -> None:
-        delay = BACKOFF_START
+        outage = _Outage(self, "listening")
         while not self.stop_event.is_set():
             conn = self._lock_conn
             try:
                 if conn is None or conn.closed:
                     self._take_name()
                     self._wake_requests.set()  # requests queued while we were away
-                    delay = BACKOFF_START
                     conn = self._lock_conn
                 assert conn is not None
                 for note in conn.notifies(timeout=0.5, stop_after=1):
                     if note.payload == self.name:
                         self._wake_requests.set()
+                outage.ok()
             except AgentError as err:
                 self.fatal = str(err)
                 self.log(self.fatal)
@@ -348,16 +373,14 @@ class Agent:
                     with contextlib.suppress(psycopg.Error):
                         self._lock_conn.close()
                 self._lock_conn = None
-                self.log(f"listen failed ({self._db_error(err)}); retrying in {delay:.1f}s")
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                self.stop_event.wait(outage.failed(err))
 
     # -- requests and GC ------------------------------------------------------------------
 
     def _request_loop(self) -> None:
         self._wake_requests.set()  # at start: requests queued, or taken by a dead agent
         next_gc = time.monotonic() + self.config.gc_interval if self.config.gc_interval else None
-        delay = BACKOFF_START
+        outage = _Outage(self, "requests")
         while not self.stop_event.is_set():
             timeout = 5.0 if next_gc is None else max(0.0, min(5.0, next_gc - time.monotonic()))
             self._wake_requests.wait(timeout)
@@ -375,13 +398,10 @@ class Agent:
                     if taken is None:
                         break
                     self._run_request(taken)
-                delay = BACKOFF_START
+                outage.ok()
             except _DB_ERRORS as err:
-                _drop(self.db)
-                self.log(f"requests: {self._db_error(err)}; retrying in {delay:.1f}s")
                 self._wake_requests.set()
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                self.stop_event.wait(outage.failed(err))
 
     def _run_request(self, taken: queue.TakenRequest) -> None:
         what = f"request {taken.id} ({taken.kind})"
@@ -408,19 +428,17 @@ class Agent:
 
     def _finish(self, request_id: int, result: dict[str, Any] | None, error: str | None) -> None:
         """The outcome must reach the database: retry until it does (or we stop)."""
-        delay = BACKOFF_START
+        outage = _Outage(self, f"recording request {request_id}'s result")
         while True:
             try:
                 queue.finish(self.db, self.name, request_id, result=result, error=error)
+                outage.ok()
                 return
             except _DB_ERRORS as err:
-                _drop(self.db)
+                delay = outage.failed(err)
                 if self.stop_event.is_set():
                     return  # taken, not finished: the next start runs it again
-                self.log(f"cannot record request {request_id}'s result "
-                         f"({self._db_error(err)}); retrying in {delay:.1f}s")  # fmt: skip
                 self.stop_event.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
 
     def run_gc(self, trigger: str) -> None:
         started = time.time()

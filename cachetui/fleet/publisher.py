@@ -113,20 +113,28 @@ class Publisher:
             )
             notify(self.db, CHANNEL, {"store": self.store, "kind": "store"})
 
-    def heartbeat(self, disk_total: int, disk_free: int) -> None:
-        """The server's clock stamps it, so hosts with skewed clocks agree on liveness."""
+    def heartbeat(self, disk_total: int, disk_free: int) -> bool:
+        """The server's clock stamps it, so hosts with skewed clocks agree on liveness.
+
+        False when the store's row is gone (a database restored or replaced): the agent
+        then registers and synchronises again.
+        """
         with self.db.atomic():
-            cursor = self.db.execute_sql(
-                f"UPDATE fleet_store SET heartbeat_at = {NOW}, "
-                "disk_total = %s, disk_free = %s, stopped_at = NULL WHERE name = %s "
-                "RETURNING (SELECT disk_free FROM fleet_store WHERE name = %s)",
-                (disk_total, disk_free, self.store, self.store),
+            row = self.db.execute_sql(
+                "SELECT disk_free FROM fleet_store WHERE name = %s FOR UPDATE", (self.store,)
+            ).fetchone()
+            if row is None:
+                return False
+            self.db.execute_sql(
+                f"UPDATE fleet_store SET heartbeat_at = {NOW}, disk_total = %s, disk_free = %s, "
+                "stopped_at = NULL WHERE name = %s",
+                (disk_total, disk_free, self.store),
             )
-            before = cursor.fetchone()
             # Heartbeats alone are not news: listeners time liveness themselves. A change
             # of free space is.
-            if before is not None and before[0] != disk_free:
+            if row[0] != disk_free:
                 notify(self.db, CHANNEL, {"store": self.store, "kind": "store"})
+        return True
 
     def stopped(self) -> None:
         """A clean stop: the store shows offline at once instead of after the limit."""

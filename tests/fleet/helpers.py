@@ -18,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cachetui import output
 from cachetui.core import CacheManager
+from cachetui.fleet.reader import FleetError, FleetReader
+from cachetui.fleet_cli import usage_info
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,22 +87,44 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def local_du(root: Path) -> set[tuple[Any, ...]]:
+    """The host's own ``cachetui du --format json`` (the real command, a subprocess)."""
     out = cli("du", "--root", str(root), "--format", "json").stdout
     return {_key(json.loads(line)) for line in out.splitlines() if line.strip()}
 
 
 def fleet_du(url: str, store: str) -> set[tuple[Any, ...]]:
+    """``cachetui du --fleet-url URL --store NAME --format json`` (a subprocess)."""
     out = cli("du", "--fleet-url", url, "--store", store, "--format", "json").stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert all(row["store"] == store for row in rows)
     return {_key(row) for row in rows}
 
 
-def converged(url: str, root: Path, store: str) -> bool:
+def _local_rows(root: Path) -> set[tuple[Any, ...]]:
+    """What ``local_du`` prints, computed in this process (same functions, no startup)."""
+    with CacheManager.open(root, read_only=True) as cm:
+        return {_key(output.usage_json(info)) for info in cm.disk_usage()}
+
+
+def _fleet_rows(url: str, store: str) -> set[tuple[Any, ...]] | None:
     try:
-        return local_du(root) == fleet_du(url, store)
-    except AssertionError:
-        return False  # the replica may not know the store yet
+        with FleetReader(url) as fleet:
+            if fleet.store(store) is None:
+                return None
+            return {_key(output.usage_json(usage_info(r))) for r in fleet.records(store)}
+    except FleetError:
+        return None  # the server is down or the schema not there yet
+
+
+def converged(url: str, root: Path, store: str) -> bool:
+    """The replica equals the host's own du (checked in-process: fast enough to poll)."""
+    return _fleet_rows(url, store) == _local_rows(root)
+
+
+def assert_converged(url: str, root: Path, store: str) -> None:
+    """Once converged, confirm it with the real commands."""
+    wait_until(lambda: converged(url, root, store), f"{store}'s replica to converge")
+    assert fleet_du(url, store) == local_du(root)
 
 
 class AgentProc:

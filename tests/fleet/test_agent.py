@@ -15,7 +15,7 @@ from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import USED_SINCE
 from cachetui.fleet.reader import FleetReader, RequestInfo
 from cachetui.fleet.url import open_database
-from tests.fleet.helpers import AgentProc, cli, converged, make_store, wait_until
+from tests.fleet.helpers import AgentProc, assert_converged, cli, converged, make_store, wait_until
 from tests.fleet.pgcluster import PASSWORD
 
 
@@ -48,7 +48,7 @@ def test_two_hosts_publish_every_change_and_converge(fleet_url: str, tmp_path: P
         # new records on the other host
         make_store(roots["h2"], 3, prefix="late")
         for name, root in roots.items():
-            wait_until(lambda r=root, n=name: converged(fleet_url, r, n), f"{name} re-converged")
+            assert_converged(fleet_url, root, name)
         with FleetReader(fleet_url) as fleet:
             assert ids["h1"][0] not in {r.id for r in fleet.records("h1")}
             assert len(fleet.records("h2")) == 15
@@ -183,7 +183,7 @@ def test_requests_are_checked_late_and_safe_twice(fleet_url: str, tmp_path: Path
         assert released.result == {"id": keep, "released": 1}
         committed = _send(fleet_url, "h1", "commit", {"id": free_id})
         assert committed.state == "done", committed.error
-        wait_until(lambda: converged(fleet_url, root, "h1"), "converged after requests")
+        assert_converged(fleet_url, root, "h1")
     finally:
         assert agent.stop() == 0
 
