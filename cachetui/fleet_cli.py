@@ -163,13 +163,30 @@ def _targets(fleet: FleetReader, names: Sequence[str]) -> list[StoreInfo]:
 
 
 def cmd_du(args: argparse.Namespace) -> int:
-    if args.filter:
-        raise InvalidError("--filter is not supported with --fleet-url yet (use --store)")
+    from cachetui.core import filters
+
+    matcher = filters.parse_all(args.filter)  # a typo is refused before anything is read
     with FleetReader(args.fleet_url) as fleet:
         targets = _targets(fleet, args.store)
         names = [s.name for s in targets]
         rows = fleet.records() if not args.store else fleet.records_of(names)
         now = fleet.server_now()
+    if matcher:
+        rows = [
+            r
+            for r in rows
+            if matcher.matches(
+                filters.usage_fields(
+                    id=r.id,
+                    parents=(r.parent,) if r.parent else (),
+                    description=r.description,
+                    record_type=r.record_type,
+                    in_use=r.in_use,
+                    mutable=r.mutable,
+                    shared=r.shared,
+                )
+            )
+        ]
     if args.format == "json":
         lines = []
         for record in rows:

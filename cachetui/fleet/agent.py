@@ -12,7 +12,8 @@ Four threads, each with its own connection to PostgreSQL:
 * **listen**: ``LISTEN cachetui_request`` (wakes the request thread) and the session
   advisory lock that makes this agent the only one serving its store name;
 * **requests**: takes this store's requests (``FOR UPDATE SKIP LOCKED``), runs them
-  (``executor``), writes progress and results; runs GC on its schedule.
+  (``executor``), writes progress and results; runs GC on its schedule, and when free
+  space falls below the GC list's ``min_free_space``; each run is recorded.
 
 When PostgreSQL is unreachable each thread retries with backoff (``BACKOFF_MAX`` at most)
 and the publisher re-reads and repairs the replica once it is back. Builds never wait on
@@ -38,7 +39,7 @@ import psycopg
 
 from cachetui import __version__
 from cachetui.core.errors import CacheError
-from cachetui.core.policy import disk_stat
+from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.state import HolderRow, holder_rows_alive
 from cachetui.core.types import PruneOptions
 from cachetui.core.watch import ChangeFeed, ChangeSet
@@ -52,6 +53,7 @@ from cachetui.service import CacheService
 __all__ = ["Agent", "AgentConfig", "AgentError"]
 
 HEARTBEAT = 2.0
+LOW_SPACE_PAUSE = 60.0
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 _DB_ERRORS = (peewee.PeeweeException, psycopg.Error, OSError)
@@ -124,6 +126,8 @@ class Agent:
         self._changed = threading.Event()
         self._wake_requests = threading.Event()
         self._resync = threading.Event()  # the replica must be compared and repaired
+        self._low_space = threading.Event()  # free space fell below the list's min_free_space
+        self._last_low_space_gc = float("-inf")
         self._threads: list[threading.Thread] = []
         self._feed: ChangeFeed | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
@@ -289,6 +293,7 @@ class Agent:
                 self._resync.clear()
                 need_sync = True
             changes = self._take_changes()
+            started = time.perf_counter()
             try:
                 if need_sync:
                     self._attach()
@@ -307,7 +312,9 @@ class Agent:
                     synced=full,
                 )
                 if full:
-                    self.log(f"synchronised {len(view.rows)} records ({written} written)")
+                    took = time.perf_counter() - started
+                    self.log(f"synchronised {len(view.rows)} records ({written} written) "
+                             f"in {took:.3f}s")  # fmt: skip
                     self.synced.set()
                 first = need_sync = False
                 outage.ok()
@@ -335,6 +342,7 @@ class Agent:
             try:
                 stat = disk_stat(self.config.root)
                 total, free = stat.total, stat.free
+                self._check_free_space(stat)
             except OSError:
                 total = free = 0
             try:
@@ -346,6 +354,17 @@ class Agent:
             except _DB_ERRORS as err:
                 outage.failed(err)
             self.stop_event.wait(self.config.heartbeat)
+
+    def _check_free_space(self, stat: DiskStat) -> None:
+        """Wake a GC when free space is below the list's ``min_free_space`` (at most once
+        a minute: a GC that cannot free enough must not run back to back)."""
+        policies = self.config.gc_policies or default_gc_policies(stat)
+        wanted = max((p.min_free_space for p in policies), default=0)
+        now = time.monotonic()
+        if wanted and stat.free < wanted and now - self._last_low_space_gc >= LOW_SPACE_PAUSE:
+            self._last_low_space_gc = now
+            self._low_space.set()
+            self._wake_requests.set()
 
     # -- listen ---------------------------------------------------------------------------
 
@@ -386,6 +405,9 @@ class Agent:
             self._wake_requests.wait(timeout)
             if self.stop_event.is_set():
                 break
+            if self._low_space.is_set():
+                self._low_space.clear()
+                self.run_gc("low-space")
             if next_gc is not None and time.monotonic() >= next_gc:
                 self.run_gc("schedule")
                 next_gc = time.monotonic() + self.config.gc_interval

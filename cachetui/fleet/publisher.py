@@ -8,7 +8,8 @@ replica back from the server and repairs it (compare and repair), so the replica
 converges without a restart whatever an outage interrupted. Deletions are published as
 deletions.
 
-Bulk writes use psycopg's ``executemany`` (pipelined), never a row per transaction.
+Bulk writes use ``COPY`` into a temporary table (large batches) or psycopg's pipelined
+``executemany`` (small ones), never a row per transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import peewee
@@ -62,8 +64,15 @@ _HOLDER_UPSERT = (
 )
 
 
+_record_values = attrgetter(*RECORD_FIELDS)
+#: From this many rows on, a publish goes through COPY into a temporary table and one
+#: INSERT ... ON CONFLICT (the initial snapshot of 10,000 records in one round trip).
+COPY_FROM = 200
+_STAGE = "fleet_record_in"
+
+
 def record_tuple(row: RecordView) -> RecordTuple:
-    return tuple(getattr(row, name) for name in RECORD_FIELDS)
+    return tuple(_record_values(row))
 
 
 def holder_tuple(row: HolderRow) -> HolderTuple:
@@ -190,7 +199,9 @@ class Publisher:
                 return 0
             version = self.version + 1
             cursor = self.db.cursor()
-            if changed:
+            if len(changed) >= COPY_FROM:
+                self._copy_records(cursor, changed, version)
+            elif changed:
                 cursor.executemany(_RECORD_UPSERT, [(self.store, *t, version) for t in changed])
             if deleted:
                 self.db.execute_sql(
@@ -229,6 +240,23 @@ class Publisher:
         self.holders = holder_rows
         self.totals = totals
         return len(changed) + len(deleted)
+
+    def _copy_records(self, cursor: Any, rows: list[RecordTuple], version: int) -> None:
+        columns = f"store, {', '.join(RECORD_FIELDS)}, version"
+        # a temporary table lives as long as the connection: created again after a reconnect
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+            "(LIKE fleet_record INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            store = self.store
+            for row in rows:
+                copy.write_row((store, *row, version))
+        cursor.execute(
+            f"INSERT INTO fleet_record ({columns}) SELECT {columns} FROM {_STAGE} "
+            "ON CONFLICT (store, id) DO UPDATE SET "
+            + ", ".join(f"{f} = EXCLUDED.{f}" for f in (*RECORD_FIELDS[1:], "version"))
+        )
 
     # -- GC runs --------------------------------------------------------------------------
 

@@ -223,6 +223,11 @@ def test_cli_prune_through_the_fleet(fleet_url: str, tmp_path: Path) -> None:
         for root in roots.values():
             with CacheManager.open(root, read_only=True) as cm:
                 assert len(cm.disk_usage()) == 4
+        picked = cli("du", "--fleet-url", fleet_url, "--filter", "description==h21",
+                     "--format", "json").stdout  # fmt: skip
+        assert [json.loads(line)["store"] for line in picked.splitlines()] == ["h2"]
+        typo = cli("du", "--fleet-url", fleet_url, "--filter", "colour==red", check=False)
+        assert typo.returncode == 2 and "colour" in typo.stderr
         usage = cli("prune", "--fleet-url", fleet_url, "--store", "h1", check=False)
         assert usage.returncode == 2 and "--force" in usage.stderr
         done = cli("prune", "--fleet-url", fleet_url, "--store", "h1", "--force",
@@ -249,3 +254,23 @@ def test_sigint_stops_cleanly_too(fleet_url: str, tmp_path: Path, signum: int) -
     agent.signal(signum)
     assert agent.proc is not None and agent.proc.wait(30) == 0
     assert "stopped" in agent.log()
+
+
+def test_gc_runs_on_schedule_and_is_recorded(fleet_url: str, tmp_path: Path) -> None:
+    make_store(tmp_path / "h", 2)
+    agent = AgentProc(tmp_path / "h", fleet_url, "h", log_dir=tmp_path)
+    agent.start("--gc-interval", "1s")
+    try:
+        with FleetReader(fleet_url) as fleet:
+            runs = wait_until(lambda: fleet.gc_runs("h"), "a scheduled GC run")
+            assert runs[0].trigger == "schedule" and runs[0].error == ""
+            assert runs[0].records == 0  # nothing is old enough for the default list
+            store = fleet.store("h")
+            assert store is not None and store.last_gc_at is not None
+        row = json.loads(cli("stores", "--fleet-url", fleet_url, "--format", "json").stdout)
+        assert row["last_gc_at"] is not None and row["last_gc_freed"] == 0
+    finally:
+        assert agent.stop() == 0
+    bad = cli("agent", "--root", str(tmp_path / "h"), "--fleet-url", fleet_url,
+              "--gc-interval", "soon", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "--gc-interval" in bad.stderr
