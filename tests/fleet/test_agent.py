@@ -261,6 +261,7 @@ def test_gc_runs_on_schedule_and_is_recorded(fleet_url: str, tmp_path: Path) -> 
     agent = AgentProc(tmp_path / "h", fleet_url, "h", log_dir=tmp_path)
     agent.start("--gc-interval", "1s")
     try:
+        agent.wait_log("synchronised")
         with FleetReader(fleet_url) as fleet:
             runs = wait_until(lambda: fleet.gc_runs("h"), "a scheduled GC run")
             assert runs[0].trigger == "schedule" and runs[0].error == ""
