@@ -46,6 +46,8 @@ PIPELINE_DEPTH = 8
 _PROTECTED_TYPES = frozenset({RecordType.INTERNAL.value, RecordType.FRONTEND.value})
 
 OnPrune = Callable[[UsageInfo], None]
+#: Called inside the write transaction with each record as it is now; False keeps it.
+Recheck = Callable[[RecordRow], bool]
 
 
 class _CallbackFailed(Exception):
@@ -65,8 +67,10 @@ class _Pass:
         state: StoreState,
         policy: PruneOptions,
         matcher: filter_language.FilterSet,
+        recheck: Recheck | None = None,
     ) -> None:
         self.manager = manager
+        self.recheck = recheck
         self.state = state
         self.policy = policy
         self.matcher = matcher
@@ -178,6 +182,8 @@ def _still_free(
             continue
         if not work.matches_policy(current):
             continue
+        if work.recheck is not None and not work.recheck(current):
+            continue  # the caller's own condition on the record as it is now
         row.usage_count, row.last_used_at = current.usage_count, current.last_used_at
         chosen.append(row)
         doomed.extend(halves)
@@ -306,8 +312,13 @@ def prune(
     *,
     dry_run: bool = False,
     on_prune: OnPrune | None = None,
+    recheck: Recheck | None = None,
 ) -> list[UsageInfo]:
-    """Apply ``policies`` in order; returns what was (or would be) removed, in order."""
+    """Apply ``policies`` in order; returns what was (or would be) removed, in order.
+
+    ``recheck`` (not in a dry run) is asked about each chosen record inside the write
+    transaction that would remove it, with the record as it is then: False keeps it.
+    """
     for policy in policies:
         if not isinstance(policy, PruneOptions):
             raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
@@ -323,7 +334,7 @@ def prune(
     try:
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
-            work = _Pass(manager, state, policy, matcher)
+            work = _Pass(manager, state, policy, matcher, recheck)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             _Run(
                 manager,
