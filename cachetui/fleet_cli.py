@@ -19,8 +19,8 @@ from typing import Any, TextIO
 from cachetui import output
 from cachetui.core.errors import InvalidError
 from cachetui.core.types import UsageInfo
-from cachetui.core.units import format_bytes_buildx, parse_duration
 from cachetui.fleet.reader import FleetReader, FleetRecord, StoreInfo, format_age
+from cachetui.units import format_bytes_buildx, parse_duration
 
 __all__ = ["cmd_agent", "cmd_du", "cmd_prune", "cmd_stores", "usage_info"]
 
@@ -231,7 +231,7 @@ def cmd_du(args: argparse.Namespace) -> int:
 
 
 def _policy_json(args: argparse.Namespace, store: StoreInfo) -> dict[str, Any]:
-    from cachetui.core.units import parse_size
+    from cachetui.units import parse_size
 
     keep = 0.0
     if args.keep_duration is not None:
@@ -311,7 +311,7 @@ def _print_result(store: str, result: dict[str, Any], now: float, *, as_json: bo
     for row in removed:
         ago = ""
         if row.get("last_used_at"):
-            from cachetui.core.units import format_duration_ago
+            from cachetui.units import format_duration_ago
 
             ago = format_duration_ago(now - row["last_used_at"]) + " ago"
         lines.append(f"  {row['id']:<26} {'true':<11} {format_bytes_buildx(row['size']):<9} {ago}")
