@@ -296,11 +296,6 @@ class Store:
         """Run a statement inside the current transaction; returns the rows changed."""
         return self.db.execute_sql(sql, params).rowcount
 
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        with self._lock:
-            return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
-
     def integrity_problems(self) -> list[str]:
         """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
         with self._lock:

@@ -201,11 +201,21 @@ def test_busy_beyond_budget_is_store_error_without_partial_write(cm: CacheManage
     ref.release()
 
 
-def test_data_version_sees_other_process_commit(root: Path) -> None:
-    """B5 (core part): the watcher's change feed moves when another process commits."""
-    with CacheManager.open(root) as cm:
-        before = cm.store.data_version()
+def test_change_feed_sees_another_process_commit(root: Path) -> None:
+    """The change feed reports a metadata change when another process commits."""
+    from cachetui.core.watch import ChangeFeed, ChangeSet
+
+    CacheManager.open(root).close()
+    seen: list[ChangeSet] = []
+    with ChangeFeed(root, seen.append):
+        time.sleep(0.3)  # the poller has read the first data_version
+        seen.clear()
         child = Child("new-held", root)
-        child.event()
-        assert cm.store.data_version() != before
-        child.kill()
+        try:
+            child.event()
+            deadline = time.monotonic() + 10
+            while not any(change.metadata for change in seen):
+                assert time.monotonic() < deadline, "no metadata change reported"
+                time.sleep(0.02)
+        finally:
+            child.kill()
