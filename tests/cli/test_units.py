@@ -20,7 +20,7 @@ MIN = 60
 HOUR = 3600
 DAY = 86400
 
-# --- formatting (semantics section 5.G) ------------------------------------------------
+# --- formatting as docker buildx does --------------------------------------------------
 
 
 @pytest.mark.parametrize(

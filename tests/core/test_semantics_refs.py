@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.A (handles, locking, errors) and 5.B (parents)."""
+"""BuildKit's semantics: handles, locking, errors, and parents."""
 
 from __future__ import annotations
 

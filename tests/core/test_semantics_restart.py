@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.E (restart, persistence, crash recovery) and 5.F (usage)."""
+"""BuildKit's semantics: restart, persistence, crash recovery, and usage counting."""
 
 from __future__ import annotations
 

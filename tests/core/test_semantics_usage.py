@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.C (disk usage numbers and filters) and 5.D (prune)."""
+"""BuildKit's semantics: disk usage numbers and filters, and prune."""
 
 from __future__ import annotations
 
