@@ -4,7 +4,7 @@
 runs inside one ``BEGIN IMMEDIATE`` write (or is a helper used inside one): the store is
 the only state, so other processes always see a consistent picture.
 
-Release follows BuildKit (semantics 2.8): a non-retained mutable goes at once; a pair goes
+Release follows BuildKit: a non-retained mutable goes at once; a pair goes
 when its immutable's last handle does, unless either half is retained; overlapping uses
 count once. Removal writes the tombstone and renames the layer to ``rm-*`` inside the
 write, then deletes the tree, then the row.
