@@ -140,14 +140,14 @@ class Store:
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
         #: ``PRAGMA quick_check`` messages when the manager found the database damaged
-        #: at open (E2): every write is then refused.
+        #: at open: every write is then refused.
         self.damaged: list[str] = []
         self._db = self._connect()
         self._bind_models()
         try:
             self._check_schema()
         except BaseException:
-            self._db.close()  # a refused store (B9) keeps no connection open
+            self._db.close()  # a refused store (a newer schema) keeps no connection open
             raise
 
     # -- connection -------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Store:
         try:
             return self._connect_once(immutable=False)
         except StoreError:
-            # D6: a WAL database on read-only media cannot create its -shm file. When no
+            # A WAL database on read-only media cannot create its -shm file. When no
             # -wal is left (a clean close), the file alone is the whole truth: read it as
             # immutable. With a -wal present, the error stands (immutable would lose it).
             if not self.read_only or os.path.exists(f"{self.path}-wal"):
@@ -263,7 +263,8 @@ class Store:
                     hook()
                 if isinstance(exc, peewee.DatabaseError | sqlite3.DatabaseError):
                     # SQLITE_FULL (and friends) roll the transaction back themselves; the
-                    # ROLLBACK that follows fails: report the real error instead (F2).
+                    # ROLLBACK that follows fails: report the real error instead
+                    # (the disk is full, not "no transaction").
                     cause: BaseException = exc
                     while "no transaction is active" in str(cause) and isinstance(
                         cause.__context__, peewee.DatabaseError | sqlite3.DatabaseError
@@ -304,11 +305,6 @@ class Store:
             return self.db.execute_sql(sql, params).rowcount
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             raise _translate(err, self.path) from err
-
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        with self._lock:
-            return int(self.rows("PRAGMA data_version")[0][0])
 
     def integrity_problems(self) -> list[str]:
         """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
