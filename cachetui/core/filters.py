@@ -36,8 +36,11 @@ everything, or nothing, for deletion):
   (write ``key==""`` for an explicit empty value);
 - the flags ``inuse``, ``mutable``, ``immutable``, ``shared``, ``private`` are
   presence-only: giving them an operator is an error;
-- a filter string that can never match (``type==a,type==b``, ``type==a,type!=a``,
-  ``type==a,type~=^b``, ``mutable,immutable``, ``shared,private``) is an error;
+- ``type==`` and ``type!=`` take only a record type (``regular``, ``internal``,
+  ``frontend``, ``source.local``, ``source.git.checkout``, ``exec.cachemount``);
+- a filter string that can never match (``type==regular,type==internal``,
+  ``type==regular,type!=regular``, ``type==regular,type~=^s``, ``mutable,immutable``,
+  ``shared,private``) is an error;
 - regular expressions are Python's ``re``, not Go's RE2 (the syntax differs at the edges).
 """
 
@@ -48,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cachetui.core.errors import FilterSyntaxError
+from cachetui.core.types import RecordType
 
 __all__ = [
     "FLAG_KEYS",
@@ -71,6 +75,9 @@ KEYS: frozenset[str] = VALUE_KEYS | FLAG_KEYS
 OPERATORS: tuple[str, ...] = ("==", "!=", "~=")
 
 _KNOWN_KEYS = ", ".join(sorted(KEYS))
+#: Record types are a closed set: ``type==`` or ``type!=`` with anything else is a typo.
+_RECORD_TYPES: frozenset[str] = frozenset(member.value for member in RecordType)
+_KNOWN_TYPES = ", ".join(member.value for member in RecordType)
 _OPPOSITE_FLAGS = {
     "mutable": "immutable",
     "immutable": "mutable",
@@ -251,13 +258,28 @@ def parse(text: str) -> Filter:
     if not text.strip():
         raise _error(text, 0, "empty filter (pass no filters at all to select everything)")
     selectors: list[Selector] = []
+    unknown_type: tuple[int, str] | None = None
     i = 0
     while True:
-        selector, i = _parse_selector(text, i)
+        selector, i, value_pos = _parse_selector(text, i)
+        if (
+            unknown_type is None
+            and selector.key == "type"
+            and selector.op in ("==", "!=")
+            and selector.value not in _RECORD_TYPES
+        ):
+            unknown_type = (value_pos, selector.value)
         selectors.append(selector)
         if i >= len(text):
             break
         i += 1  # the ","
+    if unknown_type is not None:
+        # type==bogus would select nothing and type!=bogus everything: both are typos.
+        # Checked once the whole string parsed, so a syntax error is reported first.
+        position, value = unknown_type
+        raise _error(
+            text, position, f"unknown record type {value!r} (record types: {_KNOWN_TYPES})"
+        )
     return Filter(text, tuple(selectors))
 
 
@@ -336,8 +358,9 @@ def _skip_space(text: str, i: int) -> int:
     return i
 
 
-def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
-    """Parse the selector starting at ``i``; return it and the index of "," or the end."""
+def _parse_selector(text: str, i: int) -> tuple[Selector, int, int]:
+    """Parse the selector starting at ``i``; return it, the index of "," or the end, and
+    where its value starts (the end of the key for a bare key)."""
     n = len(text)
     i = _skip_space(text, i)
     if i >= n or text[i] == ",":
@@ -355,7 +378,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
         raise _error(text, key_pos, f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})")
     i = _skip_space(text, match.end())
     if i >= n or text[i] == ",":
-        return Selector(key, "", "", key_pos), i
+        return Selector(key, "", "", key_pos), i, i
 
     op = text[i : i + 2]
     if op not in OPERATORS:
@@ -416,7 +439,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
                 value_pos + offset,
                 f"invalid regular expression {value!r} for {key!r}: {err.msg}",
             ) from None
-    return Selector(key, op, value, key_pos), i
+    return Selector(key, op, value, key_pos), i, value_pos
 
 
 def _scan_quoted(text: str, start: int) -> tuple[str, int]:
