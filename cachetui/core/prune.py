@@ -104,6 +104,8 @@ class _Pass:
                 in_use=False,
                 mutable=row.mutable,
                 shared=shared,
+                labels=self.state.labels.get(row.id, ()),
+                cache_mount=self.state.cache_mounts.get(row.id),
             )
             if not self.matcher.matches(fields):
                 return False
@@ -138,7 +140,9 @@ class _Pass:
         self.state.immutable_of.pop(row.id, None)
 
     def report(self, row: RecordRow, size: int) -> UsageInfo:
-        return make_usage_info(row, size=size, in_use=False, shared=row.id in self.shared)
+        return make_usage_info(
+            row, size=size, in_use=False, shared=row.id in self.shared, state=self.state
+        )
 
     def total_size(self) -> int:
         visible = [row for row in self.state.visible() if row.id not in self.shared]

@@ -450,7 +450,8 @@ def _valid_regex(pattern: str) -> bool:
     return True
 
 
-VALUE_KEYS = sorted(KEYS - FLAG_KEYS)
+# ``sharing`` takes only its three modes; label keys stand in for every label.
+VALUE_KEYS = [*sorted(KEYS - FLAG_KEYS - {"sharing"}), "label.team", "label.com.example/x"]
 FREE_VALUE_KEYS = [key for key in VALUE_KEYS if key != "type"]  # type takes a record type
 values = st.one_of(
     st.text(),
@@ -471,6 +472,12 @@ value_selectors = st.one_of(
     ),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just("~="), regexes),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just(""), st.just("")),
+    st.builds(
+        Selector,
+        st.just("sharing"),
+        st.sampled_from(["==", "!="]),
+        st.sampled_from(["shared", "private", "locked"]),
+    ),
 )
 flag_selectors = st.builds(Selector, st.sampled_from(sorted(FLAG_KEYS)), st.just(""), st.just(""))
 
