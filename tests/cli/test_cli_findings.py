@@ -282,8 +282,8 @@ def _used_layer(cm: CacheManager, clock: FakeClock, when: float, size: int, desc
 
 
 def test_reserved_space_dry_run_explains_why_it_frees_more(tmp_path: Path) -> None:
-    """``--reserved-space`` alone is BuildKit's cap: records go least recently used first
-    until at most that much remains, so a large old record can take the total far below.
+    """``--reserved-space`` alone is BuildKit's cap: records go least recently (and least
+    frequently) used first until at most that much remains, so a large old record can take the total far below.
 
     Three records, each used once: ``small`` (oldest, 40 kB), ``big`` (2 MB), ``recent``
     (newest, 200 kB). The limit is the total minus 60 kB: removing ``small`` leaves the
@@ -311,7 +311,7 @@ def test_reserved_space_dry_run_explains_why_it_frees_more(tmp_path: Path) -> No
     explained = " ".join(text.split())
     assert f"keep at most {format_bytes_buildx(limit)} of {format_bytes_buildx(total)}" in explained
     assert "--reserved-space alone is a cap" in explained
-    assert "least recently used first" in explained
+    assert "least recently and least frequently used first" in explained
     left = total - sizes[small].size - limit  # what was left to free before big went
     assert (
         f"{big}" in explained and f"{format_bytes_buildx(left)} that was left to free" in explained
