@@ -283,7 +283,8 @@ def _used_layer(cm: CacheManager, clock: FakeClock, when: float, size: int, desc
 
 def test_reserved_space_dry_run_explains_why_it_frees_more(tmp_path: Path) -> None:
     """``--reserved-space`` alone is BuildKit's cap: records go least recently (and least
-    frequently) used first until at most that much remains, so a large old record can take the total far below.
+    frequently) used first until at most that much remains, so a large old record can take
+    the total far below.
 
     Three records, each used once: ``small`` (oldest, 40 kB), ``big`` (2 MB), ``recent``
     (newest, 200 kB). The limit is the total minus 60 kB: removing ``small`` leaves the
