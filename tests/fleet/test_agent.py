@@ -226,6 +226,9 @@ def test_cli_prune_through_the_fleet(fleet_url: str, tmp_path: Path) -> None:
         assert [json.loads(line)["store"] for line in picked.splitlines()] == ["h2"]
         typo = cli("du", "--fleet-url", fleet_url, "--filter", "colour==red", check=False)
         assert typo.returncode == 2 and "colour" in typo.stderr
+        typo = cli("prune", "--fleet-url", fleet_url, "--all-stores", "--force",
+                   "--filter", "colour==red", check=False)  # fmt: skip
+        assert typo.returncode == 2 and "colour" in typo.stderr
         usage = cli("prune", "--fleet-url", fleet_url, "--store", "h1", check=False)
         assert usage.returncode == 2 and "--force" in usage.stderr
         done = cli("prune", "--fleet-url", fleet_url, "--store", "h1", "--force",
