@@ -470,10 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _out(sys.stderr, f"{_PROG}: {err}")
         return err.code
     except InvalidError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
+        _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
         return EXIT_USAGE
     except CacheError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
+        _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _out(sys.stderr, f"{_PROG}: interrupted")
