@@ -459,10 +459,26 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _show_core_warnings() -> None:
+    """The core's warnings (waiting for another process's write lock) on stderr."""
+    import logging
+
+    core = logging.getLogger("cachetui.core")
+    if not any(getattr(h, "_cachetui_cli", False) for h in core.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{_PROG}: %(message)s"))
+        handler._cachetui_cli = True  # type: ignore[attr-defined]
+        core.addHandler(handler)
+        core.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _build_parser().parse_args(argv)
     from cachetui.core.errors import CacheError, InvalidError
+
+    if args.command is not None:  # the dashboard shows its own messages, never stderr
+        _show_core_warnings()
 
     try:
         return _COMMANDS[args.command](args)
