@@ -215,6 +215,7 @@ def usage_json(info: UsageInfo) -> dict[str, Any]:
         "description": info.description,
         "usage_count": int(info.usage_count),
         "record_type": info.record_type,
+        "health": info.health,
     }
 
 

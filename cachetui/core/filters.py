@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Keys that carry a value (``key==v``, ``key!=v``, ``key~=re`` or bare presence).
-VALUE_KEYS: frozenset[str] = frozenset({"id", "parents", "description", "type"})
+VALUE_KEYS: frozenset[str] = frozenset({"id", "parents", "description", "type", "health"})
 #: Presence-only keys: present (with value "") when true, absent when false.
 FLAG_KEYS: frozenset[str] = frozenset({"inuse", "mutable", "immutable", "shared", "private"})
 #: Every key a filter may name.
@@ -296,15 +296,16 @@ def usage_fields(
     in_use: bool,
     mutable: bool,
     shared: bool,
+    health: str = "ok",
 ) -> dict[str, str]:
     """The fields a filter sees for one record (BuildKit's ``adaptUsageInfo``).
 
     ``id``, ``parents`` (joined by ";") and ``description`` are present only when
     non-empty; ``type`` is always present (an empty record type is "regular"). Flags are
     present, with value "", only when true: ``inuse``; ``mutable`` or ``immutable``;
-    ``shared`` or ``private``.
+    ``shared`` or ``private``. ``health`` ("ok", "missing", "broken") is always present.
     """
-    fields: dict[str, str] = {"type": str(record_type) or "regular"}
+    fields: dict[str, str] = {"type": str(record_type) or "regular", "health": health}
     if id:
         fields["id"] = id
     if parents:

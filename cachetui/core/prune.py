@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.diskusage import make_usage_info, measure_missing
+from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted
 from cachetui.core.policy import (
     Candidate,
@@ -73,6 +73,7 @@ class _Pass:
         self.shared = state.shared_ids(manager.is_shared)
         self.cutoff = manager.now() - policy.keep_seconds if policy.keep_seconds else None
         self.skipped: set[str] = set()
+        self.layers = Layers(manager, state) if matcher else None
 
     def eligible(self, row: RecordRow) -> bool:
         state = self.state
@@ -100,6 +101,7 @@ class _Pass:
                 in_use=False,
                 mutable=row.mutable,
                 shared=shared,
+                health=self.layers.health(row) if self.layers is not None else "ok",
             )
             if not self.matcher.matches(fields):
                 return False

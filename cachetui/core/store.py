@@ -121,14 +121,21 @@ def _translate(err: Exception, path: str) -> StoreError:
 class Store:
     """The SQLite database of one cache root, safe across threads, forks and processes."""
 
-    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, read_only: bool = False, in_memory: bool = False
+    ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        #: An empty schema in memory instead of the file: how a store whose metadata is
+        #: empty or absent while layers exist is opened (degraded), so the file is never
+        #: given a fresh schema that would make every layer look unknown.
+        self.in_memory = in_memory
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
-        #: ``PRAGMA quick_check`` messages when the manager found the database damaged
-        #: at open (E2): every write is then refused.
+        #: What the manager found wrong with the metadata at open (integrity check
+        #: messages, rows inconsistent with each other, an empty file while layers
+        #: exist): every write is then refused until ``doctor --rebuild``.
         self.damaged: list[str] = []
         self._db = self._connect()
         self._bind_models()
@@ -154,7 +161,11 @@ class Store:
             return self._connect_once(immutable=True)
 
     def _connect_once(self, *, immutable: bool) -> peewee.SqliteDatabase:
-        if self.read_only:
+        if self.in_memory:
+            database = peewee.SqliteDatabase(
+                ":memory:", lock_type="IMMEDIATE", check_same_thread=False
+            )
+        elif self.read_only:
             flags = "mode=ro&immutable=1" if immutable else "mode=ro"
             database = peewee.SqliteDatabase(
                 f"file:{quote(os.path.abspath(self.path))}?{flags}",
@@ -208,7 +219,7 @@ class Store:
                     )
                 if version == SCHEMA_VERSION:
                     return
-            if self.read_only:
+            if self.read_only and not self.in_memory:
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
             with db.atomic():
                 db.create_tables([self.Record, self.Holder, setting], safe=True)
@@ -220,8 +231,12 @@ class Store:
     # -- transactions -----------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[peewee.SqliteDatabase]:
-        """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``."""
+    def write(self, *, wait: bool = True) -> Iterator[peewee.SqliteDatabase]:
+        """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``.
+
+        With ``wait=False`` a write lock held by another process is not waited for: the
+        ``StoreError`` ("busy") comes at once (caching a size during a read does that).
+        """
         if self.read_only:
             raise StoreError(f"metadata store {self.path} is open read-only")
         if self.damaged:
@@ -232,10 +247,17 @@ class Store:
         with self._lock:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []
+            if not wait:
+                db.execute_sql("PRAGMA busy_timeout = 0")
             try:
                 with db.atomic():
+                    if not wait:
+                        db.execute_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                        wait = True
                     yield db
             except BaseException as exc:
+                if not wait:
+                    db.execute_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 hooks, self._rollback_hooks = self._rollback_hooks, outer
                 for hook in reversed(hooks):
                     hook()
@@ -279,9 +301,18 @@ class Store:
         with self._lock:
             return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
 
-    def integrity_problems(self) -> list[str]:
-        """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
-        with self._lock:
-            rows = self.db.execute_sql("PRAGMA quick_check(100)").fetchall()
+    def integrity_problems(self, *, full: bool = True) -> list[str]:
+        """SQLite's check messages; empty when the database is well-formed.
+
+        ``full`` runs ``PRAGMA integrity_check``, which also compares every index with its
+        table: one flipped byte in a stored parent id passes ``quick_check`` but not this.
+        Run before any repair. A database too damaged to run the check is one message.
+        """
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            with self._lock:
+                rows = self.db.execute_sql(f"PRAGMA {pragma}(100)").fetchall()
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            return [f"{pragma} failed: {err}"]
         messages = [str(row[0]) for row in rows]
         return [] if messages == ["ok"] else messages

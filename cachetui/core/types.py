@@ -12,7 +12,10 @@ from pathlib import Path
 
 from cachetui.core.errors import InvalidError
 
-__all__ = ["Mount", "PruneOptions", "RecordType", "UsageInfo", "to_seconds"]
+__all__ = ["HEALTH_STATES", "Mount", "PruneOptions", "RecordType", "UsageInfo", "to_seconds"]
+
+#: The values of ``UsageInfo.health``.
+HEALTH_STATES = ("ok", "missing", "broken")
 
 
 class RecordType(enum.StrEnum):
@@ -65,6 +68,9 @@ class UsageInfo:
     description: str
     record_type: str
     shared: bool
+    #: "ok"; "missing" when the record's layer directory is gone (size 0, never
+    #: mounted); "broken" when an ancestor's is.
+    health: str = "ok"
 
     @property
     def reclaimable(self) -> bool:
