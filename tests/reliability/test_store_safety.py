@@ -30,7 +30,6 @@ import pytest
 
 from cachetui.core import CacheManager, NotFoundError, PruneOptions, StoreError
 from cachetui.core.ids import new_id
-from cachetui.core.rebuild import rebuild
 from tests.reliability.conftest import Child, run_worker, tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,9 +80,10 @@ def rows(root: Path) -> list[tuple]:
     """Every record and holder row, read with plain sqlite3 (no cachetui code)."""
     db = sqlite3.connect(f"file:{root / 'metadata.db'}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT * FROM record ORDER BY id").fetchall() + db.execute(
-            "SELECT * FROM holder ORDER BY id"
-        ).fetchall()
+        return (
+            db.execute("SELECT * FROM record ORDER BY id").fetchall()
+            + db.execute("SELECT * FROM holder ORDER BY id").fetchall()
+        )
     finally:
         db.close()
 
@@ -147,7 +147,12 @@ def test_reads_change_nothing_and_never_wait_for_the_write_lock(root: Path, cana
         locker.wait()
     assert rows(root) == before_rows
     assert tree(root / "snapshots") == before_tree
-    assert sorted(os.listdir(root)) == ["metadata.db", "metadata.db-shm", "metadata.db-wal", "snapshots"]
+    assert sorted(os.listdir(root)) == [
+        "metadata.db",
+        "metadata.db-shm",
+        "metadata.db-wal",
+        "snapshots",
+    ]
     assert tree(canary) == before_canary
 
 
