@@ -195,7 +195,10 @@ class Store:
             database.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             database.close()
-            raise StoreError(f"metadata store {self.path} is unreadable: {err}") from err
+            hint = ""
+            if "not a database" in str(err) or "malformed" in str(err):
+                hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
+            raise StoreError(f"metadata store {self.path} is unreadable: {err}{hint}") from err
         return database
 
     @property
