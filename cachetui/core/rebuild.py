@@ -40,6 +40,7 @@ __all__ = ["rebuild"]
 _HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"
 _RECOVERED = "recovered by doctor --rebuild"
 _LOST_PARENT = "lost in a metadata rebuild: its layer is missing"
+_MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def _valid_id(value: object) -> bool:
@@ -48,6 +49,11 @@ def _valid_id(value: object) -> bool:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plausible(value: object) -> bool:
+    """A timestamp a datetime can show (years 1970 to 9999)."""
+    return _finite(value) and 0 <= value < _MAX_EPOCH  # type: ignore[operator]
 
 
 def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -65,9 +71,9 @@ def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
             return None
     if not isinstance(row["description"], str) or not isinstance(row["record_type"], str):
         return None
-    if not _finite(row["created_at"]):
-        return None
-    if row["last_used_at"] is not None and not _finite(row["last_used_at"]):
+    if not _plausible(row["created_at"]):
+        row["created_at"] = None  # filled from the layer's mtime: the row itself is fine
+    if row["last_used_at"] is not None and not _plausible(row["last_used_at"]):
         row["last_used_at"] = None
     if not isinstance(row["usage_count"], int) or row["usage_count"] < 0:
         row["usage_count"] = 0
@@ -237,6 +243,10 @@ def _consistent(
             )
         )
     _break_loops(rows, findings)
+    for row in rows.values():
+        if row["created_at"] is None:
+            row["created_at"] = layers.get(row["id"], time.time())
+            findings.append(Finding("rebuild", row["id"], "its creation time was unreadable"))
     return rows
 
 

@@ -127,7 +127,10 @@ def _translate(err: Exception, path: str) -> StoreError:
         return StoreError(f"metadata store {path} is read-only: {text}")
     if "disk is full" in text or "disk I/O" in text:
         return StoreError(f"metadata store {path}: {text}")
-    return StoreError(f"metadata store {path} cannot be used: {text}")
+    hint = ""
+    if "malformed" in text or "not a database" in text:
+        hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
+    return StoreError(f"metadata store {path} cannot be used: {text}{hint}")
 
 
 class Store:
@@ -149,6 +152,7 @@ class Store:
         #: messages, rows inconsistent with each other, an empty file while layers
         #: exist): every write is then refused until ``doctor --rebuild``.
         self.damaged: list[str] = []
+        self._tolerant = False
         self._db = self._connect()
         self._bind_models()
         try:
@@ -314,8 +318,24 @@ class Store:
                 raise _translate(err, self.path) from err
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run a query inside the current transaction and return plain tuples."""
-        return self.db.execute_sql(sql, params).fetchall()
+        """Run a query inside the current transaction and return plain tuples.
+
+        Text that is not UTF-8 can only be damage (random bytes over the rows): the
+        store goes degraded (read-only) and reads it with replacement characters, so
+        what is left can still be listed and ``doctor --rebuild`` can be run.
+        """
+        try:
+            return self.db.execute_sql(sql, params).fetchall()
+        except (peewee.OperationalError, sqlite3.OperationalError) as err:
+            if "decode" not in str(err) or self._tolerant:
+                raise
+            self._tolerate_bad_text(str(err))
+            return self.db.execute_sql(sql, params).fetchall()
+
+    def _tolerate_bad_text(self, problem: str) -> None:
+        self._tolerant = True
+        self.damaged.append(f"text that is not UTF-8 in the metadata ({problem})")
+        self.db.connection().text_factory = lambda raw: raw.decode("utf-8", "replace")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
