@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cachetui.core import opencheck, usage
+from cachetui.core import filesystems, opencheck, usage
 from cachetui.core import snapshots as snapshots_module
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
@@ -133,8 +133,8 @@ def at_open(manager: CacheManager, *, repair: bool = True) -> list[Finding]:
         )
     elif repair and not manager.read_only:
         findings = reconcile(manager)
-    fstype = snapshots_module.filesystem_type(manager.root)
-    if fstype in snapshots_module.NETWORK_FILESYSTEMS:
+    fstype = filesystems.filesystem_type(manager.root)
+    if filesystems.is_network_filesystem(fstype):
         # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
         findings.append(
             Finding(
