@@ -3,8 +3,8 @@
 Pure functions: they take ``UsageInfo`` rows (or ``Finding``s, or ``Totals``) and the
 current time, and return text. Nothing here does I/O or imports Textual.
 
-Formats follow ``docker buildx du`` / ``docker buildx prune`` (buildkit-semantics.md 6.3,
-6.4): sizes with go-units ``HumanSize``, last access as "<duration> ago", a ``*`` after
+Formats follow ``docker buildx du`` / ``docker buildx prune`` (see
+``docs/cli.md``): sizes with go-units ``HumanSize``, last access as "<duration> ago", a ``*`` after
 the ID of a mutable record and after the size of a shared one. On top of buildx, the
 table spells the marks out in a ``FLAGS`` column and shows the record ``TYPE``.
 """
@@ -201,7 +201,7 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
 
 
 def usage_json(info: UsageInfo) -> dict[str, Any]:
-    """The JSON object of one record (core-api.md, "Command-line JSON")."""
+    """The JSON object of one record (its fields are listed in ``docs/cli.md``)."""
     return {
         "id": info.id,
         "parents": list(info.parents),

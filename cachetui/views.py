@@ -141,10 +141,6 @@ class HolderView:
     mine: bool  # this dashboard process
     counts_use: bool
 
-    def describe(self) -> str:
-        where = f"pid {self.pid} on {self.host}"
-        return where if self.alive else f"{where} (exited)"
-
 
 @dataclass(frozen=True, slots=True)
 class DetailsView:

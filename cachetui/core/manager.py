@@ -220,7 +220,7 @@ class CacheManager(RecordOperations):
         try:
             if self._my_holders and not self.read_only:
                 # Only rows still naming this process: an id whose row went (commit moved
-                # it, a prune or a force-release removed it) may now be another's (B4).
+                # it, a prune or a force-release removed it) may now be another's.
                 me = current_process()
                 with self._lock, self.store.write():
                     self.store.db.cursor().executemany(
@@ -380,7 +380,7 @@ class CacheManager(RecordOperations):
     def disk_usage(
         self, filters: Sequence[str] | str = (), *, age_limit: float | timedelta | None = None
     ) -> list[UsageInfo]:
-        """One row per visible record, largest first (see core-api.md)."""
+        """One row per visible record, largest first (see ``docs/api.md``)."""
         self._check_usable()
         return diskusage.disk_usage(self, filters, age_limit=age_limit)
 
@@ -397,7 +397,7 @@ class CacheManager(RecordOperations):
         on_prune: Callable[[UsageInfo], None] | None = None,
         recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
-        """Remove unused records by policy, children before parents (see core-api.md).
+        """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
         ``recheck`` (an extension: the fleet's "used since you confirmed") is called with
         each chosen record inside the transaction that removes it; False keeps it.

@@ -4,7 +4,7 @@
 runs inside one ``BEGIN IMMEDIATE`` write (or is a helper used inside one): the store is
 the only state, so other processes always see a consistent picture.
 
-Release follows BuildKit (semantics 2.8): a non-retained mutable goes at once; a pair goes
+Release follows BuildKit: a non-retained mutable goes at once; a pair goes
 when its immutable's last handle does, unless either half is retained; overlapping uses
 count once. Removal writes the tombstone and renames the layer to ``rm-*`` inside the
 write, then deletes the tree, then the row.
@@ -330,7 +330,8 @@ class RecordOperations:
         return []
 
     def _tombstone_or_undo(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
-        """``_tombstone``, undoing the renames if the enclosing write later fails (F3).
+        """``_tombstone``, undoing the renames if the enclosing write later fails (a
+        failed COMMIT must not leave live records without their layers).
 
         The renames to ``rm-*`` happen inside the write; when the transaction rolls back
         (SQLITE_FULL at COMMIT, an error on a later record) the layers are moved back, so
@@ -468,4 +469,4 @@ class RecordOperations:
                     [(size, rid) for rid, size in sizes.items()],
                 )
         except StoreError:
-            pass  # only a cache: a full disk (F2) or a busy store must not fail a read
+            pass  # only a cache: a full disk or a busy store must not fail a read

@@ -328,7 +328,8 @@ class _Run:
         gone: list[RecordRow] = []
         chosen, retired = _tombstone_batch(self.manager, self.work, batch, gone)
         for row in gone:
-            # Removed by another process (B1): forget it so its parent can go.
+            # Removed by another process (its own prune won the race): forget it so its
+            # parent can go.
             self.work.forget(row)
         for row in batch:
             if row not in chosen:

@@ -135,7 +135,7 @@ def at_open(manager: CacheManager, *, repair: bool = True) -> list[Finding]:
         findings = reconcile(manager)
     fstype = filesystems.filesystem_type(manager.root)
     if filesystems.is_network_filesystem(fstype):
-        # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
+        # WAL needs every process on one host; locks over NFS/SMB are unreliable.
         findings.append(
             Finding(
                 "network-filesystem",

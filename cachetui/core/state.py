@@ -206,9 +206,6 @@ class StoreState:
                 self._mark_up(row.id, shared)
         return shared
 
-    def parents_of(self, row: RecordRow) -> tuple[str, ...]:
-        return (row.parent,) if row.parent else ()
-
     def chain(self, record_id: str) -> list[str]:
         """The parent chain from the record up (cycle-safe)."""
         seen: list[str] = []

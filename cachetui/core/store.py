@@ -158,7 +158,7 @@ class Store:
         try:
             self._check_schema()
         except BaseException:
-            self._db.close()  # a refused store (B9) keeps no connection open
+            self._db.close()  # a refused store (a newer schema) keeps no connection open
             raise
 
     # -- connection -------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Store:
         try:
             return self._connect_once(immutable=False)
         except StoreError:
-            # D6: a WAL database on read-only media cannot create its -shm file. When no
+            # A WAL database on read-only media cannot create its -shm file. When no
             # -wal is left (a clean close), the file alone is the whole truth: read it as
             # immutable. With a -wal present, the error stands (immutable would lose it).
             if not self.read_only or os.path.exists(f"{self.path}-wal"):
@@ -292,7 +292,8 @@ class Store:
                     hook()
                 if isinstance(exc, peewee.DatabaseError | sqlite3.DatabaseError):
                     # SQLITE_FULL (and friends) roll the transaction back themselves; the
-                    # ROLLBACK that follows fails: report the real error instead (F2).
+                    # ROLLBACK that follows fails: report the real error instead
+                    # (the disk is full, not "no transaction").
                     cause: BaseException = exc
                     while "no transaction is active" in str(cause) and isinstance(
                         cause.__context__, peewee.DatabaseError | sqlite3.DatabaseError
@@ -340,11 +341,6 @@ class Store:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
         return self.db.execute_sql(sql, params).rowcount
-
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        with self._lock:
-            return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
 
     def integrity_problems(self, *, full: bool = True) -> list[str]:
         """SQLite's check messages; empty when the database is well-formed.

@@ -1,7 +1,7 @@
 """Measuring a snapshot's disk usage: the one place the core sizes a layer directory.
 
-:func:`measure` returns what ``du -s -x --block-size=1 <dir>`` reports (core-api.md,
-"Store layout"; invariant 6 of ``reliability-scenarios.md``):
+:func:`measure` returns what ``du -s -x --block-size=1 <dir>`` reports, so a
+record's size can be checked with a tool every operator has:
 
 - the sum of ``st_blocks * 512`` over the directory itself and every entry below it,
   from ``lstat`` only: symlinks are never followed (a link counts its own blocks) and no

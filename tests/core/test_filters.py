@@ -1,4 +1,4 @@
-"""Tests for cachetui.core.filters: the containerd filter language (buildkit-semantics 4.6)."""
+"""Tests for cachetui.core.filters: the containerd filter language."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def error_of(text: str) -> FilterSyntaxError:
     return info.value
 
 
-# --------------------------------------------------------------- buildkit-semantics test 30
+# --------------------------------------------------------------- id== selects one record
 
 
 def test_id_equal_selects_only_that_record():

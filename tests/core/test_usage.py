@@ -60,7 +60,7 @@ def make_chain(top: Path, depth: int, *, comb: bool = False) -> None:
 
 
 def build_hazards(top: Path, outside: Path) -> None:
-    """The hazard layer of C1, C2, C9, C10, C16 (not the deep chain)."""
+    """The hazard layer: symlinks, hard links, a FIFO, odd names (not the deep chain)."""
     top.mkdir()
     outside.mkdir()
     (outside / "canary").write_bytes(b"c" * 1_000_000)
@@ -278,7 +278,7 @@ def test_vanishing_entries_are_ignored(tmp_path: Path, monkeypatch: pytest.Monke
     real_scandir = os.scandir
 
     class Listing:
-        """Lists, then deletes entries before they are stat'ed or opened (C8)."""
+        """Lists, then deletes entries before they are stat'ed or opened."""
 
         def __init__(self, fd: int) -> None:
             with real_scandir(fd) as it:
