@@ -18,11 +18,12 @@ from cachetui.core.errors import (
 from cachetui.core.manager import CacheManager
 from cachetui.core.reconcile import Finding
 from cachetui.core.refs import ImmutableRef, MutableRef
-from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import CacheMount, Mount, PruneOptions, RecordType, Sharing, UsageInfo
 
 __all__ = [
     "CacheError",
     "CacheManager",
+    "CacheMount",
     "FilterSyntaxError",
     "Finding",
     "ImmutableRef",
@@ -34,6 +35,7 @@ __all__ = [
     "PruneInterrupted",
     "PruneOptions",
     "RecordType",
+    "Sharing",
     "SnapshotError",
     "StoreError",
     "Totals",

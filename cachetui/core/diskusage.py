@@ -39,8 +39,16 @@ def _utc(epoch: float | None) -> datetime | None:
 
 
 def make_usage_info(
-    row: RecordRow, *, size: int, in_use: bool, shared: bool, health: str = "ok"
+    row: RecordRow,
+    *,
+    size: int,
+    in_use: bool,
+    shared: bool,
+    state: StoreState | None = None,
+    apparent_size: int | None = None,
+    health: str = "ok",
 ) -> UsageInfo:
+    """One row; labels and cache mount come from ``state`` when given."""
     return UsageInfo(
         id=row.id,
         mutable=row.mutable,
@@ -53,15 +61,23 @@ def make_usage_info(
         description=row.description,
         record_type=row.record_type or "regular",
         shared=shared,
+        labels=state.labels.get(row.id, ()) if state is not None else (),
+        cache_mount=state.cache_mounts.get(row.id) if state is not None else None,
+        apparent_size=_apparent(row) if apparent_size is None else apparent_size,
         health=health,
     )
+
+
+def _apparent(row: RecordRow) -> int:
+    """The cached apparent size: valid only beside a cached size."""
+    return row.apparent_size if row.size >= 0 else -1
 
 
 def measure_missing(
     manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(manager, state, rows, Layers(manager, state, listing=False))[0]
+    return _sizes(manager, state, rows, {}, Layers(manager, state, listing=False))[0]
 
 
 class Layers:
@@ -122,17 +138,25 @@ class Layers:
 
 
 def _sizes(
-    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow], layers: Layers
+    manager: CacheManager,
+    state: StoreState,
+    rows: Sequence[RecordRow],
+    apparent: dict[str, int],
+    layers: Layers,
 ) -> tuple[dict[str, int], bool]:
-    """The sizes, and whether any was measured now (rather than read from the cache)."""
+    """The sizes, and whether any was measured now (rather than read from the cache).
+
+    ``apparent`` receives the apparent sizes measured now; the others are on the rows.
+    """
     sizes: dict[str, int] = {}
     to_cache: dict[str, int] = {}
+    apparent_to_cache: dict[str, int] = {}
     measured_any = False
     live = state.live
     for row in rows:
         name = layers.locate(row)
         if name is None:
-            sizes[row.id] = 0  # missing: never measured, never cached as empty
+            sizes[row.id] = apparent[row.id] = 0  # missing: never measured nor cached
             continue
         if row.size >= 0 and not (row.mutable and live and state.node_held(row)):
             sizes[row.id] = row.size
@@ -140,11 +164,14 @@ def _sizes(
         measured_any = True
         measured = manager.snapshots.measure_name(name)
         sizes[row.id] = measured.size
+        apparent[row.id] = measured.apparent_size
         if measured.complete and not (row.mutable and state.node_held(row)):
             to_cache[row.id] = measured.size
+            apparent_to_cache[row.id] = measured.apparent_size
             row.size = measured.size
+            row.apparent_size = measured.apparent_size
     if to_cache and not manager.read_only:
-        manager.store_sizes(to_cache)
+        manager.store_sizes(to_cache, apparent_to_cache)
     return sizes, measured_any
 
 
@@ -163,6 +190,7 @@ def disk_usage(
     shared = state.shared_ids(manager.is_shared)
     cutoff = manager.now() - limit if limit else None
     layers = Layers(manager, state)
+    labels, mounts = state.labels, state.cache_mounts
     selected: list[RecordRow] = []
     for row in visible:
         if cutoff is not None:
@@ -178,12 +206,15 @@ def disk_usage(
                 in_use=row.id in in_use,
                 mutable=row.mutable,
                 shared=row.id in shared,
+                labels=labels.get(row.id, ()),
+                cache_mount=mounts.get(row.id),
                 health=layers.health(row),
             )
         ):
             continue
         selected.append(row)
-    sizes, measured_any = _sizes(manager, state, selected, layers)
+    apparent: dict[str, int] = {}
+    sizes, measured_any = _sizes(manager, state, selected, apparent, layers)
     if measured_any:
         # Some sizes were measured just now: the store's (size, id) order no longer holds.
         selected.sort(key=attrgetter("id"))
@@ -209,6 +240,9 @@ def disk_usage(
                     row.description,
                     row.record_type or "regular",
                     rid in shared,
+                    labels.get(rid, ()),
+                    mounts.get(rid),
+                    apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
                     layers.health(row),
                 )
             )

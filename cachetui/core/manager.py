@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,14 +23,14 @@ from cachetui.core import diskusage, opencheck, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import ID_PATTERN, new_id, validate_id
-from cachetui.core.operations import RecordOperations
+from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
 from cachetui.core.state import StoreState, load_state
 from cachetui.core.store import Store
-from cachetui.core.types import PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import CacheMount, PruneOptions, RecordType, UsageInfo
 
 __all__ = ["CacheManager"]
 
@@ -69,7 +69,7 @@ def _layer_entries(directory: Path) -> list[str]:
     return [name for name in names if ID_PATTERN.fullmatch(name)]
 
 
-class CacheManager(RecordOperations):
+class CacheManager(MetadataOperations):
     """The cache manager of one store root. Use ``CacheManager.open(root)``."""
 
     def __init__(
@@ -262,10 +262,17 @@ class CacheManager(RecordOperations):
         description: str = "",
         record_type: RecordType | str = RecordType.REGULAR,
         retain: bool = False,
+        labels: Mapping[str, str] | None = None,
+        cache_mount: CacheMount | None = None,
     ) -> MutableRef:
-        """A new mutable record on top of ``parent`` (finalized first)."""
+        """A new mutable record on top of ``parent`` (finalized first).
+
+        Extensions beyond BuildKit's options: ``labels`` (``key=value`` pairs) and, for an
+        ``exec.cachemount`` record, ``cache_mount`` (its cache id, target and sharing).
+        """
         self._check_usable()
         kind = RecordType.parse(record_type)
+        label_map, identity = check_new_metadata(kind, labels, cache_mount)
         if not isinstance(description, str):
             raise InvalidError(f"invalid description {description!r}: expected a string")
         if parent is not None:
@@ -298,6 +305,7 @@ class CacheManager(RecordOperations):
                         record_type=kind.value,
                         created_at=self.now(),
                     ).execute()
+                    write_metadata(self.store, record_id, label_map, identity)
                     holder_id = self._add_holder(record_id, counts_use=True)
                     final = self.snapshots.activate(staged, record_id)
                     crash_point("prepare:renamed")

@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.errors import InvalidError, NotFoundError, StoreError
+from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
 from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
-from cachetui.core.store import RECORD_COLUMNS, Store
+from cachetui.core.store import Store
 from cachetui.core.types import Mount
 
 __all__ = ["RecordOperations"]
@@ -56,7 +56,8 @@ class RecordOperations:
     # -- reading helpers (inside a transaction) -----------------------------------------
 
     def _row(self, record_id: str) -> RecordRow | None:
-        found = self.store.rows(f"SELECT {RECORD_COLUMNS} FROM record WHERE id = ?", (record_id,))
+        columns = self.store.record_columns
+        found = self.store.rows(f"SELECT {columns} FROM record WHERE id = ?", (record_id,))
         return RecordRow.from_values(found[0]) if found else None
 
     def _live_row(self, record_id: str) -> RecordRow:
@@ -221,6 +222,10 @@ class RecordOperations:
                 raise InvalidError(f"cannot commit {ref.id}: it is not mutable")
             if not self._owns(ref):
                 raise InvalidError(f"cannot commit {ref.id}: its handle is no longer held")
+            if len(self._live_holders(row.id)) > 1:  # a shared cache mount's other users
+                raise LockedError(
+                    row.id, f"cannot commit {ref.id}: other holders share it (a shared cache mount)"
+                )
             if self._immutable_of(row.id) is not None:
                 raise InvalidError(f"cannot commit {ref.id}: it already has a pending commit")
             committed = self._insert_commit(row)
@@ -420,7 +425,7 @@ class RecordOperations:
             return row.size
         measured = self.snapshots.measure_name(name)
         if measured.complete and not self.read_only:
-            self.store_sizes({row.id: measured.size})
+            self.store_sizes({row.id: measured.size}, {row.id: measured.apparent_size})
         return measured.size
 
     def holders(self, record_id: str) -> list[HolderRow]:
@@ -456,17 +461,18 @@ class RecordOperations:
         with self._lock, self.store.write():
             return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
 
-    def store_sizes(self, sizes: dict[str, int]) -> None:
-        """Cache measured sizes (never counts as a use, never waits for the write lock:
-        a read must not block behind another process's write)."""
+    def store_sizes(self, sizes: dict[str, int], apparent: dict[str, int] | None = None) -> None:
+        """Cache measured sizes, and their apparent sizes when given (never a use, never
+        waiting for the write lock: a read must not block behind another's write)."""
         if not sizes or self.read_only:
             return
         try:
             with self._lock, self.store.write(wait=False):
                 self.store.db.execute_sql("SELECT 1")
+                lengths = apparent or {}
                 self.store.db.cursor().executemany(
-                    "UPDATE record SET size = ? WHERE id = ? AND deleted = 0",
-                    [(size, rid) for rid, size in sizes.items()],
+                    "UPDATE record SET size = ?, apparent_size = ? WHERE id = ? AND deleted = 0",
+                    [(size, lengths.get(rid, -1), rid) for rid, size in sizes.items()],
                 )
         except StoreError:
             pass  # only a cache: a full disk or a busy store must not fail a read

@@ -106,6 +106,8 @@ class _Pass:
                 mutable=row.mutable,
                 shared=shared,
                 health=self.layers.health(row) if self.layers is not None else "ok",
+                labels=self.state.labels.get(row.id, ()),
+                cache_mount=self.state.cache_mounts.get(row.id),
             )
             if not self.matcher.matches(fields):
                 return False
@@ -140,7 +142,9 @@ class _Pass:
         self.state.immutable_of.pop(row.id, None)
 
     def report(self, row: RecordRow, size: int) -> UsageInfo:
-        return make_usage_info(row, size=size, in_use=False, shared=row.id in self.shared)
+        return make_usage_info(
+            row, size=size, in_use=False, shared=row.id in self.shared, state=self.state
+        )
 
     def total_size(self) -> int:
         visible = [row for row in self.state.visible() if row.id not in self.shared]

@@ -38,6 +38,12 @@ from cachetui.core.store import RECORD_COLUMNS, Store
 __all__ = ["rebuild"]
 
 _HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"
+_COLUMNS = [c.strip() for c in RECORD_COLUMNS.split(",")]
+#: The side tables of schema version 2 (absent from a version 1 store).
+_SIDE_TABLES = {
+    "record_label": "record, key, value",
+    "cache_mount": "record, cache_id, target, sharing",
+}
 _RECOVERED = "recovered by doctor --rebuild"
 _LOST_PARENT = "lost in a metadata rebuild: its layer is missing"
 _MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -58,9 +64,9 @@ def _plausible(value: object) -> bool:
 
 def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
     """A record row as a dict, or None when its values cannot be trusted."""
-    if len(values) != 13:
+    if len(values) != len(_COLUMNS):
         return None
-    row = dict(zip([c.strip() for c in RECORD_COLUMNS.split(",")], values, strict=True))
+    row = dict(zip(_COLUMNS, values, strict=True))
     if not _valid_id(row["id"]):
         return None
     for key in ("parent", "equal_mutable"):
@@ -79,6 +85,8 @@ def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
         row["usage_count"] = 0
     if not isinstance(row["size"], int):
         row["size"] = -1
+    if not isinstance(row["apparent_size"], int) or row["size"] < 0:
+        row["apparent_size"] = -1
     return row
 
 
@@ -89,8 +97,9 @@ def _read_rows(
     Returns the rows and how many rowids could not be read."""
     try:
         return con.execute(f"SELECT {columns} FROM {table}").fetchall(), 0
-    except sqlite3.DatabaseError:
-        pass
+    except sqlite3.DatabaseError as err:
+        if "no such" in str(err):  # an older schema (or a lost table): nothing to read
+            return [], 0
     try:
         (top,) = con.execute(f"SELECT max(rowid) FROM {table}").fetchone()
         top = int(top or 0)
@@ -114,21 +123,26 @@ def _read_rows(
     return rows, unreadable
 
 
-def _salvage(db: Path) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]], list[str]]:
-    """(valid record rows, holder rows, what could not be read)."""
+Salvage = tuple[
+    list[dict[str, Any]], list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]], list[str]
+]
+
+
+def _salvage(db: Path) -> Salvage:
+    """(valid record rows, holder rows, side-table rows by table, what could not be read)."""
     notes: list[str] = []
     if not db.exists() or db.stat().st_size == 0:
-        return [], [], ["the metadata file was empty or missing: no row could be read"]
+        return [], [], {}, ["the metadata file was empty or missing: no row could be read"]
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     except sqlite3.Error as err:
-        return [], [], [f"the metadata file cannot be opened ({err}): no row could be read"]
+        return [], [], {}, [f"the metadata file cannot be opened ({err}): no row could be read"]
     try:
-        try:
-            raw, unreadable = _read_rows(con, "record", RECORD_COLUMNS)
-        except sqlite3.DatabaseError as err:
-            raw, unreadable = [], 1
-            notes.append(f"the record table cannot be read ({err})")
+        raw, unreadable = _read_rows(con, "record", RECORD_COLUMNS)
+        if not raw and _lacks_column(con):  # a version 1 store: no apparent size yet
+            raw, unreadable = _read_rows(
+                con, "record", RECORD_COLUMNS.replace("apparent_size", "-1")
+            )
         records: list[dict[str, Any]] = []
         invalid = 0
         for values in raw:
@@ -141,13 +155,21 @@ def _salvage(db: Path) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]], lis
             notes.append(f"{unreadable} record row(s) sat in damaged pages and could not be read")
         if invalid:
             notes.append(f"{invalid} record row(s) held values that are not valid: skipped")
-        try:
-            holders, _ = _read_rows(con, "holder", _HOLDER_COLUMNS)
-        except sqlite3.DatabaseError:
-            holders = []
+        holders, _ = _read_rows(con, "holder", _HOLDER_COLUMNS)
+        side = {
+            table: _read_rows(con, table, columns)[0] for table, columns in _SIDE_TABLES.items()
+        }
     finally:
         con.close()
-    return records, holders, notes
+    return records, holders, side, notes
+
+
+def _lacks_column(con: sqlite3.Connection) -> bool:
+    try:
+        con.execute("SELECT apparent_size FROM record LIMIT 0")
+    except sqlite3.DatabaseError as err:
+        return "no such column" in str(err)
+    return False
 
 
 def _layers(snapshots: Path) -> dict[str, float]:
@@ -211,6 +233,7 @@ def _consistent(
                 "usage_count": 0,
                 "last_used_at": None,
                 "pending_use": 0,
+                "apparent_size": -1,
             }
             findings.append(
                 Finding("unrecovered", parent, "its row and layer are lost: listed as missing")
@@ -233,6 +256,7 @@ def _consistent(
             "size": -1,
             "deleted": 0,
             "pending_use": 0,
+            "apparent_size": -1,
         }
         findings.append(
             Finding(
@@ -284,7 +308,7 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     if not _is_damaged(base):
         return [Finding("rebuild", str(db), "the metadata is not damaged: nothing rebuilt", True)]
     findings: list[Finding] = []
-    records, holders, notes = _salvage(db)
+    records, holders, side, notes = _salvage(db)
     layers = _layers(base / "snapshots")
     rows = _consistent(records, layers, findings)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -293,10 +317,22 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     store = Store(fresh)
     try:
         with store.write():
+            marks = ",".join("?" * len(_COLUMNS))
             store.db.cursor().executemany(
-                f"INSERT INTO record ({RECORD_COLUMNS}) VALUES ({','.join('?' * 13)})",
-                [tuple(row[c.strip()] for c in RECORD_COLUMNS.split(",")) for row in rows.values()],
+                f"INSERT INTO record ({RECORD_COLUMNS}) VALUES ({marks})",
+                [tuple(row[c] for c in _COLUMNS) for row in rows.values()],
             )
+            for table, columns in _SIDE_TABLES.items():
+                width = columns.count(",") + 1
+                salvaged_rows = [
+                    r
+                    for r in side.get(table, [])
+                    if len(r) == width and r[0] in rows and all(isinstance(v, str) for v in r)
+                ]
+                store.db.cursor().executemany(
+                    f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({','.join('?' * width)})",
+                    salvaged_rows,
+                )
             alive = [
                 h
                 for h in holders
