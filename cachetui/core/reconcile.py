@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cachetui.core import filesystems, opencheck, usage
+from cachetui.core import filesystems, opencheck, timestamps, usage
 from cachetui.core import snapshots as snapshots_module
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
@@ -251,6 +251,9 @@ def _report(manager: CacheManager, seen: opencheck.Inspection) -> list[Finding]:
             findings.append(Finding("missing-layer", rid, message))
         else:
             findings.append(Finding("broken", rid, "an ancestor's layer is missing"))
+    for rid, column, value in timestamps.bad_rows(manager.store.rows):
+        message = f"{column} is {value!r}, not a time (shown as unknown)"
+        findings.append(Finding("bad-timestamp", rid, message, False))
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
             findings.append(Finding("tombstone", rid, "removal not finished"))

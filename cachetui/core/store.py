@@ -392,6 +392,9 @@ class Store:
             except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
                 raise _translate(err, self.path) from err
 
+    # SQLite errors never reach callers raw (a deleted -wal, a full disk): each of these
+    # turns them into ``StoreError`` naming the store, also outside ``read``/``write``.
+
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a query inside the current transaction and return plain tuples.
 
@@ -403,9 +406,11 @@ class Store:
             return self.db.execute_sql(sql, params).fetchall()
         except (peewee.OperationalError, sqlite3.OperationalError) as err:
             if "decode" not in str(err) or self._tolerant:
-                raise
+                raise _translate(err, self.path) from err
             self._tolerate_bad_text(str(err))
-            return self.db.execute_sql(sql, params).fetchall()
+            return self.rows(sql, params)
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            raise _translate(err, self.path) from err
 
     def _tolerate_bad_text(self, problem: str) -> None:
         self._tolerant = True
@@ -414,7 +419,10 @@ class Store:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
-        return self.db.execute_sql(sql, params).rowcount
+        try:
+            return self.db.execute_sql(sql, params).rowcount
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            raise _translate(err, self.path) from err
 
     def integrity_problems(self, *, full: bool = True) -> list[str]:
         """SQLite's check messages; empty when the database is well-formed.
