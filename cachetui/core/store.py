@@ -24,6 +24,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
+from cachetui.core.writelock import WaitingSqliteDatabase
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store"]
 
@@ -255,8 +256,12 @@ class Store:
                 check_same_thread=False,
             )
         else:
-            database = peewee.SqliteDatabase(
-                self.path, pragmas=_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False
+            database = WaitingSqliteDatabase(
+                self.path,
+                pragmas=_PRAGMAS,
+                lock_type="IMMEDIATE",
+                check_same_thread=False,
+                busy_timeout_ms=BUSY_TIMEOUT_MS,
             )
         try:
             database.connect(reuse_if_open=True)
@@ -337,8 +342,8 @@ class Store:
     def write(self, *, wait: bool = True) -> Iterator[peewee.SqliteDatabase]:
         """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``.
 
-        With ``wait=False`` a write lock held by another process is not waited for: the
-        ``StoreError`` ("busy") comes at once (caching a size during a read does that).
+        Waiting for another process's write lock is announced after a second and ends on
+        Ctrl-C (``writelock``); with ``wait=False`` a held lock is ``StoreError`` at once.
         """
         if self.read_only:
             raise StoreError(f"metadata store {self.path} is open read-only")
@@ -350,17 +355,17 @@ class Store:
         with self._lock:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []
-            if not wait:
-                db.execute_sql("PRAGMA busy_timeout = 0")
+            waiting = db if isinstance(db, WaitingSqliteDatabase) else None
             try:
+                if waiting is not None and not wait:
+                    waiting.wait = False
                 with db.atomic():
-                    if not wait:
-                        db.execute_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                        wait = True
+                    if waiting is not None:
+                        waiting.wait = True
                     yield db
             except BaseException as exc:
-                if not wait:
-                    db.execute_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                if waiting is not None:
+                    waiting.wait = True
                 hooks, self._rollback_hooks = self._rollback_hooks, outer
                 for hook in reversed(hooks):
                     hook()
