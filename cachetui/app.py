@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -116,6 +117,7 @@ class CacheTuiApp(App[int]):
         self.paused = False
         self.loaded = False
         self.load_error: str | None = None
+        self.damage: str | None = None  # damaged metadata: every row shown may be partial
         self.refreshes = 0  # deltas applied (tests wait on it)
         self.filter_text = ""
         self._pending = ChangeSet()
@@ -192,17 +194,29 @@ class CacheTuiApp(App[int]):
         try:
             preload, self._preload = self._preload, None
             view = preload.result() if preload is not None else self.service.load()
+            damage = self.service.damage()
         except Exception as err:  # nothing crashes the app: show why it cannot open
             self.call_from_thread(self._load_failed, describe_error(err))
             return
-        self.call_from_thread(self._loaded, view)
+        self.call_from_thread(self._loaded, view, damage)
 
     def _load_failed(self, message: str) -> None:
         self.load_error = message
         self.query_one(TotalsBar).update(f"Cannot open {self.root}: {message}")
         self.notify(message, title="cannot open the store", severity="error", timeout=30)
 
-    def _loaded(self, view: StoreView) -> None:
+    def _loaded(self, view: StoreView, damage: str | None = None) -> None:
+        if damage is not None:
+            # An emptied metadata.db lists nothing while every layer is still on disk:
+            # the screen must not look like an empty store.
+            self.damage = damage
+            self.notify(
+                f"{damage}: only the records that could be read are shown, and nothing "
+                "can be changed; `cachetui doctor --rebuild` repairs it",
+                title="metadata damaged",
+                severity="error",
+                timeout=60,
+            )
         tree = self.ref_tree
         tree.show(view)
         if tree.cursor_node is None and tree.nodes:
@@ -271,15 +285,16 @@ class CacheTuiApp(App[int]):
             return
         marked_bytes = sum(view.rows[m].size for m in self.marks if m in view.rows)
         live = "off" if not self.live else ("paused" if self.paused else "on")
-        self.query_one(TotalsBar).update(
-            totals_text(
-                view.totals,
-                live=live,
-                sort=self.ref_tree.sort,
-                marks=len(self.marks),
-                marked_bytes=marked_bytes,
-            )
+        text = totals_text(
+            view.totals,
+            live=live,
+            sort=self.ref_tree.sort,
+            marks=len(self.marks),
+            marked_bytes=marked_bytes,
         )
+        if self.damage is not None:
+            text = Text.assemble(("METADATA DAMAGED (read-only, partial)", "bold red"), "  ", text)
+        self.query_one(TotalsBar).update(text)
 
     def on_tree_node_highlighted(self, event: RefTree.NodeHighlighted[str]) -> None:
         self._request_details()

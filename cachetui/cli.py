@@ -322,6 +322,18 @@ def _open(
     )
 
 
+def _warn_if_damaged(cm: Any) -> None:
+    """Say on stderr that a damaged store's listing is partial: an empty table from an
+    emptied ``metadata.db`` must not read as an empty store (its layers are all there)."""
+    damage = cm.store.damage_message()
+    if damage is not None:
+        _out(
+            sys.stderr,
+            f"{_PROG}: warning: {damage}: only the records that could be read are listed; "
+            "`cachetui doctor` says more and `cachetui doctor --rebuild` repairs it",
+        )
+
+
 class _Stderr:
     """What is on stderr's current line, so a message never lands at its end.
 
@@ -394,6 +406,7 @@ def _cmd_du(args: argparse.Namespace) -> int:
     filters = _parse_filters(args.filter)
 
     with _open(root, read=True) as cm:
+        _warn_if_damaged(cm)
         rows = cm.disk_usage(filters)
         now = cm.now()
         if args.format == "json":

@@ -96,6 +96,11 @@ class CacheService:
     def open(self) -> None:
         self.manager  # noqa: B018 - opens (and reconciles) the store
 
+    def damage(self) -> str | None:
+        """Why the store's metadata counts as damaged (it is then read-only), or None."""
+        with self._lock:
+            return self.manager.store.damage_message()
+
     def close(self) -> None:
         self.stop_watching()
         with self._lock:

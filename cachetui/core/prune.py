@@ -385,7 +385,16 @@ def prune(
     if not dry_run and manager.read_only:
         from cachetui.core.errors import StoreError
 
-        raise StoreError(f"cannot prune {manager.root}: the store is open read-only")
+        # Damaged metadata says so: "read-only" alone reads like a flag the user passed.
+        damage = manager.store.damage_message()
+        raise StoreError(
+            f"cannot prune {manager.root}: "
+            + (
+                f"{damage}: nothing can be removed until `cachetui doctor --rebuild` repairs it"
+                if damage is not None
+                else "the store is open read-only"
+            )
+        )
     removed: list[UsageInfo] = []
     refused: SnapshotError | None = None  # raised once every policy has run
     shared_state = manager.state() if dry_run else None

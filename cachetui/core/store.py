@@ -356,6 +356,13 @@ class Store:
 
     # -- transactions -----------------------------------------------------------------
 
+    def damage_message(self) -> str | None:
+        """``metadata store <path> is damaged (<first problem>)``, or None when it is not."""
+        if not self.damaged:
+            return None
+        first = self.damaged[0].splitlines()[-1][:200]
+        return f"metadata store {self.path} is damaged ({first})"
+
     @contextmanager
     def write(self, *, wait: bool = True) -> Iterator[peewee.SqliteDatabase]:
         """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``.
@@ -365,11 +372,9 @@ class Store:
         """
         if self.read_only:
             raise StoreError(f"metadata store {self.path} is open read-only")
-        if self.damaged:
-            first = self.damaged[0].splitlines()[-1][:200]
-            raise StoreError(
-                f"metadata store {self.path} is damaged ({first}): writes are refused; run doctor"
-            )
+        damage = self.damage_message()
+        if damage is not None:
+            raise StoreError(f"{damage}: writes are refused; run doctor")
         with self._lock:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []

@@ -255,6 +255,30 @@ def test_truncated_metadata_opens_read_only_and_rebuild_recovers(root: Path) -> 
     assert kept.stat().st_size == 0
 
 
+def test_damaged_metadata_never_reads_as_an_empty_store(root: Path, canary: Path) -> None:
+    """``truncate -s 0 metadata.db`` lists no record while every layer is on disk: ``du``
+    says on stderr that the listing is partial (an empty table alone reads as an empty
+    store, an invitation to ``rm -rf`` it), and ``prune`` names the damage, not a
+    read-only flag nobody passed. Nothing is deleted, inside the store or outside."""
+    ids = make_store(root, 6)
+    digests = layer_bytes(root, ids)
+    outside = tree(canary)
+    os.truncate(root / "metadata.db", 0)
+    du = cli("du", "--root", str(root))
+    assert du.returncode == 0, du.stderr
+    assert not any(rid in du.stdout for rid in ids)
+    assert "warning:" in du.stderr and "is damaged" in du.stderr, du.stderr
+    assert "doctor --rebuild" in du.stderr, du.stderr
+    json_du = cli("du", "--root", str(root), "--format", "json")
+    assert json_du.stdout == "" and "is damaged" in json_du.stderr, json_du.stderr
+    pruned = cli("prune", "--all", "--force", "--root", str(root))
+    assert pruned.returncode == 1, pruned.stdout
+    assert "is damaged" in pruned.stderr and "open read-only" not in pruned.stderr
+    assert os.path.getsize(root / "metadata.db") == 0
+    assert layer_bytes(root, ids) == digests
+    assert tree(canary) == outside
+
+
 def flip_parent_byte(root: Path, rid: str) -> None:
     """Flip one byte of a record's stored parent id in the table's page (not the index)."""
     db = sqlite3.connect(root / "metadata.db")

@@ -476,3 +476,24 @@ async def test_policy_prune_can_be_cancelled_between_batches(tmp_path: Path):
         assert [f for f in cm.doctor() if not f.fixed] == []
         for record_id in left:
             assert (cm.snapshots.path(record_id) / "f").read_bytes() == b"x" * 100
+
+
+async def test_damaged_metadata_is_said_on_screen(store):
+    """An emptied metadata.db shows no row while every layer is on disk: the totals line
+    and a notification say the metadata is damaged, so the screen never looks like an
+    empty store."""
+    root, _ids = store
+    layers = sorted(p.name for p in (root / "snapshots").iterdir())
+    assert layers
+    (root / "metadata.db").write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{root / 'metadata.db'}{suffix}").unlink(missing_ok=True)
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        assert not top_level(app)
+        assert app.damage is not None and "is damaged" in app.damage
+        assert any(sev == "error" and "is damaged" in note for sev, note in app.notes)
+        totals = app.query_one("#totals", Static)
+        assert "METADATA DAMAGED" in str(totals.render())
+    assert sorted(p.name for p in (root / "snapshots").iterdir()) == layers
