@@ -390,7 +390,8 @@ def prune(
         raise StoreError(
             f"cannot prune {manager.root}: "
             + (
-                f"{damage}: nothing can be removed until `cachetui doctor --rebuild` repairs it"
+                f"the store is open read-only because {damage}; nothing can be removed "
+                "until `cachetui doctor --rebuild` repairs it"
                 if damage is not None
                 else "the store is open read-only"
             )
