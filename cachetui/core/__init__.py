@@ -15,16 +15,24 @@ from cachetui.core.errors import (
     SnapshotError,
     StoreError,
 )
+from cachetui.core.filters import parse_all as parse_filters
 from cachetui.core.manager import CacheManager
+from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.reconcile import Finding
+from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
+from cachetui.core.watch import ChangeFeed, ChangeSet
 
 __all__ = [
     "CacheError",
     "CacheManager",
+    "ChangeFeed",
+    "ChangeSet",
+    "DiskStat",
     "FilterSyntaxError",
     "Finding",
+    "HolderInfo",
     "ImmutableRef",
     "InvalidError",
     "LockedError",
@@ -33,10 +41,14 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "RecordState",
     "RecordType",
     "SnapshotError",
     "StoreError",
     "Totals",
     "UsageInfo",
+    "disk_stat",
+    "matching_ids",
+    "parse_filters",
     "totals",
 ]

@@ -22,6 +22,7 @@ from cachetui.core import filters as filter_language
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted
+from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
     DiskStat,
@@ -32,6 +33,7 @@ from cachetui.core.policy import (
     should_stop,
 )
 from cachetui.core.purger import Purger
+from cachetui.core.records import prune_refusal
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import PruneOptions, RecordType, UsageInfo
 
@@ -65,8 +67,10 @@ class _Pass:
         state: StoreState,
         policy: PruneOptions,
         matcher: filter_language.FilterSet,
+        only: frozenset[str] | None = None,
     ) -> None:
         self.manager = manager
+        self.only = only  # prune by ids: only these records are candidates
         self.state = state
         self.policy = policy
         self.matcher = matcher
@@ -78,12 +82,16 @@ class _Pass:
         state = self.state
         if row.id in self.skipped or not state.is_visible(row):
             return False
-        if state.node_held(row) or state.has_children(row):
+        if self.only is not None and row.id not in self.only:
+            return False
+        if prune_refusal(state, row) is not None:
             return False
         return self.matches_policy(row)
 
     def matches_policy(self, row: RecordRow) -> bool:
-        """The policy's own tests: type, shared, keep duration, filters (not holders)."""
+        """The policy's own tests: ids, type, shared, keep duration, filters (not holders)."""
+        if self.only is not None and row.id not in self.only:
+            return False
         shared = row.id in self.shared
         if not self.policy.all and (row.record_type in _PROTECTED_TYPES or shared):
             return False
@@ -306,8 +314,22 @@ def prune(
     *,
     dry_run: bool = False,
     on_prune: OnPrune | None = None,
+    ids: Iterable[str] | None = None,
 ) -> list[UsageInfo]:
-    """Apply ``policies`` in order; returns what was (or would be) removed, in order."""
+    """Apply ``policies`` in order; returns what was (or would be) removed, in order.
+
+    With ``ids``, exactly those records are the candidates (as with ``all``: any type,
+    shared or not), children before parents; a record held or with children that are
+    not going too stays (``records.prune_refusal`` says why).
+    """
+    only: frozenset[str] | None = None
+    if ids is not None:
+        if isinstance(ids, str):
+            raise InvalidError(f"invalid ids {ids!r}: expected a collection of record ids")
+        if policies:
+            raise InvalidError("prune by ids takes no policy")
+        only = frozenset(validate_id(i) for i in ids)
+        policies = (PruneOptions(all=True),)
     for policy in policies:
         if not isinstance(policy, PruneOptions):
             raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
@@ -323,7 +345,7 @@ def prune(
     try:
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
-            work = _Pass(manager, state, policy, matcher)
+            work = _Pass(manager, state, policy, matcher, only)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             _Run(
                 manager,
