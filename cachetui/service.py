@@ -42,6 +42,7 @@ from cachetui.core import (
     InvalidError,
     NotFoundError,
     PruneOptions,
+    RecordRow,
     RecordState,
     StoreError,
     UsageInfo,
@@ -342,10 +343,14 @@ class CacheService:
             return self._plan(result, ids, manager.records())
 
     def prune_ids(
-        self, ids: Sequence[str], on_prune: Callable[[PlanRow], None] | None = None
+        self,
+        ids: Sequence[str],
+        on_prune: Callable[[PlanRow], None] | None = None,
+        recheck: Callable[[RecordRow], bool] | None = None,
     ) -> PrunePlan:
         """Prune exactly these records; the plan names what went, what stayed (and why)
-        and what was already gone."""
+        and what was already gone. ``recheck`` may refuse one as it is inside the write
+        that would remove it (the fleet's "used since you confirmed")."""
         self._check_writable()
         if not ids:
             return PrunePlan(())
@@ -356,7 +361,7 @@ class CacheService:
 
         with self._lock:
             manager = self.manager
-            result = manager.prune(ids=ids, on_prune=report)
+            result = manager.prune(ids=ids, on_prune=report, recheck=recheck)
             return self._plan(result, ids, manager.records())
 
     @staticmethod

@@ -21,6 +21,7 @@ from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.state import RecordRow
 from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
 from cachetui.core.watch import ChangeFeed, ChangeSet
 
@@ -41,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "RecordRow",
     "RecordState",
     "RecordType",
     "SnapshotError",

@@ -12,139 +12,126 @@ This module owns every destructive filesystem call the core makes on a snapshot 
   retries once, and tolerates another process removing the same tree at the same time.
 - :func:`remove_trees` removes many trees from a thread pool and returns the failures.
 - :func:`fsync_dir` flushes a directory's entries.
+- :func:`mount_identity` and :func:`mounts_below` tell mount points apart. ``st_dev``
+  alone cannot: a bind mount of a directory on the same filesystem has the same device
+  number, so both walkers also compare the *mount id* of every directory they enter
+  (``statx(STATX_MNT_ID)``, or ``mnt_id:`` in ``/proc/self/fdinfo`` on an older libc)
+  and never cross into another mount.
 
-It also holds the private fd-path helpers (``_Node``, ``_FdPath``) that
-:mod:`cachetui.core.usage` walks with, so both walkers share one discipline.
+It walks with the fd-path helpers of :mod:`cachetui.core.fdpath`, as
+:mod:`cachetui.core.usage` does, so both walkers share one discipline.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import re
 import stat
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from cachetui.core.errors import SnapshotError
+from cachetui.core.fdpath import DIR_FLAGS, PATH_FLAGS, FdPath, Node
 
-__all__ = ["fsync_dir", "remove_tree", "remove_trees"]
+__all__ = ["fsync_dir", "mount_identity", "mounts_below", "remove_tree", "remove_trees"]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
-#: At most this many directory fds are held open by one walk; deeper ancestors are
-#: closed and reopened by name (and checked by ``(st_dev, st_ino)``) when needed again.
-_FD_CAP = 128
 #: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
 _MAX_RESCANS = 5
 
 
-class _Changed(OSError):
-    """A directory on the walk's path was replaced by another one while we walked."""
+# -- mount points -------------------------------------------------------------------------
+
+_AT_EMPTY_PATH = 0x1000
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_MNT_ID = 0x1000
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+_STATX_SIZE = 256  # sizeof(struct statx), with its spare room
+_STATX_HEAD = struct.Struct("=IIQ")  # stx_mask, stx_blksize, stx_attributes
+_STATX_U64 = struct.Struct("=Q")
+_STATX_ATTRIBUTES_MASK_AT = 56
+_STATX_MNT_ID_AT = 144
 
 
-class _Node:
-    """One directory on a walk's path: its name in its parent and, maybe, an open fd."""
-
-    __slots__ = ("chmodded", "fd", "ident", "keep", "name", "parent", "pending", "rescans")
-
-    def __init__(
-        self, parent: _Node | None, name: str, fd: int | None, ident: tuple[int, int] | None
-    ) -> None:
-        self.parent = parent
-        self.name = name
-        self.fd = fd
-        self.ident = ident
-        self.pending: list[str] | None = None
-        self.keep = False  # the fd belongs to the caller: never close or evict it
-        self.chmodded = False
-        self.rescans = 0
-
-    def path(self) -> str:
-        """The full path, for messages only (the walk itself never uses paths)."""
-        parts: list[str] = []
-        node: _Node | None = self
-        while node is not None:
-            parts.append(node.name)
-            node = node.parent
-        return "/".join(reversed(parts))
-
-    def child_path(self, name: str) -> str:
-        return f"{self.path()}/{name}"
+def _load_statx() -> Callable[..., int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).statx
+    except (AttributeError, OSError):  # pragma: no cover - glibc older than 2.28
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+    ]
+    function.restype = ctypes.c_int
+    return function
 
 
-class _FdPath:
-    """The path of directories from a walk's base down to the current one.
+_statx = _load_statx()
 
-    ``stack[0]`` is the base, whose fd is kept open by the caller. At most ``cap`` fds
-    are open: when there are more, the shallowest are closed, and :meth:`fd` reopens a
-    closed directory from its nearest open ancestor, checking each step's identity.
+
+def _fdinfo_mount_id(fd: int) -> int | None:
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def mount_identity(fd: int) -> tuple[int | None, bool]:
+    """``(mount id, is the root of a mount)`` of the file open as ``fd``.
+
+    The mount id is None when neither ``statx`` nor ``/proc`` can tell (then callers can
+    only compare ``st_dev``); "root of a mount" is False when the kernel does not say.
     """
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(_STATX_SIZE)
+        if _statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_MNT_ID, buf) == 0:
+            mask, _blksize, attributes = _STATX_HEAD.unpack_from(buf, 0)
+            (known,) = _STATX_U64.unpack_from(buf, _STATX_ATTRIBUTES_MASK_AT)
+            root = bool(known & _STATX_ATTR_MOUNT_ROOT and attributes & _STATX_ATTR_MOUNT_ROOT)
+            if mask & _STATX_MNT_ID:
+                return _STATX_U64.unpack_from(buf, _STATX_MNT_ID_AT)[0], root
+            return _fdinfo_mount_id(fd), root
+    return _fdinfo_mount_id(fd), False
 
-    __slots__ = ("cap", "nopen", "stack")
 
-    def __init__(self, base: _Node, cap: int = _FD_CAP) -> None:
-        base.keep = True
-        self.stack: list[_Node] = [base]
-        self.cap = cap
-        self.nopen = 0
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
-    def adopt(self, node: _Node) -> None:
-        """Count ``node``'s freshly opened fd."""
-        self.nopen += 1
 
-    def push(self, node: _Node) -> None:
-        self.stack.append(node)
-        if self.nopen > self.cap:
-            self._evict()
+def _unescape_mountinfo(field: bytes) -> bytes:
+    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
 
-    def close(self, node: _Node) -> None:
-        if node.fd is not None and not node.keep:
-            fd, node.fd = node.fd, None
-            self.nopen -= 1
-            os.close(fd)
 
-    def close_all(self) -> None:
-        for node in self.stack:
-            self.close(node)
-        self.stack.clear()
+def mounts_below(path: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below ``path`` (by ``/proc/self/mountinfo``), sorted.
 
-    def _evict(self) -> None:
-        target = self.cap // 2
-        for node in self.stack[1:-1]:
-            if self.nopen <= target:
-                break
-            self.close(node)
-
-    def fd(self, node: _Node) -> int:
-        """An open fd for ``node``, reopening it (and closed ancestors) if needed.
-
-        Raises ``FileNotFoundError`` when a directory on the way has gone and
-        :class:`_Changed` when one was replaced by a different directory.
-        """
-        if node.fd is not None:
-            return node.fd
-        chain: list[_Node] = []
-        current: _Node | None = node
-        while current is not None and current.fd is None:
-            chain.append(current)
-            current = current.parent
-        if current is None:  # pragma: no cover - the base is always open
-            raise _Changed(errno.ESTALE, "no open ancestor", node.path())
-        parent_fd = current.fd
-        assert parent_fd is not None
-        for step in reversed(chain):
-            new_fd = os.open(step.name, _DIR_FLAGS, dir_fd=parent_fd)
-            st = os.fstat(new_fd)
-            if (st.st_dev, st.st_ino) != step.ident:
-                os.close(new_fd)
-                raise _Changed(errno.ESTALE, "directory replaced during the walk", step.path())
-            step.fd = new_fd
-            self.nopen += 1
-            parent_fd = new_fd
-        if self.nopen > self.cap:
-            self._evict()
-        assert node.fd is not None
-        return node.fd
+    One read of ``mountinfo``: cheap enough to ask before every removal batch. Returns
+    an empty list where ``/proc`` is not available.
+    """
+    target = os.fsencode(os.path.realpath(path))
+    prefix = target.rstrip(b"/") + b"/"
+    found: list[str] = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split(b" ", 5)
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if point == target or point.startswith(prefix):
+            found.append(os.fsdecode(point))
+    return sorted(set(found))
 
 
 def _error(action: str, path: str, err: OSError) -> SnapshotError:
@@ -166,7 +153,7 @@ def _make_child_writable(parent_fd: int, name: str) -> bool:
     check and the chmod cannot redirect it. Returns False when it did nothing.
     """
     try:
-        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+        fd = os.open(name, PATH_FLAGS, dir_fd=parent_fd)
     except OSError:
         return False
     try:
@@ -186,7 +173,7 @@ def _make_child_writable(parent_fd: int, name: str) -> bool:
 class _Gone(Exception):
     """A directory on the remover's path has been removed (by someone else)."""
 
-    def __init__(self, node: _Node) -> None:
+    def __init__(self, node: Node) -> None:
         super().__init__(node.name)
         self.node = node
 
@@ -194,13 +181,14 @@ class _Gone(Exception):
 class _Remover:
     """Post-order removal of one tree below an open top directory."""
 
-    def __init__(self, top: _Node, dev: int) -> None:
+    def __init__(self, top: Node, dev: int, mount: int | None) -> None:
         self.dev = dev
-        self.fds = _FdPath(top)
+        self.mount = mount
+        self.fds = FdPath(top)
         self.top = top
         self.top_gone = False
 
-    def _fd(self, node: _Node) -> int:
+    def _fd(self, node: Node) -> int:
         try:
             return self.fds.fd(node)
         except FileNotFoundError:
@@ -208,7 +196,7 @@ class _Remover:
         except OSError as err:
             raise _error("reopen directory", node.path(), err) from err
 
-    def _unlink(self, node: _Node, fd: int, name: str, pending: list[str]) -> None:
+    def _unlink(self, node: Node, fd: int, name: str, pending: list[str]) -> None:
         for attempt in (0, 1):
             try:
                 os.unlink(name, dir_fd=fd)
@@ -229,7 +217,7 @@ class _Remover:
             except OSError as err:
                 raise _error("remove", node.child_path(name), err) from err
 
-    def _scan(self, node: _Node) -> None:
+    def _scan(self, node: Node) -> None:
         fd = self._fd(node)
         pending: list[str] = []
         try:
@@ -249,10 +237,10 @@ class _Remover:
             raise _error("list", node.path(), err) from err
         node.pending = pending
 
-    def _open_child(self, node: _Node, parent_fd: int, name: str) -> _Node | None:
+    def _open_child(self, node: Node, parent_fd: int, name: str) -> Node | None:
         for attempt in (0, 1):
             try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
                 break
             except FileNotFoundError:
                 return None
@@ -283,11 +271,20 @@ class _Remover:
                 f"refusing to remove {path}: it is on another filesystem (a mount point)",
                 path=path,
             )
-        child = _Node(node, name, fd, (st.st_dev, st.st_ino))
+        if self.mount is not None and mount_identity(fd)[0] != self.mount:
+            # A bind mount of a directory on the same filesystem: same st_dev, and
+            # everything below it belongs to someone else.
+            os.close(fd)
+            path = node.child_path(name)
+            raise SnapshotError(
+                f"refusing to remove {path}: a directory is mounted there (a mount point)",
+                path=path,
+            )
+        child = Node(node, name, fd, (st.st_dev, st.st_ino))
         self.fds.adopt(child)
         return child
 
-    def _rmdir(self, node: _Node) -> bool:
+    def _rmdir(self, node: Node) -> bool:
         """Remove ``node`` from its parent; False when it must be rescanned."""
         parent = node.parent
         assert parent is not None
@@ -380,7 +377,7 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
             _unlink_path(top_path)
             return
         try:
-            fd = os.open(top_path, _DIR_FLAGS)
+            fd = os.open(top_path, DIR_FLAGS)
         except FileNotFoundError:
             return
         except OSError as err:
@@ -391,9 +388,14 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
             fst = os.fstat(fd)
             if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
                 continue  # swapped since the lstat: look again
-            top = _Node(None, top_path, fd, (st.st_dev, st.st_ino))
+            mount, is_mount_root = mount_identity(fd)
+            if is_mount_root:
+                raise SnapshotError(
+                    f"refusing to remove {top_path}: it is a mount point", path=top_path
+                )
+            top = Node(None, top_path, fd, (st.st_dev, st.st_ino))
             while True:
-                remover = _Remover(top, st.st_dev)
+                remover = _Remover(top, st.st_dev, mount)
                 remover.run()
                 if remover.top_gone:
                     return  # the top itself was removed by someone else

@@ -325,16 +325,24 @@ class CacheManager(RecordOperations):
         dry_run: bool = False,
         on_prune: Callable[[UsageInfo], None] | None = None,
         ids: Iterable[str] | None = None,
+        recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
         """Remove unused records by policy, children before parents (see core-api.md).
 
         ``ids`` (instead of policies) prunes exactly those records; the ones that stay
-        carry their reason in ``records()[id].refusal``.
+        carry their reason in ``records()[id].refusal``. ``recheck`` (an extension: the
+        fleet's "used since you confirmed") is called with each chosen record inside the
+        transaction that removes it; False keeps it.
         """
         self._check_usable()
-        if ids is not None:
-            return prune.prune(self, policies, dry_run=dry_run, on_prune=on_prune, ids=ids)
-        return prune.prune(self, policies or (PruneOptions(),), dry_run=dry_run, on_prune=on_prune)
+        return prune.prune(
+            self,
+            policies if ids is not None else (policies or (PruneOptions(),)),
+            dry_run=dry_run,
+            on_prune=on_prune,
+            recheck=recheck,
+            ids=ids,
+        )
 
     def records(self) -> dict[str, RecordState]:
         """One ``RecordState`` per visible record, by id: the usage row, who holds it,

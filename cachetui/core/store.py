@@ -25,7 +25,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
@@ -105,6 +105,18 @@ RECORD_COLUMNS = (
     "id, parent, mutable, equal_mutable, retain, description, record_type, "
     "created_at, last_used_at, usage_count, size, deleted, pending_use"
 )
+
+
+def _create_v1(store: Store) -> None:
+    """Version 1 (the first landing): records, holders, settings."""
+    store.db.create_tables([store.Record, store.Holder, store.Setting], safe=True)
+
+
+#: (version reached, step), in order. A step takes the schema from the version before it
+#: to its own, in place, keeping every row; the steps a store needs run in one transaction
+#: at open, so a crash leaves it at the old version, never half-upgraded. Add a step (and
+#: bump ``SCHEMA_VERSION``) for every change of a table.
+MIGRATIONS: tuple[tuple[int, Callable[[Store], None]], ...] = ((1, _create_v1),)
 
 
 def _translate(err: Exception, path: str) -> StoreError:
@@ -197,25 +209,35 @@ class Store:
     def _check_schema(self) -> None:
         db, setting = self.db, self.Setting
         try:
-            tables = set(db.get_tables())
-            if "setting" in tables:
+            version = 0
+            if "setting" in set(db.get_tables()):
                 row = setting.get_or_none(setting.key == "schema_version")
                 version = int(row.value) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"metadata store {self.path} has schema version {version}, newer "
-                        f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
-                    )
-                if version == SCHEMA_VERSION:
-                    return
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"metadata store {self.path} has schema version {version}, newer "
+                    f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
+                )
+            if version == SCHEMA_VERSION:
+                return
             if self.read_only:
+                if version >= 1:
+                    return  # a read never upgrades: an older store reads as it is
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
-            with db.atomic():
-                db.create_tables([self.Record, self.Holder, setting], safe=True)
-                crash_point("migrate:after_ddl")
-                setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+            self._migrate(version)
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
+
+    def _migrate(self, found: int) -> None:
+        """Run every step above ``found`` in one transaction: all of them, or none."""
+        db = self.db
+        with db.atomic():
+            for version, step in MIGRATIONS:
+                if version <= found:
+                    continue
+                step(self)
+                crash_point("migrate:after_ddl")
+                self.Setting.replace(key="schema_version", value=str(version)).execute()
 
     # -- transactions -----------------------------------------------------------------
 
