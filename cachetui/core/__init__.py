@@ -22,12 +22,13 @@ from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.state import RecordRow
-from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import CacheMount, Mount, PruneOptions, RecordType, Sharing, UsageInfo
 from cachetui.core.watch import ChangeFeed, ChangeSet
 
 __all__ = [
     "CacheError",
     "CacheManager",
+    "CacheMount",
     "ChangeFeed",
     "ChangeSet",
     "DiskStat",
@@ -45,6 +46,7 @@ __all__ = [
     "RecordRow",
     "RecordState",
     "RecordType",
+    "Sharing",
     "SnapshotError",
     "StoreError",
     "Totals",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +23,7 @@ from cachetui.core import diskusage, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
-from cachetui.core.operations import RecordOperations
+from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.records import RecordState, alive_holders, record_states
@@ -31,7 +31,7 @@ from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import StoreState, load_state
 from cachetui.core.store import Store
-from cachetui.core.types import PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import CacheMount, PruneOptions, RecordType, UsageInfo
 
 __all__ = ["CacheManager"]
 
@@ -50,7 +50,7 @@ def _check_root(root: object) -> Path:
     return path
 
 
-class CacheManager(RecordOperations):
+class CacheManager(MetadataOperations):
     """The cache manager of one store root. Use ``CacheManager.open(root)``."""
 
     def __init__(
@@ -156,7 +156,7 @@ class CacheManager(RecordOperations):
         try:
             if self._my_holders and not self.read_only:
                 # Only rows still naming this process: an id whose row went (commit moved
-                # it, a prune or a force-release removed it) may now be another's (B4).
+                # it, a prune or a force-release removed it) may now be another's.
                 me = current_process()
                 with self._lock, self.store.write():
                     self.store.db.cursor().executemany(
@@ -198,10 +198,17 @@ class CacheManager(RecordOperations):
         description: str = "",
         record_type: RecordType | str = RecordType.REGULAR,
         retain: bool = False,
+        labels: Mapping[str, str] | None = None,
+        cache_mount: CacheMount | None = None,
     ) -> MutableRef:
-        """A new mutable record on top of ``parent`` (finalized first)."""
+        """A new mutable record on top of ``parent`` (finalized first).
+
+        Extensions beyond BuildKit's options: ``labels`` (``key=value`` pairs) and, for an
+        ``exec.cachemount`` record, ``cache_mount`` (its cache id, target and sharing).
+        """
         self._check_usable()
         kind = RecordType.parse(record_type)
+        label_map, identity = check_new_metadata(kind, labels, cache_mount)
         if not isinstance(description, str):
             raise InvalidError(f"invalid description {description!r}: expected a string")
         if parent is not None:
@@ -233,6 +240,7 @@ class CacheManager(RecordOperations):
                         record_type=kind.value,
                         created_at=self.now(),
                     ).execute()
+                    write_metadata(self.store, record_id, label_map, identity)
                     holder_id = self._add_holder(record_id, counts_use=True)
                     final = self.snapshots.activate(staged, record_id)
                     crash_point("prepare:renamed")
@@ -309,7 +317,7 @@ class CacheManager(RecordOperations):
     def disk_usage(
         self, filters: Sequence[str] | str = (), *, age_limit: float | timedelta | None = None
     ) -> list[UsageInfo]:
-        """One row per visible record, largest first (see core-api.md)."""
+        """One row per visible record, largest first (see ``docs/api.md``)."""
         self._check_usable()
         return diskusage.disk_usage(self, filters, age_limit=age_limit)
 
@@ -327,7 +335,7 @@ class CacheManager(RecordOperations):
         ids: Iterable[str] | None = None,
         recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
-        """Remove unused records by policy, children before parents (see core-api.md).
+        """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
         ``ids`` (instead of policies) prunes exactly those records; the ones that stay
         carry their reason in ``records()[id].refusal``. ``recheck`` (an extension: the

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cachetui.core import filters as filter_language
 from cachetui.core.diskusage import measure_missing
 from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
+from cachetui.core.types import CacheMount
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
@@ -80,6 +81,8 @@ class RecordState:
     layer_id: str
     layer_path: str
     refusal: str | None  # why prune would refuse it now (None: it can go)
+    labels: tuple[tuple[str, str], ...] = ()
+    cache_mount: CacheMount | None = None
 
     @property
     def reclaimable(self) -> bool:
@@ -181,6 +184,8 @@ def record_states(manager: CacheManager, state: StoreState | None = None) -> dic
             layer_id=row.layer_id,
             layer_path=str(snapshots_dir / row.layer_id),
             refusal=prune_refusal(state, row),
+            labels=state.labels.get(rid, ()),
+            cache_mount=state.cache_mounts.get(rid),
         )
     return result
 
@@ -237,6 +242,8 @@ def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) ->
                 in_use=s.in_use,
                 mutable=s.mutable,
                 shared=s.shared,
+                labels=s.labels,
+                cache_mount=s.cache_mount,
             )
         )
     )
