@@ -19,7 +19,7 @@ The contract a second implementation (another store, a fleet) provides:
 * ``plan_prune(ids)``, ``prune_ids(ids, on_prune)``, ``plan_policy(options)``,
   ``prune_policy(options, on_prune)``;
 * ``commit(id)``, ``hold(id)``, ``release(id)``, ``holds()``,
-  ``force_release(record_id, pids)``.
+  ``force_release(record_id, holders) -> ReleaseResult``, ``force_release_holders(ids)``.
 """
 
 from __future__ import annotations
@@ -476,3 +476,10 @@ class CacheService:
                 h for h in (after.holders if after else ()) if h.alive and h.id not in mine
             )
             return ReleaseResult(record_id, tuple(released), already_gone, left)
+
+    def force_release_holders(self, holder_ids: Sequence[int]) -> int:
+        """Drop exactly these holder rows (a request that names rows, not a record, such
+        as the fleet's); returns how many were still there."""
+        self._check_writable()
+        with self._lock:
+            return sum(1 for holder_id in holder_ids if self.manager.force_release(holder_id))

@@ -11,6 +11,7 @@ Debian's Chromium (as tests/web does); it is skipped, saying so, without the bro
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 import tempfile
@@ -37,10 +38,7 @@ SANS = '"DejaVu Sans", "Liberation Sans", Arial, Helvetica, sans-serif'
 def portable_svg(svg: str) -> str:
     """Name fonts every renderer has, and keep runs of spaces (rsvg-convert collapses
     leading spaces in a text run unless told to preserve them)."""
-    start = svg.find("@font-face")
-    end = svg.rfind("}", 0, svg.find(".terminal-matrix")) + 1 if start >= 0 else -1
-    if start >= 0 and end > start:
-        svg = svg[:start] + svg[end:]
+    svg = re.sub(r"@font-face\s*\{[^}]*\}\s*", "", svg)
     svg = svg.replace("font-family: Fira Code, monospace;", f"font-family: {MONO};")
     svg = svg.replace("font-family: arial;", f"font-family: {SANS};")
     if 'xml:space="preserve"' not in svg:
