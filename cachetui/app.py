@@ -37,7 +37,7 @@ from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
-from cachetui.widgets.format import header_text, records, size
+from cachetui.widgets.format import escape, header_text, records, size
 from cachetui.widgets.panels import (
     DetailsPane,
     FilterBar,
@@ -199,7 +199,9 @@ class CacheTuiApp(App[int]):
         header = self.query_one(HeaderBar)
         width = max(header.size.width - 2, 0)  # its padding
         header.update(
-            header_line(str(self.root), read_only=reason, live=self._live_state(), width=width)
+            header_line(
+                escape(str(self.root)), read_only=reason, live=self._live_state(), width=width
+            )
         )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree
