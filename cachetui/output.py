@@ -116,8 +116,12 @@ def last_accessed(info: UsageInfo, now: float) -> str:
 
 
 def flags(info: UsageInfo) -> str:
-    """The marks buildx shows as ``*``, in words: "mutable", "shared", "in use"."""
+    """The marks buildx shows as ``*``, in words: "mutable", "shared", "in use", and a
+    health that is not ok ("missing": its layer is gone; "broken": an ancestor's is), so
+    a 0 B row whose bytes are gone never reads as an empty layer."""
     words = []
+    if info.health != "ok":
+        words.append(info.health)
     if info.mutable:
         words.append("mutable")
     if info.shared:

@@ -277,6 +277,20 @@ def test_damaged_metadata_never_reads_as_an_empty_store(root: Path, canary: Path
     assert tree(canary) == outside
 
 
+def test_du_table_names_missing_and_broken_records(root: Path, tmp_path: Path) -> None:
+    """A record whose layer is gone shows 0 B in ``du``'s table: its FLAGS say
+    ``missing``, and its descendants' say ``broken``, as ``--format json`` does."""
+    ids = make_store(root, 4, chain=3)  # ids[0] <- ids[1] <- ids[2]; ids[3] alone
+    shutil.move(root / "snapshots" / ids[0], tmp_path / "away")
+    du = cli("du", "--root", str(root))
+    assert du.returncode == 0, du.stderr
+    line = {rid: next(x for x in du.stdout.splitlines() if x.startswith(rid)) for rid in ids}
+    assert line[ids[0]].rstrip().endswith("missing"), du.stdout
+    assert line[ids[1]].rstrip().endswith("broken") and line[ids[2]].rstrip().endswith("broken")
+    assert not line[ids[3]].rstrip().endswith(("missing", "broken")), du.stdout
+    assert {row[0] for row in rows(root)} >= set(ids)  # a read forgets nothing
+
+
 def flip_parent_byte(root: Path, rid: str) -> None:
     """Flip one byte of a record's stored parent id in the table's page (not the index)."""
     db = sqlite3.connect(root / "metadata.db")
