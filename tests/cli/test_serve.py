@@ -133,4 +133,3 @@ def test_a_bad_fleet_url_is_a_usage_error_that_hides_the_password(command: list[
     result = run(*command, "--fleet-url", "mysql://admin:hunter2@db/fleet")
     assert result.returncode == 2, result
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
-
