@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from cachetui.fleet_service import FleetService
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
-from cachetui.widgets.format import header_text, records, size
+from cachetui.widgets.format import escape, header_text, records, size
 from cachetui.widgets.panels import (
     DetailsPane,
     FilterBar,
@@ -208,7 +208,9 @@ class CacheTuiApp(App[int]):
         header = self.query_one(HeaderBar)
         width = max(header.size.width - 2, 0)  # its padding
         header.update(
-            header_line(self.place, read_only=reason, live=self._live_state(), width=width)
+            header_line(
+                escape(self.place), read_only=reason, live=self._live_state(), width=width
+            )
         )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree

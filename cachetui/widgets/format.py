@@ -12,6 +12,7 @@ from rich.text import Text
 from cachetui.core import RecordState
 from cachetui.core.timestamps import is_valid
 from cachetui.fleet_views import StoreRow
+from cachetui.output import escape
 from cachetui.units import format_bytes_buildx
 from cachetui.views import state_words
 
@@ -19,6 +20,7 @@ __all__ = [
     "Columns",
     "ago",
     "clock_time",
+    "escape",
     "format_row",
     "format_store_row",
     "header_text",
@@ -177,7 +179,7 @@ def format_row(
     text.append(" ")
     text.append(_cell(str(row.usage_count), columns.uses, right=True))
     text.append("  ")
-    text.append(row.description or "-", style="dim" if dim or not row.description else "")
+    text.append(escape(row.description) or "-", style="dim" if dim or not row.description else "")
     return text
 
 
@@ -188,7 +190,7 @@ def format_store_row(
     store's reclaimable bytes and free disk in the description column."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("  ")
-    text.append(_cell(store.name, columns.name), style="bold" if not dim else "dim")
+    text.append(_cell(escape(store.name), columns.name), style="bold" if not dim else "dim")
     text.append(" ")
     text.append(_cell(size(store.total), columns.size, right=True), style="bold")
     text.append(" ")

@@ -10,7 +10,7 @@ from textual.widgets import Input, Static
 from cachetui.core import Totals
 from cachetui.fleet_views import StoreRow
 from cachetui.views import DetailsView, state_words
-from cachetui.widgets.format import ago, size, timestamp
+from cachetui.widgets.format import ago, escape, size, timestamp
 
 __all__ = [
     "DetailsPane",
@@ -118,7 +118,7 @@ def details_text(d: DetailsView, now: float) -> Text:
     if d.subtree_count > 1:
         line("Subtree", f"{d.subtree_count} records, {size(d.subtree_size)}")
     if r.description:
-        line("Desc", r.description)
+        line("Desc", escape(r.description))
     if d.chain:
         chain = " → ".join(f"{cid} ({size(csize)})" for cid, _desc, csize in d.chain[:4])
         more = f" → … {len(d.chain) - 4} more" if len(d.chain) > 4 else ""
