@@ -208,9 +208,7 @@ class CacheTuiApp(App[int]):
         header = self.query_one(HeaderBar)
         width = max(header.size.width - 2, 0)  # its padding
         header.update(
-            header_line(
-                escape(self.place), read_only=reason, live=self._live_state(), width=width
-            )
+            header_line(escape(self.place), read_only=reason, live=self._live_state(), width=width)
         )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree

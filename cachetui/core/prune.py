@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
+from cachetui.core import reserve
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.diskusage import make_usage_info, measure_missing
+from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
 from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
@@ -81,6 +82,7 @@ class _Pass:
         self.shared = state.shared_ids(manager.is_shared)
         self.cutoff = manager.now() - policy.keep_seconds if policy.keep_seconds else None
         self.skipped: set[str] = set()
+        self.layers = Layers(manager, state) if matcher else None
 
     def eligible(self, row: RecordRow) -> bool:
         state = self.state
@@ -126,6 +128,7 @@ class _Pass:
             shared=row.id in self.shared,
             labels=self.state.labels.get(row.id, ()),
             cache_mount=self.state.cache_mounts.get(row.id),
+            health=self.layers.health(row) if self.layers is not None else "ok",
         )
         return self.matcher.matches(fields)
 
@@ -407,6 +410,10 @@ def prune(
     refused: SnapshotError | None = None  # raised once every policy has run
     shared_state = manager.state() if dry_run else None
     purger: Purger[RecordRow] = Purger(manager)
+    if not dry_run and reserve.is_low(manager.store.path):
+        # A nearly full disk: give SQLite the space set aside for this, so the prune
+        # can record its removals (and so free the disk). Set aside again below.
+        reserve.release(manager.store.path)
     try:
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
@@ -429,6 +436,8 @@ def prune(
         raise PruneInterrupted(removed) from stop.cause
     finally:
         purger.close()
+        if not dry_run:
+            reserve.ensure(manager.store.path)
     if refused is not None and not dry_run:
         raise refused
     return removed
