@@ -150,6 +150,7 @@ def test_reads_change_nothing_and_never_wait_for_the_write_lock(root: Path, cana
     assert tree(root / "snapshots") == before_tree
     assert sorted(os.listdir(root)) == [
         "metadata.db",
+        "metadata.db-reserve",  # set aside by the writable open that made the store
         "metadata.db-shm",
         "metadata.db-wal",
         "snapshots",
