@@ -1,4 +1,4 @@
-"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo`` and the dashboard.
+"""The ``cachetui`` command line: du, prune, gc, metrics, doctor, demo and the dashboard.
 
 Exit codes: 0 success, 1 failure (no store, store error), 2 bad usage (flags, filters,
 sizes, durations, a root that is not a directory, a prune that cannot be confirmed).
@@ -111,6 +111,17 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Check the store; with --fix, repair what is safe.",
     )
     doctor.add_argument("--fix", action="store_true", help="repair what is safe to repair")
+
+    from cachetui import gccommand
+
+    gccommand.add_parser(subs, [common, fmt])
+    subs.add_parser(
+        "metrics",
+        parents=[common],
+        help="print the store's metrics (Prometheus text format)",
+        description="Print records, bytes, free space and GC run counters in "
+        "Prometheus' text format.",
+    )
 
     demo = subs.add_parser(
         "demo",
@@ -332,6 +343,22 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(not f.fixed for f in findings) else EXIT_OK
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from cachetui import gccommand
+
+    root = _existing_store(_resolve_root(args))
+    return gccommand.command(args, root, _open)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from cachetui import metrics
+
+    root = _existing_store(_resolve_root(args))
+    sys.stdout.write(metrics.render(root))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def _load_dashboard() -> Callable[..., int]:
     try:
         from cachetui.app import run_dashboard
@@ -377,6 +404,8 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "du": _cmd_du,
     "prune": _cmd_prune,
     "doctor": _cmd_doctor,
+    "gc": _cmd_gc,
+    "metrics": _cmd_metrics,
     "demo": _cmd_demo,
 }
 

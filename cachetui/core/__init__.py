@@ -18,15 +18,27 @@ from cachetui.core.errors import (
 from cachetui.core.manager import CacheManager
 from cachetui.core.reconcile import Finding
 from cachetui.core.refs import ImmutableRef, MutableRef
-from cachetui.core.types import Mount, PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import (
+    GCResult,
+    GCRunInfo,
+    Kept,
+    Mount,
+    PruneOptions,
+    RecordType,
+    TierResult,
+    UsageInfo,
+)
 
 __all__ = [
     "CacheError",
     "CacheManager",
     "FilterSyntaxError",
     "Finding",
+    "GCResult",
+    "GCRunInfo",
     "ImmutableRef",
     "InvalidError",
+    "Kept",
     "LockedError",
     "Mount",
     "MutableRef",
@@ -36,6 +48,7 @@ __all__ = [
     "RecordType",
     "SnapshotError",
     "StoreError",
+    "TierResult",
     "Totals",
     "UsageInfo",
     "totals",

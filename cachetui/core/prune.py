@@ -33,12 +33,12 @@ from cachetui.core.policy import (
 )
 from cachetui.core.purger import Purger
 from cachetui.core.state import RecordRow, StoreState
-from cachetui.core.types import PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import Kept, PruneOptions, RecordType, UsageInfo
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["MAX_PRUNE_BATCH", "gc", "prune"]
+__all__ = ["MAX_PRUNE_BATCH", "TierDone", "gc", "prune"]
 
 MAX_PRUNE_BATCH = 10
 # Batches whose trees may still be deleting while the next one is chosen and tombstoned.
@@ -84,13 +84,30 @@ class _Pass:
 
     def matches_policy(self, row: RecordRow) -> bool:
         """The policy's own tests: type, shared, keep duration, filters (not holders)."""
+        return self.mismatch(row) is None
+
+    def mismatch(self, row: RecordRow) -> Kept | None:
+        """Which of the policy's own tests keeps ``row`` (None: the policy takes it).
+
+        The one place the policy's rules live: selection asks ``matches_policy``, the
+        GC plan's explanations ask this, so the two can never disagree.
+        """
         shared = row.id in self.shared
-        if not self.policy.all and (row.record_type in _PROTECTED_TYPES or shared):
-            return False
+        if not self.policy.all and row.record_type in _PROTECTED_TYPES:
+            return Kept("type", f"type {row.record_type} is removed only by a tier with all = true")
+        if not self.policy.all and shared:
+            return Kept("shared", "shared records are removed only by a tier with all = true")
         if self.cutoff is not None:
             last = row.last_used_at if row.usage_count else None
-            if (last if last is not None else row.created_at) > self.cutoff:
-                return False
+            moment = last if last is not None else row.created_at
+            if moment > self.cutoff:
+                verb = "used" if last is not None else "created (never used)"
+                return Kept(
+                    "keep-duration",
+                    f"{verb} within the keep duration",
+                    since=moment,
+                    by=row.id,
+                )
         if self.matcher:
             fields = filter_language.usage_fields(
                 id=row.id,
@@ -102,8 +119,8 @@ class _Pass:
                 shared=shared,
             )
             if not self.matcher.matches(fields):
-                return False
-        return True
+                return Kept("filter", "not matched by the filter")
+        return None
 
     def candidates(self) -> list[RecordRow]:
         rows = [row for row in self.state.visible() if self.eligible(row)]
@@ -300,14 +317,39 @@ class _Run:
         self.finish(self.depth)
 
 
+class TierDone:
+    """What one policy of a list did, handed to ``prune``'s ``on_tier`` hook.
+
+    ``work`` is the policy's picture of the store *after* its removals, so the hook can
+    ask the same rules that chose the records why the others stay.
+    """
+
+    def __init__(self, index: int, work: _Pass, run: _Run, removed: Sequence[UsageInfo]) -> None:
+        self.index = index
+        self.work = work
+        self.run = run
+        self.removed = removed
+
+    @property
+    def limit(self) -> int | None:
+        return self.run.keep
+
+
+OnTier = Callable[[TierDone], None]
+
+
 def prune(
     manager: CacheManager,
     policies: Sequence[PruneOptions],
     *,
     dry_run: bool = False,
     on_prune: OnPrune | None = None,
+    on_tier: OnTier | None = None,
 ) -> list[UsageInfo]:
-    """Apply ``policies`` in order; returns what was (or would be) removed, in order."""
+    """Apply ``policies`` in order; returns what was (or would be) removed, in order.
+
+    ``on_tier`` is called after each policy with a ``TierDone`` (the GC plan uses it).
+    """
     for policy in policies:
         if not isinstance(policy, PruneOptions):
             raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
@@ -321,11 +363,12 @@ def prune(
     shared_state = manager.state() if dry_run else None
     purger: Purger[RecordRow] = Purger(manager)
     try:
-        for policy, matcher in zip(policies, matchers, strict=True):
+        for index, (policy, matcher) in enumerate(zip(policies, matchers, strict=True)):
             state = shared_state if shared_state is not None else manager.state()
             work = _Pass(manager, state, policy, matcher)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
-            _Run(
+            start = len(removed)
+            run = _Run(
                 manager,
                 work,
                 dry_run=dry_run,
@@ -333,9 +376,12 @@ def prune(
                 removed=removed,
                 purger=purger,
                 simulated_free=freed,
-            ).run()
+            )
+            run.run()
             if purger.error is not None:
                 raise purger.error
+            if on_tier is not None:
+                on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:
         raise PruneInterrupted(removed) from stop.cause
     finally:

@@ -25,9 +25,10 @@ from playhouse.sqlite_ext import AutoIncrementField
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["SCHEMA_VERSION", "GCRun", "Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: records, holders, settings. 2: adds ``gc_run`` (one row per GC run)."""
 BUSY_TIMEOUT_MS = 60_000
 
 _PRAGMAS = {
@@ -83,6 +84,22 @@ class Holder(_Base):
     counts_use = peewee.BooleanField(default=True)
 
 
+class GCRun(_Base):
+    """One GC run: when, by which list, what it removed, how long it took (``gc --history``)."""
+
+    id = AutoIncrementField()
+    started_at = peewee.FloatField(index=True)
+    duration = peewee.FloatField()
+    policy = peewee.TextField()  # where the list came from: a file path or "default"
+    trigger = peewee.CharField(default="manual")  # manual, interval, low-space
+    tiers = peewee.IntegerField(default=0)
+    records = peewee.IntegerField(default=0)
+    bytes = peewee.IntegerField(default=0)
+    interrupted = peewee.BooleanField(default=False)
+    pid = peewee.IntegerField(default=0)
+    host = peewee.CharField(default="")
+
+
 class Setting(_Base):
     """Store-wide values: the schema version."""
 
@@ -130,6 +147,7 @@ class Store:
         #: ``PRAGMA quick_check`` messages when the manager found the database damaged
         #: at open (E2): every write is then refused.
         self.damaged: list[str] = []
+        self.schema_version = 0
         self._db = self._connect()
         self._bind_models()
         try:
@@ -189,6 +207,7 @@ class Store:
         self.Record = _bound(Record, self._db)
         self.Holder = _bound(Holder, self._db)
         self.Setting = _bound(Setting, self._db)
+        self.GCRun = _bound(GCRun, self._db)
 
     def close(self) -> None:
         if os.getpid() == self._pid and not self._db.is_closed():
@@ -198,6 +217,7 @@ class Store:
         db, setting = self.db, self.Setting
         try:
             tables = set(db.get_tables())
+            version = 0
             if "setting" in tables:
                 row = setting.get_or_none(setting.key == "schema_version")
                 version = int(row.value) if row else 0
@@ -206,16 +226,43 @@ class Store:
                         f"metadata store {self.path} has schema version {version}, newer "
                         f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
                     )
-                if version == SCHEMA_VERSION:
-                    return
+            self.schema_version = version
+            if version == SCHEMA_VERSION:
+                return
             if self.read_only:
+                if version >= 1:
+                    return  # an older store reads as it is; what it lacks reads as empty
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
-            with db.atomic():
-                db.create_tables([self.Record, self.Holder, setting], safe=True)
-                crash_point("migrate:after_ddl")
-                setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+            with db.atomic("IMMEDIATE"):
+                # Re-read under the write lock: another process may have upgraded it.
+                row = (
+                    setting.get_or_none(setting.key == "schema_version")
+                    if ("setting" in set(db.get_tables()))
+                    else None
+                )
+                version = int(row.value) if row else 0
+                if version < SCHEMA_VERSION:
+                    self._migrate(version)
+                    crash_point("migrate:after_ddl")
+                    setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+            self.schema_version = SCHEMA_VERSION
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
+
+    def _migrate(self, version: int) -> None:
+        """Bring a store at ``version`` up to ``SCHEMA_VERSION``, in the caller's transaction.
+
+        Every step only adds (tables, columns with defaults): an older store upgrades in
+        place with nothing lost, and a crash mid-way rolls the whole upgrade back.
+        """
+        if version < 1:
+            self.db.create_tables([self.Record, self.Holder, self.Setting], safe=True)
+        if version < 2:
+            self.db.create_tables([self.GCRun], safe=True)
+
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists (an older store opened read-only may lack newer ones)."""
+        return name in set(self.db.get_tables())
 
     # -- transactions -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cachetui.core import CacheManager, StoreError
+from cachetui.core.store import SCHEMA_VERSION
 
 
 def test_two_stores_used_from_two_threads_never_mix(tmp_path: Path) -> None:
@@ -45,5 +46,5 @@ def test_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
     con.execute("UPDATE setting SET value = '99' WHERE key = 'schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 99.*\(1\)"):
+    with pytest.raises(StoreError, match=rf"schema version 99.*\({SCHEMA_VERSION}\)"):
         CacheManager.open(tmp_path)
