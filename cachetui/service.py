@@ -416,12 +416,17 @@ class CacheService:
         return PruneOptions(all=True, filters=tuple(f"id=={i}" for i in ids))
 
     def prune_ids(
-        self, ids: Sequence[str], on_prune: Callable[[PlanRow], None] | None = None
+        self,
+        ids: Sequence[str],
+        on_prune: Callable[[PlanRow], None] | None = None,
+        recheck: Callable[[RecordRow], bool] | None = None,
     ) -> PrunePlan:
+        """Prune exactly these records; ``recheck`` may refuse one as it is inside the
+        write that would remove it (the fleet's "used since you confirmed")."""
         self._check_writable()
         if not ids:
             return PrunePlan(())
-        return self._prune((self._id_policy(ids),), on_prune)
+        return self._prune((self._id_policy(ids),), on_prune, recheck)
 
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
         with self._lock:
@@ -435,14 +440,17 @@ class CacheService:
         return self._prune((options,), on_prune)
 
     def _prune(
-        self, policies: Sequence[PruneOptions], on_prune: Callable[[PlanRow], None] | None
+        self,
+        policies: Sequence[PruneOptions],
+        on_prune: Callable[[PlanRow], None] | None,
+        recheck: Callable[[RecordRow], bool] | None = None,
     ) -> PrunePlan:
         def report(info: UsageInfo) -> None:
             if on_prune is not None:
                 on_prune(plan_row(info))
 
         with self._lock:
-            result = self.manager.prune(*policies, on_prune=report)
+            result = self.manager.prune(*policies, on_prune=report, recheck=recheck)
         return PrunePlan(tuple(plan_row(i) for i in result))
 
     # -- commit, hold, release ----------------------------------------------------------

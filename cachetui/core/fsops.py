@@ -12,6 +12,11 @@ This module owns every destructive filesystem call the core makes on a snapshot 
   retries once, and tolerates another process removing the same tree at the same time.
 - :func:`remove_trees` removes many trees from a thread pool and returns the failures.
 - :func:`fsync_dir` flushes a directory's entries.
+- :func:`mount_identity` and :func:`mounts_below` tell mount points apart. ``st_dev``
+  alone cannot: a bind mount of a directory on the same filesystem has the same device
+  number, so both walkers also compare the *mount id* of every directory they enter
+  (``statx(STATX_MNT_ID)``, or ``mnt_id:`` in ``/proc/self/fdinfo`` on an older libc)
+  and never cross into another mount.
 
 It also holds the private fd-path helpers (``_Node``, ``_FdPath``) that
 :mod:`cachetui.core.usage` walks with, so both walkers share one discipline.
@@ -19,15 +24,18 @@ It also holds the private fd-path helpers (``_Node``, ``_FdPath``) that
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import re
 import stat
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from cachetui.core.errors import SnapshotError
 
-__all__ = ["fsync_dir", "remove_tree", "remove_trees"]
+__all__ = ["fsync_dir", "mount_identity", "mounts_below", "remove_tree", "remove_trees"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -36,6 +44,98 @@ _PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
 _FD_CAP = 128
 #: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
 _MAX_RESCANS = 5
+
+
+# -- mount points -------------------------------------------------------------------------
+
+_AT_EMPTY_PATH = 0x1000
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_MNT_ID = 0x1000
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+_STATX_SIZE = 256  # sizeof(struct statx), with its spare room
+_STATX_HEAD = struct.Struct("=IIQ")  # stx_mask, stx_blksize, stx_attributes
+_STATX_U64 = struct.Struct("=Q")
+_STATX_ATTRIBUTES_MASK_AT = 56
+_STATX_MNT_ID_AT = 144
+
+
+def _load_statx() -> Callable[..., int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).statx
+    except (AttributeError, OSError):  # pragma: no cover - glibc older than 2.28
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_statx = _load_statx()
+
+
+def _fdinfo_mount_id(fd: int) -> int | None:
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def mount_identity(fd: int) -> tuple[int | None, bool]:
+    """``(mount id, is the root of a mount)`` of the file open as ``fd``.
+
+    The mount id is None when neither ``statx`` nor ``/proc`` can tell (then callers can
+    only compare ``st_dev``); "root of a mount" is False when the kernel does not say.
+    """
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(_STATX_SIZE)
+        if _statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_MNT_ID, buf) == 0:
+            mask, _blksize, attributes = _STATX_HEAD.unpack_from(buf, 0)
+            (known,) = _STATX_U64.unpack_from(buf, _STATX_ATTRIBUTES_MASK_AT)
+            root = bool(known & _STATX_ATTR_MOUNT_ROOT and attributes & _STATX_ATTR_MOUNT_ROOT)
+            if mask & _STATX_MNT_ID:
+                return _STATX_U64.unpack_from(buf, _STATX_MNT_ID_AT)[0], root
+            return _fdinfo_mount_id(fd), root
+    return _fdinfo_mount_id(fd), False
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape_mountinfo(field: bytes) -> bytes:
+    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
+
+
+def mounts_below(path: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below ``path`` (by ``/proc/self/mountinfo``), sorted.
+
+    One read of ``mountinfo``: cheap enough to ask before every removal batch. Returns
+    an empty list where ``/proc`` is not available.
+    """
+    target = os.fsencode(os.path.realpath(path))
+    prefix = target.rstrip(b"/") + b"/"
+    found: list[str] = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split(b" ", 5)
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if point == target or point.startswith(prefix):
+            found.append(os.fsdecode(point))
+    return sorted(set(found))
 
 
 class _Changed(OSError):
@@ -194,8 +294,9 @@ class _Gone(Exception):
 class _Remover:
     """Post-order removal of one tree below an open top directory."""
 
-    def __init__(self, top: _Node, dev: int) -> None:
+    def __init__(self, top: _Node, dev: int, mount: int | None) -> None:
         self.dev = dev
+        self.mount = mount
         self.fds = _FdPath(top)
         self.top = top
         self.top_gone = False
@@ -281,6 +382,15 @@ class _Remover:
             path = node.child_path(name)
             raise SnapshotError(
                 f"refusing to remove {path}: it is on another filesystem (a mount point)",
+                path=path,
+            )
+        if self.mount is not None and mount_identity(fd)[0] != self.mount:
+            # A bind mount of a directory on the same filesystem: same st_dev, and
+            # everything below it belongs to someone else.
+            os.close(fd)
+            path = node.child_path(name)
+            raise SnapshotError(
+                f"refusing to remove {path}: a directory is mounted there (a mount point)",
                 path=path,
             )
         child = _Node(node, name, fd, (st.st_dev, st.st_ino))
@@ -391,9 +501,14 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
             fst = os.fstat(fd)
             if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
                 continue  # swapped since the lstat: look again
+            mount, is_mount_root = mount_identity(fd)
+            if is_mount_root:
+                raise SnapshotError(
+                    f"refusing to remove {top_path}: it is a mount point", path=top_path
+                )
             top = _Node(None, top_path, fd, (st.st_dev, st.st_ino))
             while True:
-                remover = _Remover(top, st.st_dev)
+                remover = _Remover(top, st.st_dev, mount)
                 remover.run()
                 if remover.top_gone:
                     return  # the top itself was removed by someone else

@@ -323,10 +323,21 @@ class CacheManager(RecordOperations):
         *policies: PruneOptions,
         dry_run: bool = False,
         on_prune: Callable[[UsageInfo], None] | None = None,
+        recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
-        """Remove unused records by policy, children before parents (see core-api.md)."""
+        """Remove unused records by policy, children before parents (see core-api.md).
+
+        ``recheck`` (an extension: the fleet's "used since you confirmed") is called with
+        each chosen record inside the transaction that removes it; False keeps it.
+        """
         self._check_usable()
-        return prune.prune(self, policies or (PruneOptions(),), dry_run=dry_run, on_prune=on_prune)
+        return prune.prune(
+            self,
+            policies or (PruneOptions(),),
+            dry_run=dry_run,
+            on_prune=on_prune,
+            recheck=recheck,
+        )
 
     def gc(self, policies: Iterable[PruneOptions] | None = None) -> list[UsageInfo]:
         """Apply the given policies, or the default tiers modelled on BuildKit's."""

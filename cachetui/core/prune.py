@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cachetui.core import filters as filter_language
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError, PruneInterrupted
+from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
 from cachetui.core.policy import (
     Candidate,
     DiskStat,
@@ -46,6 +46,8 @@ PIPELINE_DEPTH = 8
 _PROTECTED_TYPES = frozenset({RecordType.INTERNAL.value, RecordType.FRONTEND.value})
 
 OnPrune = Callable[[UsageInfo], None]
+#: Called inside the write transaction with each record as it is now; False keeps it.
+Recheck = Callable[[RecordRow], bool]
 
 
 class _CallbackFailed(Exception):
@@ -65,8 +67,10 @@ class _Pass:
         state: StoreState,
         policy: PruneOptions,
         matcher: filter_language.FilterSet,
+        recheck: Recheck | None = None,
     ) -> None:
         self.manager = manager
+        self.recheck = recheck
         self.state = state
         self.policy = policy
         self.matcher = matcher
@@ -195,6 +199,8 @@ def _still_free(
             continue
         if not work.matches_policy(current):
             continue
+        if work.recheck is not None and not work.recheck(current):
+            continue  # the caller's own condition on the record as it is now
         row.usage_count, row.last_used_at = current.usage_count, current.last_used_at
         chosen.append(row)
         doomed.extend(halves)
@@ -237,6 +243,8 @@ class _Run:
         self.purger = purger
         self.sizes: dict[str, int] = {}
         self.failure: Exception | None = None  # what on_prune raised: stop choosing
+        #: The first record refused because a filesystem is mounted in its layer.
+        self.refused: SnapshotError | None = None
         self.gc_mode = work.policy.has_space_limit
         # GC mode needs each removal accounted before choosing the next one.
         self.depth = 0 if self.gc_mode else PIPELINE_DEPTH
@@ -298,7 +306,35 @@ class _Run:
             candidates[i : i + MAX_PRUNE_BATCH] for i in range(0, len(candidates), MAX_PRUNE_BATCH)
         ]
 
+    def _refuse_mounted(self, batch: list[RecordRow]) -> list[RecordRow]:
+        """The batch without records whose layer has a mount point inside it.
+
+        Deleting such a layer would empty the mounted directory, which lives outside
+        the store (a bind mount has the same ``st_dev``, so the remover's own check could
+        only stop half way). The record stays as it is; the prune names the mount.
+        """
+        mounted = self.manager.snapshots.mounts_in({row.layer_id for row in batch})
+        if not mounted:
+            return batch
+        kept: list[RecordRow] = []
+        for row in batch:
+            points = mounted.get(row.layer_id)
+            if not points:
+                kept.append(row)
+                continue
+            self.work.skipped.add(row.id)
+            if self.refused is None:
+                self.refused = SnapshotError(
+                    f"refusing to prune {row.id}: {points[0]} is mounted inside its layer "
+                    "(unmount it first)",
+                    path=points[0],
+                )
+        return kept
+
     def _remove(self, batch: list[RecordRow]) -> None:
+        batch = self._refuse_mounted(batch)
+        if not batch:
+            return
         self.sizes.update(measure_missing(self.manager, self.work.state, batch))
         if self.dry_run:
             for row in batch:
@@ -344,10 +380,13 @@ def prune(
     *,
     dry_run: bool = False,
     on_prune: OnPrune | None = None,
+    recheck: Recheck | None = None,
     on_tier: OnTier | None = None,
 ) -> list[UsageInfo]:
     """Apply ``policies`` in order; returns what was (or would be) removed, in order.
 
+    ``recheck`` (not in a dry run) is asked about each chosen record inside the write
+    transaction that would remove it, with the record as it is then: False keeps it.
     ``on_tier`` is called after each policy with a ``TierDone`` (the GC plan uses it).
     """
     for policy in policies:
@@ -360,12 +399,13 @@ def prune(
 
         raise StoreError(f"cannot prune {manager.root}: the store is open read-only")
     removed: list[UsageInfo] = []
+    refused: SnapshotError | None = None  # raised once every policy has run
     shared_state = manager.state() if dry_run else None
     purger: Purger[RecordRow] = Purger(manager)
     try:
         for index, (policy, matcher) in enumerate(zip(policies, matchers, strict=True)):
             state = shared_state if shared_state is not None else manager.state()
-            work = _Pass(manager, state, policy, matcher)
+            work = _Pass(manager, state, policy, matcher, recheck)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             start = len(removed)
             run = _Run(
@@ -380,12 +420,15 @@ def prune(
             run.run()
             if purger.error is not None:
                 raise purger.error
+            refused = refused or run.refused
             if on_tier is not None:
                 on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:
         raise PruneInterrupted(removed) from stop.cause
     finally:
         purger.close()
+    if refused is not None and not dry_run:
+        raise refused
     return removed
 
 

@@ -182,6 +182,23 @@ class DirectorySnapshotter:
             return []
         return [(Path(p), e) for p, e in fsops.remove_trees(paths)]
 
+    def mounts_in(self, snapshot_ids: set[str]) -> dict[str, list[str]]:
+        """The mount points inside each of these layers (only layers that have one).
+
+        Removing such a layer would delete another filesystem's files, or those of a
+        bind-mounted directory outside the store, so callers refuse it up front.
+        """
+        points = fsops.mounts_below(self.dir)
+        if not points:
+            return {}
+        base = os.path.realpath(self.dir)
+        found: dict[str, list[str]] = {}
+        for point in points:
+            first = os.path.relpath(point, base).split(os.sep, 1)[0]
+            if first in snapshot_ids:
+                found.setdefault(first, []).append(point)
+        return found
+
     def leftovers(self) -> list[str]:
         """Staging and trash names (``new-*``, ``rm-*``) currently on disk."""
         return [name for name in self.names() if name.startswith((STAGING_PREFIX, TRASH_PREFIX))]

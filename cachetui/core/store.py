@@ -25,7 +25,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "GCRun", "Store"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store"]
 
 SCHEMA_VERSION = 2
 """1: records, holders, settings. 2: adds ``gc_run`` (one row per GC run)."""
@@ -124,6 +124,26 @@ RECORD_COLUMNS = (
 )
 
 
+def _create_v1(store: Store) -> None:
+    """Version 1 (the first landing): records, holders, settings."""
+    store.db.create_tables([store.Record, store.Holder, store.Setting], safe=True)
+
+
+def _add_gc_runs(store: Store) -> None:
+    """Version 2: the ``gc_run`` history table (added; nothing else changes)."""
+    store.db.create_tables([store.GCRun], safe=True)
+
+
+#: (version reached, step), in order. A step takes the schema from the version before it
+#: to its own, in place, keeping every row; the steps a store needs run in one transaction
+#: at open, so a crash leaves it at the old version, never half-upgraded. Add a step (and
+#: bump ``SCHEMA_VERSION``) for every change of a table.
+MIGRATIONS: tuple[tuple[int, Callable[[Store], None]], ...] = (
+    (1, _create_v1),
+    (2, _add_gc_runs),
+)
+
+
 def _translate(err: Exception, path: str) -> StoreError:
     text = str(err)
     if "locked" in text or "busy" in text:
@@ -216,49 +236,37 @@ class Store:
     def _check_schema(self) -> None:
         db, setting = self.db, self.Setting
         try:
-            tables = set(db.get_tables())
             version = 0
-            if "setting" in tables:
+            if "setting" in set(db.get_tables()):
                 row = setting.get_or_none(setting.key == "schema_version")
                 version = int(row.value) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"metadata store {self.path} has schema version {version}, newer "
-                        f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
-                    )
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"metadata store {self.path} has schema version {version}, newer "
+                    f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
+                )
             self.schema_version = version
             if version == SCHEMA_VERSION:
                 return
             if self.read_only:
                 if version >= 1:
-                    return  # an older store reads as it is; what it lacks reads as empty
+                    return  # a read never upgrades: an older store reads as it is
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
-            with db.atomic("IMMEDIATE"):
-                # Re-read under the write lock: another process may have upgraded it.
-                row = (
-                    setting.get_or_none(setting.key == "schema_version")
-                    if ("setting" in set(db.get_tables()))
-                    else None
-                )
-                version = int(row.value) if row else 0
-                if version < SCHEMA_VERSION:
-                    self._migrate(version)
-                    crash_point("migrate:after_ddl")
-                    setting.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+            self._migrate(version)
             self.schema_version = SCHEMA_VERSION
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
 
-    def _migrate(self, version: int) -> None:
-        """Bring a store at ``version`` up to ``SCHEMA_VERSION``, in the caller's transaction.
-
-        Every step only adds (tables, columns with defaults): an older store upgrades in
-        place with nothing lost, and a crash mid-way rolls the whole upgrade back.
-        """
-        if version < 1:
-            self.db.create_tables([self.Record, self.Holder, self.Setting], safe=True)
-        if version < 2:
-            self.db.create_tables([self.GCRun], safe=True)
+    def _migrate(self, found: int) -> None:
+        """Run every step above ``found`` in one transaction: all of them, or none."""
+        db = self.db
+        with db.atomic():
+            for version, step in MIGRATIONS:
+                if version <= found:
+                    continue
+                step(self)
+                crash_point("migrate:after_ddl")
+                self.Setting.replace(key="schema_version", value=str(version)).execute()
 
     def has_table(self, name: str) -> bool:
         """Whether the table exists (an older store opened read-only may lack newer ones)."""

@@ -11,6 +11,9 @@
 - a directory on another filesystem (a mount point) is neither counted nor entered, as
   ``du -x`` does (plain ``du -s`` would cross into it and count the mounted tree). It is
   reported as a ``foreign-device`` finding;
+- a mount point on the *same* filesystem (a bind mount: same ``st_dev``, which fools
+  ``du -x``) is told apart by its mount id and is not entered either: a ``mount-point``
+  finding. A measured path that is itself a mount point is not measured at all;
 - problems never raise: they come back as :class:`Finding` values, and
   :attr:`Measurement.complete` says whether ``size`` is exact or only a lower bound.
 
@@ -36,7 +39,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from cachetui.core.fsops import _DIR_FLAGS, _FdPath, _Node
+from cachetui.core.fsops import _DIR_FLAGS, _FdPath, _Node, mount_identity
 
 __all__ = ["INCOMPLETE_KINDS", "PARALLEL_THRESHOLD", "Finding", "Measurement", "measure"]
 
@@ -45,7 +48,15 @@ PARALLEL_THRESHOLD = 5000
 #: Finding kinds after which ``size`` is only a lower bound.
 # A size with one of these findings is a lower bound (or nothing at all): never cached.
 INCOMPLETE_KINDS = frozenset(
-    {"unreadable", "foreign-device", "symlinked-root", "error", "missing", "not-a-directory"}
+    {
+        "unreadable",
+        "foreign-device",
+        "mount-point",
+        "symlinked-root",
+        "error",
+        "missing",
+        "not-a-directory",
+    }
 )
 #: The most tasks put in the work queue pipe at once (4 bytes each, below 64 KiB).
 _MAX_TASKS = 16000
@@ -58,6 +69,8 @@ class Finding:
 
     ``kind`` is one of ``unreadable`` (permission or I/O error: the entry or subtree is
     missing from the size), ``foreign-device`` (a mount point: not counted, not entered),
+    ``mount-point`` (a mount of the same filesystem, such as a bind mount: not counted,
+    not entered; on the measured path itself: nothing measured),
     ``symlinked-root`` (the measured path is a symlink: nothing measured), ``missing``
     (the measured path does not exist), ``not-a-directory`` (the measured path is a file:
     its own blocks are the size) or ``error`` (a worker failed).
@@ -93,10 +106,11 @@ def _describe(err: OSError) -> str:
 class _Walker:
     """Counts entries below directories on the same device as the root."""
 
-    __slots__ = ("blocks", "dev", "files", "findings", "links")
+    __slots__ = ("blocks", "dev", "files", "findings", "links", "mount")
 
-    def __init__(self, dev: int) -> None:
+    def __init__(self, dev: int, mount: int | None) -> None:
         self.dev = dev
+        self.mount = mount  # the root's mount id: a directory with another is not entered
         self.blocks = 0  # 512-byte blocks of entries with one link
         self.files = 0  # entries with one link (or directories)
         self.links: dict[tuple[int, int], int] = {}  # (dev, ino) -> blocks, nlink > 1
@@ -164,6 +178,15 @@ class _Walker:
             if st.st_dev != self.dev:
                 self.findings.append(
                     (parent.child_path(name), "foreign-device", "another filesystem: not entered")
+                )
+                os.close(fd)
+                return None
+            if self.mount is not None and mount_identity(fd)[0] != self.mount:
+                # Counted by the parent's listing (same st_dev): take it back out.
+                self.blocks -= st.st_blocks
+                self.files -= 1
+                self.findings.append(
+                    (parent.child_path(name), "mount-point", "a mount point: not entered")
                 )
                 os.close(fd)
                 return None
@@ -283,7 +306,7 @@ def _parallel(walker: _Walker, fds: _FdPath, workers: int) -> bool:
                 code = 1
                 try:
                     os.close(result_r)
-                    own = _Walker(walker.dev)
+                    own = _Walker(walker.dev, walker.mount)
                     _drain(own, queue_r, tasks)
                     payload = pickle.dumps(own.result(), protocol=pickle.HIGHEST_PROTOCOL)
                     view = memoryview(payload)
@@ -375,7 +398,12 @@ def measure(
             return Measurement(
                 0, 0, (Finding(root, "symlinked-root", "the path was replaced while measured"),)
             )
-        walker = _Walker(fst.st_dev)
+        mount, is_mount_root = mount_identity(fd)
+        if is_mount_root:
+            return Measurement(
+                0, 0, (Finding(root, "mount-point", "the path is a mount point: not measured"),)
+            )
+        walker = _Walker(fst.st_dev, mount)
         base = _Node(None, root, fd, (fst.st_dev, fst.st_ino))
         walker._scan(base, fd)
         fds = _FdPath(base)

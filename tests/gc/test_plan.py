@@ -213,27 +213,21 @@ def test_gc_lock_refuses_a_second_run(seeded) -> None:
     GCLock(cm.root).acquire()  # released: free again
 
 
-def test_older_store_upgrades_in_place_with_nothing_lost(tmp_path: Path) -> None:
-    """A store of schema 1 (no gc_run table) opens, upgrades, and keeps every record."""
-    import sqlite3
+def test_first_landing_store_gains_the_run_history_with_nothing_lost(tmp_path: Path) -> None:
+    """The store written by the first landing (schema 1, no gc_run table): a read-only
+    open reads it as it is, a writable open adds the history table, and GC runs record."""
+    import shutil
 
-    root = tmp_path / "old"
+    from cachetui.core.types import GCRunInfo
+
+    root = tmp_path / "store"
+    shutil.copytree(Path(__file__).parent.parent / "core" / "fixtures" / "store_v1", root)
+    with CacheManager.open(root, read_only=True) as ro:
+        assert ro.store.schema_version == 1
+        assert ro.gc_history() == []
+        before = ro.disk_usage()
     with CacheManager.open(root) as cm:
-        with cm.new(description="kept") as layer:
-            (layer.mount().upper / "f").write_bytes(b"x" * 5000)
-            ref = layer.commit()
-        ref.release()
-        before = cm.disk_usage()
-    con = sqlite3.connect(root / "metadata.db")
-    con.execute("DROP TABLE gc_run")
-    con.execute("UPDATE setting SET value = '1' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
-    with CacheManager.open(root, read_only=True) as ro:  # a read of an old store works
-        assert ro.gc_history() == [] and ro.disk_usage() == before
-    with CacheManager.open(root) as cm:
+        assert cm.store.schema_version == 2
         assert cm.disk_usage() == before
-        assert cm.store.schema_version == 2 and cm.gc_history() == []
-    con = sqlite3.connect(root / "metadata.db")
-    assert con.execute("SELECT value FROM setting").fetchall() == [("2",)]
-    con.close()
+        cm.record_gc_run(GCRunInfo(1.0, 0.5, "default", "manual", 4, 0, 0))
+        assert [run.policy for run in cm.gc_history()] == ["default"]

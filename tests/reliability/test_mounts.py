@@ -1,0 +1,195 @@
+"""Mount points inside a layer: never measured, never crossed, never emptied.
+
+A bind mount of a directory on the same filesystem has the same ``st_dev`` as the layer
+around it, so only the mount id tells it apart. Each test mounts a real directory that
+lives *outside* the store (a canary) into a layer, then measures, prunes and removes,
+and checks that every canary byte survives. These need root; under ``CI=true`` (where
+the suite runs as root) a refused mount fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cachetui.core import CacheManager, PruneOptions, SnapshotError, fsops, usage
+from tests.reliability.workers import child_env
+
+CANARY = b"alive" * 2000
+
+
+def _cannot(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI runs as root and must mount: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """``mount(source, target)`` bind-mounts; ``mount(None, target)`` mounts a tmpfs.
+
+    Afterwards every mount below ``tmp_path`` goes, deepest first, wherever a failing
+    prune may have moved it.
+    """
+
+    def do(source: Path | None, target: Path) -> None:
+        if os.geteuid() != 0:
+            _cannot("mounting needs root")
+        command = (
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "cachetui-test", str(target)]
+            if source is None
+            else ["mount", "--bind", str(source), str(target)]
+        )
+        done = subprocess.run(command, capture_output=True)
+        if done.returncode:
+            _cannot(f"cannot mount here: {done.stderr.decode().strip()}")
+
+    yield do
+    for point in sorted(fsops.mounts_below(tmp_path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    """A directory outside the store whose files must survive everything."""
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "canary").write_bytes(CANARY)
+    (outside / "deep" / "canary").write_bytes(CANARY)
+    return outside
+
+
+def _canary_intact(canary: Path) -> None:
+    assert (canary / "canary").read_bytes() == CANARY
+    assert (canary / "deep" / "canary").read_bytes() == CANARY
+
+
+def _layer(cm: CacheManager, content: int = 8192) -> tuple[str, Path]:
+    ref = cm.new(retain=True)
+    upper = ref.mount().upper
+    assert upper is not None
+    (upper / "own").write_bytes(b"o" * content)
+    ref.release()
+    return ref.id, upper
+
+
+@pytest.mark.parametrize("kind", ["bind", "tmpfs"])
+def test_measure_never_crosses_a_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None], kind: str
+) -> None:
+    rid, path = _layer(cm)
+    before = cm.snapshots.measure(rid).size
+    (path / "mnt").mkdir()
+    mount(canary if kind == "bind" else None, path / "mnt")
+    if kind == "tmpfs":
+        (path / "mnt" / "big").write_bytes(b"t" * 100_000)
+    measured = cm.snapshots.measure(rid)
+    # The mounted tree, and the directory it covers, count for nothing.
+    assert measured.size == before
+    expected = "mount-point" if kind == "bind" else "foreign-device"
+    assert [(f.path, f.kind) for f in measured.findings] == [(str(path / "mnt"), expected)]
+    assert not measured.complete  # never cached: the mount may go away
+    # The same walk shared among worker processes agrees.
+    assert usage.measure(path, workers=2).size == before
+    _canary_intact(canary)
+
+
+@pytest.mark.parametrize("kind", ["bind", "tmpfs"])
+def test_prune_refuses_a_layer_with_a_mount_and_names_it(
+    cm: CacheManager, canary: Path, mount: Callable[..., None], kind: str
+) -> None:
+    rid, path = _layer(cm)
+    _other, other_path = _layer(cm)
+    (path / "sub").mkdir()
+    (path / "sub" / "mnt").mkdir()
+    mount(canary if kind == "bind" else None, path / "sub" / "mnt")
+    if kind == "tmpfs":
+        (path / "sub" / "mnt" / "mounted").write_bytes(CANARY)
+    with pytest.raises(SnapshotError, match=f"refusing to prune {rid}: .*/sub/mnt is mounted"):
+        cm.prune(PruneOptions(all=True))
+    # The record with the mount was not touched at all; the other one went.
+    assert not other_path.exists()
+    assert [u.id for u in cm.disk_usage()] == [rid]
+    assert (path / "own").read_bytes() == b"o" * 8192
+    if kind == "bind":
+        _canary_intact(canary)
+    else:
+        assert (path / "sub" / "mnt" / "mounted").read_bytes() == CANARY
+    assert os.listdir(cm.snapshots.dir) == [rid]
+    # A dry run does not list it.
+    assert cm.prune(PruneOptions(all=True), dry_run=True) == []
+    _canary_intact(canary)
+
+
+def test_layer_that_is_itself_a_bind_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    rid, path = _layer(cm, content=0)
+    mount(canary, path)
+    assert cm.snapshots.measure(rid).size == 0
+    assert {f.kind for f in cm.snapshots.measure(rid).findings} == {"mount-point"}
+    with pytest.raises(SnapshotError, match=f"refusing to prune {rid}"):
+        cm.prune(PruneOptions(all=True))
+    _canary_intact(canary)
+
+
+def test_remover_stops_at_a_bind_mount(
+    tmp_path: Path, canary: Path, mount: Callable[..., None]
+) -> None:
+    """The remover's own check, for a mount that appears after prune looked."""
+    tree = tmp_path / "tree"
+    (tree / "a" / "mnt").mkdir(parents=True)
+    mount(canary, tree / "a" / "mnt")
+    with pytest.raises(SnapshotError, match="a directory is mounted there"):
+        fsops.remove_tree(tree)
+    _canary_intact(canary)
+    # A mount point at the top is refused before anything is removed.
+    top = tmp_path / "top"
+    top.mkdir()
+    mount(canary, top)
+    with pytest.raises(SnapshotError, match="is a mount point"):
+        fsops.remove_tree(top)
+    _canary_intact(canary)
+
+
+def test_mounts_below_reads_escaped_names(tmp_path: Path, mount: Callable[..., None]) -> None:
+    odd = tmp_path / "with space\nand newline"
+    odd.mkdir()
+    mount(None, odd)
+    assert fsops.mounts_below(tmp_path) == [str(odd)]
+    assert fsops.mounts_below(tmp_path / "elsewhere") == []
+
+
+def test_cli_prune_names_the_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    rid, path = _layer(cm)
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    cm.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--all", "--force", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cachetui: refusing to prune {rid}: {path / 'mnt'} is mounted inside its layer "
+        "(unmount it first)"
+    ]
+    _canary_intact(canary)
+    du = subprocess.run(
+        [sys.executable, "-m", "cachetui", "du", "--format", "json", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert du.returncode == 0 and rid in du.stdout
