@@ -48,7 +48,12 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> argparse.Ar
     )
     gc.add_argument("--show-policy", action="store_true", help="print the list and exit")
     gc.add_argument("--history", action="store_true", help="show the last GC runs")
-    gc.add_argument("--verbose", "-v", action="store_true", help="list every record that stays")
+    gc.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="dry run: list every record that stays; watch: print each record removed",
+    )
     gc.add_argument(
         "--watch", action="store_true", help="keep running: on the interval and on low space"
     )

@@ -22,8 +22,10 @@ from typing import Any
 
 from cachetui.core.errors import InvalidError, LockedError
 from cachetui.core.policy import disk_stat
+from cachetui.core.types import UsageInfo
 from cachetui.core.units import format_bytes_buildx, parse_duration
 from cachetui.gccommand import load_list, run_once, write_lines
+from cachetui.output import prune_row
 
 __all__ = ["watch"]
 
@@ -50,6 +52,11 @@ def watch(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) 
 
         metrics.serve(root, args.metrics_port)
         write_lines(f"metrics on http://127.0.0.1:{args.metrics_port}/metrics")
+
+    def show(info: UsageInfo) -> None:
+        if args.verbose:
+            write_lines("  " + prune_row(info, time.time()))
+
     min_free = policy.min_free_space
     throttle = min(interval, 60.0)
     write_lines(
@@ -72,7 +79,7 @@ def watch(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) 
                     continue
                 try:
                     records, freed, interrupted = run_once(
-                        cm, policy, trigger=trigger, stop=stop.is_set
+                        cm, policy, trigger=trigger, stop=stop.is_set, on_prune=show
                     )
                 except LockedError as err:
                     write_lines(f"{_stamp()} {trigger}: skipped, {err}")
