@@ -1,8 +1,8 @@
 """``cachetui gc --watch``: keep a store in bounds, unattended.
 
 Runs the list on the interval, and at once when the disk's free space falls below the
-list's largest ``minFreeSpace`` (checked every second, at most one such run per
-``min(interval, 60s)``, as BuildKit throttles its own GC to once a minute). Runs never
+list's largest ``minFreeSpace`` (checked every second; after such a run the next one
+waits ``min(interval, 60s)``, as BuildKit throttles its own GC to once a minute). Runs never
 overlap: each takes the store's GC lock (``core.gclock``), which another process, or a
 second watcher, sees; a tick that finds it taken is skipped. Each run is recorded in the
 store. SIGTERM or SIGINT stops the run under way between batches and ends the watch.
@@ -65,14 +65,14 @@ def watch(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) 
     )
     try:
         with open_store(root) as cm:
-            last_run = -float("inf")
+            last_low = -float("inf")  # when the last run for low free space started
             next_run = time.monotonic()
             while not stop.is_set():
                 now = time.monotonic()
                 trigger = None
                 if now >= next_run:
                     trigger = "interval"
-                elif min_free and now - last_run >= throttle and disk_stat(root).free < min_free:
+                elif min_free and now - last_low >= throttle and disk_stat(root).free < min_free:
                     trigger = "low-space"
                 if trigger is None:
                     stop.wait(max(min(next_run - now, _POLL), 0.01))
@@ -89,9 +89,10 @@ def watch(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) 
                         f"{_stamp()} {trigger}: removed {records} records, "
                         f"{format_bytes_buildx(freed)}{note}"
                     )
-                last_run = time.monotonic()
                 if trigger == "interval":
-                    next_run = last_run + interval
+                    next_run = time.monotonic() + interval
+                else:
+                    last_low = now
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -234,3 +234,24 @@ def test_metrics_endpoint_and_command(store: tuple[Path, Path]) -> None:
     )
     assert printed.returncode == 0, printed.stderr
     assert "cachetui_gc_runs_total 1.0" in printed.stdout
+
+
+def test_low_free_space_starts_a_run_before_the_interval(store: tuple[Path, Path]) -> None:
+    root, _ = store
+    _fill(root, 5)
+    policy = root.parent / "free.toml"
+    # 100% of the disk free can never be true: free space is always "too low".
+    policy.write_text('[[tier]]\nall = true\nmin-free-space = "100%"\n')
+    watcher = _watch(root, policy, "--interval", "1h")
+    try:
+        deadline = time.monotonic() + 60
+        triggers: list[str] = []
+        while time.monotonic() < deadline and "low-space" not in triggers:
+            with CacheManager.open(root, read_only=True) as cm:
+                triggers = [run.trigger for run in cm.gc_history(None)]
+            time.sleep(0.1)
+    finally:
+        out, err = _stop(watcher)
+    assert watcher.returncode == 0, err
+    assert sorted(triggers) == ["interval", "low-space"]
+    assert "when free space <" in out
