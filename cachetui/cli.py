@@ -1,4 +1,5 @@
-"""The ``cachetui`` command line: du, prune, gc, metrics, doctor, demo and the dashboard.
+"""The ``cachetui`` command line: du, prune, gc, metrics, doctor, demo, serve and the
+dashboard.
 
 Exit codes: 0 success, 1 failure (no store, store error), 2 bad usage (flags, filters,
 sizes, durations, a root that is not a directory, a prune that cannot be confirmed).
@@ -134,7 +135,41 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--build-only", action="store_true", help="only build the store and print its root"
     )
+
+    serve = subs.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the dashboard to a browser",
+        description="Serve the dashboard to a browser (each tab runs its own dashboard). "
+        "Listens on localhost unless --host says otherwise.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address browsers use, when a proxy in front changes it "
+        "(default: the address each browser used)",
+    )
+    serve.add_argument(
+        "--read-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the served dashboard looks, never changes anything",
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r} (1-65535)")
+    return port
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -399,6 +434,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return int(run_dashboard(root, simulator=not args.no_live) or 0)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    root = _resolve_root(args)
+    if args.read_only:
+        _existing_store(root)
+    try:
+        from cachetui import serve
+    except ImportError as err:  # pragma: no cover - textual-serve is a dependency
+        raise CliError(f"serving is not available ({err})") from None
+    if args.public_url is not None and not args.public_url.startswith(("http://", "https://")):
+        raise CliError(
+            f"--public-url: {args.public_url!r} is not an http:// or https:// URL", EXIT_USAGE
+        )
+    warning = serve.not_local_warning(args.host, read_only=args.read_only)
+    if warning:
+        _out(sys.stderr, f"{_PROG}: {warning}")
+    dashboard_args = ["--root", str(root.absolute())]
+    if args.read_only:
+        dashboard_args.append("--read-only")
+    serve.serve(
+        dashboard_args,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        title=f"cachetui: {root.absolute()}",
+    )
+    return EXIT_OK
+
+
 _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     None: _cmd_dashboard,
     "du": _cmd_du,
@@ -407,6 +470,7 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "gc": _cmd_gc,
     "metrics": _cmd_metrics,
     "demo": _cmd_demo,
+    "serve": _cmd_serve,
 }
 
 

@@ -3,6 +3,9 @@
 Run from the repository root: ``python scripts/screenshots.py``. The screens are the same
 as the snapshot tests (tests/ui/test_snapshots.py): a fixed store, fixed ids, a fixed
 clock and a fixed disk, driven with ``App.run_test`` and saved with ``save_screenshot``.
+
+``screenshots/browser.png`` is the same store served by ``cachetui serve`` and shot in
+Debian's Chromium (as tests/web does); it is skipped, saying so, without the browser.
 """
 
 from __future__ import annotations
@@ -103,6 +106,34 @@ async def shoot(name: str, size: tuple[int, int], scenario: Scenario, seeded: bo
         shutil.rmtree(base, ignore_errors=True)
 
 
+def shoot_browser() -> Path | None:
+    """The fixture store in a browser tab; None when Chromium or Playwright is missing."""
+    from tests.web.browser import CHROMIUM, DashboardPage, chromium, served
+
+    try:
+        from playwright import sync_api
+    except ImportError:
+        print("skipped browser.png: playwright is not installed")
+        return None
+    if not CHROMIUM.exists():
+        print(f"skipped browser.png: {CHROMIUM} is missing (apt-get install chromium)")
+        return None
+    base = Path(tempfile.mkdtemp(prefix="cachetui-shots-"))
+    try:
+        root = base / "store"
+        ids = build_fixture_store(root)
+        with served(root, log=base / "serve.log") as url, chromium(sync_api) as browser:
+            page = DashboardPage.open(browser, url, size=(1200, 640))
+            page.wait_for(lambda lines: page.row(lines, ids["old"]), "the tree")
+            page.wait_for(lambda lines: any(ids["old"] in line for line in lines[-12:]), "details")
+            path = OUT / "browser.png"
+            page.page.screenshot(path=str(path))
+            page.page.close()
+        return path
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 async def run() -> None:
     OUT.mkdir(exist_ok=True)
     for name, size, scenario, seeded in SCREENS:
@@ -112,3 +143,6 @@ async def run() -> None:
 
 if __name__ == "__main__":
     asyncio.run(run())
+    shot = shoot_browser()
+    if shot is not None:
+        print(f"wrote {shot.relative_to(REPO)}")
