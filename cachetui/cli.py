@@ -278,7 +278,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     root = _existing_store(_resolve_root(args))
     from cachetui.core.policy import disk_stat
     from cachetui.core.types import PruneOptions
-    from cachetui.core.units import format_bytes_buildx, parse_duration, parse_size
+    from cachetui.units import format_bytes_buildx, parse_duration, parse_size
 
     # Each parser's InvalidError names the flag and the value; main() makes it exit 2.
     filters = _parse_filters(args.filter)

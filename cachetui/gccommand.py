@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cachetui import gcreport, output
-from cachetui.core.units import format_bytes_buildx
+from cachetui.units import format_bytes_buildx
 
 if TYPE_CHECKING:
     from cachetui.core import CacheManager

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cachetui.core.types import GCRunInfo, Kept, PruneOptions, TierResult
-from cachetui.core.units import format_bytes_buildx, format_duration_ago
 from cachetui.gcpolicy.lint import describe_duration
 from cachetui.gcpolicy.model import PolicyList
 from cachetui.output import format_table, prune_header, prune_row, rfc3339, usage_json
+from cachetui.units import format_bytes_buildx, format_duration_ago
 
 __all__ = [
     "KEPT_ORDER",
@@ -112,9 +112,15 @@ def _ago(moment: float, now: float) -> str:
     return format_duration_ago(max(now - moment, 0)) + " ago"
 
 
-def render_kept(reason: Kept, now: float) -> str:
-    """A reason in words: ``keep-duration: used within the keep duration (2 hours ago)``."""
+def render_kept(reason: Kept, now: float, tier: TierResult | None = None) -> str:
+    """A reason in words: ``keep-duration: used within the keep duration (2 hours ago)``;
+    with its ``tier``, a met limit shows the total and the limit."""
     text = f"{reason.kind}: {reason.text}"
+    if reason.kind == "limit" and tier is not None and tier.limit is not None:
+        text += (
+            f" ({format_bytes_buildx(tier.total_after)} is at or below "
+            f"{format_bytes_buildx(max(tier.limit, 0))})"
+        )
     if reason.since is not None:
         if reason.kind == "parent" and reason.by is not None:
             text += f" (newest use below: {_ago(reason.since, now)}, {reason.by})"
@@ -151,7 +157,8 @@ def render_tier(
         lines.append(f"  {len(tier.kept)} stay: " + ", ".join(f"{counts[k]} {k}" for k in order))
         texts = {(reason.kind, reason.text) for reason in tier.kept.values()}
         if len(texts) == 1 and next(iter(texts))[0] == "limit":
-            lines.append(f"    every one: {next(iter(texts))[1]}")
+            first = next(iter(tier.kept.values()))
+            lines.append(f"    every one: {render_kept(first, now, tier)}")
             return lines
         ranked = sorted(
             tier.kept.items(),
@@ -162,7 +169,7 @@ def render_tier(
         )
         shown = ranked if listed is None else ranked[:listed]
         for record_id, reason in shown:
-            lines.append(f"    {record_id}  {render_kept(reason, now)}")
+            lines.append(f"    {record_id}  {render_kept(reason, now, tier)}")
         if len(shown) < len(ranked):
             lines.append(f"    ... and {len(ranked) - len(shown)} more (--verbose lists all)")
     return lines

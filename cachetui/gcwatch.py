@@ -23,9 +23,9 @@ from typing import Any
 from cachetui.core.errors import InvalidError, LockedError
 from cachetui.core.policy import disk_stat
 from cachetui.core.types import UsageInfo
-from cachetui.core.units import format_bytes_buildx, parse_duration
 from cachetui.gccommand import load_list, run_once, write_lines
 from cachetui.output import prune_row
+from cachetui.units import format_bytes_buildx, parse_duration
 
 __all__ = ["watch"]
 

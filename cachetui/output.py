@@ -19,7 +19,7 @@ from typing import Any
 from cachetui.core.diskusage import Totals
 from cachetui.core.reconcile import Finding
 from cachetui.core.types import UsageInfo
-from cachetui.core.units import format_bytes_buildx, format_duration_ago
+from cachetui.units import format_bytes_buildx, format_duration_ago
 
 __all__ = [
     "DU_HEADER",

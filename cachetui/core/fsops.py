@@ -18,8 +18,8 @@ This module owns every destructive filesystem call the core makes on a snapshot 
   (``statx(STATX_MNT_ID)``, or ``mnt_id:`` in ``/proc/self/fdinfo`` on an older libc)
   and never cross into another mount.
 
-It also holds the private fd-path helpers (``_Node``, ``_FdPath``) that
-:mod:`cachetui.core.usage` walks with, so both walkers share one discipline.
+It walks with the fd-path helpers of :mod:`cachetui.core.fdpath`, as
+:mod:`cachetui.core.usage` does, so both walkers share one discipline.
 """
 
 from __future__ import annotations
@@ -34,14 +34,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from cachetui.core.errors import SnapshotError
+from cachetui.core.fdpath import DIR_FLAGS, PATH_FLAGS, FdPath, Node
 
 __all__ = ["fsync_dir", "mount_identity", "mounts_below", "remove_tree", "remove_trees"]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
-#: At most this many directory fds are held open by one walk; deeper ancestors are
-#: closed and reopened by name (and checked by ``(st_dev, st_ino)``) when needed again.
-_FD_CAP = 128
 #: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
 _MAX_RESCANS = 5
 
@@ -138,115 +134,6 @@ def mounts_below(path: str | os.PathLike[str]) -> list[str]:
     return sorted(set(found))
 
 
-class _Changed(OSError):
-    """A directory on the walk's path was replaced by another one while we walked."""
-
-
-class _Node:
-    """One directory on a walk's path: its name in its parent and, maybe, an open fd."""
-
-    __slots__ = ("chmodded", "fd", "ident", "keep", "name", "parent", "pending", "rescans")
-
-    def __init__(
-        self, parent: _Node | None, name: str, fd: int | None, ident: tuple[int, int] | None
-    ) -> None:
-        self.parent = parent
-        self.name = name
-        self.fd = fd
-        self.ident = ident
-        self.pending: list[str] | None = None
-        self.keep = False  # the fd belongs to the caller: never close or evict it
-        self.chmodded = False
-        self.rescans = 0
-
-    def path(self) -> str:
-        """The full path, for messages only (the walk itself never uses paths)."""
-        parts: list[str] = []
-        node: _Node | None = self
-        while node is not None:
-            parts.append(node.name)
-            node = node.parent
-        return "/".join(reversed(parts))
-
-    def child_path(self, name: str) -> str:
-        return f"{self.path()}/{name}"
-
-
-class _FdPath:
-    """The path of directories from a walk's base down to the current one.
-
-    ``stack[0]`` is the base, whose fd is kept open by the caller. At most ``cap`` fds
-    are open: when there are more, the shallowest are closed, and :meth:`fd` reopens a
-    closed directory from its nearest open ancestor, checking each step's identity.
-    """
-
-    __slots__ = ("cap", "nopen", "stack")
-
-    def __init__(self, base: _Node, cap: int = _FD_CAP) -> None:
-        base.keep = True
-        self.stack: list[_Node] = [base]
-        self.cap = cap
-        self.nopen = 0
-
-    def adopt(self, node: _Node) -> None:
-        """Count ``node``'s freshly opened fd."""
-        self.nopen += 1
-
-    def push(self, node: _Node) -> None:
-        self.stack.append(node)
-        if self.nopen > self.cap:
-            self._evict()
-
-    def close(self, node: _Node) -> None:
-        if node.fd is not None and not node.keep:
-            fd, node.fd = node.fd, None
-            self.nopen -= 1
-            os.close(fd)
-
-    def close_all(self) -> None:
-        for node in self.stack:
-            self.close(node)
-        self.stack.clear()
-
-    def _evict(self) -> None:
-        target = self.cap // 2
-        for node in self.stack[1:-1]:
-            if self.nopen <= target:
-                break
-            self.close(node)
-
-    def fd(self, node: _Node) -> int:
-        """An open fd for ``node``, reopening it (and closed ancestors) if needed.
-
-        Raises ``FileNotFoundError`` when a directory on the way has gone and
-        :class:`_Changed` when one was replaced by a different directory.
-        """
-        if node.fd is not None:
-            return node.fd
-        chain: list[_Node] = []
-        current: _Node | None = node
-        while current is not None and current.fd is None:
-            chain.append(current)
-            current = current.parent
-        if current is None:  # pragma: no cover - the base is always open
-            raise _Changed(errno.ESTALE, "no open ancestor", node.path())
-        parent_fd = current.fd
-        assert parent_fd is not None
-        for step in reversed(chain):
-            new_fd = os.open(step.name, _DIR_FLAGS, dir_fd=parent_fd)
-            st = os.fstat(new_fd)
-            if (st.st_dev, st.st_ino) != step.ident:
-                os.close(new_fd)
-                raise _Changed(errno.ESTALE, "directory replaced during the walk", step.path())
-            step.fd = new_fd
-            self.nopen += 1
-            parent_fd = new_fd
-        if self.nopen > self.cap:
-            self._evict()
-        assert node.fd is not None
-        return node.fd
-
-
 def _error(action: str, path: str, err: OSError) -> SnapshotError:
     reason = os.strerror(err.errno) if err.errno else str(err)
     return SnapshotError(f"cannot {action} {path}: {reason}", path=path)
@@ -266,7 +153,7 @@ def _make_child_writable(parent_fd: int, name: str) -> bool:
     check and the chmod cannot redirect it. Returns False when it did nothing.
     """
     try:
-        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+        fd = os.open(name, PATH_FLAGS, dir_fd=parent_fd)
     except OSError:
         return False
     try:
@@ -286,7 +173,7 @@ def _make_child_writable(parent_fd: int, name: str) -> bool:
 class _Gone(Exception):
     """A directory on the remover's path has been removed (by someone else)."""
 
-    def __init__(self, node: _Node) -> None:
+    def __init__(self, node: Node) -> None:
         super().__init__(node.name)
         self.node = node
 
@@ -294,14 +181,14 @@ class _Gone(Exception):
 class _Remover:
     """Post-order removal of one tree below an open top directory."""
 
-    def __init__(self, top: _Node, dev: int, mount: int | None) -> None:
+    def __init__(self, top: Node, dev: int, mount: int | None) -> None:
         self.dev = dev
         self.mount = mount
-        self.fds = _FdPath(top)
+        self.fds = FdPath(top)
         self.top = top
         self.top_gone = False
 
-    def _fd(self, node: _Node) -> int:
+    def _fd(self, node: Node) -> int:
         try:
             return self.fds.fd(node)
         except FileNotFoundError:
@@ -309,7 +196,7 @@ class _Remover:
         except OSError as err:
             raise _error("reopen directory", node.path(), err) from err
 
-    def _unlink(self, node: _Node, fd: int, name: str, pending: list[str]) -> None:
+    def _unlink(self, node: Node, fd: int, name: str, pending: list[str]) -> None:
         for attempt in (0, 1):
             try:
                 os.unlink(name, dir_fd=fd)
@@ -330,7 +217,7 @@ class _Remover:
             except OSError as err:
                 raise _error("remove", node.child_path(name), err) from err
 
-    def _scan(self, node: _Node) -> None:
+    def _scan(self, node: Node) -> None:
         fd = self._fd(node)
         pending: list[str] = []
         try:
@@ -350,10 +237,10 @@ class _Remover:
             raise _error("list", node.path(), err) from err
         node.pending = pending
 
-    def _open_child(self, node: _Node, parent_fd: int, name: str) -> _Node | None:
+    def _open_child(self, node: Node, parent_fd: int, name: str) -> Node | None:
         for attempt in (0, 1):
             try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
                 break
             except FileNotFoundError:
                 return None
@@ -393,11 +280,11 @@ class _Remover:
                 f"refusing to remove {path}: a directory is mounted there (a mount point)",
                 path=path,
             )
-        child = _Node(node, name, fd, (st.st_dev, st.st_ino))
+        child = Node(node, name, fd, (st.st_dev, st.st_ino))
         self.fds.adopt(child)
         return child
 
-    def _rmdir(self, node: _Node) -> bool:
+    def _rmdir(self, node: Node) -> bool:
         """Remove ``node`` from its parent; False when it must be rescanned."""
         parent = node.parent
         assert parent is not None
@@ -490,7 +377,7 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
             _unlink_path(top_path)
             return
         try:
-            fd = os.open(top_path, _DIR_FLAGS)
+            fd = os.open(top_path, DIR_FLAGS)
         except FileNotFoundError:
             return
         except OSError as err:
@@ -506,7 +393,7 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
                 raise SnapshotError(
                     f"refusing to remove {top_path}: it is a mount point", path=top_path
                 )
-            top = _Node(None, top_path, fd, (st.st_dev, st.st_ino))
+            top = Node(None, top_path, fd, (st.st_dev, st.st_ino))
             while True:
                 remover = _Remover(top, st.st_dev, mount)
                 remover.run()

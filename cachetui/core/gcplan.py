@@ -16,7 +16,6 @@ from cachetui.core import prune as pruning
 from cachetui.core.errors import PruneInterrupted
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import GCResult, Kept, PruneOptions, TierResult, UsageInfo
-from cachetui.core.units import format_bytes_buildx
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
@@ -69,12 +68,9 @@ def _held_text(state: StoreState, row: RecordRow) -> str:
     return f"held by pid {first.pid} on {first.host}{more}"
 
 
-def _limit_met(total: int, limit: int | None) -> Kept:
-    return Kept(
-        "limit",
-        f"the limit is met: {format_bytes_buildx(total)} is at or below "
-        f"{format_bytes_buildx(max(limit or 0, 0))}",
-    )
+def _limit_met() -> Kept:
+    # The numbers are in the tier's own result (total_after, limit).
+    return Kept("limit", "the tier's space limit is met")
 
 
 def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
@@ -92,7 +88,7 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
             reasons[row.id] = Kept("held", _held_text(state, row))
             continue
         if idle:
-            reasons[row.id] = _limit_met(total_after, limit)
+            reasons[row.id] = _limit_met()
             continue
         mismatch = work.mismatch(row)
         if mismatch is not None:
@@ -113,7 +109,7 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
             reasons[row.id] = Kept("changed", "used or held by another process during the run")
             continue
         if limit is not None:
-            reasons[row.id] = _limit_met(total_after, limit)
+            reasons[row.id] = _limit_met()
         else:
             reasons[row.id] = Kept("changed", "the run stopped before its turn")
     return reasons

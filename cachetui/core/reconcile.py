@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cachetui.core import fsops
-from cachetui.core import snapshots as snapshots_module
+from cachetui.core import filesystems, fsops
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import TRASH_PREFIX
@@ -143,8 +142,8 @@ def at_open(manager: CacheManager) -> list[Finding]:
             )
         else:
             findings = reconcile(manager)
-    fstype = snapshots_module.filesystem_type(manager.root)
-    if fstype in snapshots_module.NETWORK_FILESYSTEMS:
+    fstype = filesystems.filesystem_type(manager.root)
+    if filesystems.is_network_filesystem(fstype):
         # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
         findings.append(
             Finding(

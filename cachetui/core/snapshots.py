@@ -38,32 +38,6 @@ def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
     return SnapshotError(f"cannot {action} {path}: {reason}", path=str(path))
 
 
-#: Filesystem types where SQLite's WAL and locking cannot be trusted (E4).
-NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs"}
-)
-
-
-def filesystem_type(path: Path | str) -> str | None:
-    """The type of the filesystem holding ``path`` (from ``/proc/self/mountinfo``)."""
-    target = os.path.realpath(path)
-    best: tuple[int, str] | None = None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                fields, rest = left.split(), right.split()
-                if len(fields) < 5 or not rest:
-                    continue
-                mount_point = fields[4].encode().decode("unicode_escape")
-                inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-                if inside and (best is None or len(mount_point) >= best[0]):
-                    best = (len(mount_point), rest[0])
-    except OSError:
-        return None
-    return best[1] if best else None
-
-
 class DirectorySnapshotter:
     """Layer directories under ``<root>/snapshots``."""
 

@@ -14,7 +14,7 @@
 - a mount point on the *same* filesystem (a bind mount: same ``st_dev``, which fools
   ``du -x``) is told apart by its mount id and is not entered either: a ``mount-point``
   finding. A measured path that is itself a mount point is not measured at all;
-- problems never raise: they come back as :class:`Finding` values, and
+- problems never raise: they come back as :class:`MeasureIssue` values, and
   :attr:`Measurement.complete` says whether ``size`` is exact or only a lower bound.
 
 The walk is iterative and goes through directory fds (``openat`` with ``O_NOFOLLOW``),
@@ -39,13 +39,14 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from cachetui.core.fsops import _DIR_FLAGS, _FdPath, _Node, mount_identity
+from cachetui.core.fdpath import DIR_FLAGS, FdPath, Node
+from cachetui.core.fsops import mount_identity
 
-__all__ = ["INCOMPLETE_KINDS", "PARALLEL_THRESHOLD", "Finding", "Measurement", "measure"]
+__all__ = ["INCOMPLETE_KINDS", "PARALLEL_THRESHOLD", "MeasureIssue", "Measurement", "measure"]
 
 #: Entries seen before the walk considers sharing the rest among worker processes.
 PARALLEL_THRESHOLD = 5000
-#: Finding kinds after which ``size`` is only a lower bound.
+#: Issue kinds after which ``size`` is only a lower bound.
 # A size with one of these findings is a lower bound (or nothing at all): never cached.
 INCOMPLETE_KINDS = frozenset(
     {
@@ -64,7 +65,7 @@ _TASK = struct.Struct("=I")
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class MeasureIssue:
     """Something :func:`measure` could not count, or chose not to.
 
     ``kind`` is one of ``unreadable`` (permission or I/O error: the entry or subtree is
@@ -91,7 +92,7 @@ class Measurement:
 
     size: int
     files: int
-    findings: tuple[Finding, ...] = ()
+    findings: tuple[MeasureIssue, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -119,7 +120,7 @@ class _Walker:
     def seen(self) -> int:
         return self.files + len(self.links)
 
-    def _scan(self, node: _Node, fd: int) -> None:
+    def _scan(self, node: Node, fd: int) -> None:
         """Count the entries of the directory open as ``fd``; list its subdirectories."""
         subdirs: list[str] = []
         blocks = files = 0
@@ -163,9 +164,9 @@ class _Walker:
             self.files += files
         node.pending = subdirs
 
-    def _open(self, fds: _FdPath, parent: _Node, parent_fd: int, name: str) -> _Node | None:
+    def _open(self, fds: FdPath, parent: Node, parent_fd: int, name: str) -> Node | None:
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
         except FileNotFoundError:
             return None
         except OSError as err:
@@ -194,7 +195,7 @@ class _Walker:
             os.close(fd)
             self.findings.append((parent.child_path(name), "unreadable", _describe(err)))
             return None
-        child = _Node(parent, name, fd, (st.st_dev, st.st_ino))
+        child = Node(parent, name, fd, (st.st_dev, st.st_ino))
         fds.adopt(child)
         try:
             self._scan(child, fd)
@@ -203,7 +204,7 @@ class _Walker:
             raise
         return child
 
-    def run(self, fds: _FdPath, budget: int | None = None) -> bool:
+    def run(self, fds: FdPath, budget: int | None = None) -> bool:
         """Walk depth-first until done (True) or until ``budget`` entries are seen."""
         stack = fds.stack
         while stack:
@@ -259,9 +260,9 @@ def _drain(walker: _Walker, queue_fd: int, tasks: list[tuple[int, str, str]]) ->
             data += more
         (index,) = _TASK.unpack(data)
         parent_fd, name, parent_path = tasks[index]
-        base = _Node(None, parent_path, parent_fd, None)
+        base = Node(None, parent_path, parent_fd, None)
         base.pending = [name]
-        walker.run(_FdPath(base))
+        walker.run(FdPath(base))
 
 
 def _read_all(fd: int) -> bytes:
@@ -273,7 +274,7 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def _parallel(walker: _Walker, fds: _FdPath, workers: int) -> bool:
+def _parallel(walker: _Walker, fds: FdPath, workers: int) -> bool:
     """Share the directories still pending on ``fds`` among ``workers`` processes.
 
     The parent is one of the workers. Returns False (having changed nothing) when the
@@ -369,44 +370,50 @@ def measure(
     try:
         st = os.lstat(root)
     except FileNotFoundError:
-        return Measurement(0, 0, (Finding(root, "missing", "no such file or directory"),))
+        return Measurement(0, 0, (MeasureIssue(root, "missing", "no such file or directory"),))
     except OSError as err:
-        return Measurement(0, 0, (Finding(root, "unreadable", _describe(err)),))
+        return Measurement(0, 0, (MeasureIssue(root, "unreadable", _describe(err)),))
     if stat.S_ISLNK(st.st_mode):
         return Measurement(
-            0, 0, (Finding(root, "symlinked-root", "the path is a symlink: not followed"),)
+            0, 0, (MeasureIssue(root, "symlinked-root", "the path is a symlink: not followed"),)
         )
     if not stat.S_ISDIR(st.st_mode):
         return Measurement(
             st.st_blocks * 512,
             0,
-            (Finding(root, "not-a-directory", "the path is not a directory"),),
+            (MeasureIssue(root, "not-a-directory", "the path is not a directory"),),
         )
     try:
-        fd = os.open(root, _DIR_FLAGS)
+        fd = os.open(root, DIR_FLAGS)
     except FileNotFoundError:
-        return Measurement(0, 0, (Finding(root, "missing", "no such file or directory"),))
+        return Measurement(0, 0, (MeasureIssue(root, "missing", "no such file or directory"),))
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.ENOTDIR):
             return Measurement(
-                0, 0, (Finding(root, "symlinked-root", "the path is a symlink: not followed"),)
+                0, 0, (MeasureIssue(root, "symlinked-root", "the path is a symlink: not followed"),)
             )
-        return Measurement(st.st_blocks * 512, 0, (Finding(root, "unreadable", _describe(err)),))
+        return Measurement(
+            st.st_blocks * 512, 0, (MeasureIssue(root, "unreadable", _describe(err)),)
+        )
     try:
         fst = os.fstat(fd)
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
             return Measurement(
-                0, 0, (Finding(root, "symlinked-root", "the path was replaced while measured"),)
+                0,
+                0,
+                (MeasureIssue(root, "symlinked-root", "the path was replaced while measured"),),
             )
         mount, is_mount_root = mount_identity(fd)
         if is_mount_root:
             return Measurement(
-                0, 0, (Finding(root, "mount-point", "the path is a mount point: not measured"),)
+                0,
+                0,
+                (MeasureIssue(root, "mount-point", "the path is a mount point: not measured"),),
             )
         walker = _Walker(fst.st_dev, mount)
-        base = _Node(None, root, fd, (fst.st_dev, fst.st_ino))
+        base = Node(None, root, fd, (fst.st_dev, fst.st_ino))
         walker._scan(base, fd)
-        fds = _FdPath(base)
+        fds = FdPath(base)
         try:
             budget: int | None = PARALLEL_THRESHOLD if workers > 1 and hasattr(os, "fork") else None
             while not walker.run(fds, budget):
@@ -420,6 +427,6 @@ def measure(
             fds.close_all()
     finally:
         os.close(fd)
-    findings = tuple(Finding(p, k, m) for p, k, m in walker.findings)
+    findings = tuple(MeasureIssue(p, k, m) for p, k, m in walker.findings)
     size = (fst.st_blocks + walker.blocks + sum(walker.links.values())) * 512
     return Measurement(size, walker.seen(), findings)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from cachetui.core.errors import FilterSyntaxError, InvalidError
 from cachetui.core.filters import Selector, parse_all
-from cachetui.core.units import parse_duration
+from cachetui.units import parse_duration
 
 __all__ = ["MAX_COMBINATIONS", "DockerFilter", "translate"]
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cachetui.core.units import format_bytes_buildx
 from cachetui.gcpolicy.model import WARNING, Problem, Tier
+from cachetui.units import format_bytes_buildx
 
 __all__ = ["describe_duration", "lint"]
 

@@ -29,10 +29,10 @@ from cachetui.core.errors import InvalidError
 from cachetui.core.filters import parse_all
 from cachetui.core.policy import DiskStat
 from cachetui.core.types import PruneOptions
-from cachetui.core.units import parse_duration, parse_size
 from cachetui.gcpolicy.dockerfilter import translate
 from cachetui.gcpolicy.lines import TomlLines
 from cachetui.gcpolicy.model import ERROR, Problem, Tier
+from cachetui.units import parse_duration, parse_size
 
 __all__ = ["TIER_KEYS", "read"]
 

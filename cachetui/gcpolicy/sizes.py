@@ -13,7 +13,7 @@ import re
 
 from cachetui.core.errors import InvalidError
 from cachetui.core.policy import DiskStat, percent_of_disk
-from cachetui.core.units import parse_duration
+from cachetui.units import parse_duration
 
 __all__ = ["go_duration", "percentage", "ram_in_bytes"]
 

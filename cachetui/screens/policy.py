@@ -20,8 +20,8 @@ from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from cachetui.core.errors import CacheError, PruneInterrupted
 from cachetui.core.types import PruneOptions
-from cachetui.core.units import parse_duration, parse_size
 from cachetui.service import CacheService, PlanRow, PrunePlan, plan_row
+from cachetui.units import parse_duration, parse_size
 from cachetui.widgets.format import records, size
 
 __all__ = ["PolicyPruneScreen"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cachetui.core import fsops
+from cachetui.core import fdpath
 from cachetui.core.errors import SnapshotError
 from cachetui.core.fsops import fsync_dir, remove_tree, remove_trees
 
@@ -306,4 +306,4 @@ def test_fsync_dir(tmp_path: Path) -> None:
 
 
 def test_fd_cap_is_small() -> None:
-    assert fsops._FD_CAP <= 256
+    assert fdpath.FD_CAP <= 256

@@ -16,7 +16,7 @@ import pytest
 
 from cachetui.core import usage
 from cachetui.core.fsops import remove_tree
-from cachetui.core.usage import Finding, Measurement, measure
+from cachetui.core.usage import MeasureIssue, Measurement, measure
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -216,7 +216,7 @@ def test_unreadable_subdir_via_open(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(os, "open", fake_open)
     result = measure(tmp_path / "t", workers=1)
     assert result.size == expected
-    assert result.findings == (Finding(str(locked), "unreadable", os.strerror(errno.EACCES)),)
+    assert result.findings == (MeasureIssue(str(locked), "unreadable", os.strerror(errno.EACCES)),)
     assert not result.complete
 
 
@@ -388,7 +388,7 @@ def test_real_mount_is_not_crossed(tmp_path: Path, mount_tmpfs: Callable[[Path],
 
 
 def test_finding_and_measurement_are_frozen() -> None:
-    m = Measurement(1, 1, (Finding("p", "vanished", "gone"),))
+    m = Measurement(1, 1, (MeasureIssue("p", "vanished", "gone"),))
     assert m.complete
     with pytest.raises(AttributeError):
         m.size = 2  # type: ignore[misc]

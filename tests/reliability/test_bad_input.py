@@ -23,7 +23,7 @@ from cachetui.core import (
 from cachetui.core import filters as filter_language
 from cachetui.core.ids import ID_PATTERN, new_id, validate_id
 from cachetui.core.store import Store
-from cachetui.core.units import parse_duration, parse_size
+from cachetui.units import parse_duration, parse_size
 from tests.reliability.conftest import tree
 
 BAD_IDS = [

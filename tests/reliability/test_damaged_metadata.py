@@ -193,10 +193,10 @@ def test_network_filesystem_is_reported(root: Path, monkeypatch: pytest.MonkeyPa
     """E4: a store on NFS/SMB gets a warning finding at open (the fs-type probe is
     monkeypatched). The journal-mode fallback and refusing concurrent writers are not
     implemented: the warning tells the operator to use the store from one host."""
-    from cachetui.core import snapshots
+    from cachetui.core import filesystems
 
-    assert snapshots.filesystem_type("/proc/self") == "proc"
-    monkeypatch.setattr(snapshots, "filesystem_type", lambda path: "nfs4")
+    assert filesystems.filesystem_type("/proc/self") == "proc"
+    monkeypatch.setattr(filesystems, "filesystem_type", lambda path: "nfs4")
     with CacheManager.open(root) as cm:
         [finding] = cm.open_findings
         assert finding.kind == "network-filesystem" and "nfs4" in finding.message

@@ -229,7 +229,7 @@ def test_enospc_while_staging_in_a_child_layer(tmp_path: Path) -> None:
 def test_clock_going_backwards(root: Path) -> None:
     """G1: last_used_at in the future: ages clamp, the record counts as recent and stays
     under keep_duration, nothing crashes."""
-    from cachetui.core.units import format_duration_ago
+    from cachetui.units import format_duration_ago
     from tests.conftest import FakeClock
 
     clock = FakeClock()

@@ -1,4 +1,4 @@
-"""Tests for cachetui.core.units: size/duration parsing and the buildctl/buildx formats."""
+"""Tests for cachetui.units: size/duration parsing and the buildctl/buildx formats."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cachetui.core.errors import InvalidError
-from cachetui.core.units import (
+from cachetui.units import (
     MAX_BYTES,
     MAX_DURATION,
     format_bytes_buildctl,
