@@ -9,7 +9,7 @@ the core's.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +41,9 @@ def _size(value: int) -> str:
     return format_bytes_buildx(value) if value else "-"
 
 
-def describe_policy(options: PruneOptions) -> str:
-    """One line: ``all, type==source.local | type==exec.cachemount, keep 48h, max used 512MB``."""
+def describe_policy(options: PruneOptions, fmt: Callable[[int], str] = format_bytes_buildx) -> str:
+    """One line: ``all, type==source.local | type==exec.cachemount, keep 48h, max used 512MB``
+    (sizes written by ``fmt``)."""
     parts: list[str] = []
     if options.all:
         parts.append("all")
@@ -56,7 +57,7 @@ def describe_policy(options: PruneOptions) -> str:
         ("min free", options.min_free_space),
     ):
         if value:
-            parts.append(f"{label} {format_bytes_buildx(value)}")
+            parts.append(f"{label} {fmt(value)}")
     return ", ".join(parts) if parts else "everything unused"
 
 
@@ -112,15 +113,17 @@ def _ago(moment: float, now: float) -> str:
     return format_duration_ago(max(now - moment, 0)) + " ago"
 
 
-def render_kept(reason: Kept, now: float, tier: TierResult | None = None) -> str:
+def render_kept(
+    reason: Kept,
+    now: float,
+    tier: TierResult | None = None,
+    fmt: Callable[[int], str] = format_bytes_buildx,
+) -> str:
     """A reason in words: ``keep-duration: used within the keep duration (2 hours ago)``;
-    with its ``tier``, a met limit shows the total and the limit."""
+    with its ``tier``, a met limit shows the total and the limit (written by ``fmt``)."""
     text = f"{reason.kind}: {reason.text}"
     if reason.kind == "limit" and tier is not None and tier.limit is not None:
-        text += (
-            f" ({format_bytes_buildx(tier.total_after)} is at or below "
-            f"{format_bytes_buildx(max(tier.limit, 0))})"
-        )
+        text += f" ({fmt(tier.total_after)} ≤ {fmt(max(tier.limit, 0))})"
     if reason.since is not None:
         if reason.kind == "parent" and reason.by is not None:
             text += f" (newest use below: {_ago(reason.since, now)}, {reason.by})"

@@ -10,7 +10,8 @@ never from the UI thread. Results are immutable view rows (frozen dataclasses):
   rows changed, added and removed, so the tree is patched in place;
 * ``DetailsView``: the parent chain, mount paths, holders (pid, host, since, alive),
   which descendant makes a record in use, and what a prune of it would free;
-* ``PrunePlan``: the dry-run result of pruning marked records or a policy.
+* ``PrunePlan``: the dry-run result of pruning marked records or a policy;
+* ``GCPreview``: a whole GC list as a dry run, tier by tier (``plan_gc``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cachetui.core.watch import ChangeFeed, ChangeSet
 from cachetui.views import (
     Delta,
     DetailsView,
+    GCPreview,
     HolderView,
     PlanRow,
     PrunePlan,
@@ -48,6 +50,7 @@ __all__ = [
     "CacheService",
     "Delta",
     "DetailsView",
+    "GCPreview",
     "HolderView",
     "PlanRow",
     "PrunePlan",
@@ -432,6 +435,19 @@ class CacheService:
         with self._lock:
             result = self.manager.prune(options, dry_run=True)
         return PrunePlan(tuple(plan_row(i) for i in result))
+
+    def plan_gc(self, policy_file: str | None = None) -> GCPreview:
+        """Dry run of a whole GC list: the file's, else BuildKit's defaults for this disk.
+
+        ``PolicyError`` (an ``InvalidError``) when the file is refused.
+        """
+        from cachetui.gcpolicy import default_policy, load_policy
+
+        dstat = self._dstat()
+        policy = load_policy(policy_file, dstat) if policy_file else default_policy(dstat)
+        with self._lock:
+            result = self.manager.gc_plan(policy.policies, dry_run=True, disk=dstat)
+        return GCPreview(policy, result)
 
     def prune_policy(
         self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None

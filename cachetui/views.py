@@ -4,7 +4,8 @@
   (the tree's shape) and the totals;
 * ``Delta``: what a change did to the view (rows changed, added, removed, reparented);
 * ``DetailsView`` and ``HolderView``: one record's chain, mounts, holders and prune effect;
-* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed.
+* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed;
+* ``GCPreview``: a whole GC list as a dry run, tier by tier, with why the rest stays.
 
 Plain frozen dataclasses: safe to pass from a worker thread to the UI thread.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cachetui.core import UsageInfo
+from cachetui.core import GCResult, UsageInfo
+from cachetui.gcpolicy import PolicyList
 
 __all__ = [
     "Delta",
     "DetailsView",
+    "GCPreview",
     "HolderView",
     "PlanRow",
     "PrunePlan",
@@ -184,6 +187,15 @@ class PrunePlan:
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(r.id for r in self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class GCPreview:
+    """A whole GC list as a dry run: the list (where it came from, its warnings) and the
+    core's tier-by-tier result, with the reason each remaining record stays."""
+
+    policy: PolicyList
+    result: GCResult
 
 
 def plan_row(info: UsageInfo) -> PlanRow:

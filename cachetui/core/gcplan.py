@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cachetui.core import prune as pruning
 from cachetui.core.errors import PruneInterrupted
+from cachetui.core.policy import DiskStat
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import GCResult, Kept, PruneOptions, TierResult, UsageInfo
 
@@ -70,7 +71,7 @@ def _held_text(state: StoreState, row: RecordRow) -> str:
 
 def _limit_met() -> Kept:
     # The numbers are in the tier's own result (total_after, limit).
-    return Kept("limit", "the tier's space limit is met")
+    return Kept("limit", "the space limit is met")
 
 
 def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
@@ -124,6 +125,7 @@ def run_gc(
     on_prune: Callable[[UsageInfo], None] | None = None,
     on_tier: Callable[[TierResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    disk: DiskStat | None = None,
 ) -> GCResult:
     """Apply ``policies`` once, in order, and report each tier (see ``GCResult``).
 
@@ -131,7 +133,7 @@ def run_gc(
     tiers would have left it. ``stop`` is polled after each removed record; when it
     returns True the run finishes the batch under way and returns with
     ``interrupted=True``. ``explain=False`` skips the per-record reasons (cheaper for
-    unattended runs).
+    unattended runs). ``disk`` stands in for the store's filesystem (free space).
     """
     tiers: list[TierResult] = []
     policies = list(policies)
@@ -159,7 +161,9 @@ def run_gc(
             raise StopRequested()
 
     try:
-        pruning.prune(manager, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done)
+        pruning.prune(
+            manager, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done, disk=disk
+        )
     except PruneInterrupted as err:
         if not isinstance(err.__cause__, StopRequested):
             raise

@@ -24,7 +24,7 @@ from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
 from cachetui.core.operations import RecordOperations
-from cachetui.core.policy import default_gc_policies, disk_stat
+from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter
@@ -353,10 +353,12 @@ class CacheManager(RecordOperations):
         on_prune: Callable[[UsageInfo], None] | None = None,
         on_tier: Callable[[TierResult], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        disk: DiskStat | None = None,
     ) -> GCResult:
         """Apply a GC list tier by tier (a dry run unless ``dry_run=False``), with the
         reason every remaining record stays after each tier (see ``gcplan.run_gc``).
-        ``policies=None`` is the default list for the disk holding the store."""
+        ``policies=None`` is the default list for the disk holding the store; ``disk``
+        stands in for that disk (its size and free space)."""
         self._check_usable()
         chosen = (
             list(policies) if policies is not None else default_gc_policies(disk_stat(self.root))
@@ -369,6 +371,7 @@ class CacheManager(RecordOperations):
             on_prune=on_prune,
             on_tier=on_tier,
             stop=stop,
+            disk=disk,
         )
 
     def record_gc_run(self, run: GCRunInfo) -> None:

@@ -94,24 +94,15 @@ class _Pass:
         """Which of the policy's own tests keeps ``row`` (None: the policy takes it).
 
         The one place the policy's rules live: selection asks ``matches_policy``, the
-        GC plan's explanations ask this, so the two can never disagree.
+        GC plan's explanations ask this, so the two can never disagree. The filter is
+        asked before the keep duration: "this tier never targets it" says more than
+        "not yet".
         """
         shared = row.id in self.shared
         if not self.policy.all and row.record_type in _PROTECTED_TYPES:
             return Kept("type", f"type {row.record_type} is removed only by a tier with all = true")
         if not self.policy.all and shared:
             return Kept("shared", "shared records are removed only by a tier with all = true")
-        if self.cutoff is not None:
-            last = row.last_used_at if row.usage_count else None
-            moment = last if last is not None else row.created_at
-            if moment > self.cutoff:
-                verb = "used" if last is not None else "created (never used)"
-                return Kept(
-                    "keep-duration",
-                    f"{verb} within the keep duration",
-                    since=moment,
-                    by=row.id,
-                )
         if self.matcher:
             fields = filter_language.usage_fields(
                 id=row.id,
@@ -124,6 +115,17 @@ class _Pass:
             )
             if not self.matcher.matches(fields):
                 return Kept("filter", "not matched by the filter")
+        if self.cutoff is not None:
+            last = row.last_used_at if row.usage_count else None
+            moment = last if last is not None else row.created_at
+            if moment > self.cutoff:
+                verb = "used" if last is not None else "created (never used)"
+                return Kept(
+                    "keep-duration",
+                    f"{verb} within the keep duration",
+                    since=moment,
+                    by=row.id,
+                )
         return None
 
     def candidates(self) -> list[RecordRow]:
@@ -234,6 +236,7 @@ class _Run:
         removed: list[UsageInfo],
         purger: Purger[RecordRow],
         simulated_free: int,
+        disk: DiskStat | None = None,
     ) -> None:
         self.manager = manager
         self.work = work
@@ -255,7 +258,7 @@ class _Run:
             dstat = None
             if work.policy.min_free_space:
                 # In a dry run nothing was freed yet by earlier policies: count it here.
-                real = disk_stat(manager.root)
+                real = disk if disk is not None else disk_stat(manager.root)
                 dstat = DiskStat(real.total, real.free + simulated_free)
             self.keep = keep_limit(self.total, dstat, work.policy)
 
@@ -382,12 +385,15 @@ def prune(
     on_prune: OnPrune | None = None,
     recheck: Recheck | None = None,
     on_tier: OnTier | None = None,
+    disk: DiskStat | None = None,
 ) -> list[UsageInfo]:
     """Apply ``policies`` in order; returns what was (or would be) removed, in order.
 
     ``recheck`` (not in a dry run) is asked about each chosen record inside the write
     transaction that would remove it, with the record as it is then: False keeps it.
     ``on_tier`` is called after each policy with a ``TierDone`` (the GC plan uses it).
+    ``disk`` stands in for the store's filesystem where ``min_free_space`` reads it (a
+    preview for a given disk; tests).
     """
     for policy in policies:
         if not isinstance(policy, PruneOptions):
@@ -416,6 +422,7 @@ def prune(
                 removed=removed,
                 purger=purger,
                 simulated_free=freed,
+                disk=disk,
             )
             run.run()
             if purger.error is not None:

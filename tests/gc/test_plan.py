@@ -3,8 +3,8 @@
 The scenario is in ``seed.py``. By hand, with S(x) the size of x's layer and T the total:
 
 * tier 1 (source.local | exec.cachemount, keep 48h, no space limit) removes M then L1
-  (older first); C and L2 stay by keep-duration (used 1 hour ago), B, R1 and R2 are not
-  matched by the filter, I is internal, H is held.
+  (older first); L2 stays by keep-duration (used 1 hour ago); B, C, R1 and R2 are not
+  matched by the filter (asked before the keep duration), I is internal, H is held.
 * tier 2 (keep 60d, cap T1 - S(R1)) removes R1 (the oldest candidate), then the cap is
   met: R2 stays by the limit; B stays by keep-duration (used 30 days ago), so do C, L2.
 * tier 3 (all, cap T2 - S(I) - S(R2)) removes I, then R2 (re-ranked after each
@@ -29,7 +29,7 @@ EXPECTED_REMOVED = [["M", "L1"], ["R1"], ["I", "R2"]]
 EXPECTED_KEPT = [
     {
         "B": "filter",
-        "C": "keep-duration",
+        "C": "filter",
         "L2": "keep-duration",
         "R1": "filter",
         "R2": "filter",
