@@ -382,6 +382,10 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from cachetui import gccommand
 
     root = _existing_store(_resolve_root(args))
+    if args.watch:
+        from cachetui import gcwatch
+
+        return gcwatch.watch(args, root, _open)
     return gccommand.command(args, root, _open)
 
 

@@ -4,7 +4,7 @@ The list comes from ``--policy FILE`` (``gcpolicy`` reads it) or is BuildKit's d
 list for the disk holding the store. The core does the work (``CacheManager.gc_plan``:
 one selection routine for the run and the preview); this module parses flags, takes the
 store's GC lock for a real run, records the run in the store, and prints.
-``gc --watch`` lives in ``gcwatch``.
+``gc --watch`` lives in ``gcwatch`` (which uses this module, never the reverse).
 """
 
 from __future__ import annotations
@@ -139,10 +139,6 @@ def run_once(
 def command(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) -> int:
     """``cachetui gc``; ``open_store(root, read=...)`` opens the store as the CLI does."""
     as_json = args.format == "json"
-    if args.watch:
-        from cachetui import gcwatch
-
-        return gcwatch.watch(args, root, open_store)
     if args.history:
         with open_store(root, read=True) as cm:
             runs = cm.gc_history(None if args.verbose else 20)

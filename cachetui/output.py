@@ -3,8 +3,8 @@
 Pure functions: they take ``UsageInfo`` rows (or ``Finding``s, or ``Totals``) and the
 current time, and return text. Nothing here does I/O or imports Textual.
 
-Formats follow ``docker buildx du`` / ``docker buildx prune`` (buildkit-semantics.md 6.3,
-6.4): sizes with go-units ``HumanSize``, last access as "<duration> ago", a ``*`` after
+Formats follow ``docker buildx du`` / ``docker buildx prune`` (see
+``docs/cli.md``): sizes with go-units ``HumanSize``, last access as "<duration> ago", a ``*`` after
 the ID of a mutable record and after the size of a shared one. On top of buildx, the
 table spells the marks out in a ``FLAGS`` column and shows the record ``TYPE``.
 """
@@ -184,6 +184,7 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
         ("Shared:", _bool(info.shared)),
         ("Size:", format_bytes_buildx(info.size)),
     ]
+
     if info.description:
         rest.append(("Description:", info.description))
     rest.append(("Usage count:", str(info.usage_count)))
@@ -191,17 +192,29 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
         rest.append(("Last used:", last_accessed(info, now)))
     if info.record_type:
         rest.append(("Type:", info.record_type))
-    width = len("Description:") + 1
+    # Past buildx's fields, so that its order stays a prefix of ours.
+    if info.apparent_size >= 0 and info.apparent_size != info.size:
+        rest.append(("Apparent size:", format_bytes_buildx(info.apparent_size)))
+    if info.cache_mount is not None:
+        rest.append(("Cache id:", info.cache_mount.cache_id))
+        if info.cache_mount.target:
+            rest.append(("Target:", info.cache_mount.target))
+        rest.append(("Sharing:", str(info.cache_mount.sharing)))
+    labels = [f" - {key}={value}" for key, value in info.labels]
+    width = max(len("Description:"), *(len(label) for label, _ in rest)) + 1
     lines = [f"{label.ljust(width)}{value}" for label, value in items]
     if lines_after_parents:
         lines.append("Parents:")
         lines.extend(lines_after_parents)
     lines.extend(f"{label.ljust(width)}{value}" for label, value in rest)
+    if labels:
+        lines.append("Labels:")
+        lines.extend(labels)
     return lines
 
 
 def usage_json(info: UsageInfo) -> dict[str, Any]:
-    """The JSON object of one record (core-api.md, "Command-line JSON")."""
+    """The JSON object of one record (its fields are listed in ``docs/cli.md``)."""
     return {
         "id": info.id,
         "parents": list(info.parents),
@@ -215,6 +228,15 @@ def usage_json(info: UsageInfo) -> dict[str, Any]:
         "description": info.description,
         "usage_count": int(info.usage_count),
         "record_type": info.record_type,
+        "apparent_size": int(info.apparent_size) if info.apparent_size >= 0 else None,
+        "labels": dict(info.labels),
+        "cache_mount": None
+        if info.cache_mount is None
+        else {
+            "cache_id": info.cache_mount.cache_id,
+            "target": info.cache_mount.target,
+            "sharing": str(info.cache_mount.sharing),
+        },
     }
 
 

@@ -21,11 +21,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from cachetui.core import CacheManager, PruneOptions, UsageInfo
+from cachetui.core import CacheManager, GCResult, PruneOptions, UsageInfo
 from cachetui.core import filters as filter_language
 from cachetui.core.diskusage import measure_missing, totals
 from cachetui.core.errors import CacheError, InvalidError, NotFoundError
@@ -33,10 +33,10 @@ from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.refs import ImmutableRef
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.watch import ChangeFeed, ChangeSet
+from cachetui.gcpolicy import PolicyList
 from cachetui.views import (
     Delta,
     DetailsView,
-    GCPreview,
     HolderView,
     PlanRow,
     PrunePlan,
@@ -61,6 +61,15 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class GCPreview:
+    """A whole GC list as a dry run: the list (where it came from, its warnings) and the
+    core's tier-by-tier result, with the reason each remaining record stays."""
+
+    policy: PolicyList
+    result: GCResult
 
 
 class CacheService:

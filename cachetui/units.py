@@ -4,7 +4,6 @@ This module owns:
 
 * ``parse_size``: ``512MB``, ``10GiB``, ``1.5GB``, ``20%`` (of the disk) into bytes;
 * ``parse_duration``: ``48h``, ``1h30m``, ``7d``, ``1.5h`` or bare seconds into seconds;
-* ``format_bytes_buildctl``: ``buildctl du``'s sizes (tonistiigi/units ``%.2f``);
 * ``format_bytes_buildx``: ``docker buildx du``'s sizes (go-units ``HumanSize``);
 * ``format_duration_ago``: go-units ``HumanDuration`` (callers append " ago").
 
@@ -23,7 +22,6 @@ from cachetui.core.errors import InvalidError
 __all__ = [
     "MAX_BYTES",
     "MAX_DURATION",
-    "format_bytes_buildctl",
     "format_bytes_buildx",
     "format_duration_ago",
     "parse_duration",
@@ -163,24 +161,6 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
 
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-
-
-def format_bytes_buildctl(n: int) -> str:
-    """``buildctl du``'s size: ``%.2f`` of tonistiigi/units ``Bytes`` (decimal units).
-
-    Below 1000 the plain integer and ``B`` (``999B``); otherwise two decimals and the
-    largest decimal unit not above the value (``8.22kB``, ``1.70GB``).
-    """
-    n = int(n)
-    magnitude = abs(n)
-    base = 1
-    i = 0
-    while magnitude >= base * 1000:
-        base *= 1000
-        i += 1
-    if i == 0:
-        return f"{n}B"
-    return f"{n / base:.2f}{_DECIMAL_UNITS[i]}"
 
 
 def format_bytes_buildx(n: float) -> str:

@@ -4,8 +4,7 @@
   (the tree's shape) and the totals;
 * ``Delta``: what a change did to the view (rows changed, added, removed, reparented);
 * ``DetailsView`` and ``HolderView``: one record's chain, mounts, holders and prune effect;
-* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed;
-* ``GCPreview``: a whole GC list as a dry run, tier by tier, with why the rest stays.
+* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed.
 
 Plain frozen dataclasses: safe to pass from a worker thread to the UI thread.
 """
@@ -15,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cachetui.core import GCResult, UsageInfo
-from cachetui.gcpolicy import PolicyList
+from cachetui.core import UsageInfo
 
 __all__ = [
     "Delta",
     "DetailsView",
-    "GCPreview",
     "HolderView",
     "PlanRow",
     "PrunePlan",
@@ -144,10 +141,6 @@ class HolderView:
     mine: bool  # this dashboard process
     counts_use: bool
 
-    def describe(self) -> str:
-        where = f"pid {self.pid} on {self.host}"
-        return where if self.alive else f"{where} (exited)"
-
 
 @dataclass(frozen=True, slots=True)
 class DetailsView:
@@ -187,15 +180,6 @@ class PrunePlan:
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(r.id for r in self.rows)
-
-
-@dataclass(frozen=True, slots=True)
-class GCPreview:
-    """A whole GC list as a dry run: the list (where it came from, its warnings) and the
-    core's tier-by-tier result, with the reason each remaining record stays."""
-
-    policy: PolicyList
-    result: GCResult
 
 
 def plan_row(info: UsageInfo) -> PlanRow:

@@ -19,12 +19,14 @@ from cachetui.core.manager import CacheManager
 from cachetui.core.reconcile import Finding
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.types import (
+    CacheMount,
     GCResult,
     GCRunInfo,
     Kept,
     Mount,
     PruneOptions,
     RecordType,
+    Sharing,
     TierResult,
     UsageInfo,
 )
@@ -32,6 +34,7 @@ from cachetui.core.types import (
 __all__ = [
     "CacheError",
     "CacheManager",
+    "CacheMount",
     "FilterSyntaxError",
     "Finding",
     "GCResult",
@@ -46,6 +49,7 @@ __all__ = [
     "PruneInterrupted",
     "PruneOptions",
     "RecordType",
+    "Sharing",
     "SnapshotError",
     "StoreError",
     "TierResult",

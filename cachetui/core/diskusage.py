@@ -30,7 +30,16 @@ def _utc(epoch: float | None) -> datetime | None:
     return None if epoch is None else _fromtimestamp(epoch, UTC)
 
 
-def make_usage_info(row: RecordRow, *, size: int, in_use: bool, shared: bool) -> UsageInfo:
+def make_usage_info(
+    row: RecordRow,
+    *,
+    size: int,
+    in_use: bool,
+    shared: bool,
+    state: StoreState | None = None,
+    apparent_size: int | None = None,
+) -> UsageInfo:
+    """One row; labels and cache mount come from ``state`` when given."""
     return UsageInfo(
         id=row.id,
         mutable=row.mutable,
@@ -43,22 +52,37 @@ def make_usage_info(row: RecordRow, *, size: int, in_use: bool, shared: bool) ->
         description=row.description,
         record_type=row.record_type or "regular",
         shared=shared,
+        labels=state.labels.get(row.id, ()) if state is not None else (),
+        cache_mount=state.cache_mounts.get(row.id) if state is not None else None,
+        apparent_size=_apparent(row) if apparent_size is None else apparent_size,
     )
+
+
+def _apparent(row: RecordRow) -> int:
+    """The cached apparent size: valid only beside a cached size."""
+    return row.apparent_size if row.size >= 0 else -1
 
 
 def measure_missing(
     manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(manager, state, rows)[0]
+    return _sizes(manager, state, rows, {})[0]
 
 
 def _sizes(
-    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
+    manager: CacheManager,
+    state: StoreState,
+    rows: Sequence[RecordRow],
+    apparent: dict[str, int],
 ) -> tuple[dict[str, int], bool]:
-    """The sizes, and whether any was measured now (rather than read from the cache)."""
+    """The sizes, and whether any was measured now (rather than read from the cache).
+
+    ``apparent`` receives the apparent sizes measured now; the others are on the rows.
+    """
     sizes: dict[str, int] = {}
     to_cache: dict[str, int] = {}
+    apparent_to_cache: dict[str, int] = {}
     measured_any = False
     live = state.live
     for row in rows:
@@ -67,15 +91,20 @@ def _sizes(
             continue
         measured_any = True
         if row.mutable and state.node_held(row):
-            sizes[row.id] = manager.snapshots.measure(row.id).size
+            changing = manager.snapshots.measure(row.id)
+            sizes[row.id] = changing.size
+            apparent[row.id] = changing.apparent_size
         else:
             measured = manager.snapshots.measure(row.layer_id)
             sizes[row.id] = measured.size
+            apparent[row.id] = measured.apparent_size
             if measured.complete:
                 to_cache[row.id] = measured.size
+                apparent_to_cache[row.id] = measured.apparent_size
                 row.size = measured.size
+                row.apparent_size = measured.apparent_size
     if to_cache and not manager.read_only:
-        manager.store_sizes(to_cache)
+        manager.store_sizes(to_cache, apparent_to_cache)
     return sizes, measured_any
 
 
@@ -93,6 +122,7 @@ def disk_usage(
     in_use = state.in_use_ids()
     shared = state.shared_ids(manager.is_shared)
     cutoff = manager.now() - limit if limit else None
+    labels, mounts = state.labels, state.cache_mounts
     selected: list[RecordRow] = []
     for row in visible:
         if cutoff is not None:
@@ -108,11 +138,14 @@ def disk_usage(
                 in_use=row.id in in_use,
                 mutable=row.mutable,
                 shared=row.id in shared,
+                labels=labels.get(row.id, ()),
+                cache_mount=mounts.get(row.id),
             )
         ):
             continue
         selected.append(row)
-    sizes, measured_any = _sizes(manager, state, selected)
+    apparent: dict[str, int] = {}
+    sizes, measured_any = _sizes(manager, state, selected, apparent)
     if measured_any:
         # Some sizes were measured just now: the store's (size, id) order no longer holds.
         selected.sort(key=attrgetter("id"))
@@ -138,6 +171,9 @@ def disk_usage(
                     row.description,
                     row.record_type or "regular",
                     rid in shared,
+                    labels.get(rid, ()),
+                    mounts.get(rid),
+                    apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
                 )
             )
     return result

@@ -10,7 +10,8 @@ Grammar (one filter string)::
 
     filter   := selector ("," selector)*          all selectors must match (AND)
     selector := key [op value]                    a bare key is a presence test
-    key      := [A-Za-z][A-Za-z0-9_]*             one of KEYS
+    key      := [A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*   one of KEYS
+              | "label." (labelkey | quoted)      a label (labelkey: [A-Za-z0-9][A-Za-z0-9._/-]*)
     op       := "==" | "!=" | "~="
     value    := '"' Go-style escapes '"'          \\" \\\\ \\n \\t \\r \\a \\b \\f \\v \\xNN \\uNNNN
                                                   \\UNNNNNNNN \\NNN (octal)
@@ -48,10 +49,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cachetui.core.errors import FilterSyntaxError
+from cachetui.core.types import CacheMount
 
 __all__ = [
     "FLAG_KEYS",
     "KEYS",
+    "LABEL_PREFIX",
     "OPERATORS",
     "Filter",
     "FilterSet",
@@ -62,7 +65,15 @@ __all__ = [
 ]
 
 #: Keys that carry a value (``key==v``, ``key!=v``, ``key~=re`` or bare presence).
-VALUE_KEYS: frozenset[str] = frozenset({"id", "parents", "description", "type"})
+#: ``cache-id``, ``target`` and ``sharing`` are a cache mount's identity; every
+#: ``label.<key>`` is a value key too (not listed: there is one per label).
+VALUE_KEYS: frozenset[str] = frozenset(
+    {"id", "parents", "description", "type", "cache-id", "target", "sharing"}
+)
+#: The prefix of label keys: ``label.team==infra``.
+LABEL_PREFIX = "label."
+#: Values ``sharing`` can take (a typo there would silently select nothing).
+SHARING_VALUES: frozenset[str] = frozenset({"shared", "private", "locked"})
 #: Presence-only keys: present (with value "") when true, absent when false.
 FLAG_KEYS: frozenset[str] = frozenset({"inuse", "mutable", "immutable", "shared", "private"})
 #: Every key a filter may name.
@@ -70,7 +81,7 @@ KEYS: frozenset[str] = VALUE_KEYS | FLAG_KEYS
 #: The operators, in the order error messages list them ("" is the presence test).
 OPERATORS: tuple[str, ...] = ("==", "!=", "~=")
 
-_KNOWN_KEYS = ", ".join(sorted(KEYS))
+_KNOWN_KEYS = ", ".join(sorted(KEYS)) + ", label.<key>"
 _OPPOSITE_FLAGS = {
     "mutable": "immutable",
     "immutable": "mutable",
@@ -84,7 +95,8 @@ _FLAG_MEANING = {
     "shared": "shared records",
     "private": "records that are not shared",
 }
-_FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _VALUE_CANNOT_START = frozenset("=!~")  # containerd reads these as an operator
 
 # Plan codes for Filter.matches, cheapest first (the plan is sorted by code).
@@ -145,9 +157,10 @@ class Selector:
         return self._render()
 
     def _render(self) -> str:
+        key = _render_key(self.key)
         if not self.op:
-            return self.key
-        return f"{self.key}{self.op}{_render_value(self.value)}"
+            return key
+        return f"{key}{self.op}{_render_value(self.value)}"
 
     def matches(self, fields: Mapping[str, str]) -> bool:
         """Whether this one selector holds for ``fields``."""
@@ -296,13 +309,16 @@ def usage_fields(
     in_use: bool,
     mutable: bool,
     shared: bool,
+    labels: Iterable[tuple[str, str]] = (),
+    cache_mount: CacheMount | None = None,
 ) -> dict[str, str]:
     """The fields a filter sees for one record (BuildKit's ``adaptUsageInfo``).
 
     ``id``, ``parents`` (joined by ";") and ``description`` are present only when
     non-empty; ``type`` is always present (an empty record type is "regular"). Flags are
     present, with value "", only when true: ``inuse``; ``mutable`` or ``immutable``;
-    ``shared`` or ``private``.
+    ``shared`` or ``private``. Each label is ``label.<key>``; a cache mount's identity is
+    ``cache-id``, ``target`` (when not empty) and ``sharing``.
     """
     fields: dict[str, str] = {"type": str(record_type) or "regular"}
     if id:
@@ -315,6 +331,13 @@ def usage_fields(
         fields["inuse"] = ""
     fields["mutable" if mutable else "immutable"] = ""
     fields["shared" if shared else "private"] = ""
+    for key, value in labels:
+        fields[LABEL_PREFIX + key] = value
+    if cache_mount is not None:
+        fields["cache-id"] = cache_mount.cache_id
+        if cache_mount.target:
+            fields["target"] = cache_mount.target
+        fields["sharing"] = str(cache_mount.sharing)
     return fields
 
 
@@ -350,10 +373,12 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
             f"unexpected {text[i]!r}: expected a field name "
             "(a letter followed by letters, digits or '_')",
         )
-    key, key_pos = match.group(), i
-    if key not in KEYS:
-        raise _error(text, key_pos, f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})")
-    i = _skip_space(text, match.end())
+    key, key_pos, end = match.group(), i, match.end()
+    if key == LABEL_PREFIX[:-1] and text.startswith(".", end):
+        key, end = _parse_label_key(text, end + 1)
+    elif key not in KEYS:
+        raise _error(text, key_pos, _unknown_key(key))
+    i = _skip_space(text, end)
     if i >= n or text[i] == ",":
         return Selector(key, "", "", key_pos), i
 
@@ -416,7 +441,47 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
                 value_pos + offset,
                 f"invalid regular expression {value!r} for {key!r}: {err.msg}",
             ) from None
+    if key == "sharing" and op != "~=" and value not in SHARING_VALUES:
+        raise _error(
+            text, value_pos, f"invalid sharing mode {value!r}: expected locked, private or shared"
+        )
     return Selector(key, op, value, key_pos), i
+
+
+def _unknown_key(key: str) -> str:
+    if key == LABEL_PREFIX[:-1]:
+        return f"{key!r} needs a label key: label.<key> (label.team==infra)"
+    if key in {"labels", "label_", "cacheid", "cache_id", "cache-mount"}:
+        hint = "label.<key>" if key.startswith("label") else "cache-id"
+        return f"unknown filter key {key!r}: write {hint}"
+    return f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})"
+
+
+def _parse_label_key(text: str, start: int) -> tuple[str, int]:
+    """The ``<key>`` of ``label.<key>`` at ``start``: bare, or Go-quoted for any text."""
+    if text.startswith('"', start):
+        name, end = _scan_quoted(text, start)
+        if not name:
+            raise _error(text, start, "empty label key after 'label.'")
+        return LABEL_PREFIX + name, end
+    match = _LABEL_KEY_RE.match(text, start)
+    if match is None:
+        raise _error(
+            text,
+            start,
+            "expected a label key after 'label.' (letters, digits and . _ / -, "
+            'or a quoted key: label."my key")',
+        )
+    return LABEL_PREFIX + match.group(), match.end()
+
+
+def _render_key(key: str) -> str:
+    """A key as the parser reads it back (a label key that is not bare gets quoted)."""
+    if key.startswith(LABEL_PREFIX):
+        name = key[len(LABEL_PREFIX) :]
+        if _LABEL_KEY_RE.fullmatch(name) is None:
+            return LABEL_PREFIX + _quote(name)
+    return key
 
 
 def _scan_quoted(text: str, start: int) -> tuple[str, int]:
@@ -469,8 +534,8 @@ def _flag_problem(key: str, op: str) -> str:
 
 def _selector_problem(key: str, op: str, value: str) -> str | None:
     """What is wrong with a directly built selector, if anything."""
-    if key not in KEYS:
-        return f"unknown filter key {key!r} (known keys: {_KNOWN_KEYS})"
+    if key not in KEYS and not (key.startswith(LABEL_PREFIX) and len(key) > len(LABEL_PREFIX)):
+        return _unknown_key(key)
     if op not in _OP_CODES:
         return f"unknown operator {op!r}: expected one of ==, !=, ~= or '' (presence)"
     if op == "":
@@ -482,6 +547,8 @@ def _selector_problem(key: str, op: str, value: str) -> str | None:
             re.compile(value)
         except re.error as err:
             return f"invalid regular expression {value!r} for {key!r}: {err.msg}"
+    if key == "sharing" and op in ("==", "!=") and value not in SHARING_VALUES:
+        return f"invalid sharing mode {value!r}: expected one of locked, private, shared"
     return None
 
 

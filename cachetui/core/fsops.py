@@ -1,7 +1,7 @@
 """Safe removal of snapshot trees, and the small filesystem helpers the core shares.
 
 This module owns every destructive filesystem call the core makes on a snapshot tree
-(invariant 7 of ``reliability-scenarios.md``):
+(so nothing outside the store can be deleted through a link, a mount or a race):
 
 - :func:`remove_tree` removes a directory tree through directory file descriptors
   (``openat`` with ``O_NOFOLLOW | O_DIRECTORY``). It never follows a symlink (links are

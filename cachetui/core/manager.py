@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,14 +23,22 @@ from cachetui.core import diskusage, gcplan, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
-from cachetui.core.operations import RecordOperations
+from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import StoreState, load_state
 from cachetui.core.store import Store
-from cachetui.core.types import GCResult, GCRunInfo, PruneOptions, RecordType, TierResult, UsageInfo
+from cachetui.core.types import (
+    CacheMount,
+    GCResult,
+    GCRunInfo,
+    PruneOptions,
+    RecordType,
+    TierResult,
+    UsageInfo,
+)
 
 __all__ = ["CacheManager"]
 
@@ -49,7 +57,7 @@ def _check_root(root: object) -> Path:
     return path
 
 
-class CacheManager(RecordOperations):
+class CacheManager(MetadataOperations):
     """The cache manager of one store root. Use ``CacheManager.open(root)``."""
 
     def __init__(
@@ -155,7 +163,7 @@ class CacheManager(RecordOperations):
         try:
             if self._my_holders and not self.read_only:
                 # Only rows still naming this process: an id whose row went (commit moved
-                # it, a prune or a force-release removed it) may now be another's (B4).
+                # it, a prune or a force-release removed it) may now be another's.
                 me = current_process()
                 with self._lock, self.store.write():
                     self.store.db.cursor().executemany(
@@ -197,10 +205,17 @@ class CacheManager(RecordOperations):
         description: str = "",
         record_type: RecordType | str = RecordType.REGULAR,
         retain: bool = False,
+        labels: Mapping[str, str] | None = None,
+        cache_mount: CacheMount | None = None,
     ) -> MutableRef:
-        """A new mutable record on top of ``parent`` (finalized first)."""
+        """A new mutable record on top of ``parent`` (finalized first).
+
+        Extensions beyond BuildKit's options: ``labels`` (``key=value`` pairs) and, for an
+        ``exec.cachemount`` record, ``cache_mount`` (its cache id, target and sharing).
+        """
         self._check_usable()
         kind = RecordType.parse(record_type)
+        label_map, identity = check_new_metadata(kind, labels, cache_mount)
         if not isinstance(description, str):
             raise InvalidError(f"invalid description {description!r}: expected a string")
         if parent is not None:
@@ -232,6 +247,7 @@ class CacheManager(RecordOperations):
                         record_type=kind.value,
                         created_at=self.now(),
                     ).execute()
+                    write_metadata(self.store, record_id, label_map, identity)
                     holder_id = self._add_holder(record_id, counts_use=True)
                     final = self.snapshots.activate(staged, record_id)
                     crash_point("prepare:renamed")
@@ -308,7 +324,7 @@ class CacheManager(RecordOperations):
     def disk_usage(
         self, filters: Sequence[str] | str = (), *, age_limit: float | timedelta | None = None
     ) -> list[UsageInfo]:
-        """One row per visible record, largest first (see core-api.md)."""
+        """One row per visible record, largest first (see ``docs/api.md``)."""
         self._check_usable()
         return diskusage.disk_usage(self, filters, age_limit=age_limit)
 
@@ -325,7 +341,7 @@ class CacheManager(RecordOperations):
         on_prune: Callable[[UsageInfo], None] | None = None,
         recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
-        """Remove unused records by policy, children before parents (see core-api.md).
+        """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
         ``recheck`` (an extension: the fleet's "used since you confirmed") is called with
         each chosen record inside the transaction that removes it; False keeps it.

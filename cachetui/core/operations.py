@@ -4,7 +4,7 @@
 runs inside one ``BEGIN IMMEDIATE`` write (or is a helper used inside one): the store is
 the only state, so other processes always see a consistent picture.
 
-Release follows BuildKit (semantics 2.8): a non-retained mutable goes at once; a pair goes
+Release follows BuildKit: a non-retained mutable goes at once; a pair goes
 when its immutable's last handle does, unless either half is retained; overlapping uses
 count once. Removal writes the tombstone and renames the layer to ``rm-*`` inside the
 write, then deletes the tree, then the row.
@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.errors import InvalidError, NotFoundError, StoreError
+from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
-from cachetui.core.store import RECORD_COLUMNS, Store
+from cachetui.core.store import Store
 from cachetui.core.types import Mount
 
 __all__ = ["RecordOperations"]
@@ -55,7 +55,8 @@ class RecordOperations:
     # -- reading helpers (inside a transaction) -----------------------------------------
 
     def _row(self, record_id: str) -> RecordRow | None:
-        found = self.store.rows(f"SELECT {RECORD_COLUMNS} FROM record WHERE id = ?", (record_id,))
+        columns = self.store.record_columns
+        found = self.store.rows(f"SELECT {columns} FROM record WHERE id = ?", (record_id,))
         return RecordRow.from_values(found[0]) if found else None
 
     def _live_row(self, record_id: str) -> RecordRow:
@@ -152,6 +153,10 @@ class RecordOperations:
                 raise InvalidError(f"cannot commit {ref.id}: it is not mutable")
             if not self._owns(ref):
                 raise InvalidError(f"cannot commit {ref.id}: its handle is no longer held")
+            if len(self._live_holders(row.id)) > 1:  # a shared cache mount's other users
+                raise LockedError(
+                    row.id, f"cannot commit {ref.id}: other holders share it (a shared cache mount)"
+                )
             if self._immutable_of(row.id) is not None:
                 raise InvalidError(f"cannot commit {ref.id}: it already has a pending commit")
             committed = self._insert_commit(row)
@@ -259,7 +264,8 @@ class RecordOperations:
         return []
 
     def _tombstone_or_undo(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
-        """``_tombstone``, undoing the renames if the enclosing write later fails (F3).
+        """``_tombstone``, undoing the renames if the enclosing write later fails (a
+        failed COMMIT must not leave live records without their layers).
 
         The renames to ``rm-*`` happen inside the write; when the transaction rolls back
         (SQLITE_FULL at COMMIT, an error on a later record) the layers are moved back, so
@@ -334,7 +340,7 @@ class RecordOperations:
             return row.size
         measured = self.snapshots.measure(row.layer_id)
         if measured.complete and not self.read_only:
-            self.store_sizes({row.id: measured.size})
+            self.store_sizes({row.id: measured.size}, {row.id: measured.apparent_size})
         return measured.size
 
     def holders(self, record_id: str) -> list[HolderRow]:
@@ -370,16 +376,17 @@ class RecordOperations:
         with self._lock, self.store.write():
             return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
 
-    def store_sizes(self, sizes: dict[str, int]) -> None:
-        """Cache measured sizes (never counts as a use)."""
+    def store_sizes(self, sizes: dict[str, int], apparent: dict[str, int] | None = None) -> None:
+        """Cache measured sizes, and their apparent sizes when given (never a use)."""
         if not sizes or self.read_only:
             return
         try:
             with self._lock, self.store.write():
                 self.store.db.execute_sql("SELECT 1")
+                lengths = apparent or {}
                 self.store.db.cursor().executemany(
-                    "UPDATE record SET size = ? WHERE id = ? AND deleted = 0",
-                    [(size, rid) for rid, size in sizes.items()],
+                    "UPDATE record SET size = ?, apparent_size = ? WHERE id = ? AND deleted = 0",
+                    [(size, lengths.get(rid, -1), rid) for rid, size in sizes.items()],
                 )
         except StoreError:
-            pass  # only a cache: a full disk (F2) or a busy store must not fail a read
+            pass  # only a cache: a full disk or a busy store must not fail a read

@@ -113,7 +113,8 @@ def keep_limit(total_size: int, dstat: DiskStat | None, opts: PruneOptions) -> i
     """The byte limit of a GC-mode prune, or None when ``opts`` sets no space option.
 
     Unlike the bare ``calculate_keep_bytes`` result, 0 here is a real limit ("prune down to
-    0 bytes"), not "no limit"; this removes BuildKit's ambiguity (semantics 4.3, last note).
+    0 bytes"), not "no limit"; this removes BuildKit's ambiguity (where a computed 0
+    switches to "delete all").
     """
     if not opts.has_space_limit:
         return None
@@ -123,7 +124,8 @@ def keep_limit(total_size: int, dstat: DiskStat | None, opts: PruneOptions) -> i
 def should_stop(total: int, keep_bytes: int | None) -> bool:
     """True when a GC-mode prune is done: ``total`` is **at or below** ``keep_bytes``.
 
-    Our deviation from BuildKit, which stops only strictly below (semantics 4.9-1).
+    Our deviation from BuildKit, which stops only strictly below (and so
+    removes one record too many at exactly the limit).
     ``keep_bytes=None`` (no space option, see ``keep_limit``) never stops on size.
     """
     if keep_bytes is None:
@@ -189,7 +191,8 @@ def _exact_scores(candidates: Sequence[Candidate]) -> list[tuple[Candidate, Frac
 def score_for_deletion(candidates: Sequence[Candidate]) -> list[tuple[Candidate, float]]:
     """Each candidate with BuildKit's deletion score, in deletion order (lowest first).
 
-    Score = recency index / max recency index + usage index / max usage index (4.5).
+    Score = recency index / max recency index + usage index / max usage index (BuildKit's
+    ``sortDeleteRecords``).
     Scores are compared exactly (as fractions), ties broken by id ascending.
     """
     return [(c, float(score)) for c, score in _exact_scores(candidates)]

@@ -112,6 +112,8 @@ class _Pass:
                 in_use=False,
                 mutable=row.mutable,
                 shared=shared,
+                labels=self.state.labels.get(row.id, ()),
+                cache_mount=self.state.cache_mounts.get(row.id),
             )
             if not self.matcher.matches(fields):
                 return Kept("filter", "not matched by the filter")
@@ -157,7 +159,9 @@ class _Pass:
         self.state.immutable_of.pop(row.id, None)
 
     def report(self, row: RecordRow, size: int) -> UsageInfo:
-        return make_usage_info(row, size=size, in_use=False, shared=row.id in self.shared)
+        return make_usage_info(
+            row, size=size, in_use=False, shared=row.id in self.shared, state=self.state
+        )
 
     def total_size(self) -> int:
         visible = [row for row in self.state.visible() if row.id not in self.shared]
@@ -346,7 +350,8 @@ class _Run:
         gone: list[RecordRow] = []
         chosen, retired = _tombstone_batch(self.manager, self.work, batch, gone)
         for row in gone:
-            # Removed by another process (B1): forget it so its parent can go.
+            # Removed by another process (its own prune won the race): forget it so its
+            # parent can go.
             self.work.forget(row)
         for row in batch:
             if row not in chosen:

@@ -60,10 +60,6 @@ class Purger(Generic[Item]):
             futures = [(path, self._pool.submit(fsops.remove_tree, path)) for path in paths]
         self._pending.append(_Batch(items, retired, futures))
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
     def drain_items(self, keep: int = 0) -> list[Item]:
         """Finish the oldest batches until at most ``keep`` remain; returns their items
         (all of them: a caller that stops half way loses nothing)."""

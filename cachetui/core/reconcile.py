@@ -88,7 +88,7 @@ def _repair(manager: CacheManager, findings: list[Finding]) -> set[str]:
     for rid in parent_of:
         trash = f"{TRASH_PREFIX}{rid}"
         if rid not in pairs and rid not in names and trash in names:
-            # A removal whose tombstone never committed (a crash inside the write, A5):
+            # A removal whose tombstone never committed (a crash inside the write):
             # the row is live, so its layer comes back.
             manager.snapshots.unretire(rid)
             names.add(rid)
@@ -130,8 +130,9 @@ def at_open(manager: CacheManager) -> list[Finding]:
     if not manager.store.read_only:
         problems = manager.store.integrity_problems()
         if problems:
-            # E2 / invariant 8: a damaged database never drives a repair that deletes
-            # data. Open degraded: reads work, every write is refused.
+            # A damaged database never drives a repair that deletes data: its rows
+            # may be wrong, so "no row names this directory" proves nothing.
+            # Open degraded: reads work, every write is refused.
             manager.store.damaged = problems
             findings.append(
                 Finding(
@@ -144,7 +145,7 @@ def at_open(manager: CacheManager) -> list[Finding]:
             findings = reconcile(manager)
     fstype = filesystems.filesystem_type(manager.root)
     if filesystems.is_network_filesystem(fstype):
-        # E4: WAL needs every process on one host; locks over NFS/SMB are unreliable.
+        # WAL needs every process on one host; locks over NFS/SMB are unreliable.
         findings.append(
             Finding(
                 "network-filesystem",

@@ -57,7 +57,8 @@ class DirectorySnapshotter:
         return (st.st_dev, st.st_ino)
 
     def check_root(self) -> None:
-        """Refuse destructive work if ``snapshots/`` was swapped since open (C17)."""
+        """Refuse destructive work if ``snapshots/`` was swapped since open: a
+        symlink put there would point every removal outside the store."""
         try:
             current = self._stat_identity()
         except OSError as err:
@@ -112,7 +113,7 @@ class DirectorySnapshotter:
     # -- finalize -----------------------------------------------------------------------
 
     def rename_layer(self, from_id: str, to_id: str) -> None:
-        self.check_root()  # C17: never rename through a swapped snapshots/ directory
+        self.check_root()  # never rename through a swapped snapshots/ directory
         source, target = self.path(from_id), self.path(to_id)
         try:
             os.rename(source, target)
@@ -126,7 +127,7 @@ class DirectorySnapshotter:
 
     def retire(self, snapshot_id: str) -> Path | None:
         """Rename a layer to ``rm-<id>`` (a missing layer is fine: nothing to free)."""
-        self.check_root()  # C17: refuse before the tombstone commits, not after
+        self.check_root()  # refuse before the tombstone commits, not after
         source, target = self.path(snapshot_id), self.trash_path(snapshot_id)
         try:
             os.rename(source, target)

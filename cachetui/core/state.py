@@ -20,7 +20,8 @@ from functools import cached_property
 from typing import Any
 
 from cachetui.core.processes import is_alive
-from cachetui.core.store import RECORD_COLUMNS, Store
+from cachetui.core.store import Store
+from cachetui.core.types import CacheMount
 
 __all__ = [
     "HOLDER_COLUMNS",
@@ -30,6 +31,7 @@ __all__ = [
     "holder_rows_alive",
     "load_state",
     "paused_gc",
+    "read_metadata",
 ]
 
 
@@ -63,6 +65,7 @@ class RecordRow:
     size: int
     deleted: bool
     pending_use: bool
+    apparent_size: int = -1
 
     @classmethod
     def from_values(cls, values: tuple[Any, ...]) -> RecordRow:
@@ -98,6 +101,10 @@ class StoreState:
     holders: list[HolderRow]
     live: dict[str, int] = field(default_factory=dict)
     immutable_of: dict[str, str] = field(default_factory=dict)
+    #: Labels by record id, each sorted by key (only records that have any).
+    labels: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    #: Cache-mount identity by record id (only ``exec.cachemount`` records given one).
+    cache_mounts: dict[str, CacheMount] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for holder in self.holders:
@@ -206,9 +213,6 @@ class StoreState:
                 self._mark_up(row.id, shared)
         return shared
 
-    def parents_of(self, row: RecordRow) -> tuple[str, ...]:
-        return (row.parent,) if row.parent else ()
-
     def chain(self, record_id: str) -> list[str]:
         """The parent chain from the record up (cycle-safe)."""
         seen: list[str] = []
@@ -224,8 +228,11 @@ def load_state(store: Store, *, include_deleted: bool = False) -> StoreState:
     """Read every record and holder in one consistent snapshot."""
     with store.read():
         # Largest first, then by id: disk usage's order, so it rarely needs to sort.
-        record_rows = store.rows(f"SELECT {RECORD_COLUMNS} FROM record ORDER BY size DESC, id")
+        record_rows = store.rows(
+            f"SELECT {store.record_columns} FROM record ORDER BY size DESC, id"
+        )
         holder_rows = store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder")
+        labels, cache_mounts = read_metadata(store)
     rows: dict[str, RecordRow] = {}
     with paused_gc():
         for values in record_rows:
@@ -233,7 +240,36 @@ def load_state(store: Store, *, include_deleted: bool = False) -> StoreState:
                 continue
             row = RecordRow.from_values(values)
             rows[row.id] = row
-    return StoreState(rows, holder_rows_alive(holder_rows))
+    return StoreState(
+        rows, holder_rows_alive(holder_rows), labels=labels, cache_mounts=cache_mounts
+    )
+
+
+def read_metadata(
+    store: Store, record_ids: Iterable[str] | None = None
+) -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[str, CacheMount]]:
+    """Labels and cache-mount identities (of ``record_ids``, or of every record), inside
+    the current transaction. An older store opened read-only has none."""
+    if not store.has_metadata_tables:
+        return {}, {}
+    where = ""
+    params_ids: tuple[str, ...] = ()
+    if record_ids is not None:
+        ids = tuple(record_ids)
+        where = f" WHERE record IN ({','.join('?' * len(ids))})"
+        params_ids = ids
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for record, key, value in store.rows(
+        f"SELECT record, key, value FROM record_label{where} ORDER BY record, key", params_ids
+    ):
+        grouped.setdefault(record, []).append((key, value))
+    mounts = {
+        record: CacheMount(cache_id, target, sharing)
+        for record, cache_id, target, sharing in store.rows(
+            f"SELECT record, cache_id, target, sharing FROM cache_mount{where}", params_ids
+        )
+    }
+    return {record: tuple(pairs) for record, pairs in grouped.items()}, mounts
 
 
 HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"

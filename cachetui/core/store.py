@@ -27,8 +27,9 @@ from cachetui.core.errors import StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store"]
 
-SCHEMA_VERSION = 2
-"""1: records, holders, settings. 2: adds ``gc_run`` (one row per GC run)."""
+SCHEMA_VERSION = 3
+"""1: records, holders, settings. 2: labels, cache mounts, apparent sizes. 3: ``gc_run``
+(one row per GC run)."""
 BUSY_TIMEOUT_MS = 60_000
 
 _PRAGMAS = {
@@ -68,6 +69,31 @@ class Record(_Base):
     deleted = peewee.BooleanField(default=False)
     # On a mutable: count one use when its equal immutable's last handle goes.
     pending_use = peewee.BooleanField(default=False)
+    # The sum of the files' lengths, measured with ``size`` (valid while size >= 0).
+    apparent_size = peewee.IntegerField(default=-1)
+
+
+class RecordLabel(_Base):
+    """One ``key=value`` label of a record (few records have any: a table of its own)."""
+
+    record = peewee.CharField(max_length=25)
+    key = peewee.TextField()
+    value = peewee.TextField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("record", "key")
+
+
+class CacheMountRow(_Base):
+    """The identity of an ``exec.cachemount`` record: cache id, target, sharing mode."""
+
+    record = peewee.CharField(primary_key=True, max_length=25)
+    cache_id = peewee.TextField(index=True)
+    target = peewee.TextField(default="")
+    sharing = peewee.CharField(default="shared")
+
+    class Meta:
+        table_name = "cache_mount"
 
 
 class Holder(_Base):
@@ -120,8 +146,10 @@ def _bound(model: type[_M], database: peewee.SqliteDatabase) -> type[_M]:
 
 RECORD_COLUMNS = (
     "id, parent, mutable, equal_mutable, retain, description, record_type, "
-    "created_at, last_used_at, usage_count, size, deleted, pending_use"
+    "created_at, last_used_at, usage_count, size, deleted, pending_use, apparent_size"
 )
+#: The same columns read from a version 1 store opened read-only (never upgraded).
+_RECORD_COLUMNS_V1 = RECORD_COLUMNS.replace("apparent_size", "-1")
 
 
 def _create_v1(store: Store) -> None:
@@ -129,8 +157,38 @@ def _create_v1(store: Store) -> None:
     store.db.create_tables([store.Record, store.Holder, store.Setting], safe=True)
 
 
+#: Record metadata kept in side tables follows its record: a lazy commit's immutable
+#: starts with its mutable's labels and cache-mount identity (both halves describe the
+#: same bytes), and deleting a record row, on whatever path, deletes its metadata.
+_METADATA_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS record_metadata_copied AFTER INSERT ON record
+    WHEN NEW.equal_mutable IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO record_label (record, key, value)
+            SELECT NEW.id, key, value FROM record_label WHERE record = NEW.equal_mutable;
+        INSERT OR IGNORE INTO cache_mount (record, cache_id, target, sharing)
+            SELECT NEW.id, cache_id, target, sharing FROM cache_mount
+            WHERE record = NEW.equal_mutable;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS record_metadata_dropped AFTER DELETE ON record BEGIN
+        DELETE FROM record_label WHERE record = OLD.id;
+        DELETE FROM cache_mount WHERE record = OLD.id;
+    END""",
+)
+
+
+def _add_labels_cache_mounts_apparent(store: Store) -> None:
+    """Version 2: labels, cache-mount identity, and the apparent size beside the size."""
+    db = store.db
+    columns = {column.name for column in db.get_columns("record")}
+    if "apparent_size" not in columns:  # a store made fresh has it from the model
+        db.execute_sql("ALTER TABLE record ADD COLUMN apparent_size INTEGER NOT NULL DEFAULT -1")
+    db.create_tables([store.RecordLabel, store.CacheMountRow], safe=True)
+    for trigger in _METADATA_TRIGGERS:
+        db.execute_sql(trigger)
+
+
 def _add_gc_runs(store: Store) -> None:
-    """Version 2: the ``gc_run`` history table (added; nothing else changes)."""
+    """Version 3: the ``gc_run`` history table (added; nothing else changes)."""
     store.db.create_tables([store.GCRun], safe=True)
 
 
@@ -140,7 +198,8 @@ def _add_gc_runs(store: Store) -> None:
 #: bump ``SCHEMA_VERSION``) for every change of a table.
 MIGRATIONS: tuple[tuple[int, Callable[[Store], None]], ...] = (
     (1, _create_v1),
-    (2, _add_gc_runs),
+    (2, _add_labels_cache_mounts_apparent),
+    (3, _add_gc_runs),
 )
 
 
@@ -165,15 +224,19 @@ class Store:
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
         #: ``PRAGMA quick_check`` messages when the manager found the database damaged
-        #: at open (E2): every write is then refused.
+        #: at open: every write is then refused.
         self.damaged: list[str] = []
         self.schema_version = 0
+        #: The record columns to select: an older store opened read-only lacks some.
+        self.record_columns = RECORD_COLUMNS
+        #: Whether the label and cache-mount tables exist (not in an older read-only store).
+        self.has_metadata_tables = True
         self._db = self._connect()
         self._bind_models()
         try:
             self._check_schema()
         except BaseException:
-            self._db.close()  # a refused store (B9) keeps no connection open
+            self._db.close()  # a refused store (a newer schema) keeps no connection open
             raise
 
     # -- connection -------------------------------------------------------------------
@@ -182,7 +245,7 @@ class Store:
         try:
             return self._connect_once(immutable=False)
         except StoreError:
-            # D6: a WAL database on read-only media cannot create its -shm file. When no
+            # A WAL database on read-only media cannot create its -shm file. When no
             # -wal is left (a clean close), the file alone is the whole truth: read it as
             # immutable. With a -wal present, the error stands (immutable would lose it).
             if not self.read_only or os.path.exists(f"{self.path}-wal"):
@@ -227,6 +290,8 @@ class Store:
         self.Record = _bound(Record, self._db)
         self.Holder = _bound(Holder, self._db)
         self.Setting = _bound(Setting, self._db)
+        self.RecordLabel = _bound(RecordLabel, self._db)
+        self.CacheMountRow = _bound(CacheMountRow, self._db)
         self.GCRun = _bound(GCRun, self._db)
 
     def close(self) -> None:
@@ -250,12 +315,20 @@ class Store:
                 return
             if self.read_only:
                 if version >= 1:
-                    return  # a read never upgrades: an older store reads as it is
+                    # A read never upgrades: an older store reads as it is, and what it
+                    # lacks (labels, cache mounts, apparent sizes) reads as empty.
+                    self._read_older(version)
+                    return
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
             self._migrate(version)
             self.schema_version = SCHEMA_VERSION
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
+
+    def _read_older(self, version: int) -> None:
+        if version < 2:
+            self.record_columns = _RECORD_COLUMNS_V1
+            self.has_metadata_tables = False
 
     def _migrate(self, found: int) -> None:
         """Run every step above ``found`` in one transaction: all of them, or none."""
@@ -296,7 +369,8 @@ class Store:
                     hook()
                 if isinstance(exc, peewee.DatabaseError | sqlite3.DatabaseError):
                     # SQLITE_FULL (and friends) roll the transaction back themselves; the
-                    # ROLLBACK that follows fails: report the real error instead (F2).
+                    # ROLLBACK that follows fails: report the real error instead
+                    # (the disk is full, not "no transaction").
                     cause: BaseException = exc
                     while "no transaction is active" in str(cause) and isinstance(
                         cause.__context__, peewee.DatabaseError | sqlite3.DatabaseError
@@ -328,11 +402,6 @@ class Store:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
         return self.db.execute_sql(sql, params).rowcount
-
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        with self._lock:
-            return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
 
     def integrity_problems(self) -> list[str]:
         """``PRAGMA quick_check`` messages; empty when the database is well-formed."""

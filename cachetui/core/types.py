@@ -6,6 +6,8 @@ No I/O lives here; everything is a frozen dataclass or an enum.
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,14 +15,17 @@ from pathlib import Path
 from cachetui.core.errors import InvalidError
 
 __all__ = [
+    "CacheMount",
     "GCResult",
     "GCRunInfo",
     "Kept",
     "Mount",
     "PruneOptions",
     "RecordType",
+    "Sharing",
     "TierResult",
     "UsageInfo",
+    "check_labels",
     "to_seconds",
 ]
 
@@ -51,6 +56,89 @@ class RecordType(enum.StrEnum):
             ) from None
 
 
+class Sharing(enum.StrEnum):
+    """How a cache mount's record is shared between builds (BuildKit's ``sharing=``).
+
+    ``shared``: any number of holders at once; ``private``: one holder, and a second
+    gets a new record of the same cache id; ``locked``: one holder, and a second waits
+    for it (or is refused).
+    """
+
+    SHARED = "shared"
+    PRIVATE = "private"
+    LOCKED = "locked"
+
+    @classmethod
+    def parse(cls, value: object) -> Sharing:
+        """Accept a member or its string value; anything else is ``InvalidError``."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str) and value in cls._value2member_map_:
+            return cls(value)
+        allowed = ", ".join(member.value for member in cls)
+        raise InvalidError(f"invalid sharing mode {value!r}: expected one of {allowed}")
+
+
+#: Longest cache id, mount target, label key and label value accepted (bytes of text).
+MAX_META_LENGTH = 4096
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def _check_text(value: object, what: str, *, empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise InvalidError(f"invalid {what} {value!r}: expected a string")
+    if not empty and not value:
+        raise InvalidError(f"invalid {what} {value!r}: must not be empty")
+    if "\x00" in value or len(value) > MAX_META_LENGTH:
+        raise InvalidError(
+            f"invalid {what} {value[:80]!r}: no NUL and at most {MAX_META_LENGTH} characters"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMount:
+    """The identity of an ``exec.cachemount`` record: which ``--mount=type=cache`` it is.
+
+    ``cache_id`` is the mount's ``id=`` (BuildKit defaults it to the target), ``target``
+    the path it is mounted at in the build, ``sharing`` its mode. Three ``/root/.m2``
+    mounts of three projects are told apart by their cache ids.
+    """
+
+    cache_id: str
+    target: str = ""
+    sharing: Sharing | str = Sharing.SHARED
+
+    def __post_init__(self) -> None:
+        _check_text(self.cache_id, "cache id", empty=False)
+        _check_text(self.target, "cache mount target")
+        object.__setattr__(self, "sharing", Sharing.parse(self.sharing))
+
+
+def check_labels(labels: object, *, removals: bool = False) -> dict[str, str | None]:
+    """Validate ``key=value`` labels: a mapping of keys to string values.
+
+    Keys start with a letter or digit and hold letters, digits and ``. _ / -`` (so that
+    ``label.<key>`` reads unambiguously in a filter). With ``removals``, a None value
+    means "remove this label".
+    """
+    if not isinstance(labels, Mapping):
+        raise InvalidError(f"invalid labels {labels!r}: expected a mapping of key to value")
+    checked: dict[str, str | None] = {}
+    for key, value in labels.items():
+        _check_text(key, "label key", empty=False)
+        if _LABEL_KEY_RE.fullmatch(key) is None:
+            raise InvalidError(
+                f"invalid label key {key!r}: start with a letter or digit and use only "
+                "letters, digits and . _ / -"
+            )
+        if value is None and removals:
+            checked[key] = None
+            continue
+        checked[key] = _check_text(value, f"value for label {key!r}")
+    return checked
+
+
 @dataclass(frozen=True, slots=True)
 class Mount:
     """Where a ref's layers live: ``upper`` is writable (None when read-only), ``lowers``
@@ -75,6 +163,17 @@ class UsageInfo:
     description: str
     record_type: str
     shared: bool
+    #: ``key=value`` labels, sorted by key (a tuple of pairs: the row stays hashable).
+    labels: tuple[tuple[str, str], ...] = ()
+    #: The cache mount's identity, for ``exec.cachemount`` records created with one.
+    cache_mount: CacheMount | None = None
+    #: The sum of the files' lengths (``du --apparent-size``); -1 when not measured.
+    apparent_size: int = -1
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        """The labels as a dict."""
+        return dict(self.labels)
 
     @property
     def reclaimable(self) -> bool:

@@ -1,7 +1,7 @@
 """Measuring a snapshot's disk usage: the one place the core sizes a layer directory.
 
-:func:`measure` returns what ``du -s -x --block-size=1 <dir>`` reports (core-api.md,
-"Store layout"; invariant 6 of ``reliability-scenarios.md``):
+:func:`measure` returns what ``du -s -x --block-size=1 <dir>`` reports, so a
+record's size can be checked with a tool every operator has:
 
 - the sum of ``st_blocks * 512`` over the directory itself and every entry below it,
   from ``lstat`` only: symlinks are never followed (a link counts its own blocks) and no
@@ -93,6 +93,10 @@ class Measurement:
     size: int
     files: int
     findings: tuple[MeasureIssue, ...] = ()
+    #: The sum of the entries' lengths (``du -s --apparent-size --block-size=1``): what
+    #: the files hold, beside what they take on disk (sparse files take less, small
+    #: files more).
+    apparent_size: int = 0
 
     @property
     def complete(self) -> bool:
@@ -107,7 +111,7 @@ def _describe(err: OSError) -> str:
 class _Walker:
     """Counts entries below directories on the same device as the root."""
 
-    __slots__ = ("blocks", "dev", "files", "findings", "links", "mount")
+    __slots__ = ("apparent", "blocks", "dev", "files", "findings", "link_lengths", "links", "mount")
 
     def __init__(self, dev: int, mount: int | None) -> None:
         self.dev = dev
@@ -115,6 +119,8 @@ class _Walker:
         self.blocks = 0  # 512-byte blocks of entries with one link
         self.files = 0  # entries with one link (or directories)
         self.links: dict[tuple[int, int], int] = {}  # (dev, ino) -> blocks, nlink > 1
+        self.apparent = 0  # bytes of length of the entries with one link
+        self.link_lengths: dict[tuple[int, int], int] = {}  # (dev, ino) -> length
         self.findings: list[tuple[str, str, str]] = []
 
     def seen(self) -> int:
@@ -123,7 +129,7 @@ class _Walker:
     def _scan(self, node: Node, fd: int) -> None:
         """Count the entries of the directory open as ``fd``; list its subdirectories."""
         subdirs: list[str] = []
-        blocks = files = 0
+        blocks = files = apparent = 0
         links = self.links
         dev = self.dev
         s_isdir = stat.S_ISDIR
@@ -146,14 +152,17 @@ class _Walker:
                             )
                             continue
                         blocks += st.st_blocks
+                        apparent += st.st_size
                         files += 1
                         subdirs.append(entry.name)
                     elif st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
                         if key not in links:
                             links[key] = st.st_blocks
+                            self.link_lengths[key] = st.st_size
                     else:
                         blocks += st.st_blocks
+                        apparent += st.st_size
                         files += 1
         except FileNotFoundError:
             pass
@@ -161,6 +170,7 @@ class _Walker:
             self.findings.append((node.path(), "unreadable", _describe(err)))
         finally:
             self.blocks += blocks
+            self.apparent += apparent
             self.files += files
         node.pending = subdirs
 
@@ -185,6 +195,7 @@ class _Walker:
             if self.mount is not None and mount_identity(fd)[0] != self.mount:
                 # Counted by the parent's listing (same st_dev): take it back out.
                 self.blocks -= st.st_blocks
+                self.apparent -= st.st_size
                 self.files -= 1
                 self.findings.append(
                     (parent.child_path(name), "mount-point", "a mount point: not entered")
@@ -236,15 +247,24 @@ class _Walker:
                 return not any(n.pending for n in stack)
         return True
 
-    def merge(self, other: tuple[int, int, dict[tuple[int, int], int], list]) -> None:
-        blocks, files, links, findings = other
+    def merge(self, other: tuple[int, int, dict[tuple[int, int], int], list, int, dict]) -> None:
+        blocks, files, links, findings, apparent, link_lengths = other
         self.blocks += blocks
         self.files += files
         self.links.update(links)
         self.findings.extend(findings)
+        self.apparent += apparent
+        self.link_lengths.update(link_lengths)
 
-    def result(self) -> tuple[int, int, dict[tuple[int, int], int], list]:
-        return (self.blocks, self.files, self.links, self.findings)
+    def result(self) -> tuple[int, int, dict[tuple[int, int], int], list, int, dict]:
+        return (
+            self.blocks,
+            self.files,
+            self.links,
+            self.findings,
+            self.apparent,
+            self.link_lengths,
+        )
 
 
 def _drain(walker: _Walker, queue_fd: int, tasks: list[tuple[int, str, str]]) -> None:
@@ -382,6 +402,7 @@ def measure(
             st.st_blocks * 512,
             0,
             (MeasureIssue(root, "not-a-directory", "the path is not a directory"),),
+            st.st_size,
         )
     try:
         fd = os.open(root, DIR_FLAGS)
@@ -429,4 +450,5 @@ def measure(
         os.close(fd)
     findings = tuple(MeasureIssue(p, k, m) for p, k, m in walker.findings)
     size = (fst.st_blocks + walker.blocks + sum(walker.links.values())) * 512
-    return Measurement(size, walker.seen(), findings)
+    apparent = fst.st_size + walker.apparent + sum(walker.link_lengths.values())
+    return Measurement(size, walker.seen(), findings, apparent)

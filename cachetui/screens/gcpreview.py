@@ -22,8 +22,7 @@ from textual.widgets import Button, Input, Static
 
 from cachetui.core.errors import CacheError
 from cachetui.gcreport import KEPT_ORDER, describe_policy, render_kept
-from cachetui.service import CacheService
-from cachetui.views import GCPreview
+from cachetui.service import CacheService, GCPreview
 from cachetui.widgets.format import records, size
 
 __all__ = ["GCPreviewScreen", "render_tiers", "render_why"]

@@ -12,7 +12,6 @@ from cachetui.service import RecordView
 
 __all__ = ["Columns", "ago", "format_row", "header_text", "size", "timestamp"]
 
-GUIDE = 4  # Tree.guide_depth
 ICON = 2  # the expand icon (leaves get two spaces)
 
 STATE_STYLES = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Input, Static
 
 from cachetui.service import DetailsView, TotalsView
@@ -102,17 +101,6 @@ class DetailsPane(Static):
 
 class FilterBar(Vertical):
     """``/``: a containerd filter, validated as you type, with a caret under the error."""
-
-    class Changed(Message):
-        def __init__(self, text: str, valid: bool) -> None:
-            super().__init__()
-            self.text = text
-            self.valid = valid
-
-    class Submitted(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter, e.g. type==regular,mutable  (esc closes)", id="filter")

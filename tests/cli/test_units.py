@@ -1,4 +1,4 @@
-"""Tests for cachetui.units: size/duration parsing and the buildctl/buildx formats."""
+"""Tests for cachetui.units: size/duration parsing and the buildx size format."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from cachetui.core.errors import InvalidError
 from cachetui.units import (
     MAX_BYTES,
     MAX_DURATION,
-    format_bytes_buildctl,
     format_bytes_buildx,
     format_duration_ago,
     parse_duration,
@@ -21,15 +20,7 @@ MIN = 60
 HOUR = 3600
 DAY = 86400
 
-# --- formatting (semantics section 5.G) ------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("n", "expected"),
-    [(0, "0B"), (999, "999B"), (1000, "1.00kB"), (8224, "8.22kB"), (1_704_000_000, "1.70GB")],
-)
-def test_buildctl_byte_format(n: int, expected: str) -> None:
-    assert format_bytes_buildctl(n) == expected
+# --- formatting as docker buildx does --------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -78,10 +69,7 @@ def test_relative_time_clamps_negative_and_has_no_ago() -> None:
 
 
 def test_byte_formats_larger_units() -> None:
-    assert format_bytes_buildctl(10**18) == "1.00EB"
-    assert format_bytes_buildctl(2**63 - 1) == "9.22EB"
     assert format_bytes_buildx(10**12) == "1TB"
-    assert format_bytes_buildctl(-1000) == "-1.00kB"
 
 
 # --- parse_size ------------------------------------------------------------------------

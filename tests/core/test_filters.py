@@ -1,4 +1,4 @@
-"""Tests for cachetui.core.filters: the containerd filter language (buildkit-semantics 4.6)."""
+"""Tests for cachetui.core.filters: the containerd filter language."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def error_of(text: str) -> FilterSyntaxError:
     return info.value
 
 
-# --------------------------------------------------------------- buildkit-semantics test 30
+# --------------------------------------------------------------- id== selects one record
 
 
 def test_id_equal_selects_only_that_record():
@@ -449,7 +449,8 @@ def _valid_regex(pattern: str) -> bool:
     return True
 
 
-VALUE_KEYS = sorted(KEYS - FLAG_KEYS)
+# ``sharing`` takes only its three modes; label keys stand in for every label.
+VALUE_KEYS = [*sorted(KEYS - FLAG_KEYS - {"sharing"}), "label.team", "label.com.example/x"]
 values = st.one_of(
     st.text(),
     st.sampled_from(["", "regular", "source.local", "a,b", '"q"', "=x", " pad ", "a b"]),
@@ -463,6 +464,12 @@ value_selectors = st.one_of(
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.sampled_from(["==", "!="]), values),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just("~="), regexes),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just(""), st.just("")),
+    st.builds(
+        Selector,
+        st.just("sharing"),
+        st.sampled_from(["==", "!="]),
+        st.sampled_from(["shared", "private", "locked"]),
+    ),
 )
 flag_selectors = st.builds(Selector, st.sampled_from(sorted(FLAG_KEYS)), st.just(""), st.just(""))
 

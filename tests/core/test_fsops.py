@@ -1,4 +1,5 @@
-"""Tests for ``cachetui.core.fsops``: the safe remover (C1-C5, C7, C15, C16) and helpers.
+"""Tests for ``cachetui.core.fsops``: the safe remover (links, mounts,
+read-only directories, deep trees, odd names) and helpers.
 
 Real files in ``tmp_path``; monkeypatching only injects EACCES/EIO faults and a foreign
 ``st_dev`` (a real tmpfs mount is also tried when running as root).

@@ -27,7 +27,7 @@ from cachetui.core.types import PruneOptions
 GB = 10**9
 GIB = 2**30
 
-# --- calculate_keep_bytes (semantics 4.3, test 40) --------------------------------------
+# --- calculate_keep_bytes: BuildKit's TestCalculateKeepBytes table ----------------------
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_keep_at_least_reserved(
         assert keep == 0
 
 
-# --- ranking (semantics 4.5, tests 36/37) ------------------------------------------------
+# --- ranking: BuildKit's sortDeleteRecords -----------------------------------------------
 
 T1, T2, T3 = 1_000.0, 2_000.0, 3_000.0
 
@@ -221,7 +221,7 @@ def test_gc_boundary_at_or_below_deviation_test_38() -> None:
     assert _gc_rounds(cands, keep_limit(60, None, PruneOptions(max_used_space=30))) == ["x", "y"]
 
 
-# --- defaults (semantics 4.7) -------------------------------------------------------------
+# --- defaults: buildkitd's default GC policies ------------------------------------------
 
 
 def test_percent_of_disk_rounds_up_to_decimal_gb() -> None:

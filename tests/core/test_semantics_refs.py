@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.A (handles, locking, errors) and 5.B (parents)."""
+"""BuildKit's semantics: handles, locking, errors, and parents."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ UNKNOWN = "foobar00000000000000000aa"
 # -- A. Handles, locking and errors ------------------------------------------------------
 
 
-def test_a01_unknown_id_is_not_found(cm: CacheManager) -> None:
+def test_unknown_id_is_not_found(cm: CacheManager) -> None:
     with pytest.raises(NotFoundError, match=UNKNOWN):
         cm.get(UNKNOWN)
     assert du_counts(cm) == (0, 0)
 
 
-def test_a02_mutable_is_exclusive(cm: CacheManager) -> None:
+def test_mutable_is_exclusive(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     with pytest.raises(LockedError) as caught:
         cm.get_mutable(a.id)
@@ -36,7 +36,7 @@ def test_a02_mutable_is_exclusive(cm: CacheManager) -> None:
     assert du_counts(cm) == (1, 0)
 
 
-def test_a03_mount_is_a_writable_directory(cm: CacheManager) -> None:
+def test_mount_is_a_writable_directory(cm: CacheManager) -> None:
     a = cm.new()
     mount = a.mount()
     assert mount.upper is not None and mount.upper.is_dir()
@@ -44,7 +44,7 @@ def test_a03_mount_is_a_writable_directory(cm: CacheManager) -> None:
     assert mount.lowers == ()
 
 
-def test_a04_commit_keeps_the_pair_in_use(cm: CacheManager) -> None:
+def test_commit_keeps_the_pair_in_use(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     rows = cm.disk_usage()
@@ -53,7 +53,7 @@ def test_a04_commit_keeps_the_pair_in_use(cm: CacheManager) -> None:
         cm.get_mutable(a.id)
 
 
-def test_a05_release_of_the_commit_exposes_the_retained_mutable(cm: CacheManager) -> None:
+def test_release_of_the_commit_exposes_the_retained_mutable(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.release()
@@ -61,7 +61,7 @@ def test_a05_release_of_the_commit_exposes_the_retained_mutable(cm: CacheManager
     assert [(r.id, r.mutable, r.reclaimable) for r in rows] == [(a.id, True, True)]
 
 
-def test_a06_reacquire_the_mutable_discards_the_immutable(cm: CacheManager) -> None:
+def test_reacquire_the_mutable_discards_the_immutable(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.release()
@@ -72,7 +72,7 @@ def test_a06_reacquire_the_mutable_discards_the_immutable(cm: CacheManager) -> N
         cm.get(s.id)
 
 
-def test_a07_finalize_consumes_the_mutable(cm: CacheManager) -> None:
+def test_finalize_consumes_the_mutable(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.finalize()
@@ -84,7 +84,7 @@ def test_a07_finalize_consumes_the_mutable(cm: CacheManager) -> None:
     assert cm.get(s.id).id == s.id
 
 
-def test_a08_several_handles_on_one_immutable(cm: CacheManager) -> None:
+def test_several_handles_on_one_immutable(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.finalize()
@@ -96,7 +96,7 @@ def test_a08_several_handles_on_one_immutable(cm: CacheManager) -> None:
     s2.release()
 
 
-def test_a09_lazy_commit_while_held(cm: CacheManager) -> None:
+def test_lazy_commit_while_held(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     again = cm.get(s.id)
@@ -110,7 +110,7 @@ def test_a09_lazy_commit_while_held(cm: CacheManager) -> None:
     assert cm.get_mutable(a.id).id == a.id
 
 
-def test_a10_non_retained_mutable_released_uncommitted(cm: CacheManager, root) -> None:
+def test_non_retained_mutable_released_uncommitted(cm: CacheManager, root) -> None:
     a = cm.new()
     a.release()
     with pytest.raises(NotFoundError):
@@ -121,7 +121,7 @@ def test_a10_non_retained_mutable_released_uncommitted(cm: CacheManager, root) -
     assert layer_dirs(root) == []
 
 
-def test_a11_non_retained_pair_released(cm: CacheManager, root) -> None:
+def test_non_retained_pair_released(cm: CacheManager, root) -> None:
     a = cm.new()
     s = a.commit()
     s.release()
@@ -132,7 +132,7 @@ def test_a11_non_retained_pair_released(cm: CacheManager, root) -> None:
     assert layer_dirs(root) == []
 
 
-def test_a12_retain_on_the_immutable_keeps_a_non_retained_pair(cm: CacheManager) -> None:
+def test_retain_on_the_immutable_keeps_a_non_retained_pair(cm: CacheManager) -> None:
     a = cm.new()
     s = a.commit()
     s.set_retain()
@@ -141,7 +141,7 @@ def test_a12_retain_on_the_immutable_keeps_a_non_retained_pair(cm: CacheManager)
     assert [(r.id, r.mutable, r.in_use) for r in rows] == [(a.id, True, False)]
 
 
-def test_a13_commit_validation(cm: CacheManager) -> None:
+def test_commit_validation(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     a.commit()
     with pytest.raises(InvalidError, match="already committed"):
@@ -152,7 +152,7 @@ def test_a13_commit_validation(cm: CacheManager) -> None:
         b.commit()
 
 
-def test_a14_get_on_an_unreferenced_mutable_makes_a_lazy_commit(cm: CacheManager) -> None:
+def test_get_on_an_unreferenced_mutable_makes_a_lazy_commit(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     a.release()
     r = cm.get(a.id)
@@ -163,14 +163,14 @@ def test_a14_get_on_an_unreferenced_mutable_makes_a_lazy_commit(cm: CacheManager
     assert cm.get_mutable(a.id).id == a.id
 
 
-def test_a15_get_on_a_mutable_with_a_free_equal_immutable(cm: CacheManager) -> None:
+def test_get_on_a_mutable_with_a_free_equal_immutable(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.release()
     assert cm.get(a.id).id == s.id
 
 
-def test_a16_double_release_is_a_no_op(cm: CacheManager) -> None:
+def test_double_release_is_a_no_op(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.finalize()
@@ -194,7 +194,7 @@ def _finalized(cm: CacheManager, **kwargs):
     return s
 
 
-def test_b17_new_finalizes_its_parent(cm: CacheManager) -> None:
+def test_new_finalizes_its_parent(cm: CacheManager) -> None:
     a = cm.new()
     s = a.commit()
     cm.new(s)
@@ -204,7 +204,7 @@ def test_b17_new_finalizes_its_parent(cm: CacheManager) -> None:
     assert row.equal_mutable is None
 
 
-def test_b18_a_child_keeps_its_parent_in_use(cm: CacheManager) -> None:
+def test_a_child_keeps_its_parent_in_use(cm: CacheManager) -> None:
     p = _finalized(cm)
     p.release()
     h1, h2 = cm.get(p.id), cm.get(p.id)
@@ -217,7 +217,7 @@ def test_b18_a_child_keeps_its_parent_in_use(cm: CacheManager) -> None:
     assert du_counts(cm) == (2, 0)
 
 
-def test_b19_releasing_the_child_frees_both(cm: CacheManager, root) -> None:
+def test_releasing_the_child_frees_both(cm: CacheManager, root) -> None:
     p = _finalized(cm)
     p.release()
     h = cm.get(p.id)
@@ -233,7 +233,7 @@ def test_b19_releasing_the_child_frees_both(cm: CacheManager, root) -> None:
     assert layer_dirs(root) == []
 
 
-def test_b20_prune_with_everything_held_does_nothing(cm: CacheManager, root) -> None:
+def test_prune_with_everything_held_does_nothing(cm: CacheManager, root) -> None:
     a = cm.new()
     s = a.commit()
     b = cm.new(s, retain=True)
@@ -243,7 +243,7 @@ def test_b20_prune_with_everything_held_does_nothing(cm: CacheManager, root) -> 
     assert cm.prune() == []
 
 
-def test_b21_only_the_unreferenced_leaf_is_pruned(cm: CacheManager, root) -> None:
+def test_only_the_unreferenced_leaf_is_pruned(cm: CacheManager, root) -> None:
     a = cm.new()
     s = a.commit()
     b = cm.new(s, retain=True)
@@ -258,7 +258,7 @@ def test_b21_only_the_unreferenced_leaf_is_pruned(cm: CacheManager, root) -> Non
         cm.get(c.id)
 
 
-def test_b22_parent_and_child_pruned_in_successive_rounds(cm: CacheManager, root) -> None:
+def test_parent_and_child_pruned_in_successive_rounds(cm: CacheManager, root) -> None:
     a = cm.new()
     s = a.commit()
     b = cm.new(s, retain=True)
@@ -278,7 +278,7 @@ def test_b22_parent_and_child_pruned_in_successive_rounds(cm: CacheManager, root
     assert layer_dirs(root) == []
 
 
-def test_b23_released_parent_of_a_held_child(cm: CacheManager) -> None:
+def test_released_parent_of_a_held_child(cm: CacheManager) -> None:
     p = _finalized(cm)
     q = cm.new(p, retain=True)
     p.release()
@@ -295,7 +295,7 @@ def test_b23_released_parent_of_a_held_child(cm: CacheManager) -> None:
     p_again.release()
 
 
-def test_b24_chain_of_three_pruned_leaf_first(cm: CacheManager) -> None:
+def test_chain_of_three_pruned_leaf_first(cm: CacheManager) -> None:
     a = _finalized(cm, description="A")
     b_mut = cm.new(a, retain=True, description="B")
     b = b_mut.commit()
@@ -308,7 +308,7 @@ def test_b24_chain_of_three_pruned_leaf_first(cm: CacheManager) -> None:
     assert [r.description for r in removed] == ["C", "B", "A"]
 
 
-def test_b25_several_parents_do_not_apply() -> None:
+def test_several_parents_do_not_apply() -> None:
     """Merge/Diff refs (several parents) are out of scope: a record has at most one parent."""
     from cachetui.core.state import RecordRow
 

@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.E (restart, persistence, crash recovery) and 5.F (usage)."""
+"""BuildKit's semantics: restart, persistence, crash recovery, and usage counting."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def reopen(cm: CacheManager, root: Path, clock: FakeClock) -> CacheManager:
 # -- E. Restart, persistence and crash recovery -------------------------------------------
 
 
-def test_e45_restart_with_a_pending_commit(cm, root, clock) -> None:
+def test_restart_with_a_pending_commit(cm, root, clock) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     cm = reopen(cm, root, clock)
@@ -34,7 +34,7 @@ def test_e45_restart_with_a_pending_commit(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e46_restart_then_finalize(cm, root, clock) -> None:
+def test_restart_then_finalize(cm, root, clock) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     cm = reopen(cm, root, clock)
@@ -47,7 +47,7 @@ def test_e46_restart_then_finalize(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e47_metadata_persists(cm, root, clock) -> None:
+def test_metadata_persists(cm, root, clock) -> None:
     a = cm.new(retain=True, description="mount /root/.cache", record_type="exec.cachemount")
     created = cm.state().rows[a.id].created_at
     clock.advance(60)
@@ -67,7 +67,7 @@ def test_e47_metadata_persists(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e48_missing_snapshot_drops_the_record_and_its_children(cm, root, clock) -> None:
+def test_missing_snapshot_drops_the_record_and_its_children(cm, root, clock) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     s.finalize()
@@ -88,7 +88,7 @@ def test_e48_missing_snapshot_drops_the_record_and_its_children(cm, root, clock)
     cm.close()
 
 
-def test_e49_half_finalized_pair_is_repaired(cm, root, clock) -> None:
+def test_half_finalized_pair_is_repaired(cm, root, clock) -> None:
     a = cm.new(retain=True)
     write_file(a.mount().upper, "data", 100)
     s = a.commit()
@@ -106,7 +106,7 @@ def test_e49_half_finalized_pair_is_repaired(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e50_prune_tombstone_is_finished_at_open(cm, root, clock) -> None:
+def test_prune_tombstone_is_finished_at_open(cm, root, clock) -> None:
     a = cm.new(retain=True)
     a.release()
     with cm.store.write():
@@ -119,7 +119,7 @@ def test_e50_prune_tombstone_is_finished_at_open(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e51_broken_parent_does_not_leak(cm, root, clock) -> None:
+def test_broken_parent_does_not_leak(cm, root, clock) -> None:
     a = cm.new(retain=True)
     sa = a.commit()
     sa.finalize()
@@ -140,7 +140,7 @@ def test_e51_broken_parent_does_not_leak(cm, root, clock) -> None:
     cm.close()
 
 
-def test_e52_prune_then_close_leaves_no_directories(cm, root, clock) -> None:
+def test_prune_then_close_leaves_no_directories(cm, root, clock) -> None:
     for _ in range(3):
         m = cm.new(retain=True)
         write_file(m.mount().upper, "f", 10)
@@ -150,7 +150,7 @@ def test_e52_prune_then_close_leaves_no_directories(cm, root, clock) -> None:
     assert layer_dirs(root) == []
 
 
-def test_e53_non_retained_mutable_held_at_close(cm, root, clock) -> None:
+def test_non_retained_mutable_held_at_close(cm, root, clock) -> None:
     a = cm.new()
     cm = reopen(cm, root, clock)  # the handle was never released
     assert du_counts(cm) == (0, 1)
@@ -169,7 +169,7 @@ def _finalized(cm: CacheManager):
     return s
 
 
-def test_f54_one_get_release_counts_one_use(cm, clock) -> None:
+def test_one_get_release_counts_one_use(cm, clock) -> None:
     s = _finalized(cm)
     before = cm.state().rows[s.id].usage_count
     clock.advance(100)
@@ -179,7 +179,7 @@ def test_f54_one_get_release_counts_one_use(cm, clock) -> None:
     assert row.last_used_at == clock.now
 
 
-def test_f55_overlapping_handles_count_once(cm) -> None:
+def test_overlapping_handles_count_once(cm) -> None:
     s = _finalized(cm)
     base = cm.state().rows[s.id].usage_count
     h1, h2 = cm.get(s.id), cm.get(s.id)
@@ -191,7 +191,7 @@ def test_f55_overlapping_handles_count_once(cm) -> None:
     assert cm.state().rows[s.id].usage_count == base + 3
 
 
-def test_f56_internal_handles_do_not_count(cm, clock) -> None:
+def test_internal_handles_do_not_count(cm, clock) -> None:
     s = _finalized(cm)
     before = cm.state().rows[s.id]
     clock.advance(100)
@@ -209,7 +209,7 @@ def test_f56_internal_handles_do_not_count(cm, clock) -> None:
     assert cm.state().rows[s.id].usage_count == before.usage_count + 1
 
 
-def test_f57_pair_usage_moves_both_records(cm, clock) -> None:
+def test_pair_usage_moves_both_records(cm, clock) -> None:
     a = cm.new(retain=True)
     a_before = cm.state().rows[a.id].usage_count
     s = a.commit()

@@ -1,4 +1,4 @@
-"""buildkit-semantics.md section 5.C (disk usage numbers and filters) and 5.D (prune)."""
+"""BuildKit's semantics: disk usage numbers and filters, and prune."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _used(cm: CacheManager, clock: FakeClock, record_id: str, at: float, times: 
 # -- C. Disk usage -------------------------------------------------------------------------
 
 
-def test_c26_one_row_per_pair(cm: CacheManager) -> None:
+def test_one_row_per_pair(cm: CacheManager) -> None:
     a = cm.new(retain=True)
     s = a.commit()
     assert {r.id for r in cm.disk_usage()} == {s.id}
@@ -47,7 +47,7 @@ def test_c26_one_row_per_pair(cm: CacheManager) -> None:
     assert {r.id for r in cm.disk_usage()} == {a.id}
 
 
-def test_c27_held_mutable_reports_its_live_size(cm: CacheManager) -> None:
+def test_held_mutable_reports_its_live_size(cm: CacheManager) -> None:
     """Deviation 9: BuildKit reports 0 for a held mutable; we measure it now."""
     a = cm.new(retain=True)
     empty = cm.disk_usage()[0].size
@@ -58,7 +58,7 @@ def test_c27_held_mutable_reports_its_live_size(cm: CacheManager) -> None:
     assert cm.disk_usage()[0].size == grown
 
 
-def test_c28_size_is_cached_and_persisted(cm: CacheManager, root, clock) -> None:
+def test_size_is_cached_and_persisted(cm: CacheManager, root, clock) -> None:
     rid = _record(cm, 5000)
     first = cm.disk_usage()[0].size
     assert cm.state().rows[rid].size == first
@@ -70,7 +70,7 @@ def test_c28_size_is_cached_and_persisted(cm: CacheManager, root, clock) -> None
     reopened.close()
 
 
-def test_c29_totals(root, clock) -> None:
+def test_totals(root, clock) -> None:
     shared_ids: set[str] = set()
     cm = CacheManager.open(root, clock=clock, is_shared=lambda rid: rid in shared_ids)
     held = cm.new(retain=True)
@@ -90,7 +90,7 @@ def test_c29_totals(root, clock) -> None:
     cm.close()
 
 
-def test_c30_filter_semantics(cm: CacheManager) -> None:
+def test_filter_semantics(cm: CacheManager) -> None:
     regular = _record(cm, description="golang build")
     local = _record(cm, record_type="source.local")
     mount = _record(cm, record_type="exec.cachemount")
@@ -117,7 +117,7 @@ def test_c30_filter_semantics(cm: CacheManager) -> None:
     held.release()
 
 
-def test_c31_age_limit(cm: CacheManager, clock: FakeClock) -> None:
+def test_age_limit(cm: CacheManager, clock: FakeClock) -> None:
     recent = _record(cm)
     old = _record(cm)
     never = cm.new(retain=True)
@@ -137,7 +137,7 @@ def test_c31_age_limit(cm: CacheManager, clock: FakeClock) -> None:
     assert got == {old, never_id}
 
 
-def test_c32_id_prefix_filter_is_a_regex(cm: CacheManager) -> None:
+def test_id_prefix_filter_is_a_regex(cm: CacheManager) -> None:
     first = _record(cm)
     _record(cm)
     prefix = first[:6]
@@ -147,7 +147,7 @@ def test_c32_id_prefix_filter_is_a_regex(cm: CacheManager) -> None:
 # -- D. Prune selection, ordering and space options ---------------------------------------
 
 
-def test_d33_internal_frontend_and_shared_are_skipped_without_all(root, clock) -> None:
+def test_internal_frontend_and_shared_are_skipped_without_all(root, clock) -> None:
     shared_ids: set[str] = set()
     cm = CacheManager.open(root, clock=clock, is_shared=lambda rid: rid in shared_ids)
     internal = _record(cm, record_type="internal")
@@ -160,7 +160,7 @@ def test_d33_internal_frontend_and_shared_are_skipped_without_all(root, clock) -
     cm.close()
 
 
-def test_d34_type_filter(cm: CacheManager) -> None:
+def test_type_filter(cm: CacheManager) -> None:
     local = {_record(cm, record_type="source.local") for _ in range(2)}
     _record(cm)
     removed = cm.prune(PruneOptions(filters=("type==source.local",)))
@@ -168,7 +168,7 @@ def test_d34_type_filter(cm: CacheManager) -> None:
     assert len(cm.disk_usage()) == 1
 
 
-def test_d35_keep_duration(cm: CacheManager, clock: FakeClock) -> None:
+def test_keep_duration(cm: CacheManager, clock: FakeClock) -> None:
     recent, old = _record(cm), _record(cm)
     with cm.store.write():
         cm.store.execute("UPDATE record SET usage_count = 0, last_used_at = NULL")
@@ -209,7 +209,7 @@ def _sized_records(
     return ids
 
 
-def test_d36_gc_ranking(cm: CacheManager, clock: FakeClock) -> None:
+def test_gc_ranking(cm: CacheManager, clock: FakeClock) -> None:
     t = clock.now
     _sized_records(
         cm,
@@ -221,14 +221,14 @@ def test_d36_gc_ranking(cm: CacheManager, clock: FakeClock) -> None:
     assert {r.description for r in cm.disk_usage()} == {"B", "D"}
 
 
-def test_d37_gc_one_per_round_recomputed(cm: CacheManager, clock: FakeClock) -> None:
+def test_gc_one_per_round_recomputed(cm: CacheManager, clock: FakeClock) -> None:
     t = clock.now
     _sized_records(cm, clock, [("X", 10, t - 300, 1), ("Y", 20, t - 200, 1), ("Z", 30, t - 100, 1)])
     removed = cm.prune(PruneOptions(max_used_space=35))
     assert [r.description for r in removed] == ["X", "Y"]
 
 
-def test_d38_space_boundary_is_at_or_below(cm: CacheManager, clock: FakeClock) -> None:
+def test_space_boundary_is_at_or_below(cm: CacheManager, clock: FakeClock) -> None:
     """Deviation 1: BuildKit removes Z too (30 is not < 30); we stop at or below the limit."""
     t = clock.now
     _sized_records(cm, clock, [("X", 10, t - 300, 1), ("Y", 20, t - 200, 1), ("Z", 30, t - 100, 1)])
@@ -236,7 +236,7 @@ def test_d38_space_boundary_is_at_or_below(cm: CacheManager, clock: FakeClock) -
     assert [r.description for r in removed] == ["X", "Y"]
 
 
-def test_d39_shared_records_are_left_out_of_the_total(root, clock) -> None:
+def test_shared_records_are_left_out_of_the_total(root, clock) -> None:
     shared_ids: set[str] = set()
     cm = CacheManager.open(root, clock=clock, is_shared=lambda rid: rid in shared_ids)
     t = clock.now
@@ -249,7 +249,7 @@ def test_d39_shared_records_are_left_out_of_the_total(root, clock) -> None:
     cm.close()
 
 
-def test_d41_policy_list_applied_in_order(cm: CacheManager) -> None:
+def test_policy_list_applied_in_order(cm: CacheManager) -> None:
     local = _record(cm, record_type="source.local")
     internal = _record(cm, record_type="internal")
     regular = _record(cm)
@@ -258,7 +258,7 @@ def test_d41_policy_list_applied_in_order(cm: CacheManager) -> None:
     assert {r.id for r in removed[1:]} == {internal, regular}
 
 
-def test_d42_batching_reports_every_record(cm: CacheManager) -> None:
+def test_batching_reports_every_record(cm: CacheManager) -> None:
     ids = {_record(cm) for _ in range(25)}
     seen: list[str] = []
     removed = cm.prune(on_prune=lambda info: seen.append(info.id))
@@ -266,14 +266,14 @@ def test_d42_batching_reports_every_record(cm: CacheManager) -> None:
     assert seen == [r.id for r in removed]
 
 
-def test_d43_held_records_are_never_pruned(cm: CacheManager) -> None:
+def test_held_records_are_never_pruned(cm: CacheManager) -> None:
     rid = _record(cm)
     held = cm.get(rid)
     assert cm.prune(PruneOptions(all=True, filters=(f"id=={rid}",))) == []
     held.release()
 
 
-def test_d44_report_contents(cm: CacheManager) -> None:
+def test_report_contents(cm: CacheManager) -> None:
     rid = _record(cm, 3000, description="layer")
     cm.get(rid).release()
     (info,) = cm.prune()

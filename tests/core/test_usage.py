@@ -21,8 +21,10 @@ from cachetui.core.usage import MeasureIssue, Measurement, measure
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def du(path: Path | bytes, *, one_fs: bool = False) -> int:
+def du(path: Path | bytes, *, one_fs: bool = False, apparent: bool = False) -> int:
     args = ["du", "-s", "--block-size=1", *(["-x"] if one_fs else []), os.fsdecode(path)]
+    if apparent:
+        args.insert(1, "--apparent-size")
     return int(subprocess.run(args, check=True, capture_output=True).stdout.split()[0])
 
 
@@ -60,7 +62,7 @@ def make_chain(top: Path, depth: int, *, comb: bool = False) -> None:
 
 
 def build_hazards(top: Path, outside: Path) -> None:
-    """The hazard layer of C1, C2, C9, C10, C16 (not the deep chain)."""
+    """The hazard layer: symlinks, hard links, a FIFO, odd names (not the deep chain)."""
     top.mkdir()
     outside.mkdir()
     (outside / "canary").write_bytes(b"c" * 1_000_000)
@@ -95,7 +97,9 @@ def hazards(tmp_path: Path) -> Path:
 
 def test_equals_du_on_hazard_tree(hazards: Path) -> None:
     result = measure(hazards, workers=1)
-    assert result == Measurement(du(hazards), result.files, ())
+    assert result == Measurement(du(hazards), result.files, (), du(hazards, apparent=True))
+    # the 1 GiB sparse file: far more apparent bytes than allocated ones, as du says
+    assert result.apparent_size > (1 << 30) > result.size
     assert result.complete
     # etc, plain, linked(+2 links counted once), other, sparse, fifo, 3 links, weird dir
     # and its file, the 255-byte name.
@@ -130,7 +134,7 @@ def test_deep_chain(tmp_path: Path) -> None:
     make_chain(top, 5000)
     try:
         expected = du(top)
-        assert measure(top, workers=1) == Measurement(expected, 5001, ())
+        assert measure(top, workers=1) == Measurement(expected, 5001, (), du(top, apparent=True))
         assert measure(top).size == expected
     finally:
         remove_tree(top)
@@ -182,6 +186,7 @@ def test_parallel_walk_equals_du_and_dedups_links_across_workers(
     assert len(forks) == 2
     assert parallel == sequential
     assert parallel.size == du(top)
+    assert parallel.apparent_size == du(top, apparent=True)
 
 
 def test_parallel_worker_failure_falls_back_to_one_process(
@@ -278,7 +283,7 @@ def test_vanishing_entries_are_ignored(tmp_path: Path, monkeypatch: pytest.Monke
     real_scandir = os.scandir
 
     class Listing:
-        """Lists, then deletes entries before they are stat'ed or opened (C8)."""
+        """Lists, then deletes entries before they are stat'ed or opened."""
 
         def __init__(self, fd: int) -> None:
             with real_scandir(fd) as it:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cachetui.core import CacheManager, PruneOptions
+from cachetui.core.store import SCHEMA_VERSION
 from tests.gc.seed import DAY, HOUR, POLICY_TOML, open_seeded
 
 EXPECTED_REMOVED = [["M", "L1"], ["R1"], ["I", "R2"]]
@@ -227,7 +228,7 @@ def test_first_landing_store_gains_the_run_history_with_nothing_lost(tmp_path: P
         assert ro.gc_history() == []
         before = ro.disk_usage()
     with CacheManager.open(root) as cm:
-        assert cm.store.schema_version == 2
+        assert cm.store.schema_version == SCHEMA_VERSION == 3
         assert cm.disk_usage() == before
         cm.record_gc_run(GCRunInfo(1.0, 0.5, "default", "manual", 4, 0, 0))
         assert [run.policy for run in cm.gc_history()] == ["default"]

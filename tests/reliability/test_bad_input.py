@@ -84,7 +84,7 @@ def test_bad_ids_rejected_before_sql_and_files(
     monkeypatch: pytest.MonkeyPatch,
     bad: object,
 ) -> None:
-    """D1: every entry point that takes an id; SQL and stat/rename are booby-trapped."""
+    """Every entry point that takes an id; SQL and stat/rename are booby-trapped."""
     cm, _ = store_with_record
     before = tree(cm.root)
     no_sql_no_files()
@@ -99,7 +99,7 @@ def test_bad_ids_rejected_before_sql_and_files(
 
 @given(st.text(max_size=40))
 def test_any_text_not_matching_the_pattern_is_rejected(text: str) -> None:
-    """D1 (property): the regex is the only gate; generated ids always pass."""
+    """The regex is the only gate; generated ids always pass."""
     if ID_PATTERN.fullmatch(text):
         assert validate_id(text) == text
     else:
@@ -109,7 +109,7 @@ def test_any_text_not_matching_the_pattern_is_rejected(text: str) -> None:
 
 
 def test_unknown_valid_id_is_not_found(cm: CacheManager) -> None:
-    """D2: NotFoundError, also a KeyError."""
+    """NotFoundError, also a KeyError."""
     rid = new_id()
     with pytest.raises(NotFoundError) as caught:
         cm.get(rid)
@@ -121,7 +121,7 @@ BAD_FILTERS = ["type==", "id~=(", "colour==red", "inuse==maybe", "==x", "id==a,,
 
 @pytest.mark.parametrize("text", BAD_FILTERS)
 def test_malformed_filters(store_with_record: tuple[CacheManager, str], text: str) -> None:
-    """D3: FilterSyntaxError with a position; a prune with a bad filter deletes nothing."""
+    """FilterSyntaxError with a position; a prune with a bad filter deletes nothing."""
     cm, rid = store_with_record
     before = tree(cm.root)
     with pytest.raises(FilterSyntaxError) as caught:
@@ -136,7 +136,7 @@ def test_malformed_filters(store_with_record: tuple[CacheManager, str], text: st
 
 @given(st.text(max_size=30))
 def test_filter_parser_raises_only_filter_syntax_error(text: str) -> None:
-    """D3 (fuzz): nothing but FilterSyntaxError escapes the parser."""
+    """Nothing but FilterSyntaxError escapes the parser."""
     try:
         filter_language.parse_all([text])
     except FilterSyntaxError:
@@ -159,20 +159,20 @@ def test_filter_parser_raises_only_filter_syntax_error(text: str) -> None:
     ],
 )
 def test_nonsense_prune_options(kwargs: dict) -> None:
-    """D4: negative or mistyped fields fail when the options are built."""
+    """Negative or mistyped fields fail when the options are built."""
     with pytest.raises(InvalidError):
         PruneOptions(**kwargs)
 
 
 def test_single_filter_string_is_one_filter() -> None:
-    """D4: a bare string is one filter, never split into characters."""
+    """A bare string is one filter, never split into characters."""
     assert PruneOptions(filters="id==x").filters == ("id==x",)
 
 
 def test_prune_all_without_confirmation_in_a_script(
     store_with_record: tuple[CacheManager, str],
 ) -> None:
-    """D5: non-interactive ``prune --all`` without --force is refused (exit 2)."""
+    """Non-interactive ``prune --all`` without --force is refused (exit 2)."""
     cm, rid = store_with_record
     before = tree(cm.root)
     command = [sys.executable, "-m", "cachetui", "--root", str(cm.root), "prune", "--all"]
@@ -185,7 +185,7 @@ def test_prune_all_without_confirmation_in_a_script(
 
 
 def test_root_is_a_file(tmp_path: Path) -> None:
-    """D6: InvalidError naming it, the file untouched."""
+    """InvalidError naming it, the file untouched."""
     target = tmp_path / "file"
     target.write_bytes(b"not a store")
     with pytest.raises(InvalidError, match="file"):
@@ -195,7 +195,7 @@ def test_root_is_a_file(tmp_path: Path) -> None:
 
 
 def test_root_missing_is_created_unless_read_only(tmp_path: Path) -> None:
-    """D6: open creates a missing root (core-api.md); read-only open refuses."""
+    """Open creates a missing root (as the API promises); read-only open refuses."""
     with pytest.raises(NotFoundError):
         CacheManager.open(tmp_path / "absent", read_only=True)
     assert not (tmp_path / "absent").exists()
@@ -204,7 +204,7 @@ def test_root_missing_is_created_unless_read_only(tmp_path: Path) -> None:
 
 
 def test_read_only_root(store_with_record: tuple[CacheManager, str]) -> None:
-    """D6: a really read-only root (a read-only bind mount: chmod does not stop root).
+    """A really read-only root (a read-only bind mount: chmod does not stop root).
 
     Writable open refuses with StoreError; ``read_only=True`` opens, lists, and refuses
     destructive work; the tree is unchanged.
@@ -244,6 +244,6 @@ def test_read_only_root(store_with_record: tuple[CacheManager, str]) -> None:
     ],
 )
 def test_malformed_config_values_name_the_key(parse, text: str, key: str) -> None:  # type: ignore[no-untyped-def]
-    """D7: a validation error naming the key, never a silent default."""
+    """A validation error naming the key, never a silent default."""
     with pytest.raises(InvalidError, match=key):
         parse(text, what=key)

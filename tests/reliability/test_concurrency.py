@@ -56,20 +56,20 @@ def run_stress(root: Path, per_process: int) -> float:
 
 
 def test_four_processes_quick(root: Path) -> None:
-    """B4, quick: 4 processes x 100 refs, creating, committing, holding, pruning at once."""
+    """Quick: 4 processes x 100 refs, creating, committing, holding, pruning at once."""
     run_stress(root, 100)
 
 
 @pytest.mark.slow
 def test_four_processes_ten_thousand_refs(root: Path) -> None:
-    """B4: 10,000 refs from 4 processes (2,500 each); record the time."""
+    """10,000 refs from 4 processes (2,500 each); record the time."""
     elapsed = run_stress(root, 2500)
     print(f"\nB4 stress: 10,000 refs from 4 processes in {elapsed:.1f} s")
     assert elapsed < 300
 
 
 def test_two_simultaneous_prunes_remove_each_record_once(root: Path) -> None:
-    """B1: barrier start; union of the reports is every candidate, intersection empty."""
+    """Barrier start; union of the reports is every candidate, intersection empty."""
     with CacheManager.open(root) as cm:
         make_records(cm, chains=12, depth=4)
         make_records(cm, chains=20, depth=1)
@@ -92,7 +92,7 @@ def test_two_simultaneous_prunes_remove_each_record_once(root: Path) -> None:
 
 
 def test_holder_in_other_process_protects_record_and_ancestors(root: Path) -> None:
-    """B2: a child holds X; prune(all) here keeps X and its chain, removes the rest."""
+    """A child holds X; prune(all) here keeps X and its chain, removes the rest."""
     with CacheManager.open(root) as cm:
         chain = make_records(cm, chains=1, depth=3)
         others = make_records(cm, chains=3, depth=2)
@@ -109,7 +109,7 @@ def test_holder_in_other_process_protects_record_and_ancestors(root: Path) -> No
 
 
 def test_get_races_prune(root: Path) -> None:
-    """B3: get in a child vs prune here; a held record's layer always exists."""
+    """Get in a child vs prune here; a held record's layer always exists."""
     with CacheManager.open(root) as cm:
         child = Child("get-loop", root)
         got = missed = 0
@@ -136,7 +136,7 @@ def test_get_races_prune(root: Path) -> None:
 
 
 def test_threads_share_one_manager(cm: CacheManager) -> None:
-    """B6: 8 threads hammering new/commit/get/release/prune on one manager."""
+    """8 threads hammering new/commit/get/release/prune on one manager."""
     base = make_records(cm, chains=1, depth=1)[0]
 
     def work(n: int) -> int:
@@ -170,7 +170,7 @@ def _forked_child(manager: CacheManager, queue: multiprocessing.Queue) -> None:
 
 
 def test_fork_child_opens_its_own_connection(cm: CacheManager) -> None:
-    """B7: a forked child uses the manager it inherited through a new connection."""
+    """A forked child uses the manager it inherited through a new connection."""
     rid = make_records(cm, chains=1, depth=1)[0]
     parent_conn = cm.store.db.connection()
     ctx = multiprocessing.get_context("fork")
@@ -186,7 +186,7 @@ def test_fork_child_opens_its_own_connection(cm: CacheManager) -> None:
 
 
 def test_busy_beyond_budget_is_store_error_without_partial_write(cm: CacheManager) -> None:
-    """B8: another connection holds the write lock longer than the budget."""
+    """Another connection holds the write lock longer than the budget."""
     cm.store.db.execute_sql("PRAGMA busy_timeout = 300")
     other = sqlite3.connect(cm.root / "metadata.db", isolation_level=None)
     try:
@@ -201,11 +201,21 @@ def test_busy_beyond_budget_is_store_error_without_partial_write(cm: CacheManage
     ref.release()
 
 
-def test_data_version_sees_other_process_commit(root: Path) -> None:
-    """B5 (core part): the watcher's change feed moves when another process commits."""
-    with CacheManager.open(root) as cm:
-        before = cm.store.data_version()
+def test_change_feed_sees_another_process_commit(root: Path) -> None:
+    """The change feed reports a metadata change when another process commits."""
+    from cachetui.core.watch import ChangeFeed, ChangeSet
+
+    CacheManager.open(root).close()
+    seen: list[ChangeSet] = []
+    with ChangeFeed(root, seen.append):
+        time.sleep(0.3)  # the poller has read the first data_version
+        seen.clear()
         child = Child("new-held", root)
-        child.event()
-        assert cm.store.data_version() != before
-        child.kill()
+        try:
+            child.event()
+            deadline = time.monotonic() + 10
+            while not any(change.metadata for change in seen):
+                assert time.monotonic() < deadline, "no metadata change reported"
+                time.sleep(0.02)
+        finally:
+            child.kill()

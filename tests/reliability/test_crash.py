@@ -76,10 +76,10 @@ def test_crash_point(root: Path, point: str) -> None:
             rows = after.state().rows
             if point == "prepare:staged":
                 assert not unfixed
-            elif point == "prepare:renamed":  # A2: the row rolled back, the dir is an orphan
+            elif point == "prepare:renamed":  # the row rolled back, the dir is an orphan
                 assert [f.kind for f in unfixed] == ["unknown-dir"]
                 assert not (after.snapshots.dir / unfixed[0].subject).exists()  # fixed
-            elif operation in ("commit", "finalize"):  # A3: whole, nothing left over
+            elif operation in ("commit", "finalize"):  # whole, nothing left over
                 assert unfixed == []
             elif operation == "release":
                 assert made["made"]["id"] not in rows  # released after the check's prune
@@ -92,7 +92,7 @@ def test_crash_point(root: Path, point: str) -> None:
 
 @pytest.mark.parametrize("point", ["commit:inserted", "commit:committed"])
 def test_crash_during_commit_leaves_one_kind(root: Path, point: str) -> None:
-    """A3: still ``active`` (mutable only) or committed (a pair), same directory, its file."""
+    """Still ``active`` (mutable only) or committed (a pair), same directory, its file."""
     code, events = run_worker("commit", root, crash_at=point)
     assert code == 137
     mutable_id = events[0]["id"]
@@ -141,7 +141,7 @@ def test_crash_during_release(root: Path, point: str, survives: bool) -> None:
 
 
 def test_crash_midway_through_prune_batches(root: Path) -> None:
-    """A5: 50 records, crash after the first batch; reopen, prune again, totals add up."""
+    """50 records, crash after the first batch; reopen, prune again, totals add up."""
     with CacheManager.open(root) as cm:
         ids = make_unused(cm, 50)
         total = sum(u.size for u in cm.disk_usage())
@@ -179,7 +179,7 @@ def test_sigkill_while_blocked_in_prune(root: Path) -> None:
 
 
 def test_sigkill_mid_rmtree(root: Path) -> None:
-    """A4: killed half way through deleting a tombstoned layer's files."""
+    """Killed half way through deleting a tombstoned layer's files."""
     with CacheManager.open(root) as cm:
         ref = cm.new()
         for i in range(40):
@@ -201,7 +201,7 @@ def test_sigkill_mid_rmtree(root: Path) -> None:
 
 
 def test_crash_in_schema_creation(root: Path) -> None:
-    """A6: DDL and the version row are one transaction: reopen sees no half schema."""
+    """DDL and the version row are one transaction: reopen sees no half schema."""
     code, _ = run_worker("prune", root, crash_at="migrate:after_ddl")
     assert code == 137
     db = sqlite3.connect(root / "metadata.db")
@@ -215,7 +215,8 @@ def test_crash_in_schema_creation(root: Path) -> None:
 
 
 def test_power_loss_keeps_directory_without_row(root: Path, tmp_path: Path) -> None:
-    """A7: the metadata of before the last commit, the disk of after: C11, nothing deleted."""
+    """The metadata of before the last commit, the disk of after: an unknown
+    directory is reported, nothing deleted."""
     with CacheManager.open(root) as cm:
         backup = sqlite3.connect(tmp_path / "before.db")
         cm.store.db.connection().backup(backup)
@@ -236,7 +237,7 @@ def test_power_loss_keeps_directory_without_row(root: Path, tmp_path: Path) -> N
 
 
 def test_dead_holder_frees_its_record(root: Path) -> None:
-    """A8: a killed holder no longer protects; a live one always does."""
+    """A killed holder no longer protects; a live one always does."""
     with CacheManager.open(root) as cm:
         ref = cm.new()
         imm = ref.commit()
@@ -253,7 +254,7 @@ def test_dead_holder_frees_its_record(root: Path) -> None:
 
 
 def test_leftover_mutables_after_crash(root: Path) -> None:
-    """A9: a dead process's mutables show as unused, reclaimable and go at the next prune."""
+    """A dead process's mutables show as unused, reclaimable and go at the next prune."""
     child = Child("new-held", root)
     made = child.event()
     child.kill()
@@ -261,15 +262,15 @@ def test_leftover_mutables_after_crash(root: Path) -> None:
         info = {u.id: u for u in cm.disk_usage()}
         assert set(info) == {made["retained"], made["dropped"]}
         assert all(u.mutable and not u.in_use and u.reclaimable for u in info.values())
-        # core-api.md: without ``all`` only internal/frontend and shared records are kept
-        # (BuildKit's prune never looks at retain), so A9's "retained kept until --all"
-        # does not apply: the default prune reclaims both leftovers.
+        # Without ``all`` only internal/frontend and shared records are kept (BuildKit's
+        # prune never looks at retain), so a retained record is not kept until
+        # --all: the default prune reclaims both leftovers.
         assert {u.id for u in cm.prune()} == {made["retained"], made["dropped"]}
         assert os.listdir(cm.snapshots.dir) == []
 
 
 def test_prune_cancelled_between_records(root: Path) -> None:
-    """A10 (core part): a cancel raised from on_prune stops the prune between batches; the
+    """A cancel raised from on_prune stops the prune between batches; the
     store is consistent and the next prune finishes. The Pilot part is the dashboard's."""
     with CacheManager.open(root) as cm:
         ids = make_unused(cm, 30)

@@ -1,4 +1,4 @@
-"""E (and B9, C11-C13): damaged or surprising metadata never turns into data deletion."""
+"""Damaged or surprising metadata never turns into data deletion."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["garbage", "truncated", "bad-header", "empty-page-1"])
 def test_unreadable_database_fails_open_and_touches_nothing(root: Path, how: str) -> None:
-    """E1: StoreError at open; no reconcile: new-*/rm-*/unknown dirs all stay."""
+    """StoreError at open; no reconcile: new-*/rm-*/unknown dirs all stay."""
     populate(root)
     snapshots = root / "snapshots"
     (snapshots / "new-deadbeef").mkdir()
@@ -72,7 +72,7 @@ def corrupt_index(root: Path) -> None:
 
 
 def test_integrity_errors_open_degraded(root: Path) -> None:
-    """E2: opens, lists, doctor reports the messages; writes are refused; no repair ran
+    """Opens, lists, doctor reports the messages; writes are refused; no repair ran
     (a record whose layer is missing would otherwise take its descendants' layers)."""
     ids = populate(root)
     os.rename(root / "snapshots" / ids[0], root / "elsewhere")  # open would drop the chain
@@ -94,7 +94,7 @@ def test_integrity_errors_open_degraded(root: Path) -> None:
 
 
 def test_newer_schema_is_refused_without_writes(root: Path) -> None:
-    """B9: StoreError naming both versions; the database file is not changed."""
+    """StoreError naming both versions; the database file is not changed."""
     populate(root)
     db = sqlite3.connect(root / "metadata.db")
     db.execute("UPDATE setting SET value = '999' WHERE key = 'schema_version'")
@@ -110,7 +110,7 @@ def test_newer_schema_is_refused_without_writes(root: Path) -> None:
 
 
 def test_row_without_snapshot_is_dropped_with_descendants(root: Path) -> None:
-    """C12: the record and its descendants go at open (core-api.md), with findings."""
+    """The record and its descendants go at open, with findings."""
     ids = populate(root)
     os.rename(root / "snapshots" / ids[1], root / "moved-away")
     with CacheManager.open(root) as cm:
@@ -125,8 +125,8 @@ def test_row_without_snapshot_is_dropped_with_descendants(root: Path) -> None:
 
 
 def test_dangling_parent_row(root: Path) -> None:
-    """C13: a row whose parent row is gone: its layers cannot be mounted, so it is dropped
-    at open like C12 (core-api.md "Reopening after trouble"), never leaking holders."""
+    """A row whose parent row is gone: its layers cannot be mounted, so it is dropped
+    at open like a record whose layer is missing, never leaking holders."""
     ids = populate(root)
     db = sqlite3.connect(root / "metadata.db")
     db.execute("DELETE FROM record WHERE id = ?", (ids[0],))
@@ -141,7 +141,7 @@ def test_dangling_parent_row(root: Path) -> None:
 
 
 def test_snapshot_without_row_only_removed_by_doctor_fix(root: Path, cm: CacheManager) -> None:
-    """C11: reported as unknown-dir; kept at open; removed by doctor(fix=True) only when it
+    """Reported as unknown-dir; kept at open; removed by doctor(fix=True) only when it
     is an id-named directory; other names and symlinks are left alone."""
     orphan = cm.snapshots.dir / new_id()
     orphan.mkdir()
@@ -162,7 +162,7 @@ def test_snapshot_without_row_only_removed_by_doctor_fix(root: Path, cm: CacheMa
 
 
 def test_code_never_opens_the_database_file_directly() -> None:
-    """E3/E5: no ``open()`` of metadata.db anywhere in the package (SQLite's POSIX-lock
+    """No ``open()`` of metadata.db anywhere in the package (SQLite's POSIX-lock
     hazard); the database lives outside snapshots/, so measuring never sees it."""
     package = Path(__file__).resolve().parents[2] / "cachetui"
     offenders = []
@@ -184,13 +184,13 @@ def test_code_never_opens_the_database_file_directly() -> None:
 
 
 def test_database_is_outside_the_measured_tree(cm: CacheManager) -> None:
-    """E5."""
+    """A layer's size never counts the database: it lives outside snapshots/."""
     db = Path(cm.store.path).resolve()
     assert cm.snapshots.dir.resolve() not in db.parents
 
 
 def test_network_filesystem_is_reported(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """E4: a store on NFS/SMB gets a warning finding at open (the fs-type probe is
+    """A store on NFS/SMB gets a warning finding at open (the fs-type probe is
     monkeypatched). The journal-mode fallback and refusing concurrent writers are not
     implemented: the warning tells the operator to use the store from one host."""
     from cachetui.core import filesystems

@@ -1,4 +1,4 @@
-"""F (and C6, C7): disk full and permission errors.
+"""Disk full and permission errors.
 
 These run as root, so ``EACCES`` cannot be caused for real: the ``os`` calls are
 monkeypatched. The database-full case is real: ``PRAGMA max_page_count`` caps the file.
@@ -40,7 +40,7 @@ def finalized(cm: CacheManager, files: int = 1) -> str:
 def test_enospc_while_creating_a_snapshot(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch, call: str
 ) -> None:
-    """F1/F4: SnapshotError naming ENOSPC, no row, no staging directory left."""
+    """SnapshotError naming ENOSPC, no row, no staging directory left."""
     keep = finalized(cm)
     before = rows(cm)
     monkeypatch.setattr(snapshots_module.os, call, full)
@@ -69,7 +69,7 @@ def fill_until_full(cm: CacheManager) -> tuple[int, list[tuple]]:
 
 
 def test_database_full_while_creating(cm: CacheManager) -> None:
-    """F2 (real SQLITE_FULL): StoreError; no half-made record, no orphan directory;
+    """StoreError; no half-made record, no orphan directory;
     reads still work; after the cap is lifted, writes work again."""
     made, before = fill_until_full(cm)
     assert rows(cm) == before
@@ -95,7 +95,7 @@ def failing_commit(cm: CacheManager, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_database_full_at_commit_of_a_prepare(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """F2 at COMMIT: rolled back; the renamed directory is removed in the except path."""
+    """A full disk at COMMIT: rolled back; the renamed directory is removed in the except path."""
     keep = finalized(cm)
     failing_commit(cm, monkeypatch)
     with pytest.raises(StoreError, match="full"):
@@ -107,7 +107,7 @@ def test_database_full_at_commit_of_a_prepare(
 def test_database_full_at_the_commit_of_a_finalize(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """F2 at a finalize's COMMIT: the layer goes back to its mutable, the pair is whole."""
+    """A full disk at a finalize's COMMIT: the layer goes back to its mutable, the pair is whole."""
     mutable = cm.new(retain=True)
     (mutable.mount().upper / "data").write_bytes(b"d" * 50_000)
     pending = mutable.commit()
@@ -125,7 +125,7 @@ def test_database_full_at_the_commit_of_a_finalize(
 def test_database_full_at_the_tombstone_write(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """F3: the tombstone COMMIT fails: the error says so, nothing is removed half way
+    """The tombstone COMMIT fails: the error says so, nothing is removed half way
     (the rm-* rename is undone), and the next prune works."""
     rid = finalized(cm, files=3)
     reported: list[str] = []
@@ -142,7 +142,7 @@ def test_database_full_at_the_tombstone_write(
 def test_permission_denied_while_measuring(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """C6: a partial size plus an ``unreadable`` finding; no exception; not cached."""
+    """A partial size plus an ``unreadable`` finding; no exception; not cached."""
     ref = cm.new()
     upper = ref.mount().upper
     (upper / "visible").write_bytes(b"v" * 8192)
@@ -178,7 +178,7 @@ def test_permission_denied_while_measuring(
 def test_permission_denied_while_deleting(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """C7: chmod-and-retry once, then SnapshotError with the path; the record stays
+    """Chmod-and-retry once, then SnapshotError with the path; the record stays
     tombstoned (nothing reported as freed) and the next open finishes the removal."""
     rid = finalized(cm, files=3)
     other = finalized(cm)
@@ -213,7 +213,7 @@ def test_permission_denied_while_deleting(
 
 
 def test_enospc_while_staging_in_a_child_layer(tmp_path: Path) -> None:
-    """F1 with a parent: nothing is copied from the parent (layered), so the only disk
+    """A full disk with a parent: nothing is copied from the parent (layered), so the only disk
     writes of prepare are the mkdir and the rename covered above."""
     with CacheManager.open(tmp_path / "s") as cm:
         base = finalized(cm)
@@ -227,7 +227,7 @@ def test_enospc_while_staging_in_a_child_layer(tmp_path: Path) -> None:
 
 
 def test_clock_going_backwards(root: Path) -> None:
-    """G1: last_used_at in the future: ages clamp, the record counts as recent and stays
+    """``last_used_at`` in the future: ages clamp, the record counts as recent and stays
     under keep_duration, nothing crashes."""
     from cachetui.units import format_duration_ago
     from tests.conftest import FakeClock
@@ -247,7 +247,7 @@ def test_clock_going_backwards(root: Path) -> None:
 
 
 def test_clock_jumping_forward_a_year(root: Path) -> None:
-    """G2: everything is old; a dry run lists it; live holders still protect (pid
+    """Everything is old; a dry run lists it; live holders still protect (pid
     liveness, not wall-time expiry)."""
     from tests.conftest import FakeClock
 
@@ -264,7 +264,7 @@ def test_clock_jumping_forward_a_year(root: Path) -> None:
 
 
 def test_timezone_has_no_effect(root: Path) -> None:
-    """G3: stored as UTC epoch values: another TZ sees the same instants."""
+    """Stored as UTC epoch values: another TZ sees the same instants."""
     from tests.reliability.conftest import run_worker
 
     with CacheManager.open(root) as cm:

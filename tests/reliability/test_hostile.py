@@ -50,7 +50,7 @@ def measure_and_prune(cm: CacheManager, rid: str, path: Path) -> int:
 
 
 def test_symlinks_to_root_and_outside_are_not_followed(cm: CacheManager, canary: Path) -> None:
-    """C1, C2: links count their own blocks; prune unlinks them; the targets survive."""
+    """Links count their own blocks; prune unlinks them; the targets survive."""
     rid, path = layer(cm)
     os.symlink("/", path / "evil")
     os.symlink(canary, path / "to-dir")
@@ -62,7 +62,7 @@ def test_symlinks_to_root_and_outside_are_not_followed(cm: CacheManager, canary:
 
 
 def test_snapshot_dir_replaced_by_symlink(cm: CacheManager, canary: Path) -> None:
-    """C3: measured as 0 with a finding; prune unlinks the link, the target is intact."""
+    """Measured as 0 with a finding; prune unlinks the link, the target is intact."""
     rid, path = layer(cm)
     os.rmdir(path)
     os.symlink(canary, path)
@@ -77,7 +77,7 @@ def test_snapshot_dir_replaced_by_symlink(cm: CacheManager, canary: Path) -> Non
 def test_swap_to_symlink_between_check_and_delete(
     tmp_path: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """C4: the tree becomes a symlink after the remover's lstat: nothing outside goes."""
+    """The tree becomes a symlink after the remover's lstat: nothing outside goes."""
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "x").write_bytes(b"x")
@@ -101,7 +101,7 @@ def test_swap_to_symlink_between_check_and_delete(
 def test_fifo_socket_device_and_sparse_file(
     cm: CacheManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """C10: lstat only (a FIFO is never opened), blocks not apparent size, removed by unlink."""
+    """``lstat`` only (a FIFO is never opened), blocks not apparent size, removed by unlink."""
     rid, path = layer(cm)
     os.mkfifo(path / "fifo")
     monkeypatch.chdir(path)  # AF_UNIX paths are limited to 108 bytes
@@ -120,7 +120,7 @@ def test_fifo_socket_device_and_sparse_file(
 
 
 def test_hard_links_counted_once(cm: CacheManager) -> None:
-    """C9: one inode linked twice in a layer counts once (as du); across layers each
+    """One inode linked twice in a layer counts once (as du); across layers each
     layer's size counts it (each layer measured on its own, documented double count)."""
     rid, path = layer(cm)
     (path / "a").write_bytes(b"h" * (1 << 20))
@@ -135,7 +135,7 @@ def test_hard_links_counted_once(cm: CacheManager) -> None:
 
 
 def test_deep_chain(cm: CacheManager) -> None:
-    """C15: 5,000 nested directories: no RecursionError, no ENAMETOOLONG."""
+    """5,000 nested directories: no RecursionError, no ENAMETOOLONG."""
     rid, path = layer(cm)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -152,7 +152,7 @@ def test_deep_chain(cm: CacheManager) -> None:
 
 
 def test_odd_names(cm: CacheManager) -> None:
-    """C16: non-UTF-8, newline and 255-byte names are measured and removed."""
+    """Non-UTF-8, newline and 255-byte names are measured and removed."""
     rid, path = layer(cm)
     raw = os.fsencode(path)
     os.mkdir(raw + b"/" + b"\xff\n" * 10)
@@ -164,7 +164,7 @@ def test_odd_names(cm: CacheManager) -> None:
 
 
 def test_read_only_subdirectory(cm: CacheManager) -> None:
-    """C7 (real part): a 0555 directory inside the layer is made writable and removed."""
+    """A 0555 directory inside the layer is made writable and removed."""
     rid, path = layer(cm)
     sub = path / "ro"
     sub.mkdir()
@@ -175,7 +175,7 @@ def test_read_only_subdirectory(cm: CacheManager) -> None:
 
 
 def test_files_vanish_during_scan(cm: CacheManager, monkeypatch: pytest.MonkeyPatch) -> None:
-    """C8: an entry deleted between the listing and its lstat is skipped, no error."""
+    """An entry deleted between the listing and its lstat is skipped, no error."""
     rid, path = layer(cm)
     for name in ("keep", "gone"):
         (path / name).write_bytes(b"v" * 8192)
@@ -203,7 +203,7 @@ def test_files_vanish_during_scan(cm: CacheManager, monkeypatch: pytest.MonkeyPa
 
 
 def test_foreign_filesystem_inside_a_snapshot(cm: CacheManager) -> None:
-    """C5: a tmpfs mounted in a layer: not counted, not entered; prune refuses the record
+    """A tmpfs mounted in a layer: not counted, not entered; prune refuses the record
     up front (nothing of it is touched, the mounted files survive); once unmounted, the
     next prune removes it. (Bind mounts: ``test_mounts.py``.)"""
     rid, path = layer(cm)
@@ -228,7 +228,7 @@ def test_foreign_filesystem_inside_a_snapshot(cm: CacheManager) -> None:
 
 
 def test_cycle_in_parent_chain(cm: CacheManager) -> None:
-    """C14: a hand-made cycle: views terminate, doctor names it, prune deletes nothing."""
+    """A hand-made cycle: views terminate, doctor names it, prune deletes nothing."""
     ids = []
     for _ in range(2):
         ref = cm.new()
@@ -249,7 +249,7 @@ def test_cycle_in_parent_chain(cm: CacheManager) -> None:
 
 
 def test_snapshots_dir_swapped_while_open(cm: CacheManager, canary: Path) -> None:
-    """C17: ``snapshots/`` replaced by a symlink after open: destructive work refused."""
+    """``snapshots/`` replaced by a symlink after open: destructive work refused."""
     rid, _ = layer(cm)
     real = cm.root / "snapshots.real"
     os.rename(cm.snapshots.dir, real)

@@ -90,7 +90,7 @@ def op_prune_blocking(cm: CacheManager, args: list[str]) -> None:
 
 
 def op_prune_mid_rmtree(cm: CacheManager, args: list[str]) -> None:
-    """Prune, blocking inside the remover after ``args[0]`` unlinks (A4, SIGKILL)."""
+    """Prune, blocking inside the remover after ``args[0]`` unlinks (the test SIGKILLs it)."""
     limit = int(args[0])
     real_unlink = os.unlink
     count = 0
@@ -120,7 +120,7 @@ def op_hold(cm: CacheManager, args: list[str]) -> None:
 
 
 def op_new_held(cm: CacheManager, args: list[str]) -> None:
-    """Create retain / non-retain mutables and die holding them (A9)."""
+    """Create retain / non-retain mutables and die holding them."""
     keep = cm.new(description="retained", retain=True)
     fill(keep.mount().upper)
     drop = cm.new(description="not-retained")
@@ -130,7 +130,7 @@ def op_new_held(cm: CacheManager, args: list[str]) -> None:
 
 
 def op_get_loop(cm: CacheManager, args: list[str]) -> None:
-    """B3: on each line from stdin (an id), try ``get`` and check the layer while held."""
+    """On each line from stdin (an id), try ``get`` and check the layer while held."""
     for line in sys.stdin:
         rid = line.strip()
         if not rid:
@@ -147,7 +147,7 @@ def op_get_loop(cm: CacheManager, args: list[str]) -> None:
 
 
 def op_prune_once(cm: CacheManager, args: list[str]) -> None:
-    """B1: wait for the go line, prune everything, report what this process removed."""
+    """Wait for the go line, prune everything, report what this process removed."""
     emit(event="ready")
     wait()
     removed = [info.id for info in cm.prune(PruneOptions(all=True))]
@@ -155,7 +155,7 @@ def op_prune_once(cm: CacheManager, args: list[str]) -> None:
 
 
 def op_stress(cm: CacheManager, args: list[str]) -> None:
-    """B4: create, commit, finalize, hold, release and prune ``args[0]`` refs."""
+    """Create, commit, finalize, hold, release and prune ``args[0]`` refs."""
     count, seed = int(args[0]), int(args[1])
     rng = random.Random(seed)
     base = cm.new(description=f"stress-base-{seed}")
@@ -214,7 +214,7 @@ def child_env(crash_at: str | None = None) -> dict[str, str]:
 
 
 def op_dump_times(cm: CacheManager, args: list[str]) -> None:
-    """G3: the timestamps as this process (with its own TZ) sees them."""
+    """The timestamps as this process (with its own TZ) sees them."""
     for info in cm.disk_usage():
         emit(id=info.id, created=info.created_at.isoformat(), ts=info.created_at.timestamp())
 

@@ -440,7 +440,7 @@ async def test_command_palette_runs_dashboard_commands(store):
 
 
 async def test_policy_prune_can_be_cancelled_between_batches(tmp_path: Path):
-    """A10: escape while a prune runs stops it between batches; the store stays whole."""
+    """Escape while a prune runs stops it between batches; the store stays whole."""
     root = tmp_path / "store"
     with CacheManager.open(root, clock=FixedClock()) as cm:
         for index in range(120):
