@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from cachetui.core import CacheManager, GCResult, PruneOptions, UsageInfo
+from cachetui.core import CacheManager, GCResult, GCRunInfo, PruneOptions, UsageInfo
 from cachetui.core import filters as filter_language
 from cachetui.core.diskusage import measure_missing, totals
 from cachetui.core.errors import CacheError, InvalidError, NotFoundError
@@ -70,6 +70,7 @@ class GCPreview:
 
     policy: PolicyList
     result: GCResult
+    runs: tuple[GCRunInfo, ...] = ()  # the last GC runs recorded in the store, newest first
 
 
 class CacheService:
@@ -456,7 +457,8 @@ class CacheService:
         policy = load_policy(policy_file, dstat) if policy_file else default_policy(dstat)
         with self._lock:
             result = self.manager.gc_plan(policy.policies, dry_run=True, disk=dstat)
-        return GCPreview(policy, result)
+            runs = tuple(self.manager.gc_history(5))
+        return GCPreview(policy, result, runs)
 
     def prune_policy(
         self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None

@@ -1,15 +1,17 @@
 """The GC list, tier by tier (``g``), and "why is this record still here?".
 
-Shows, for the whole list (BuildKit's default list for this disk, or a policy file typed
-in), each tier in order: what it would remove, the total after it, and how many records
-stay for which reason; below, for the record selected in the tree, which tier would take
-it or what keeps it from every tier. Everything comes from one dry run in the core
-(``CacheService.plan_gc``); this screen only lays it out. Nothing is removed here.
+Shows, for the record selected in the tree, which tier would take it or what keeps it
+from every tier; then, for the whole list (BuildKit's default list for this disk, or a
+policy file typed in), each tier in order: what it would remove, the total after it,
+and how many records stay for which reason; and the last GC runs recorded in the store.
+Everything comes from one dry run in the core (``CacheService.plan_gc``); this screen
+only lays it out. Nothing is removed here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -51,6 +53,16 @@ def render_tiers(preview: GCPreview) -> Text:
             )
     if not preview.result.tiers:
         text.append("The list has no tiers: GC removes nothing.\n")
+    text.append("\nLast runs\n", style="bold")
+    if not preview.runs:
+        text.append("   none recorded in this store yet\n", style="dim")
+    for run in preview.runs:
+        when = datetime.fromtimestamp(run.started_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        stopped = ", stopped" if run.interrupted else ""
+        text.append(
+            f"   {when}  {run.trigger}: removed {records(run.records)} "
+            f"({size(run.bytes)}) in {run.duration:.1f}s{stopped}\n"
+        )
     text.rstrip()
     return text
 

@@ -100,3 +100,19 @@ async def test_a_refused_policy_file_is_shown_not_raised(
         await wait_for(pilot, lambda: "keepduration" in str(screen.query_one("#gc-tiers").render()))
         text = str(screen.query_one("#gc-tiers").render())
         assert f"{bad}:3: error: unknown key 'keepduration'" in text
+
+
+@pytest.mark.anyio
+async def test_the_last_runs_are_listed(store: tuple[Path, dict[str, str]]) -> None:
+    from cachetui.core import CacheManager, GCRunInfo
+    from tests.ui.store_fixture import T0
+
+    root, ids = store
+    with CacheManager.open(root) as cm:
+        cm.record_gc_run(GCRunInfo(T0 - 3600, 1.25, "default", "interval", 4, 3, 12_000_000))
+    app = make_app(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        screen = await _open_gc(pilot, app, ids["old"])
+        text = str(screen.query_one("#gc-tiers").render())
+    assert "2026-09-21 13:13 UTC  interval: removed 3 records (12.0 MB) in 1.2s" in text
