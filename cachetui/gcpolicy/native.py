@@ -15,8 +15,9 @@ max-used-space = "80%"
 
 Keys: ``name``, ``all``, ``filters`` (the containerd language, strings OR-ed),
 ``docker-filters`` (Docker's ``key=value`` form, ``until=24h`` included), ``keep-duration``
-(``48h``, ``7d`` or seconds), ``reserved-space``, ``max-used-space``, ``min-free-space``
-(cachetui's sizes: ``512MB`` is decimal, ``10GiB`` binary, ``20%`` of the disk exactly).
+(``48h``, ``7d``, or an integer number of seconds), ``reserved-space``,
+``max-used-space``, ``min-free-space`` (cachetui's sizes: ``512MB`` is decimal, ``10GiB``
+binary, ``20%`` of the disk exactly).
 Unknown keys are refused.
 """
 
@@ -103,11 +104,12 @@ def read(
                 elif key == "docker-filters":
                     values["docker"] = translate(_strings(value, key), what="docker-filters")
                 elif key == "keep-duration":
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        value = str(value)
-                    if not isinstance(value, str):
+                    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                        values["keep"] = float(value)  # a TOML integer: seconds
+                    elif not isinstance(value, str):
                         raise InvalidError(f"invalid keep-duration {value!r}: expected e.g. 48h")
-                    values["keep"] = parse_duration(value, what="keep-duration")
+                    else:
+                        values["keep"] = parse_duration(value, what="keep-duration")
                 elif key in _SPACE:
                     if isinstance(value, int) and not isinstance(value, bool):
                         value = str(value)
