@@ -115,4 +115,4 @@ async def test_the_last_runs_are_listed(store: tuple[Path, dict[str, str]]) -> N
         await loaded(pilot)
         screen = await _open_gc(pilot, app, ids["old"])
         text = str(screen.query_one("#gc-tiers").render())
-    assert "2026-09-21 13:13 UTC  interval: removed 3 records (12.0 MB) in 1.2s" in text
+    assert "2026-09-21 13:13 UTC  interval: removed 3 records (12MB) in 1.2s" in text
