@@ -686,6 +686,19 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _show_core_warnings() -> None:
+    """The core's warnings (waiting for another process's write lock) on stderr."""
+    import logging
+
+    core = logging.getLogger("cachetui.core")
+    if not any(getattr(h, "_cachetui_cli", False) for h in core.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{_PROG}: %(message)s"))
+        handler._cachetui_cli = True  # type: ignore[attr-defined]
+        core.addHandler(handler)
+        core.setLevel(logging.WARNING)
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null, so the flush at exit cannot fail on the closed pipe."""
     try:
@@ -702,16 +715,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         from cachetui.core.errors import CacheError, InvalidError
 
+        if args.command is not None:  # the dashboard shows its own messages, not stderr
+            _show_core_warnings()
         try:
             return _COMMANDS[args.command](args)
         except CliError as err:
             _out(sys.stderr, f"{_PROG}: {err}")
             return err.code
         except InvalidError as err:
-            _out(sys.stderr, f"{_PROG}: {err}")
+            _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
             return EXIT_USAGE
         except CacheError as err:
-            _out(sys.stderr, f"{_PROG}: {err}")
+            _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
             return EXIT_FAILURE
     except KeyboardInterrupt:
         _out(sys.stderr, f"{_PROG}: interrupted")
