@@ -83,7 +83,7 @@ def cmd_agent(args: argparse.Namespace, root: Path) -> int:
 
 
 def _load_policy(path: Path, root: Path) -> tuple[list[Any], str]:
-    """The GC list from a policy file (``cachetui gc --policy`` reads the same files)."""
+    """The GC list from a policy file: the same reader as ``cachetui gc --policy``."""
     from cachetui import gcpolicy
     from cachetui.core.policy import disk_stat
 
@@ -264,6 +264,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "prune --fleet-url sends the request without asking: add --force "
             "(or --dry-run to ask the agents for their plan)"
         )
+    from cachetui.core import filters
+
+    filters.parse_all(args.filter)  # a typo is refused here, before any host is asked
     as_json = args.format == "json"
     failed = 0
     with FleetReader(args.fleet_url) as fleet:
