@@ -15,9 +15,13 @@ from cachetui.core.errors import (
     SnapshotError,
     StoreError,
 )
+from cachetui.core.filters import parse_all as parse_filters
 from cachetui.core.manager import CacheManager
+from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.reconcile import Finding
+from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.state import RecordRow
 from cachetui.core.types import (
     CacheMount,
     GCResult,
@@ -30,15 +34,20 @@ from cachetui.core.types import (
     TierResult,
     UsageInfo,
 )
+from cachetui.core.watch import ChangeFeed, ChangeSet
 
 __all__ = [
     "CacheError",
     "CacheManager",
     "CacheMount",
+    "ChangeFeed",
+    "ChangeSet",
+    "DiskStat",
     "FilterSyntaxError",
     "Finding",
     "GCResult",
     "GCRunInfo",
+    "HolderInfo",
     "ImmutableRef",
     "InvalidError",
     "Kept",
@@ -48,6 +57,8 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "RecordRow",
+    "RecordState",
     "RecordType",
     "Sharing",
     "SnapshotError",
@@ -55,5 +66,8 @@ __all__ = [
     "TierResult",
     "Totals",
     "UsageInfo",
+    "disk_stat",
+    "matching_ids",
+    "parse_filters",
     "totals",
 ]
