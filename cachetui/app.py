@@ -710,6 +710,9 @@ class CacheTuiApp(App[int]):
         """The GC list tier by tier, and why the selected record is still here (read-only
         too: it is a dry run)."""
         selected = self.ref_tree.cursor_id if self.loaded else None
+        if not isinstance(self.service, CacheService):
+            self.notify("the GC preview is per host: run it on the host", severity="warning")
+            return
         self.push_screen(GCPreviewScreen(self.service, selected))
 
     # -- actions: commit, hold, release --------------------------------------------------------
