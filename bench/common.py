@@ -63,7 +63,7 @@ def build_flat_store(
                 4096 * (1 + index % 50),
                 0,
                 0,
-                4096 * (1 + index % 50),
+                0,  # apparent size: the layers are empty
             )
         )
     con.executemany(
