@@ -1,4 +1,4 @@
-"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo``, ``serve``, the
+"""The ``cachetui`` command line: du, prune, gc, metrics, doctor, demo, serve, the
 dashboard, and the fleet's ``agent`` and ``stores`` (``du``/``prune --fleet-url``; see
 ``fleet_cli``).
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from cachetui.core.types import PruneOptions, UsageInfo
 
 __all__ = ["main"]
+
+_FLEET_URL_ENV = "CACHETUI_FLEET_URL"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -64,6 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", metavar="DIR", help=root_help)
     parser.add_argument(
         "--read-only", action="store_true", help="dashboard: look, never change anything"
+    )
+    parser.add_argument(
+        "--fleet-url",
+        metavar="URL",
+        default=os.environ.get(_FLEET_URL_ENV) or None,
+        help=f"dashboard: every store of a fleet database instead of one store "
+        f"(default: ${_FLEET_URL_ENV})",
     )
     parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
     # Subcommands accept --root too; SUPPRESS keeps the top-level value when omitted.
@@ -169,6 +178,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "damaged file; deletes nothing)",
     )
 
+    from cachetui import gccommand
+
+    gccommand.add_parser(subs, [common, fmt])
+    subs.add_parser(
+        "metrics",
+        parents=[common],
+        help="print the store's metrics (Prometheus text format)",
+        description="Print records, bytes, free space and GC run counters in "
+        "Prometheus' text format.",
+    )
+
     demo = subs.add_parser(
         "demo",
         parents=[common],
@@ -200,6 +220,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the address browsers use, when a proxy in front changes it "
         "(default: the address each browser used)",
+    )
+    serve.add_argument(
+        "--fleet-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="serve the fleet dashboard of this fleet database (the URL reaches each "
+        f"session through ${_FLEET_URL_ENV}, never a command line)",
     )
     serve.add_argument(
         "--read-only",
@@ -586,6 +613,26 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(not f.fixed for f in findings) else EXIT_OK
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from cachetui import gccommand
+
+    root = _existing_store(_resolve_root(args))
+    if args.watch:
+        from cachetui import gcwatch
+
+        return gcwatch.watch(args, root, _open)
+    return gccommand.command(args, root, _open)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from cachetui import metrics
+
+    root = _existing_store(_resolve_root(args))
+    sys.stdout.write(metrics.render(root))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def _load_dashboard() -> Callable[..., int]:
     try:
         from cachetui.app import run_dashboard
@@ -595,6 +642,12 @@ def _load_dashboard() -> Callable[..., int]:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    if args.fleet_url:
+        from cachetui.fleet.url import check_url
+
+        check_url(args.fleet_url)  # a bad URL is a usage error naming it (masked)
+        run_dashboard = _load_dashboard()
+        return int(run_dashboard(Path("."), read_only=args.read_only, fleet_url=args.fleet_url))
     root = _resolve_root(args)
     if args.read_only:
         _existing_store(root)
@@ -657,8 +710,16 @@ def _remove_demo_store(root: Path, *, keep: bool) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    root = _resolve_root(args)
-    if args.read_only:
+    fleet_url = args.fleet_url
+    root = Path(".") if fleet_url else _resolve_root(args)
+    if fleet_url:
+        from cachetui.fleet.url import check_url, mask
+
+        check_url(fleet_url)
+        # Each session's dashboard finds the URL in its environment: a password in it
+        # never shows in a process list.
+        os.environ[_FLEET_URL_ENV] = fleet_url
+    elif args.read_only:
         _existing_store(root)
     try:
         from cachetui import serve
@@ -671,7 +732,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     warning = serve.not_local_warning(args.host, read_only=args.read_only)
     if warning:
         _out(sys.stderr, f"{_PROG}: {warning}")
-    dashboard_args = ["--root", str(root.absolute())]
+    dashboard_args = [] if fleet_url else ["--root", str(root.absolute())]
     if args.read_only:
         dashboard_args.append("--read-only")
     serve.serve(
@@ -679,7 +740,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         public_url=args.public_url,
-        title=f"cachetui: {root.absolute()}",
+        title=f"cachetui: {mask(fleet_url) if fleet_url else root.absolute()}",
     )
     return EXIT_OK
 
@@ -689,6 +750,8 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "du": _cmd_du,
     "prune": _cmd_prune,
     "doctor": _cmd_doctor,
+    "gc": _cmd_gc,
+    "metrics": _cmd_metrics,
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "agent": _cmd_agent,
