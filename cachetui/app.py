@@ -253,7 +253,8 @@ class CacheTuiApp(App[int]):
         try:
             preload, self._preload = self._preload, None
             view = preload.result() if preload is not None else self.service.load()
-            damage = self.service.damage()
+            # A fleet reads no local metadata: only a local store can be damaged.
+            damage = self.service.damage() if isinstance(self.service, CacheService) else None
         except Exception as err:  # nothing crashes the app: show why it cannot open
             self.call_from_thread(self._load_failed, describe_error(err))
             return
