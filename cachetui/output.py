@@ -24,6 +24,7 @@ from cachetui.units import format_bytes_buildx, format_duration_ago
 __all__ = [
     "DU_HEADER",
     "PRUNE_HEADER",
+    "differs",
     "finding_json",
     "flags",
     "format_table",
@@ -31,7 +32,6 @@ __all__ = [
     "last_accessed",
     "prune_header",
     "prune_row",
-    "differs",
     "render_du_table",
     "render_findings",
     "render_totals",
