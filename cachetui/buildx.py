@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cachetui.core.errors import InvalidError
+from cachetui.core.errors import FilterSyntaxError, InvalidError
 from cachetui.core.types import UsageInfo
 from cachetui.units import format_bytes_buildx, format_duration_ago
 
@@ -95,6 +95,15 @@ def read_filters(items: Sequence[str]) -> ReadFilters:
     from cachetui.gcpolicy.dockerfilter import translate
 
     for item in texts:
+        match = _SELECTOR_HEAD.match(item)
+        if match is not None and match.group(2) == "=" and not item[match.end() :].strip():
+            key = match.group(1)
+            raise FilterSyntaxError(
+                f"invalid filter {item!r} at position {match.start(2)}: missing value for "
+                f"{key!r} after '=' (write {key}=<value>; a bare {key} tests presence)",
+                filter_text=item,
+                position=match.start(2),
+            )
         if "," in item:
             raise InvalidError(
                 f"invalid filter {item!r}: with Docker-style filters (key=value) give one "

@@ -269,8 +269,13 @@ def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
 def _read_filters(items: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
     """``--filter`` values as containerd filters, and a Docker ``until`` duration."""
     from cachetui.buildx import read_filters
+    from cachetui.core.errors import FilterSyntaxError
 
-    read = read_filters(items)
+    try:
+        read = read_filters(items)
+    except FilterSyntaxError as err:
+        caret = " " * (2 + max(err.position, 0)) + "^"
+        raise CliError(f"--filter: {err}\n  {err.filter_text}\n{caret}", EXIT_USAGE) from None
     if read.docker:
         return read.filters, read.until
     return _parse_filters(read.filters), None
