@@ -209,7 +209,21 @@ def _default_root() -> Path:
 
 
 def _resolve_root(args: argparse.Namespace) -> Path:
-    root = Path(args.root) if getattr(args, "root", None) else _default_root()
+    given = getattr(args, "root", None)
+    if given is not None and not given.strip():
+        # ``--root "$STORE"`` with STORE unset must not fall back to the default store
+        # (a ``prune --force`` would empty another store).
+        raise CliError(
+            f"--root is empty ({given!r}): name the store's directory (is a variable unset?)",
+            EXIT_USAGE,
+        )
+    root = Path(given) if given is not None else _default_root()
+    try:
+        os.stat(root)
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # a name too long, a loop of links, a parent that is a file
+        raise CliError(f"root {str(root)!r}: {os.strerror(err.errno or 0)}", EXIT_USAGE) from None
     if root.exists() and not root.is_dir():
         raise CliError(f"root {str(root)!r} is not a directory", EXIT_USAGE)
     return root
@@ -499,7 +513,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from cachetui import demo
 
-    if getattr(args, "root", None):
+    if getattr(args, "root", None) is not None:
         root = _resolve_root(args)
         if root.exists() and any(root.iterdir()):
             raise CliError(f"demo root {root} is not empty (the demo builds a new store)")

@@ -18,6 +18,7 @@ from typing import Any
 
 from cachetui.core.diskusage import Totals
 from cachetui.core.reconcile import Finding
+from cachetui.core.timestamps import UNKNOWN_TIME
 from cachetui.core.types import UsageInfo
 from cachetui.units import format_bytes_buildx, format_duration_ago
 
@@ -48,8 +49,9 @@ _PRUNE_WIDTHS = (26, 11, 9)  # buildx prune: %-40s\t%-5v\t%-10s\t%s, fitted to o
 
 
 def rfc3339(moment: datetime | None) -> str | None:
-    """``2026-11-28T01:02:03Z`` (UTC, whole seconds), or None."""
-    if moment is None:
+    """``2026-11-28T01:02:03Z`` (UTC, whole seconds), or None (also for a stored time
+    that is not one: ``UNKNOWN_TIME``)."""
+    if moment is None or moment == UNKNOWN_TIME:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -60,6 +62,8 @@ def go_time(moment: datetime | None) -> str:
     """Go's default ``time.Time`` string in UTC: ``2026-11-28 01:02:03.5 +0000 UTC``."""
     if moment is None:
         return ""
+    if moment == UNKNOWN_TIME:
+        return "unknown"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
@@ -73,6 +77,8 @@ def last_accessed(info: UsageInfo, now: float) -> str:
     """buildx's LAST ACCESSED cell: "3 days ago", or empty if never used."""
     if info.last_used_at is None:
         return ""
+    if info.last_used_at == UNKNOWN_TIME:
+        return "unknown"
     return format_duration_ago(now - info.last_used_at.timestamp()) + " ago"
 
 

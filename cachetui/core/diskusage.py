@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from cachetui.core import filters as filter_language
 from cachetui.core.policy import DiskStat
 from cachetui.core.state import RecordRow, StoreState, paused_gc
+from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ _fromtimestamp = datetime.fromtimestamp
 
 
 def _utc(epoch: float | None) -> datetime | None:
-    return None if epoch is None else _fromtimestamp(epoch, UTC)
+    return None if epoch is None else to_datetime(epoch)
 
 
 def make_usage_info(
@@ -46,7 +47,7 @@ def make_usage_info(
         in_use=in_use,
         size=size,
         parents=(row.parent,) if row.parent else (),
-        created_at=_fromtimestamp(row.created_at, UTC),
+        created_at=to_datetime(row.created_at),
         last_used_at=_utc(row.last_used_at if row.usage_count else None),
         usage_count=row.usage_count,
         description=row.description,
@@ -158,6 +159,12 @@ def disk_usage(
         for row in selected:
             rid = row.id
             last = row.last_used_at if row.usage_count else None
+            try:
+                created = stamp(row.created_at, utc)
+                used = None if last is None else stamp(last, utc)
+            except (OverflowError, ValueError, OSError):
+                # A stored time that is not one (see timestamps): shown as unknown.
+                created, used = to_datetime(row.created_at), _utc(last)
             append(
                 info(
                     rid,
@@ -165,8 +172,8 @@ def disk_usage(
                     rid in in_use,
                     sizes[rid],
                     (row.parent,) if row.parent else (),
-                    stamp(row.created_at, utc),
-                    None if last is None else stamp(last, utc),
+                    created,
+                    used,
                     row.usage_count,
                     row.description,
                     row.record_type or "regular",

@@ -26,7 +26,7 @@ Semantics, per selector, on ``fields`` (a mapping key -> value; a missing key is
 
 - ``key==v``: the key is present and equal to ``v``;
 - ``key!=v``: the value differs from ``v`` (an absent key counts as "");
-- ``key~=re``: Python ``re.search`` (unanchored) on the value ("" when absent);
+- ``key~=re``: an unanchored RE2 search on the value ("" when absent);
 - ``key``: the key is present.
 
 Where this deliberately differs from containerd (a typo must never silently select
@@ -39,7 +39,11 @@ everything, or nothing, for deletion):
   presence-only: giving them an operator is an error;
 - a filter string that can never match (``type==a,type==b``, ``type==a,type!=a``,
   ``type==a,type~=^b``, ``mutable,immutable``, ``shared,private``) is an error;
-- regular expressions are Python's ``re``, not Go's RE2 (the syntax differs at the edges).
+- regular expressions are RE2's (through ``google-re2``): the syntax of Go's ``regexp``,
+  which containerd uses, and matching in time linear in the value. A backtracking engine
+  would let one filter (``description~=^(a+)+$``) run for minutes; RE2 has no
+  backreferences or lookarounds, and a pattern it cannot compile is a
+  `FilterSyntaxError` that says why.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import re2
 
 from cachetui.core.errors import FilterSyntaxError
 from cachetui.core.types import CacheMount
@@ -129,6 +136,69 @@ _QUOTE_ESCAPES = {
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
+# --------------------------------------------------------------------------- regexes
+
+
+class Pattern(Protocol):
+    """A compiled regular expression: what selectors keep for ``~=``."""
+
+    def search(self, text: str) -> object | None: ...
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors become FilterSyntaxError, never stderr noise
+
+
+class _Searcher:
+    """An RE2 pattern whose ``search`` also takes text that is not valid UTF-8 (a lone
+    surrogate in a description): RE2 needs UTF-8, so such text is searched with the
+    surrogates replaced."""
+
+    __slots__ = ("pattern", "search_raw")
+
+    def __init__(self, pattern: Any) -> None:
+        self.pattern = pattern
+        self.search_raw = pattern.search
+
+    def search(self, text: str) -> object | None:
+        try:
+            return self.search_raw(text)
+        except UnicodeEncodeError:
+            return self.search_raw(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+class RegexError(ValueError):
+    """A pattern RE2 refuses; ``pos`` is the offset in the pattern when known."""
+
+    def __init__(self, msg: str, pos: int | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.pos = pos
+
+
+def compile_regex(pattern: str) -> Pattern:
+    """Compile ``pattern`` with RE2; raises :class:`RegexError` saying why it cannot."""
+    try:
+        return _Searcher(re2.compile(pattern, options=_RE2_OPTIONS))
+    except re2.error as err:
+        reason = err.args[0] if err.args else str(err)
+        msg = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    except UnicodeEncodeError as err:
+        # A lone surrogate: undecodable bytes in the command line's filter text.
+        raise RegexError(f"not valid Unicode at position {err.start}", err.start) from None
+    except (RecursionError, OverflowError, MemoryError) as err:
+        msg = f"cannot be compiled ({type(err).__name__})"
+    # RE2 gives no offset; Python's parser often can (a plain syntax error).
+    pos: int | None = None
+    try:
+        re.compile(pattern)
+    except re.error as py_err:
+        pos = py_err.pos
+    except Exception:  # only looking for an offset: RE2 already refused the pattern
+        pos = None
+    raise RegexError(msg, pos)
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -144,14 +214,14 @@ class Selector:
     op: str
     value: str = ""
     position: int = field(default=0, compare=False)
-    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _pattern: Pattern | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problem = _selector_problem(self.key, self.op, self.value)
         if problem is not None:
             raise _error(self._render(), 0, problem)
         if self.op == "~=":
-            object.__setattr__(self, "_pattern", re.compile(self.value))
+            object.__setattr__(self, "_pattern", compile_regex(self.value))
 
     def __str__(self) -> str:
         return self._render()
@@ -433,8 +503,8 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
 
     if op == "~=":
         try:
-            re.compile(value)
-        except re.error as err:
+            compile_regex(value)
+        except RegexError as err:
             offset = 0 if quoted or err.pos is None else err.pos
             raise _error(
                 text,
@@ -544,8 +614,8 @@ def _selector_problem(key: str, op: str, value: str) -> str | None:
         return _flag_problem(key, op)
     if op == "~=":
         try:
-            re.compile(value)
-        except re.error as err:
+            compile_regex(value)
+        except RegexError as err:
             return f"invalid regular expression {value!r} for {key!r}: {err.msg}"
     if key == "sharing" and op in ("==", "!=") and value not in SHARING_VALUES:
         return f"invalid sharing mode {value!r}: expected one of locked, private, shared"

@@ -12,6 +12,7 @@ leaves a store that ``reconcile`` repairs at the next open.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,7 +45,13 @@ def _check_root(root: object) -> Path:
     if isinstance(text, bytes) or not text or "\x00" in text:
         raise InvalidError(f"invalid root {root!r}: expected a non-empty path")
     path = Path(text)
-    if path.exists() and not path.is_dir():
+    try:
+        is_dir: bool | None = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        is_dir = None  # created by open (a dangling symlink: mkdir reports it)
+    except OSError as err:  # ENAMETOOLONG, ELOOP, ENOTDIR, EACCES on a parent, ...
+        raise InvalidError(f"invalid root {text!r}: {os.strerror(err.errno or 0)}") from None
+    if is_dir is False:
         raise InvalidError(f"invalid root {text!r}: it exists and is not a directory")
     return path
 
@@ -210,6 +217,14 @@ class CacheManager(MetadataOperations):
         label_map, identity = check_new_metadata(kind, labels, cache_mount)
         if not isinstance(description, str):
             raise InvalidError(f"invalid description {description!r}: expected a string")
+        try:
+            description.encode("utf-8")
+        except UnicodeEncodeError as err:
+            # A lone surrogate (from undecodable bytes): SQLite stores UTF-8 only.
+            raise InvalidError(
+                f"invalid description {description!r}: not valid Unicode at position "
+                f"{err.start} ({err.reason})"
+            ) from None
         if parent is not None:
             if not isinstance(parent, ImmutableRef):
                 raise InvalidError(f"invalid parent {parent!r}: expected an ImmutableRef")

@@ -24,6 +24,7 @@ from cachetui.core.refs import ImmutableRef, MutableRef, Ref
 from cachetui.core.snapshots import DirectorySnapshotter
 from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
 from cachetui.core.store import Store
+from cachetui.core.timestamps import checked_clock_value
 from cachetui.core.types import Mount
 
 __all__ = ["RecordOperations"]
@@ -47,7 +48,9 @@ class RecordOperations:
         raise NotImplementedError
 
     def now(self) -> float:
-        return float(self.clock())
+        """The clock's time, checked: a bad reading raises ``InvalidError``, never a
+        timestamp stored that no later read could turn into a date."""
+        return checked_clock_value(self.clock())
 
     def _new_id(self) -> str:
         raise NotImplementedError
@@ -373,6 +376,8 @@ class RecordOperations:
         self._check_usable()
         if isinstance(holder_id, bool) or not isinstance(holder_id, int):
             raise InvalidError(f"invalid holder id {holder_id!r}: expected an integer")
+        if not 0 < holder_id < 2**63:  # SQLite integers are 64-bit; ids start at 1
+            raise InvalidError(f"invalid holder id {holder_id!r}: out of range")
         with self._lock, self.store.write():
             return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
 

@@ -88,28 +88,48 @@ class _Pass:
 
     def matches_policy(self, row: RecordRow) -> bool:
         """The policy's own tests: type, shared, keep duration, filters (not holders)."""
-        shared = row.id in self.shared
-        if not self.policy.all and (row.record_type in _PROTECTED_TYPES or shared):
+        return self.matches_facts(row) and self.matches_filters(row)
+
+    def matches_facts(self, row: RecordRow) -> bool:
+        """The cheap part of the policy (type, shared, keep duration): safe to re-check
+        inside the write transaction."""
+        if not self.policy.all and (row.record_type in _PROTECTED_TYPES or row.id in self.shared):
             return False
         if self.cutoff is not None:
             last = row.last_used_at if row.usage_count else None
             if (last if last is not None else row.created_at) > self.cutoff:
                 return False
-        if self.matcher:
-            fields = filter_language.usage_fields(
-                id=row.id,
-                parents=(row.parent,) if row.parent else (),
-                description=row.description,
-                record_type=row.record_type or "regular",
-                in_use=False,
-                mutable=row.mutable,
-                shared=shared,
-                labels=self.state.labels.get(row.id, ()),
-                cache_mount=self.state.cache_mounts.get(row.id),
-            )
-            if not self.matcher.matches(fields):
-                return False
         return True
+
+    def matches_filters(self, row: RecordRow) -> bool:
+        """The user's filters. Never called inside the write transaction: a regular
+        expression's cost is the user's, and every other process's ``new()`` would wait
+        for it. What a filter reads of a record never changes once it exists, so the
+        write only checks that it is still the same record (``same_filter_fields``)."""
+        if not self.matcher:
+            return True
+        fields = filter_language.usage_fields(
+            id=row.id,
+            parents=(row.parent,) if row.parent else (),
+            description=row.description,
+            record_type=row.record_type or "regular",
+            in_use=False,
+            mutable=row.mutable,
+            shared=row.id in self.shared,
+            labels=self.state.labels.get(row.id, ()),
+            cache_mount=self.state.cache_mounts.get(row.id),
+        )
+        return self.matcher.matches(fields)
+
+    @staticmethod
+    def same_filter_fields(chosen: RecordRow, current: RecordRow) -> bool:
+        """Whether the row read in the write shows a filter what the chosen one did."""
+        return (
+            chosen.parent == current.parent
+            and chosen.description == current.description
+            and chosen.record_type == current.record_type
+            and chosen.mutable == current.mutable
+        )
 
     def candidates(self) -> list[RecordRow]:
         rows = [row for row in self.state.visible() if self.eligible(row)]
@@ -184,7 +204,7 @@ def _still_free(
             tuple(halves),
         ):
             continue
-        if not work.matches_policy(current):
+        if not (work.matches_facts(current) and work.same_filter_fields(row, current)):
             continue
         if work.recheck is not None and not work.recheck(current):
             continue  # the caller's own condition on the record as it is now

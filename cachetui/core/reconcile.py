@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cachetui.core import filesystems, fsops
+from cachetui.core import filesystems, fsops, timestamps
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import TRASH_PREFIX
@@ -238,6 +238,9 @@ def doctor(manager: CacheManager, *, fix: bool = False) -> list[Finding]:
         last = state.rows.get(chain[-1])
         if last is not None and last.parent is not None and last.parent in chain:
             findings.append(Finding("cycle", rid, f"parent chain loops at {last.parent}"))
+    for rid, column, value in timestamps.bad_rows(manager.store.rows):
+        message = f"{column} is {value!r}, not a time (shown as unknown)"
+        findings.append(Finding("bad-timestamp", rid, message, False))
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
             findings.append(Finding("tombstone", rid, "removal not finished", False))

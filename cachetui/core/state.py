@@ -21,6 +21,7 @@ from typing import Any
 
 from cachetui.core.processes import is_alive
 from cachetui.core.store import Store
+from cachetui.core.timestamps import MAX_EPOCH, UNREADABLE, is_valid
 from cachetui.core.types import CacheMount
 
 __all__ = [
@@ -75,6 +76,18 @@ class RecordRow:
         row.retain = row.retain == 1
         row.deleted = row.deleted == 1
         row.pending_use = row.pending_use == 1
+        created, last = row.created_at, row.last_used_at
+        try:
+            readable = 0.0 <= created <= MAX_EPOCH and (last is None or 0.0 <= last <= MAX_EPOCH)
+        except TypeError:  # text or NULL where a number belongs (a hand-edited row)
+            readable = False
+        if not readable:
+            # Never a crash, never "very old" (which keep_duration would prune): the
+            # time is unknown, shown as such, and doctor reports the row.
+            if not is_valid(created):
+                row.created_at = UNREADABLE
+            if last is not None and not is_valid(last):
+                row.last_used_at = UNREADABLE
         return row
 
     @property

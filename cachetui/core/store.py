@@ -363,17 +363,26 @@ class Store:
             except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
                 raise _translate(err, self.path) from err
 
+    # SQLite errors never reach callers raw (a deleted -wal, a full disk): each of these
+    # turns them into ``StoreError`` naming the store, also outside ``read``/``write``.
+
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a query inside the current transaction and return plain tuples."""
-        return self.db.execute_sql(sql, params).fetchall()
+        try:
+            return self.db.execute_sql(sql, params).fetchall()
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            raise _translate(err, self.path) from err
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
-        return self.db.execute_sql(sql, params).rowcount
+        try:
+            return self.db.execute_sql(sql, params).rowcount
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            raise _translate(err, self.path) from err
 
     def integrity_problems(self) -> list[str]:
         """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
         with self._lock:
-            rows = self.db.execute_sql("PRAGMA quick_check(100)").fetchall()
+            rows = self.rows("PRAGMA quick_check(100)")
         messages = [str(row[0]) for row in rows]
         return [] if messages == ["ok"] else messages

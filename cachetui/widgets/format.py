@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import humanize
 from rich.text import Text
 
+from cachetui.core.timestamps import is_valid
 from cachetui.service import RecordView
 
 __all__ = ["Columns", "ago", "format_row", "header_text", "size", "timestamp"]
@@ -35,6 +36,8 @@ def records(n: int) -> str:
 def ago(epoch: float | None, now: float) -> str:
     if epoch is None:
         return "never"
+    if not is_valid(epoch):
+        return "unknown"  # a stored time that is not one (doctor reports it)
     return humanize.naturaltime(
         datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None),
         when=datetime.fromtimestamp(now, UTC).replace(tzinfo=None),
@@ -42,6 +45,8 @@ def ago(epoch: float | None, now: float) -> str:
 
 
 def timestamp(epoch: float) -> str:
+    if not is_valid(epoch):
+        return "unknown"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -14,7 +14,9 @@ from cachetui.core.filters import (
     KEYS,
     Filter,
     FilterSet,
+    RegexError,
     Selector,
+    compile_regex,
     parse,
     parse_all,
     usage_fields,
@@ -443,8 +445,8 @@ def test_parse_returns_a_filter_or_raises_filter_syntax_error(text: str):
 
 def _valid_regex(pattern: str) -> bool:
     try:
-        re.compile(pattern)
-    except re.error:
+        compile_regex(pattern)
+    except RegexError:
         return False
     return True
 
