@@ -1,10 +1,12 @@
 """The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo``, ``serve`` and the
 dashboard.
 
-Exit codes: 0 success, 1 failure (no store, store error), 2 bad usage (flags, filters,
-sizes, durations, a root that is not a directory, a prune that cannot be confirmed).
-Errors go to stderr as ``cachetui: <message>``. Nothing here imports Textual unless the
-dashboard is opened.
+Exit codes: 0 success, 1 failure (no store, store error, permission denied), 2 bad usage
+(flags, filters, sizes, durations, a root that is not a directory, a prune that cannot be
+confirmed), 130 interrupted, 141 the reader of stdout went away (``du | head -1``), as a
+tool killed by SIGPIPE would. Errors go to stderr as ``cachetui: <message>``, a sentence
+naming the input or the path and what to do, never a traceback or a bare errno. Nothing
+here imports Textual unless the dashboard is opened.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from cachetui import output
+from cachetui import __version__, output
 
 if TYPE_CHECKING:
-    from cachetui.core.types import UsageInfo
+    from cachetui.core.types import PruneOptions, UsageInfo
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C'd command
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `du | head -1` reports for coreutils' du
 
 _PROG = "cachetui"
 
@@ -60,6 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--read-only", action="store_true", help="dashboard: look, never change anything"
     )
+    parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
     # Subcommands accept --root too; SUPPRESS keeps the top-level value when omitted.
     common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS, help=root_help)
@@ -152,8 +157,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[common],
         help="build a demo store and open the dashboard on it",
-        description="Build a demo store (in a new temporary directory unless --root is "
-        "given) and open the dashboard on it.",
+        description="Build a demo store and open the dashboard on it. Without --root the "
+        "store goes into a new temporary directory, which is removed on exit unless --keep.",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary demo store after the dashboard"
     )
     demo.add_argument("--no-live", action="store_true", help="do not run the simulated build")
     demo.add_argument(
@@ -235,11 +243,60 @@ def _existing_store(root: Path) -> Path:
     return root
 
 
+def _owner(path: Path) -> str:
+    """The user name (or uid) owning ``path``, for "run as its owner" advice."""
+    import pwd
+
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return "its owner"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def permission_denied(path: Path | str, doing: str) -> CliError:
+    """A sentence for EACCES on ``path``: what could not be done, and the two fixes."""
+    where = Path(path)
+    store = where.parent if where.name == "metadata.db" else where
+    return CliError(
+        f"cannot {doing} {where}: permission denied. Run cachetui as the store's owner "
+        f"({_owner(store)}), or give your user access to it (chown or chmod)"
+    )
+
+
+def _check_access(root: Path, *, write: bool) -> None:
+    """Refuse early, with a sentence, what SQLite would report as an errno or a riddle."""
+    db = root / "metadata.db"
+    if not os.access(db, os.R_OK):
+        raise permission_denied(db, "read")
+    if not os.access(root, os.X_OK):
+        raise permission_denied(root, "enter")
+    if write:
+        for path in (db, root):
+            if not os.access(path, os.W_OK):
+                raise permission_denied(path, "change")
+
+
 def _open(root: Path, *, read: bool = False):  # -> CacheManager (core imported lazily)
     from cachetui.core import CacheManager
 
+    _existing_store(root)
     read_only = read and not os.access(root, os.W_OK | os.X_OK)
-    return CacheManager.open(_existing_store(root), read_only=read_only)
+    _check_access(root, write=not read_only)
+    return CacheManager.open(root, read_only=read_only)
+
+
+class _Stderr:
+    """What is on stderr's current line, so a message never lands at its end.
+
+    ``progress``: a progress line (erased before anything else is written);
+    ``prompt``: a question waiting for an answer (the message goes on the next line).
+    """
+
+    line = ""
 
 
 def _progress(message: str) -> None:
@@ -247,12 +304,23 @@ def _progress(message: str) -> None:
     if sys.stderr.isatty():
         sys.stderr.write(f"\r\x1b[2K{message}")
         sys.stderr.flush()
+        _Stderr.line = "progress"
 
 
 def _progress_done() -> None:
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and _Stderr.line == "progress":
         sys.stderr.write("\r\x1b[2K")
         sys.stderr.flush()
+    _Stderr.line = ""
+
+
+def _own_line() -> None:
+    """Start stderr's next write at the beginning of an empty line."""
+    if _Stderr.line == "progress":
+        _progress_done()
+    elif _Stderr.line == "prompt":
+        sys.stderr.write("\n")  # the answer never came: leave the question as it is
+    _Stderr.line = ""
 
 
 def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
@@ -272,6 +340,8 @@ def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
 def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
     if isinstance(lines, str):
         lines = [lines]
+    if stream is sys.stderr:
+        _own_line()
     for line in lines:
         stream.write(line + "\n")
     stream.flush()
@@ -339,7 +409,9 @@ def _cmd_du(args: argparse.Namespace) -> int:
 def _prompt(question: str) -> bool:
     sys.stderr.write(question)
     sys.stderr.flush()
+    _Stderr.line = "prompt"
     answer = sys.stdin.readline()
+    _Stderr.line = "" if answer.endswith("\n") else "prompt"
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -428,6 +500,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 lines = [output.prune_header()] if removed and not pretty else []
                 lines += [line for info in removed for line in record_lines(info)]
                 lines.append(f"Would free:\t{format_bytes_buildx(preview_size)}")
+                if policy.has_space_limit:
+                    lines += _explain_limit(cm, root, policy, preview)
                 _out(sys.stdout, lines)
             return EXIT_OK
         count = 0
@@ -477,6 +551,21 @@ def _reserved_space(args: argparse.Namespace) -> tuple[str, str | None]:
     return "--keep-storage", args.keep_storage
 
 
+def _explain_limit(
+    cm: Any, root: Path, policy: PruneOptions, preview: Sequence[UsageInfo]
+) -> list[str]:
+    """The limit a space-limited prune works to, from the core's own calculation."""
+    from cachetui.core.policy import disk_stat, keep_limit
+
+    dstat = disk_stat(root)
+    total = sum(info.size for info in cm.disk_usage() if not info.shared)
+    keep = keep_limit(total, dstat, policy)
+    assert keep is not None  # the policy has a space limit
+    return output.explain_space_limit(
+        policy, total=total, keep=keep, free=dstat.free, removed=preview
+    )
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     root = _resolve_root(args)
     with _open(root) as cm:
@@ -513,23 +602,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from cachetui import demo
 
-    if getattr(args, "root", None) is not None:
+    temporary = getattr(args, "root", None) is None  # --root "" is refused, not temporary
+    if temporary:
+        root = Path(tempfile.mkdtemp(prefix="cachetui-demo-"))
+    else:
         root = _resolve_root(args)
         if root.exists() and any(root.iterdir()):
             raise CliError(f"demo root {root} is not empty (the demo builds a new store)")
-    else:
-        root = Path(tempfile.mkdtemp(prefix="cachetui-demo-"))
-    run_dashboard = None if args.build_only else _load_dashboard()
+    if args.build_only:  # a script asked for a store: it is theirs to keep
+        _build_demo(demo, root)
+        _out(sys.stdout, str(root))
+        return EXIT_OK
+    try:
+        run_dashboard = _load_dashboard()
+        if temporary:
+            keep = "kept on exit" if args.keep else "removed on exit (--keep keeps it)"
+            _out(sys.stderr, f"demo store: {root} ({keep})")
+        _build_demo(demo, root)
+        # The dashboard starts (and stops) the simulated build itself.
+        return int(run_dashboard(root, simulator=not args.no_live) or 0)
+    finally:
+        if temporary:
+            _remove_demo_store(root, keep=args.keep)
+
+
+def _build_demo(demo: Any, root: Path) -> None:
     _progress(f"building a demo store in {root}...")
     try:
         demo.build_demo_store(root)
     finally:
         _progress_done()
-    if run_dashboard is None:
-        _out(sys.stdout, str(root))
-        return EXIT_OK
-    # The dashboard starts (and stops) the simulated build itself.
-    return int(run_dashboard(root, simulator=not args.no_live) or 0)
+
+
+def _remove_demo_store(root: Path, *, keep: bool) -> None:
+    """Remove the demo's own temporary store, with the core's safe remover (it never
+    follows a link out of the store nor crosses into a mounted filesystem)."""
+    if keep:
+        _out(sys.stderr, f"kept the demo store {root}")
+        return
+    from cachetui.core.errors import SnapshotError
+    from cachetui.core.fsops import remove_tree
+
+    try:
+        remove_tree(root)
+    except (SnapshotError, OSError) as err:
+        _out(sys.stderr, f"{_PROG}: could not remove the demo store {root}: {err}")
+        return
+    _out(sys.stderr, f"removed the demo store {root}")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -570,34 +689,47 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit cannot fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = _build_parser().parse_args(argv)
-    from cachetui.core.errors import CacheError, InvalidError
-
     try:
-        return _COMMANDS[args.command](args)
-    except CliError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
-        return err.code
-    except InvalidError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
-        return EXIT_USAGE
-    except CacheError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
-        return EXIT_FAILURE
+        args = _build_parser().parse_args(argv)
+        from cachetui.core.errors import CacheError, InvalidError
+
+        try:
+            return _COMMANDS[args.command](args)
+        except CliError as err:
+            _out(sys.stderr, f"{_PROG}: {err}")
+            return err.code
+        except InvalidError as err:
+            _out(sys.stderr, f"{_PROG}: {err}")
+            return EXIT_USAGE
+        except CacheError as err:
+            _out(sys.stderr, f"{_PROG}: {err}")
+            return EXIT_FAILURE
     except KeyboardInterrupt:
         _out(sys.stderr, f"{_PROG}: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (``cachetui du | head``): stop quietly.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
+        # The reader went away (``cachetui du | head -1``): stop quietly, as du does.
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except PermissionError as err:
+        path = err.filename if err.filename is not None else "the store"
+        _out(sys.stderr, f"{_PROG}: {permission_denied(path, 'use')}")
         return EXIT_FAILURE
     except OSError as err:
-        _out(sys.stderr, f"{_PROG}: {err}")
+        where = f"{err.filename}: " if err.filename is not None else ""
+        _out(sys.stderr, f"{_PROG}: {where}{err.strerror or err}")
         return EXIT_FAILURE
 
 

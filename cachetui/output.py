@@ -19,7 +19,7 @@ from typing import Any
 from cachetui.core.diskusage import Totals
 from cachetui.core.reconcile import Finding
 from cachetui.core.timestamps import UNKNOWN_TIME
-from cachetui.core.types import UsageInfo
+from cachetui.core.types import PruneOptions, UsageInfo
 from cachetui.units import format_bytes_buildx, format_duration_ago
 
 __all__ = [
@@ -284,3 +284,69 @@ def render_findings(findings: Sequence[Finding]) -> list[str]:
         ("KIND", "SUBJECT", "FIXED", "MESSAGE"),
         ((f.kind, f.subject, "yes" if f.fixed else "no", f.message) for f in findings),
     )
+
+
+def _limit_reason(policy: PruneOptions, total: int, free: int | None) -> str:
+    """Which option set the space limit (BuildKit's ``calculateKeepBytes``), in words."""
+    options: list[tuple[str, int]] = []
+    if policy.max_used_space:
+        options.append(("--max-used-space", policy.max_used_space))
+    if policy.min_free_space:
+        excess = policy.min_free_space - (free or 0)
+        if excess > 0:
+            options.append(
+                (
+                    f"--min-free-space (the disk has {format_bytes_buildx(free or 0)} free, "
+                    f"{format_bytes_buildx(excess)} too little)",
+                    total - excess,
+                )
+            )
+        elif not policy.max_used_space:
+            options.append(("the disk already has --min-free-space free: nothing to remove", total))
+    if not options:
+        return "--reserved-space alone is a cap, as in buildx"
+    name, value = min(options, key=lambda option: option[1])
+    if policy.reserved_space > value:
+        return f"{name} allows less, but --reserved-space keeps at least this much"
+    return name
+
+
+def explain_space_limit(
+    policy: PruneOptions,
+    *,
+    total: int,
+    keep: int,
+    free: int | None,
+    removed: Sequence[UsageInfo],
+) -> list[str]:
+    """Why a space-limited dry run frees what it frees: the limit the core computed, which
+    option set it, and, when the last record removed freed more than was left to free,
+    that the order is by last use and not by size."""
+    size = format_bytes_buildx
+    keep = max(keep, 0)  # more to free than the cache holds: everything may go
+    lines = [
+        f"Limit:\tkeep at most {size(keep)} of {size(total)} "
+        f"({_limit_reason(policy, total, free)})",
+        "\trecords go least recently and least frequently used first, one at a time, "
+        f"until at most {size(keep)} remain",
+    ]
+    remaining = total
+    for info in removed:
+        if info.shared:
+            continue  # a shared record's bytes stay counted (another user keeps them)
+        before, remaining = remaining, remaining - info.size
+        if remaining <= keep:
+            left = before - keep
+            if info.size > left:
+                lines.append(
+                    f"\tthe last one, {info.id} ({size(info.size)}), is larger than the "
+                    f"{size(left)} that was left to free: the order is by use, "
+                    "not by size"
+                )
+            return lines
+    if remaining > keep:
+        lines.append(
+            f"\tnothing else may go (in use, has children, or kept by the options): "
+            f"{size(remaining)} remain"
+        )
+    return lines

@@ -3,7 +3,7 @@
 This module owns:
 
 * ``parse_size``: ``512MB``, ``10GiB``, ``1.5GB``, ``20%`` (of the disk) into bytes;
-* ``parse_duration``: ``48h``, ``1h30m``, ``7d``, ``1.5h`` or bare seconds into seconds;
+* ``parse_duration``: ``48h``, ``1h30m``, ``7d``, ``1.5h`` into seconds (a unit is required);
 * ``format_bytes_buildx``: ``docker buildx du``'s sizes (go-units ``HumanSize``);
 * ``format_duration_ago``: go-units ``HumanDuration`` (callers append " ago").
 
@@ -118,10 +118,10 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
     """Seconds from a duration string.
 
     Go-style components, summed: ``90s``, ``30m``, ``48h``, ``7d``, ``1w``, ``1h30m``,
-    ``1.5h`` (also ``ms``, ``us``, ``ns``). Units are lower-case (``m`` is minutes). A bare
-    number is seconds. Negative, empty, unit-less components after the first, unknown
-    units, garbage, or more than ``MAX_DURATION`` raise ``InvalidError`` naming ``what``
-    and ``text``.
+    ``1.5h`` (also ``ms``, ``us``, ``ns``). Units are lower-case (``m`` is minutes). Every
+    number needs a unit, as in ``buildx`` (only ``0`` may stand alone). Negative, empty,
+    unit-less, unknown units, garbage, or more than ``MAX_DURATION`` raise
+    ``InvalidError`` naming ``what`` and ``text``.
     """
     if not isinstance(text, str):
         raise InvalidError(f"invalid {what} {text!r}: expected a string")
@@ -139,10 +139,15 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
             raise _fail(what, text, f"not a duration ({_DURATION_UNITS_HELP})")
         unit = match["unit"]
         if unit == "":
-            if parts == 0 and match.end() == len(body):
-                unit = "s"  # a bare number is seconds
-            else:
-                raise _fail(what, text, f"missing unit ({_DURATION_UNITS_HELP})")
+            if parts == 0 and match.end() == len(body) and Fraction(match["num"]) == 0:
+                return 0.0  # "0" needs no unit, as in Go's time.ParseDuration
+            # buildx refuses a bare number too: 10 seconds and 10 hours are both likely
+            number = match["num"]
+            raise _fail(
+                what,
+                text,
+                f"missing unit: write {number}s, {number}m or {number}h (units: ms, s, m, h, d, w)",
+            )
         factor = _DURATION_UNITS.get(unit)
         if factor is None:
             raise _fail(what, text, f"unknown unit '{unit}' ({_DURATION_UNITS_HELP})")

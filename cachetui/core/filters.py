@@ -37,8 +37,11 @@ everything, or nothing, for deletion):
   (write ``key==""`` for an explicit empty value);
 - the flags ``inuse``, ``mutable``, ``immutable``, ``shared``, ``private`` are
   presence-only: giving them an operator is an error;
-- a filter string that can never match (``type==a,type==b``, ``type==a,type!=a``,
-  ``type==a,type~=^b``, ``mutable,immutable``, ``shared,private``) is an error;
+- ``type==`` and ``type!=`` take only a record type (``regular``, ``internal``,
+  ``frontend``, ``source.local``, ``source.git.checkout``, ``exec.cachemount``);
+- a filter string that can never match (``type==regular,type==internal``,
+  ``type==regular,type!=regular``, ``type==regular,type~=^s``, ``mutable,immutable``,
+  ``shared,private``) is an error;
 - regular expressions are RE2's (through ``google-re2``): the syntax of Go's ``regexp``,
   which containerd uses, and matching in time linear in the value. A backtracking engine
   would let one filter (``description~=^(a+)+$``) run for minutes; RE2 has no
@@ -56,7 +59,7 @@ from typing import Any, Protocol
 import re2
 
 from cachetui.core.errors import FilterSyntaxError
-from cachetui.core.types import CacheMount
+from cachetui.core.types import CacheMount, RecordType
 
 __all__ = [
     "FLAG_KEYS",
@@ -89,6 +92,9 @@ KEYS: frozenset[str] = VALUE_KEYS | FLAG_KEYS
 OPERATORS: tuple[str, ...] = ("==", "!=", "~=")
 
 _KNOWN_KEYS = ", ".join(sorted(KEYS)) + ", label.<key>"
+#: Record types are a closed set: ``type==`` or ``type!=`` with anything else is a typo.
+_RECORD_TYPES: frozenset[str] = frozenset(member.value for member in RecordType)
+_KNOWN_TYPES = ", ".join(member.value for member in RecordType)
 _OPPOSITE_FLAGS = {
     "mutable": "immutable",
     "immutable": "mutable",
@@ -334,13 +340,28 @@ def parse(text: str) -> Filter:
     if not text.strip():
         raise _error(text, 0, "empty filter (pass no filters at all to select everything)")
     selectors: list[Selector] = []
+    unknown_type: tuple[int, str] | None = None
     i = 0
     while True:
-        selector, i = _parse_selector(text, i)
+        selector, i, value_pos = _parse_selector(text, i)
+        if (
+            unknown_type is None
+            and selector.key == "type"
+            and selector.op in ("==", "!=")
+            and selector.value not in _RECORD_TYPES
+        ):
+            unknown_type = (value_pos, selector.value)
         selectors.append(selector)
         if i >= len(text):
             break
         i += 1  # the ","
+    if unknown_type is not None:
+        # type==bogus would select nothing and type!=bogus everything: both are typos.
+        # Checked once the whole string parsed, so a syntax error is reported first.
+        position, value = unknown_type
+        raise _error(
+            text, position, f"unknown record type {value!r} (record types: {_KNOWN_TYPES})"
+        )
     return Filter(text, tuple(selectors))
 
 
@@ -429,8 +450,9 @@ def _skip_space(text: str, i: int) -> int:
     return i
 
 
-def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
-    """Parse the selector starting at ``i``; return it and the index of "," or the end."""
+def _parse_selector(text: str, i: int) -> tuple[Selector, int, int]:
+    """Parse the selector starting at ``i``; return it, the index of "," or the end, and
+    where its value starts (the end of the key for a bare key)."""
     n = len(text)
     i = _skip_space(text, i)
     if i >= n or text[i] == ",":
@@ -450,7 +472,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
         raise _error(text, key_pos, _unknown_key(key))
     i = _skip_space(text, end)
     if i >= n or text[i] == ",":
-        return Selector(key, "", "", key_pos), i
+        return Selector(key, "", "", key_pos), i, i
 
     op = text[i : i + 2]
     if op not in OPERATORS:
@@ -515,7 +537,7 @@ def _parse_selector(text: str, i: int) -> tuple[Selector, int]:
         raise _error(
             text, value_pos, f"invalid sharing mode {value!r}: expected locked, private or shared"
         )
-    return Selector(key, op, value, key_pos), i
+    return Selector(key, op, value, key_pos), i, value_pos
 
 
 def _unknown_key(key: str) -> str:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from cachetui.core.timestamps import is_valid
 from cachetui.service import RecordView
+from cachetui.units import format_bytes_buildx
 
 __all__ = ["Columns", "ago", "format_row", "header_text", "size", "timestamp"]
 
@@ -25,7 +26,9 @@ STATE_STYLES = {
 
 
 def size(n: int) -> str:
-    return humanize.naturalsize(max(n, 0))
+    """Bytes as the command line shows them (``docker buildx du``'s ``57.75MB``): one
+    format for the screen and the CLI, so a number can be compared across them."""
+    return format_bytes_buildx(max(n, 0))
 
 
 def records(n: int) -> str:

@@ -180,7 +180,6 @@ def test_parse_size_raises_only_invalid_error(text: str) -> None:
     ("text", "expected"),
     [
         ("0", 0.0),
-        ("90", 90.0),
         ("90s", 90.0),
         ("30m", 30 * MIN),
         ("48h", 48 * HOUR),
@@ -192,7 +191,7 @@ def test_parse_size_raises_only_invalid_error(text: str) -> None:
         ("1h 30m", HOUR + 30 * MIN),
         ("500ms", 0.5),
         (" 45s ", 45.0),
-        ("1.5", 1.5),
+        ("0.0", 0.0),
     ],
 )
 def test_parse_duration_valid(text: str, expected: float) -> None:
@@ -201,7 +200,22 @@ def test_parse_duration_valid(text: str, expected: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "-1s", "-5", "abc", "h", "1h30", "5x", "1H", "1.2.3s", "s1", "1e3s", "9" * 5000 + "w"],
+    [
+        "",
+        "-1s",
+        "-5",
+        "abc",
+        "h",
+        "1h30",
+        "90",
+        "1.5",
+        "5x",
+        "1H",
+        "1.2.3s",
+        "s1",
+        "1e3s",
+        "9" * 5000 + "w",
+    ],
 )
 def test_parse_duration_invalid(text: str) -> None:
     with pytest.raises(InvalidError) as info:
@@ -224,6 +238,9 @@ def test_parse_duration_raises_only_invalid_error(text: str) -> None:
     assert value >= 0
 
 
-@given(st.integers(min_value=0, max_value=int(MAX_DURATION)))
-def test_parse_duration_bare_integer_is_seconds(n: int) -> None:
-    assert parse_duration(str(n)) == float(n)
+@given(st.integers(min_value=1, max_value=int(MAX_DURATION)))
+def test_parse_duration_bare_number_is_refused_saying_what_to_write(n: int) -> None:
+    with pytest.raises(InvalidError) as info:
+        parse_duration(str(n), what="--keep-duration")
+    assert f"missing unit: write {n}s, {n}m or {n}h" in str(info.value)
+    assert parse_duration(f"{n}s") == float(n)

@@ -21,6 +21,7 @@ from cachetui.core.filters import (
     parse_all,
     usage_fields,
 )
+from cachetui.core.types import RecordType
 
 ID_A = "a" * 25
 ID_B = "b" * 25
@@ -104,10 +105,10 @@ def test_selectors_in_one_string_are_anded():
 
 
 def test_same_key_equal_to_two_values_is_rejected_as_never_matching():
-    err = error_of("type==a,type==b")
-    assert err.position == 8
+    err = error_of("type==regular,type==internal")
+    assert err.position == len("type==regular,")
     assert "can never match" in str(err)
-    assert "'type' cannot equal both 'a' and 'b'" in str(err)
+    assert "'type' cannot equal both 'regular' and 'internal'" in str(err)
     assert "use separate filters to OR them" in str(err)
 
 
@@ -147,7 +148,7 @@ def test_filter_set_is_truthy_with_a_filter():
 
 
 def test_bare_string_counts_as_one_filter():
-    assert parse_all("type==a,mutable").filters == (parse("type==a,mutable"),)
+    assert parse_all("type==regular,mutable").filters == (parse("type==regular,mutable"),)
 
 
 def test_parse_all_accepts_parsed_filters_and_sets():
@@ -253,12 +254,12 @@ def test_contradictory_flags_never_match(text: str, position: int):
 
 def test_repeated_flag_and_repeated_equal_value_are_fine():
     assert parse("mutable,mutable").matches({"mutable": ""})
-    assert parse("type==a,type==a").matches({"type": "a"})
+    assert parse("type==regular,type==regular").matches({"type": "regular"})
 
 
 def test_equal_and_not_equal_same_value_never_match():
-    err = error_of("type!=a,inuse,type==a")
-    assert err.position == 14
+    err = error_of("type!=frontend,inuse,type==frontend")
+    assert err.position == len("type!=frontend,inuse,")
     assert "cannot both equal and differ" in str(err)
 
 
@@ -378,8 +379,8 @@ def test_selector_equality_ignores_position():
 
 
 def test_filter_equality_ignores_original_text():
-    assert parse("type == a") == parse("type==a")
-    assert parse("type == a").text == "type == a"
+    assert parse("type == regular") == parse("type==regular")
+    assert parse("type == regular").text == "type == regular"
 
 
 def test_str_renders_canonical_text():
@@ -453,6 +454,7 @@ def _valid_regex(pattern: str) -> bool:
 
 # ``sharing`` takes only its three modes; label keys stand in for every label.
 VALUE_KEYS = [*sorted(KEYS - FLAG_KEYS - {"sharing"}), "label.team", "label.com.example/x"]
+FREE_VALUE_KEYS = [key for key in VALUE_KEYS if key != "type"]  # type takes a record type
 values = st.one_of(
     st.text(),
     st.sampled_from(["", "regular", "source.local", "a,b", '"q"', "=x", " pad ", "a b"]),
@@ -463,7 +465,13 @@ regexes = st.one_of(
     st.text(alphabet="ab()[]*+?|^$.\\,", max_size=8).filter(_valid_regex),
 )
 value_selectors = st.one_of(
-    st.builds(Selector, st.sampled_from(VALUE_KEYS), st.sampled_from(["==", "!="]), values),
+    st.builds(Selector, st.sampled_from(FREE_VALUE_KEYS), st.sampled_from(["==", "!="]), values),
+    st.builds(
+        Selector,
+        st.just("type"),
+        st.sampled_from(["==", "!="]),
+        st.sampled_from([member.value for member in RecordType]),
+    ),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just("~="), regexes),
     st.builds(Selector, st.sampled_from(VALUE_KEYS), st.just(""), st.just("")),
     st.builds(
@@ -522,3 +530,29 @@ def test_parse_all_rejects_non_strings_at_the_boundary():
     for bad in (None, 5, [5], [b"type==regular"]):
         with pytest.raises(FilterSyntaxError):
             parse_all(bad)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------- record types are a closed set
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [("type==bogus", 6), ("type!=regularr", 6), ("mutable, type == Regular", 17)],
+)
+def test_unknown_record_type_is_refused_at_the_value(text: str, position: int):
+    err = error_of(text)
+    assert err.position == position
+    assert "unknown record type" in str(err)
+    assert "record types: regular, internal, frontend, source.local" in str(err)
+
+
+def test_every_record_type_is_accepted_and_regex_is_free():
+    for member in RecordType:
+        assert parse(f"type=={member.value}").matches({"type": member.value})
+        assert parse(f"type!={member.value}")
+    assert parse("type~=^source").matches({"type": "source.local"})
+
+
+def test_a_syntax_error_after_an_unknown_type_is_reported_first():
+    err = error_of("type==bogus,,mutable")
+    assert "empty selector" in str(err)

@@ -110,7 +110,7 @@ def test_filter_semantics(cm: CacheManager) -> None:
     assert ids("type==source.local,mutable") == {mutable.id}
     assert ids("type!=regular") == {local, mount, mutable.id}
     with pytest.raises(FilterSyntaxError, match="never match"):
-        cm.disk_usage(["type==a,type==b"])
+        cm.disk_usage(["type==regular,type==internal"])
     with pytest.raises(FilterSyntaxError) as caught:
         cm.disk_usage(["type!==x"])
     assert caught.value.position == 6

@@ -131,7 +131,7 @@ async def test_prune_marked_with_confirmation(store):
         assert ids["gomod"] not in app.ref_tree.nodes
         assert not (root / "snapshots" / ids["old"]).exists()
         assert app.marks == set()
-        assert any("freed 917.0 MB" in n for _, n in app.notes)
+        assert any("freed 917MB" in n for _, n in app.notes)
 
 
 async def test_prune_selected_and_refusals(store):
@@ -319,14 +319,14 @@ async def test_policy_prune_dry_run_then_progress(store):
         screen.action_preview()
         await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
         assert screen.plan.ids == (ids["old"],)
-        assert "730.0 MB" in str(screen.query_one("#summary", Static).render())
+        assert "730MB" in str(screen.query_one("#summary", Static).render())
         assert (root / "snapshots" / ids["old"]).exists()
         assert not screen.query_one("#prune-button", Button).disabled
         screen.action_prune()
         await wait_for(pilot, lambda: screen.finished, what="the prune")
         await settle(pilot)
         assert screen.done and screen.done[0].id == ids["old"]
-        assert "freed 730.0 MB" in str(screen.query_one("#summary", Static).render())
+        assert "freed 730MB" in str(screen.query_one("#summary", Static).render())
         assert not (root / "snapshots" / ids["old"]).exists()
         await pilot.press("escape")
         await wait_for(pilot, lambda: ids["old"] not in app.ref_tree.nodes)

@@ -61,7 +61,7 @@ def row_size(row: str | None) -> float | None:
     """The size column of a tree row, in bytes (None when the row is not on screen)."""
     if row is None:
         return None
-    found = re.search(r"(\d+(?:\.\d+)?) (B|kB|MB|GB)\b", row)
+    found = re.search(r"(\d+(?:\.\d+)?) ?(B|kB|MB|GB)\b", row)  # "1.008MB", as the CLI
     return None if found is None else float(found.group(1)) * UNITS[found.group(2)]
 
 
