@@ -1,5 +1,6 @@
-"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo``, ``serve`` and the
-dashboard.
+"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo``, ``serve``, the
+dashboard, and the fleet's ``agent`` and ``stores`` (``du``/``prune --fleet-url``; see
+``fleet_cli``).
 
 Exit codes: 0 success, 1 failure (no store, store error, permission denied), 2 bad usage
 (flags, filters, sizes, durations, a root that is not a directory, a prune that cannot be
@@ -107,6 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="only records not used within D (e.g. 24h): what a keep-duration prune considers",
     )
+    _fleet_flags(du, "every store's records from the fleet database")
 
     prune = subs.add_parser(
         "prune",
@@ -144,6 +146,41 @@ def _build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only show what would go")
     prune.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation")
     prune.add_argument("--verbose", "-v", action="store_true", help="one block per record")
+    _fleet_flags(prune, "send the prune to the stores' agents")
+    prune.add_argument(
+        "--all-stores", action="store_true", help="with --fleet-url: every online store"
+    )
+    prune.add_argument(
+        "--expire",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --fleet-url: drop the request if no agent takes it in time (default 60)",
+    )
+
+    agent = subs.add_parser(
+        "agent",
+        parents=[common],
+        help="publish this store to a fleet database and run its requests",
+        description="Run the fleet agent for one store: register it, heartbeat, publish "
+        "every change to the fleet database, run GC on schedule and the requests sent "
+        "to this store. Stops cleanly on SIGTERM/SIGINT.",
+    )
+    agent.add_argument("--fleet-url", required=True, metavar="URL", help=_FLEET_URL_HELP)
+    agent.add_argument("--name", metavar="NAME", help="the store's name (default: hostname)")
+    agent.add_argument("--gc-policy", metavar="FILE", help="GC list (default: BuildKit's)")
+    agent.add_argument(
+        "--gc-interval", default="5m", metavar="D", help="run GC every D (default 5m; 0: never)"
+    )
+
+    stores = subs.add_parser(
+        "stores",
+        parents=[fmt],
+        help="show every store of a fleet",
+        description="Every store of the fleet: online or offline since when, records, "
+        "total, reclaimable, disk free and last GC.",
+    )
+    stores.add_argument("--fleet-url", required=True, metavar="URL", help=_FLEET_URL_HELP)
 
     doctor = subs.add_parser(
         "doctor",
@@ -205,6 +242,18 @@ def _port(text: str) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+_FLEET_URL_HELP = (
+    "the fleet's PostgreSQL database (postgresql://user@host/db?sslmode=...; "
+    "PG* variables and ~/.pgpass apply)"
+)
+
+
+def _fleet_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--fleet-url", metavar="URL", help=f"{what}: {_FLEET_URL_HELP}")
+    parser.add_argument(
+        "--store", action="append", default=[], metavar="NAME", help="with --fleet-url: this store"
+    )
 
 
 def _default_root() -> Path:
@@ -366,6 +415,12 @@ def _read_filters(items: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
 
 
 def _cmd_du(args: argparse.Namespace) -> int:
+    if args.fleet_url is not None:
+        from cachetui import fleet_cli
+
+        return fleet_cli.cmd_du(args)
+    if args.store:
+        raise CliError("--store needs --fleet-url", EXIT_USAGE)
     from cachetui import buildx
     from cachetui.units import parse_duration
 
@@ -416,6 +471,12 @@ def _prompt(question: str) -> bool:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
+    if args.fleet_url is not None:
+        from cachetui import fleet_cli
+
+        return fleet_cli.cmd_prune(args)
+    if args.store or args.all_stores:
+        raise CliError("--store and --all-stores need --fleet-url", EXIT_USAGE)
     root = _existing_store(_resolve_root(args))
     from cachetui import buildx
     from cachetui.core.policy import disk_stat
@@ -549,6 +610,18 @@ def _reserved_space(args: argparse.Namespace) -> tuple[str, str | None]:
             EXIT_USAGE,
         )
     return "--keep-storage", args.keep_storage
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from cachetui import fleet_cli
+
+    return fleet_cli.cmd_agent(args, _resolve_root(args))
+
+
+def _cmd_stores(args: argparse.Namespace) -> int:
+    from cachetui import fleet_cli
+
+    return fleet_cli.cmd_stores(args)
 
 
 def _explain_limit(
@@ -686,7 +759,22 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "doctor": _cmd_doctor,
     "demo": _cmd_demo,
     "serve": _cmd_serve,
+    "agent": _cmd_agent,
+    "stores": _cmd_stores,
 }
+
+
+def _show_core_warnings() -> None:
+    """The core's warnings (waiting for another process's write lock) on stderr."""
+    import logging
+
+    core = logging.getLogger("cachetui.core")
+    if not any(getattr(h, "_cachetui_cli", False) for h in core.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{_PROG}: %(message)s"))
+        handler._cachetui_cli = True  # type: ignore[attr-defined]
+        core.addHandler(handler)
+        core.setLevel(logging.WARNING)
 
 
 def _quiet_stdout() -> None:
@@ -705,16 +793,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         from cachetui.core.errors import CacheError, InvalidError
 
+        if args.command is not None:  # the dashboard shows its own messages, not stderr
+            _show_core_warnings()
         try:
             return _COMMANDS[args.command](args)
         except CliError as err:
             _out(sys.stderr, f"{_PROG}: {err}")
             return err.code
         except InvalidError as err:
-            _out(sys.stderr, f"{_PROG}: {err}")
+            _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
             return EXIT_USAGE
         except CacheError as err:
-            _out(sys.stderr, f"{_PROG}: {err}")
+            _out(sys.stderr, f"{_PROG}: {output.escape(str(err))}")
             return EXIT_FAILURE
     except KeyboardInterrupt:
         _out(sys.stderr, f"{_PROG}: interrupted")

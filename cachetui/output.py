@@ -48,6 +48,40 @@ _PADDING = 3  # the docker CLI formatter's tabwriter padding
 _PRUNE_WIDTHS = (26, 11, 9)  # buildx prune: %-40s\t%-5v\t%-10s\t%s, fitted to our ids
 
 
+def escape(text: str) -> str:
+    r"""``text`` safe to print on one line of a terminal or a log.
+
+    Names come from users and from the disk (a directory called ``a\nb``, bytes that
+    are not UTF-8): printed raw, a newline starts a fake output line, an escape sequence
+    drives the terminal, and a lone surrogate makes ``print`` raise. Printable text is
+    returned unchanged (backslashes included, so descriptions read as written); anything
+    else becomes a backslash escape: ``\n``, ``\t``, ``\r``, ``\xNN`` (an undecodable
+    byte shows as the byte it was), ``\uNNNN``.
+    """
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+            continue
+        code = ord(ch)
+        if ch in _CONTROL_ESCAPES:
+            out.append(_CONTROL_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for a byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def rfc3339(moment: datetime | None) -> str | None:
     """``2026-11-28T01:02:03Z`` (UTC, whole seconds), or None (also for a stored time
     that is not one: ``UNKNOWN_TIME``)."""
@@ -209,7 +243,7 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
     ]
 
     if info.description:
-        rest.append(("Description:", info.description))
+        rest.append(("Description:", escape(info.description)))
     rest.append(("Usage count:", str(info.usage_count)))
     if info.last_used_at is not None:
         rest.append(("Last used:", last_accessed(info, now)))
@@ -219,11 +253,11 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
     if differs(info):
         rest.append(("Apparent size:", format_bytes_buildx(info.apparent_size)))
     if info.cache_mount is not None:
-        rest.append(("Cache id:", info.cache_mount.cache_id))
+        rest.append(("Cache id:", escape(info.cache_mount.cache_id)))
         if info.cache_mount.target:
-            rest.append(("Target:", info.cache_mount.target))
+            rest.append(("Target:", escape(info.cache_mount.target)))
         rest.append(("Sharing:", str(info.cache_mount.sharing)))
-    labels = [f" - {key}={value}" for key, value in info.labels]
+    labels = [f" - {escape(key)}={escape(value)}" for key, value in info.labels]
     width = max(len("Description:"), *(len(label) for label, _ in rest)) + 1
     lines = [f"{label.ljust(width)}{value}" for label, value in items]
     if lines_after_parents:
@@ -264,7 +298,12 @@ def usage_json(info: UsageInfo) -> dict[str, Any]:
 
 
 def usage_json_line(info: UsageInfo) -> str:
-    return json.dumps(usage_json(info), ensure_ascii=False, separators=(", ", ": "))
+    line = json.dumps(usage_json(info), ensure_ascii=False, separators=(", ", ": "))
+    if not line.isprintable():
+        # Only a lone surrogate (or another unprintable that JSON leaves raw) gets here:
+        # escape everything, so the line can be printed and parsed.
+        line = json.dumps(usage_json(info), ensure_ascii=True, separators=(", ", ": "))
+    return line
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
@@ -282,7 +321,10 @@ def render_findings(findings: Sequence[Finding]) -> list[str]:
         return ["store is clean"]
     return format_table(
         ("KIND", "SUBJECT", "FIXED", "MESSAGE"),
-        ((f.kind, f.subject, "yes" if f.fixed else "no", f.message) for f in findings),
+        (
+            (f.kind, escape(f.subject), "yes" if f.fixed else "no", escape(f.message))
+            for f in findings
+        ),
     )
 
 

@@ -386,7 +386,8 @@ class RecordOperations:
         if not sizes or self.read_only:
             return
         try:
-            with self._lock, self.store.write():
+            # Only a cache: never wait behind another process's write for it.
+            with self._lock, self.store.write(wait=False):
                 self.store.db.execute_sql("SELECT 1")
                 lengths = apparent or {}
                 self.store.db.cursor().executemany(

@@ -24,6 +24,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
+from cachetui.core.writelock import WaitingSqliteDatabase
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store"]
 
@@ -240,8 +241,12 @@ class Store:
                 check_same_thread=False,
             )
         else:
-            database = peewee.SqliteDatabase(
-                self.path, pragmas=_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False
+            database = WaitingSqliteDatabase(
+                self.path,
+                pragmas=_PRAGMAS,
+                lock_type="IMMEDIATE",
+                check_same_thread=False,
+                busy_timeout_ms=BUSY_TIMEOUT_MS,
             )
         try:
             database.connect(reuse_if_open=True)
@@ -316,8 +321,12 @@ class Store:
     # -- transactions -----------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[peewee.SqliteDatabase]:
-        """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``."""
+    def write(self, *, wait: bool = True) -> Iterator[peewee.SqliteDatabase]:
+        """An ``IMMEDIATE`` transaction, models bound; SQLite errors become ``StoreError``.
+
+        Waiting for another process's write lock is announced after a second and ends on
+        Ctrl-C (``writelock``); with ``wait=False`` a held lock is ``StoreError`` at once.
+        """
         if self.read_only:
             raise StoreError(f"metadata store {self.path} is open read-only")
         if self.damaged:
@@ -328,10 +337,17 @@ class Store:
         with self._lock:
             db = self.db
             outer, self._rollback_hooks = self._rollback_hooks, []
+            waiting = db if isinstance(db, WaitingSqliteDatabase) else None
             try:
+                if waiting is not None and not wait:
+                    waiting.wait = False
                 with db.atomic():
+                    if waiting is not None:
+                        waiting.wait = True
                     yield db
             except BaseException as exc:
+                if waiting is not None:
+                    waiting.wait = True
                 hooks, self._rollback_hooks = self._rollback_hooks, outer
                 for hook in reversed(hooks):
                     hook()

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from cachetui.service import HolderView, PrunePlan
-from cachetui.widgets.format import ago, records, size
+from cachetui.widgets.format import ago, escape, records, size
 
 __all__ = ["ConfirmPruneScreen", "ForceReleaseScreen"]
 
@@ -69,7 +69,7 @@ class ConfirmPruneScreen(_YesNo):
             for row in plan.rows[:MAX_LISTED]:
                 listing.append(f"{row.id}  ", style="bold")
                 listing.append(f"{size(row.size):>10}  ")
-                listing.append(("shared " if row.shared else "") + (row.description or "-"))
+                listing.append(("shared " if row.shared else "") + (escape(row.description) or "-"))
                 listing.append("\n")
             if len(plan.rows) > MAX_LISTED:
                 listing.append(f"… and {len(plan.rows) - MAX_LISTED} more\n")

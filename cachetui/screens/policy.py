@@ -22,7 +22,7 @@ from cachetui.core.errors import CacheError, PruneInterrupted
 from cachetui.core.types import PruneOptions
 from cachetui.service import CacheService, PlanRow, PrunePlan, plan_row
 from cachetui.units import parse_duration, parse_size
-from cachetui.widgets.format import records, size
+from cachetui.widgets.format import escape, records, size
 
 __all__ = ["PolicyPruneScreen"]
 
@@ -162,7 +162,7 @@ class PolicyPruneScreen(ModalScreen[int]):
         )
         listing = Text(no_wrap=True, overflow="ellipsis")
         for row in plan.rows[:MAX_LISTED]:
-            listing.append(f"{row.id}  {size(row.size):>10}  {row.description or '-'}\n")
+            listing.append(f"{row.id}  {size(row.size):>10}  {escape(row.description) or '-'}\n")
         if n > MAX_LISTED:
             listing.append(f"… and {n - MAX_LISTED} more\n")
         listing.rstrip()

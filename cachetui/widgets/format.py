@@ -9,10 +9,11 @@ import humanize
 from rich.text import Text
 
 from cachetui.core.timestamps import is_valid
+from cachetui.output import escape
 from cachetui.service import RecordView
 from cachetui.units import format_bytes_buildx
 
-__all__ = ["Columns", "ago", "format_row", "header_text", "size", "timestamp"]
+__all__ = ["Columns", "ago", "escape", "format_row", "header_text", "size", "timestamp"]
 
 ICON = 2  # the expand icon (leaves get two spaces)
 
@@ -154,5 +155,5 @@ def format_row(
     text.append(" ")
     text.append(_cell(str(row.usage_count), columns.uses, right=True))
     text.append("  ")
-    text.append(row.description or "-", style="dim" if dim or not row.description else "")
+    text.append(escape(row.description) or "-", style="dim" if dim or not row.description else "")
     return text

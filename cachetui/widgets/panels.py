@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from cachetui.service import DetailsView, TotalsView
-from cachetui.widgets.format import ago, size, timestamp
+from cachetui.widgets.format import ago, escape, size, timestamp
 
 __all__ = ["DetailsPane", "FilterBar", "TotalsBar", "details_text", "totals_text"]
 
@@ -75,7 +75,7 @@ def details_text(d: DetailsView, now: float) -> Text:
     if d.subtree_count > 1:
         line("Subtree", f"{d.subtree_count} records, {size(d.subtree_size)}")
     if r.description:
-        line("Desc", r.description)
+        line("Desc", escape(r.description))
     if d.chain:
         chain = " → ".join(f"{cid} ({size(csize)})" for cid, _desc, csize in d.chain[:4])
         more = f" → … {len(d.chain) - 4} more" if len(d.chain) > 4 else ""

@@ -288,3 +288,39 @@ def test_deleted_wal_and_shm_give_a_store_error(cm: CacheManager) -> None:
             pass  # a clear error is fine; a raw sqlite3 error is not
     done = cli("du", "--root", str(cm.root))
     assert "Traceback" not in done.stderr
+
+
+# -- names in every output ----------------------------------------------------------------
+
+
+def test_names_are_escaped_in_every_output(cm: CacheManager) -> None:
+    """A newline in a directory name must not start a new output line; an escape sequence
+    must not reach the terminal; undecodable bytes must not crash the printing."""
+    rid = _record(cm, description="line one\nFAKE LINE\x1b[31m red \x85 \u2028 done")
+    os.mkdir(os.path.join(os.fsencode(cm.snapshots.dir), b"evil\nname\xff"))
+    cm.close()
+    root = str(cm.root)
+    doctor = cli("doctor", "--root", root)
+    assert "Traceback" not in doctor.stderr, doctor.stderr
+    lines = doctor.stdout.splitlines()
+    unknown = [line for line in lines if "evil" in line]
+    assert len(unknown) == 1 and "evil\\nname\\xff" in unknown[0], lines
+    assert not any(line.startswith("name") for line in lines)
+    verbose = cli("du", "--verbose", "--root", root)
+    assert verbose.returncode == 0, verbose.stderr
+    described = [line for line in verbose.stdout.splitlines() if "line one" in line]
+    assert described == ["Description: line one\\nFAKE LINE\\x1b[31m red \\x85 \\u2028 done"], (
+        verbose.stdout
+    )
+    assert "\x1b" not in verbose.stdout and "FAKE LINE" not in verbose.stdout.split("\\n")[0]
+    as_json = cli("du", "--format", "json", "--root", root)
+    import json
+
+    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [row["id"] for row in rows] == [rid]
+    assert rows[0]["description"].startswith("line one\nFAKE LINE\x1b")
+    assert "\x1b" not in as_json.stdout and "\x85" not in as_json.stdout
+    for command in (["doctor", "--format", "json"],):
+        done = cli(*command, "--root", root)
+        assert "Traceback" not in done.stderr
+        assert any("evil" in json.loads(line)["subject"] for line in done.stdout.splitlines())

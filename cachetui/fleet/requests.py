@@ -1,0 +1,200 @@
+"""The request queue: operators send requests to a store's agent; the agent runs them.
+
+A request row (``fleet_request``) names its store, a ``kind`` and a JSON ``payload``:
+
+* ``prune_ids``: ``{"ids": [...], "confirmed": {id: {"last_used_at": float|null,
+  "usage_count": int, "holders": int}}, "dry_run": bool}``: the state the operator saw
+  and confirmed; the agent refuses a record whose state changed ("used since you
+  confirmed") inside the write transaction that would remove it;
+* ``prune_policy``: ``{"policy": {"all", "filters", "keep_duration", "reserved_space",
+  "max_used_space", "min_free_space"}, "dry_run": bool}``;
+* ``commit``, ``hold``, ``release``: ``{"id": ...}``;
+* ``force_release``: ``{"holder_ids": [...]}``.
+
+States: ``pending`` -> ``taken`` -> ``done`` | ``failed``; ``pending`` -> ``expired``
+when no agent took it before ``expires_at`` (default ``DEFAULT_TTL`` = 60 s after it was
+sent, by the server's clock). The agent takes a request with ``FOR UPDATE SKIP LOCKED``;
+a request still ``taken`` when its store's agent starts was taken by an agent that died,
+and is run again (every kind is safe to run twice: a pruned id reports as gone). Progress
+and the result are written back, each with a notification in the same transaction.
+
+Senders use ``submit()`` then ``wait()``, which LISTENs for the request's notifications
+instead of polling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+from psycopg.types.json import Jsonb
+
+from cachetui.fleet.reader import FleetError, FleetReader, Listener, RequestInfo
+from cachetui.fleet.schema import CHANNEL, NOW, REQUEST_CHANNEL, notify
+
+__all__ = [
+    "DEFAULT_TTL",
+    "KINDS",
+    "TakenRequest",
+    "expire_due",
+    "finish",
+    "report_progress",
+    "submit",
+    "take",
+    "wait",
+]
+
+DEFAULT_TTL = 60.0
+KINDS = frozenset({"prune_ids", "prune_policy", "commit", "hold", "release", "force_release"})
+
+
+@dataclass(frozen=True, slots=True)
+class TakenRequest:
+    id: int
+    kind: str
+    payload: Any  # as stored: the agent checks its shape before using it
+    attempts: int
+    rerun: bool  # it was taken before, by an agent that died
+
+
+def submit(
+    db: peewee.PostgresqlDatabase,
+    store: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    ttl: float = DEFAULT_TTL,
+) -> int:
+    """Queue a request and wake its store's agent (one transaction); returns its id."""
+    with db.atomic():
+        row = db.execute_sql(
+            "INSERT INTO fleet_request (store, kind, payload, expires_at) "
+            "VALUES (%s, %s, %s, extract(epoch from clock_timestamp())::float8 + %s) RETURNING id",
+            (store, kind, Jsonb(payload), ttl),
+        ).fetchone()
+        request_id = int(row[0])
+        notify(db, REQUEST_CHANNEL, store)
+        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
+                             "state": "pending"})  # fmt: skip
+    return request_id
+
+
+def expire_due(db: peewee.PostgresqlDatabase, store: str | None = None) -> list[int]:
+    """Mark pending requests past their deadline as expired; returns their ids."""
+    with db.atomic():
+        where = "AND store = %s" if store is not None else ""
+        params: tuple[Any, ...] = (store,) if store is not None else ()
+        rows = db.execute_sql(
+            "UPDATE fleet_request SET state = 'expired', "
+            "finished_at = extract(epoch from clock_timestamp())::float8, "
+            "error = 'expired: no agent took it in time' "
+            f"WHERE state = 'pending' AND expires_at <= {NOW} "
+            f"{where} RETURNING id, store",
+            params,
+        ).fetchall()
+        for request_id, request_store in rows:
+            notify(db, CHANNEL, {"store": request_store, "kind": "request",
+                                 "id": int(request_id), "state": "expired"})  # fmt: skip
+    return [int(r[0]) for r in rows]
+
+
+def take(db: peewee.PostgresqlDatabase, store: str) -> TakenRequest | None:
+    """The oldest request for ``store`` that can run now, marked taken (or None)."""
+    with db.atomic():
+        row = db.execute_sql(
+            "SELECT id, kind, payload, state, attempts FROM fleet_request "
+            "WHERE store = %s AND (state = 'taken' OR (state = 'pending' AND "
+            "expires_at > extract(epoch from clock_timestamp())::float8)) "
+            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            (store,),
+        ).fetchone()
+        if row is None:
+            return None
+        request_id, kind, payload, state, attempts = row
+        db.execute_sql(
+            "UPDATE fleet_request SET state = 'taken', attempts = attempts + 1, "
+            "taken_at = extract(epoch from clock_timestamp())::float8 WHERE id = %s",
+            (request_id,),
+        )
+        notify(db, CHANNEL, {"store": store, "kind": "request", "id": int(request_id),
+                             "state": "taken"})  # fmt: skip
+    return TakenRequest(int(request_id), str(kind), payload, int(attempts) + 1, state == "taken")
+
+
+def report_progress(
+    db: peewee.PostgresqlDatabase, store: str, request_id: int, progress: dict[str, Any]
+) -> None:
+    with db.atomic():
+        db.execute_sql(
+            "UPDATE fleet_request SET progress = %s WHERE id = %s AND state = 'taken'",
+            (Jsonb(progress), request_id),
+        )
+        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
+                             "state": "taken"})  # fmt: skip
+
+
+def finish(
+    db: peewee.PostgresqlDatabase,
+    store: str,
+    request_id: int,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Write the outcome: ``done`` with a result, or ``failed`` with an error."""
+    state = "failed" if error is not None else "done"
+    with db.atomic():
+        db.execute_sql(
+            "UPDATE fleet_request SET state = %s, result = %s, error = %s, "
+            "finished_at = extract(epoch from clock_timestamp())::float8 "
+            "WHERE id = %s AND state = 'taken'",
+            (state, Jsonb(result) if result is not None else None, error, request_id),
+        )
+        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
+                             "state": state})  # fmt: skip
+
+
+def wait(
+    reader: FleetReader,
+    listener: Listener,
+    request_id: int,
+    *,
+    on_progress: Callable[[RequestInfo], None] | None = None,
+    timeout: float | None = None,
+) -> RequestInfo:
+    """Block until the request is finished (done, failed or expired); LISTEN, no polling.
+
+    The listener must have been created before ``submit`` so no notification is missed.
+    Past its deadline a request nobody took is marked expired here. ``timeout`` bounds the
+    wait for a taken request (``FleetError`` when it passes).
+    """
+    started = time.monotonic()
+    seen_progress: object = None
+    while True:
+        info = reader.request(request_id)
+        if info is None:
+            raise FleetError(f"request {request_id} vanished from the fleet database")
+        if info.finished:
+            return info
+        if info.progress is not None and info.progress != seen_progress and on_progress:
+            seen_progress = info.progress
+            on_progress(info)
+        if info.state == "pending":
+            left = info.expires_at - reader.server_now()
+            if left <= 0:
+                expire_due(reader.db, info.store)
+                continue
+            wake = min(left + 0.05, 5.0)
+        else:
+            wake = 5.0  # a taken request: its agent reports; re-read now and then anyway
+        if timeout is not None:
+            remaining = timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                raise FleetError(f"request {request_id} is still {info.state} after {timeout:g}s")
+            wake = min(wake, remaining)
+        for note in listener.wait(wake):
+            if note.kind == "request" and note.payload.get("id") == request_id:
+                break
