@@ -15,6 +15,9 @@ What ``docker buildx prune --filter`` and Docker's ``daemon.json`` GC policies a
 Every filter produced is parsed by the core's filter language before it is returned, so
 a filter that can never match, or an unknown key, is refused here, naming the Docker
 text. Nothing here does I/O.
+
+One translation for every place that reads Docker's filters: ``prune``/``du --filter``
+(through ``cachetui.buildx``) and GC policy files written for ``daemon.json``.
 """
 
 from __future__ import annotations
