@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
+from cachetui.core import reserve
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
@@ -387,6 +388,10 @@ def prune(
     refused: SnapshotError | None = None  # raised once every policy has run
     shared_state = manager.state() if dry_run else None
     purger: Purger[RecordRow] = Purger(manager)
+    if not dry_run and reserve.is_low(manager.store.path):
+        # A nearly full disk: give SQLite the space set aside for this, so the prune
+        # can record its removals (and so free the disk). Set aside again below.
+        reserve.release(manager.store.path)
     try:
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
@@ -409,6 +414,8 @@ def prune(
         raise PruneInterrupted(removed) from stop.cause
     finally:
         purger.close()
+        if not dry_run:
+            reserve.ensure(manager.store.path)
     if refused is not None and not dry_run:
         raise refused
     return removed

@@ -34,7 +34,7 @@ TRASH_PREFIX = "rm-"
 def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
     reason = os.strerror(err.errno) if err.errno else str(err)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason = "no space left on device"
+        reason = "disk full (no space left on device)"
     return SnapshotError(f"cannot {action} {path}: {reason}", path=str(path))
 
 

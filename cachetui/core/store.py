@@ -22,6 +22,7 @@ from urllib.parse import quote
 import peewee
 from playhouse.sqlite_ext import AutoIncrementField
 
+from cachetui.core import reserve
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 from cachetui.core.writelock import WaitingSqliteDatabase
@@ -186,7 +187,9 @@ def _translate(err: Exception, path: str) -> StoreError:
         return StoreError(f"metadata store {path} is busy: {text}")
     if "readonly" in text or "read-only" in text:
         return StoreError(f"metadata store {path} is read-only: {text}")
-    if "disk is full" in text or "disk I/O" in text:
+    if "disk is full" in text or ("disk I/O" in text and reserve.is_low(path)):
+        return StoreError(reserve.disk_full_message(path, text))
+    if "disk I/O" in text:
         return StoreError(f"metadata store {path}: {text}")
     return StoreError(f"metadata store {path} cannot be used: {text}")
 
@@ -214,13 +217,28 @@ class Store:
         except BaseException:
             self._db.close()  # a refused store (a newer schema) keeps no connection open
             raise
+        if not read_only:
+            reserve.ensure(self.path)
 
     # -- connection -------------------------------------------------------------------
 
     def _connect(self) -> peewee.SqliteDatabase:
         try:
             return self._connect_once(immutable=False)
-        except StoreError:
+        except StoreError as err:
+            if reserve.is_low(self.path):
+                # A full disk, not a damaged file: SQLite could not create its WAL
+                # index. The space set aside for this moment makes room to open (and
+                # so to prune).
+                if not self.read_only and reserve.release(self.path):
+                    try:
+                        return self._connect_once(immutable=False)
+                    except StoreError:
+                        pass
+                if self.read_only and not os.path.exists(f"{self.path}-wal"):
+                    return self._connect_once(immutable=True)  # the file is the whole truth
+                detail = str(err.__cause__ or err)  # SQLite's words, not "unreadable"
+                raise StoreError(reserve.disk_full_message(self.path, detail)) from err
             # A WAL database on read-only media cannot create its -shm file. When no
             # -wal is left (a clean close), the file alone is the whole truth: read it as
             # immutable. With a -wal present, the error stands (immutable would lose it).
