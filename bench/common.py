@@ -63,12 +63,13 @@ def build_flat_store(
                 4096 * (1 + index % 50),
                 0,
                 0,
+                0,  # apparent size: the layers are empty
             )
         )
     con.executemany(
         "INSERT INTO record (id, parent, mutable, equal_mutable, retain, description, "
-        "record_type, created_at, last_used_at, usage_count, size, deleted, pending_use) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "record_type, created_at, last_used_at, usage_count, size, deleted, pending_use, "
+        "apparent_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows,
     )
     con.commit()

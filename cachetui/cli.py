@@ -186,9 +186,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "doctor",
         parents=[common, fmt],
         help="check the store against the disk",
-        description="Check the store; with --fix, repair what is safe.",
+        description="Check the store (changing nothing); with --fix, repair what is safe: "
+        "directories that no record names move to <root>/lost+found/, records whose layer "
+        "is missing are forgotten; nothing is deleted.",
     )
     doctor.add_argument("--fix", action="store_true", help="repair what is safe to repair")
+    doctor.add_argument(
+        "--forget-missing",
+        action="store_true",
+        help="with --fix: go on even when most layers are missing (the disk looks "
+        "unmounted), forgetting their records after listing them",
+    )
+    doctor.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild damaged metadata from the layers on disk (keeps a copy of the "
+        "damaged file; deletes nothing)",
+    )
 
     demo = subs.add_parser(
         "demo",
@@ -329,13 +343,18 @@ def _check_access(root: Path, *, write: bool) -> None:
                 raise permission_denied(path, "change")
 
 
-def _open(root: Path, *, read: bool = False):  # -> CacheManager (core imported lazily)
+def _open(
+    root: Path, *, read: bool = False, forget_missing: bool = False
+):  # -> CacheManager (core imported lazily)
+    """Open the store; ``read``: look only (no repair at open, no waiting for the lock)."""
     from cachetui.core import CacheManager
 
     _existing_store(root)
     read_only = read and not os.access(root, os.W_OK | os.X_OK)
     _check_access(root, write=not read_only)
-    return CacheManager.open(root, read_only=read_only)
+    return CacheManager.open(
+        root, read_only=read_only, repair=not read, forget_missing=forget_missing
+    )
 
 
 class _Stderr:
@@ -641,12 +660,23 @@ def _explain_limit(
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     root = _resolve_root(args)
-    with _open(root) as cm:
-        _progress("checking the store...")
-        try:
-            findings = cm.doctor(fix=args.fix)
-        finally:
-            _progress_done()
+    if args.forget_missing and not args.fix:
+        raise CliError("--forget-missing only goes with --fix", EXIT_USAGE)
+    if args.rebuild and args.fix:
+        raise CliError("--rebuild and --fix are separate steps: run --rebuild first", EXIT_USAGE)
+    if args.rebuild:
+        from cachetui.core.rebuild import rebuild
+
+        if not (root / "snapshots").is_dir():
+            _existing_store(root)
+        findings = rebuild(root)
+    else:
+        with _open(root, read=not args.fix, forget_missing=args.forget_missing) as cm:
+            _progress("checking the store...")
+            try:
+                findings = cm.doctor(fix=args.fix, forget_missing=args.forget_missing)
+            finally:
+                _progress_done()
     if args.format == "json":
         _out(sys.stdout, [json.dumps(output.finding_json(f)) for f in findings])
     else:

@@ -83,15 +83,18 @@ def cmd_agent(args: argparse.Namespace, root: Path) -> int:
 
 
 def _load_policy(path: Path, root: Path) -> tuple[list[Any], str]:
-    """The GC list from a policy file (``cachetui gc --policy`` reads the same files)."""
-    try:
-        from cachetui import gcpolicy  # type: ignore[attr-defined]
-    except ImportError:
-        raise InvalidError(f"--gc-policy {path}: policy files are not supported yet") from None
+    """The GC list from a policy file: the same reader as ``cachetui gc --policy``."""
+    import importlib
+
     from cachetui.core.policy import disk_stat
 
+    try:
+        # imported by name: the policy files' reader lands separately from the fleet
+        gcpolicy: Any = importlib.import_module("cachetui.gcpolicy")
+    except ImportError:
+        raise InvalidError(f"--gc-policy {path}: policy files are not supported yet") from None
     policy = gcpolicy.load_policy(path, disk_stat(root))
-    return list(policy.options()), str(path)
+    return list(policy.policies()), str(path)
 
 
 # -- stores --------------------------------------------------------------------------------
@@ -265,6 +268,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "prune --fleet-url sends the request without asking: add --force "
             "(or --dry-run to ask the agents for their plan)"
         )
+    from cachetui.core import filters
+
+    filters.parse_all(args.filter)  # a typo is refused here, before any host is asked
     as_json = args.format == "json"
     failed = 0
     with FleetReader(args.fleet_url) as fleet:

@@ -285,6 +285,7 @@ def usage_json(info: UsageInfo) -> dict[str, Any]:
         "description": info.description,
         "usage_count": int(info.usage_count),
         "record_type": info.record_type,
+        "health": info.health,
         "apparent_size": int(info.apparent_size) if info.apparent_size >= 0 else None,
         "labels": dict(info.labels),
         "cache_mount": None

@@ -3,10 +3,17 @@
 Sizes come from the store's cache; a missing size is measured once and cached, which
 never counts as a use and never creates records (our deviation 6 from BuildKit). A held
 mutable reports its live size, measured now (deviation 9).
+
+Each row carries its ``health``: "missing" when its bytes are nowhere under
+``snapshots/`` (size 0, never measured nor cached), "broken" when an ancestor's are. The
+bytes are looked for where another process's crash may have left them too (under the
+pair's immutable name after a finalize died, as ``rm-<id>`` after a removal's
+transaction died), so an open manager never reports 0 B for a layer that is there.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cachetui.core import filters as filter_language
 from cachetui.core.policy import DiskStat
+from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds
@@ -22,7 +30,7 @@ from cachetui.core.types import UsageInfo, to_seconds
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
+__all__ = ["Layers", "Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
 
 _fromtimestamp = datetime.fromtimestamp
 
@@ -39,6 +47,7 @@ def make_usage_info(
     shared: bool,
     state: StoreState | None = None,
     apparent_size: int | None = None,
+    health: str = "ok",
 ) -> UsageInfo:
     """One row; labels and cache mount come from ``state`` when given."""
     return UsageInfo(
@@ -56,6 +65,7 @@ def make_usage_info(
         labels=state.labels.get(row.id, ()) if state is not None else (),
         cache_mount=state.cache_mounts.get(row.id) if state is not None else None,
         apparent_size=_apparent(row) if apparent_size is None else apparent_size,
+        health=health,
     )
 
 
@@ -68,7 +78,64 @@ def measure_missing(
     manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(manager, state, rows, {})[0]
+    return _sizes(manager, state, rows, {}, Layers(manager, state, listing=False))[0]
+
+
+class Layers:
+    """Where each record's bytes are: from one listing of ``snapshots/`` (many rows), or
+    by looking at each candidate name (a few rows: a prune batch)."""
+
+    def __init__(self, manager: CacheManager, state: StoreState, *, listing: bool = True) -> None:
+        self.state = state
+        self.directory = manager.snapshots.dir
+        self.names: set[str] | None = set(manager.snapshots.names()) if listing else None
+        self._health: dict[str, str] = {}
+
+    def locate(self, row: RecordRow) -> str | None:
+        candidates = [row.layer_id]
+        if row.equal_mutable is not None:
+            candidates.append(row.id)
+        else:
+            partner = self.state.immutable_of.get(row.id)
+            if partner is not None:
+                candidates.append(partner)
+        if self.names is not None:
+            return DirectorySnapshotter.locate(candidates, self.names)
+        for name in (*candidates, *(f"{TRASH_PREFIX}{c}" for c in candidates)):
+            path = self.directory / name
+            if os.path.isdir(path) and not os.path.islink(path):
+                return name
+        return None
+
+    def health(self, row: RecordRow) -> str:
+        """ "ok", "missing" (its bytes are nowhere) or "broken" (an ancestor's are)."""
+        known = self._health
+        path: list[RecordRow] = []
+        on_path: set[str] = set()
+        current: RecordRow | None = row
+        verdict = "ok"
+        while current is not None:
+            cached = known.get(current.id)
+            if cached is not None:
+                verdict = "broken" if cached != "ok" else "ok"
+                break
+            if self.locate(current) is None:
+                known[current.id] = "missing"
+                verdict = "broken"
+                break
+            if current.id in on_path:  # a loop: damage, which opening reports
+                break
+            path.append(current)
+            on_path.add(current.id)
+            if current.parent is None:
+                break
+            current = self.state.rows.get(current.parent)
+            if current is None or current.deleted:
+                verdict = "broken"
+                break
+        for seen in path:
+            known[seen.id] = verdict
+        return known[row.id]
 
 
 def _sizes(
@@ -76,6 +143,7 @@ def _sizes(
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int],
+    layers: Layers,
 ) -> tuple[dict[str, int], bool]:
     """The sizes, and whether any was measured now (rather than read from the cache).
 
@@ -87,23 +155,22 @@ def _sizes(
     measured_any = False
     live = state.live
     for row in rows:
+        name = layers.locate(row)
+        if name is None:
+            sizes[row.id] = apparent[row.id] = 0  # missing: never measured nor cached
+            continue
         if row.size >= 0 and not (row.mutable and live and state.node_held(row)):
             sizes[row.id] = row.size
             continue
         measured_any = True
-        if row.mutable and state.node_held(row):
-            changing = manager.snapshots.measure(row.id)
-            sizes[row.id] = changing.size
-            apparent[row.id] = changing.apparent_size
-        else:
-            measured = manager.snapshots.measure(row.layer_id)
-            sizes[row.id] = measured.size
-            apparent[row.id] = measured.apparent_size
-            if measured.complete:
-                to_cache[row.id] = measured.size
-                apparent_to_cache[row.id] = measured.apparent_size
-                row.size = measured.size
-                row.apparent_size = measured.apparent_size
+        measured = manager.snapshots.measure_name(name)
+        sizes[row.id] = measured.size
+        apparent[row.id] = measured.apparent_size
+        if measured.complete and not (row.mutable and state.node_held(row)):
+            to_cache[row.id] = measured.size
+            apparent_to_cache[row.id] = measured.apparent_size
+            row.size = measured.size
+            row.apparent_size = measured.apparent_size
     if to_cache and not manager.read_only:
         manager.store_sizes(to_cache, apparent_to_cache)
     return sizes, measured_any
@@ -123,6 +190,7 @@ def disk_usage(
     in_use = state.in_use_ids()
     shared = state.shared_ids(manager.is_shared)
     cutoff = manager.now() - limit if limit else None
+    layers = Layers(manager, state)
     labels, mounts = state.labels, state.cache_mounts
     selected: list[RecordRow] = []
     for row in visible:
@@ -141,12 +209,13 @@ def disk_usage(
                 shared=row.id in shared,
                 labels=labels.get(row.id, ()),
                 cache_mount=mounts.get(row.id),
+                health=layers.health(row),
             )
         ):
             continue
         selected.append(row)
     apparent: dict[str, int] = {}
-    sizes, measured_any = _sizes(manager, state, selected, apparent)
+    sizes, measured_any = _sizes(manager, state, selected, apparent, layers)
     if measured_any:
         # Some sizes were measured just now: the store's (size, id) order no longer holds.
         selected.sort(key=attrgetter("id"))
@@ -181,6 +250,7 @@ def disk_usage(
                     labels.get(rid, ()),
                     mounts.get(rid),
                     apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
+                    layers.health(row),
                 )
             )
     return result

@@ -78,7 +78,7 @@ __all__ = [
 #: ``cache-id``, ``target`` and ``sharing`` are a cache mount's identity; every
 #: ``label.<key>`` is a value key too (not listed: there is one per label).
 VALUE_KEYS: frozenset[str] = frozenset(
-    {"id", "parents", "description", "type", "cache-id", "target", "sharing"}
+    {"id", "parents", "description", "type", "cache-id", "target", "sharing", "health"}
 )
 #: The prefix of label keys: ``label.team==infra``.
 LABEL_PREFIX = "label."
@@ -402,6 +402,7 @@ def usage_fields(
     shared: bool,
     labels: Iterable[tuple[str, str]] = (),
     cache_mount: CacheMount | None = None,
+    health: str = "ok",
 ) -> dict[str, str]:
     """The fields a filter sees for one record (BuildKit's ``adaptUsageInfo``).
 
@@ -409,9 +410,10 @@ def usage_fields(
     non-empty; ``type`` is always present (an empty record type is "regular"). Flags are
     present, with value "", only when true: ``inuse``; ``mutable`` or ``immutable``;
     ``shared`` or ``private``. Each label is ``label.<key>``; a cache mount's identity is
-    ``cache-id``, ``target`` (when not empty) and ``sharing``.
+    ``cache-id``, ``target`` (when not empty) and ``sharing``. ``health`` ("ok",
+    "missing", "broken") is always present.
     """
-    fields: dict[str, str] = {"type": str(record_type) or "regular"}
+    fields: dict[str, str] = {"type": str(record_type) or "regular", "health": health}
     if id:
         fields["id"] = id
     if parents:

@@ -20,15 +20,15 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cachetui.core import diskusage, prune, reconcile
+from cachetui.core import diskusage, opencheck, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
-from cachetui.core.ids import new_id, validate_id
+from cachetui.core.ids import ID_PATTERN, new_id, validate_id
 from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef
-from cachetui.core.snapshots import DirectorySnapshotter
+from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
 from cachetui.core.state import StoreState, load_state
 from cachetui.core.store import Store
 from cachetui.core.types import CacheMount, PruneOptions, RecordType, UsageInfo
@@ -54,6 +54,26 @@ def _check_root(root: object) -> Path:
     if is_dir is False:
         raise InvalidError(f"invalid root {text!r}: it exists and is not a directory")
     return path
+
+
+def _empty_metadata(db_path: Path) -> bool:
+    """No metadata at all: the file is absent or empty, and no WAL holds any."""
+    for candidate in (db_path, Path(f"{db_path}-wal")):
+        try:
+            if os.path.getsize(candidate) > 0:
+                return False
+        except OSError:
+            continue
+    return True
+
+
+def _layer_entries(directory: Path) -> list[str]:
+    """Layer-named directories under ``snapshots/`` (empty when it does not exist)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [name for name in names if ID_PATTERN.fullmatch(name)]
 
 
 class CacheManager(MetadataOperations):
@@ -92,8 +112,14 @@ class CacheManager(MetadataOperations):
         is_shared: Callable[[str], bool] | None = None,
         read_only: bool = False,
         id_factory: Callable[[], str] | None = None,
+        repair: bool = True,
+        forget_missing: bool = False,
     ) -> CacheManager:
         """Open (creating if missing) the store at ``root`` and reconcile it with the disk.
+
+        Opening never forgets a record (core-api.md, "Reopening after trouble"): a record
+        whose layer is missing stays listed (health "missing"). A writable open only
+        finishes what a crash left half done.
 
         Args:
             root: the store directory (``metadata.db`` and ``snapshots/`` inside).
@@ -103,10 +129,17 @@ class CacheManager(MetadataOperations):
                 are shared.
             read_only: never write (reconcile is skipped; writes raise ``StoreError``).
             id_factory: returns new record ids (tests and screenshots make them stable).
+            repair: False for a look only (``du``, ``doctor`` without ``--fix``): nothing
+                is finished or cleaned at open, no record, holder or snapshot byte
+                changes, and the write lock is never waited for (a measured size is
+                cached only when the lock is free).
+            forget_missing: open even a store that looks unmounted (``doctor --fix
+                --forget-missing``), so that its missing records can be dropped.
 
         Raises:
             InvalidError: a bad argument (a root that is a file, a malformed ``db_url``).
-            StoreError: the metadata cannot be used (corrupt, newer schema, not writable).
+            StoreError: the metadata cannot be used (corrupt, newer schema, not writable),
+                ``snapshots/`` is a symbolic link, or the layers look unmounted.
         """
         path = _check_root(root)
         if clock is not None and not callable(clock):
@@ -122,10 +155,21 @@ class CacheManager(MetadataOperations):
                 raise StoreError(f"store root {path} is not writable (open it read-only)")
         elif not path.is_dir():
             raise NotFoundError(f"store root {path} does not exist")
+        check_own_directories(path)
         db_path = cls._db_path(path, db_url)
-        store = Store(db_path, read_only=read_only)
+        empty = _empty_metadata(db_path)
+        layers = _layer_entries(path / "snapshots") if empty else []
+        store = Store(db_path, read_only=read_only, in_memory=bool(layers))
         try:
-            snapshots = DirectorySnapshotter(path, read_only=read_only)
+            if layers:
+                store.damaged = [
+                    f"metadata {db_path} is empty or missing while {len(layers)} layer "
+                    f"directories exist under {path / 'snapshots'}: opened read-only; "
+                    "`cachetui doctor --rebuild` rebuilds the records from the layers"
+                ]
+            else:
+                cls._inspect(store, path / "snapshots", forget_missing=forget_missing)
+            snapshots = DirectorySnapshotter(path, read_only=read_only or bool(layers))
             manager = cls(
                 path,
                 store,
@@ -134,11 +178,32 @@ class CacheManager(MetadataOperations):
                 is_shared=is_shared,
                 id_factory=id_factory,
             )
-            manager.open_findings = reconcile.at_open(manager)
+            manager.open_findings = reconcile.at_open(manager, repair=repair)
         except BaseException:
             store.close()
             raise
         return manager
+
+    @staticmethod
+    def _inspect(store: Store, directory: Path, *, forget_missing: bool) -> None:
+        """The checks before anything trusts the rows: damage makes the store degraded
+        (read-only), a store that looks unmounted is refused."""
+        problems = store.integrity_problems(full=False)
+        if problems:
+            store.damaged = problems
+            return
+        seen = opencheck.inspect(store, directory)
+        problems = seen.problems()
+        if problems:
+            store.damaged = problems
+            return
+        if forget_missing or seen.unmounted_message() is None:
+            return
+        # Another process's prune may have removed layers between the read and the
+        # listing: look once more before calling the disk unmounted.
+        message = opencheck.inspect(store, directory).unmounted_message()
+        if message is not None:
+            raise StoreError(message)
 
     @staticmethod
     def _db_path(root: Path, db_url: str | None) -> Path:
@@ -245,6 +310,7 @@ class CacheManager(MetadataOperations):
                         prow = self._live_row(parent.id)
                         if prow.mutable or prow.equal_mutable is not None:
                             raise InvalidError(f"parent {parent.id} is not a finalized record")
+                        self._require_layers(prow)
                     self.store.Record.insert(
                         id=record_id,
                         parent=parent.id if parent is not None else None,
@@ -277,7 +343,10 @@ class CacheManager(MetadataOperations):
         self._check_usable()
         record_id = validate_id(id)
         with self._lock, self.store.write():
-            row = self._live_row(record_id)
+            row = self._heal(self._live_row(record_id))
+            if row is None:
+                raise NotFoundError(f"{record_id}: not found")
+            self._require_layers(row)
             if not row.mutable:
                 holder_id = self._add_holder(row.id, counts_use=True)
                 return self._make_ref(ImmutableRef, row, holder_id)  # type: ignore[return-value]
@@ -298,9 +367,12 @@ class CacheManager(MetadataOperations):
         self._check_usable()
         record_id = validate_id(id)
         with self._lock, self.store.write():
-            row = self._live_row(record_id)
-            if not row.mutable:
+            row = self._heal(self._live_row(record_id))
+            if row is None or not row.mutable:
+                if row is not None and row.id != record_id:
+                    raise NotFoundError(f"{record_id}: finalized as {row.id}")
                 raise InvalidError(f"{record_id} is not mutable")
+            self._require_layers(row)
             if self._live_holders(row.id):
                 raise LockedError(row.id)
             partner = self._immutable_of(row.id)
@@ -367,7 +439,10 @@ class CacheManager(MetadataOperations):
         self._check_usable()
         return prune.gc(self, policies)
 
-    def doctor(self, *, fix: bool = False) -> list[reconcile.Finding]:
-        """Check the store against the disk; with ``fix``, repair what is safe."""
+    def doctor(self, *, fix: bool = False, forget_missing: bool = False) -> list[reconcile.Finding]:
+        """Check the store against the disk (changing nothing); with ``fix``, repair what
+        is safe: directories no row names move to ``<root>/lost+found/``, records whose
+        layer is missing (and their descendants) are forgotten, but not while the layers
+        look unmounted unless ``forget_missing``. Nothing is ever deleted."""
         self._check_usable()
-        return reconcile.doctor(self, fix=fix)
+        return reconcile.doctor(self, fix=fix, forget_missing=forget_missing)

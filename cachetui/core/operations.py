@@ -12,6 +12,7 @@ write, then deletes the tree, then the row.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from cachetui.core.errors import InvalidError, LockedError, NotFoundError, Store
 from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
-from cachetui.core.snapshots import DirectorySnapshotter
+from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
 from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
 from cachetui.core.store import Store
 from cachetui.core.timestamps import checked_clock_value
@@ -137,7 +138,75 @@ class RecordOperations:
         assert row is not None
         return row
 
-    # -- views --------------------------------------------------------------------------
+    # -- where the bytes are: crash shapes of other processes ----------------------------
+
+    def _locate(self, row: RecordRow) -> str | None:
+        """The name under ``snapshots/`` holding ``row``'s bytes, inside a transaction.
+
+        Normally its layer (a pending commit's is the mutable's). Another process that
+        died mid-finalize leaves them under the immutable's name; one that died inside a
+        removal's transaction leaves them as ``rm-<id>`` while the row is live. None when
+        they are nowhere: the record is "missing".
+        """
+        candidates = [row.layer_id]
+        if row.equal_mutable is not None:
+            candidates.append(row.id)
+        elif row.mutable:
+            partner = self._immutable_of(row.id)
+            if partner is not None:
+                candidates.append(partner.id)
+        directory = self.snapshots.dir
+        for name in (*candidates, *(f"{TRASH_PREFIX}{c}" for c in candidates)):
+            path = directory / name
+            if os.path.isdir(path) and not os.path.islink(path):
+                return name
+        return None
+
+    def _heal(self, row: RecordRow) -> RecordRow | None:
+        """Inside a write: finish or undo what a dead process left on ``row``'s layer.
+
+        Holding the write lock means no other process is inside a finalize or a removal
+        transaction, so these shapes can only be a crash's: a half-finalized pair is
+        finished (the mutable row goes: returns the immutable), a removal that never
+        committed is rolled back (its layer gets its name again). Returns the row as it
+        is now (None if it went).
+        """
+        name = self._locate(row)
+        if name is None or name == row.layer_id:
+            return row
+        if name.startswith(TRASH_PREFIX):
+            self.snapshots.unretire(name[len(TRASH_PREFIX) :])
+            return row
+        # The bytes sit under the immutable's name: finalize renamed, then died.
+        immutable = row if row.equal_mutable is not None else self._row(name)
+        if immutable is None or immutable.equal_mutable is None:
+            return row
+        mutable_id = immutable.equal_mutable
+        self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (immutable.id,))
+        self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
+        self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+        return self._row(immutable.id)
+
+    def _require_layers(self, row: RecordRow) -> None:
+        """Inside a write: NotFoundError naming the first missing layer of the chain
+        (the record's own, then its ancestors'), healing crash shapes on the way."""
+        current: RecordRow | None = row
+        seen: set[str] = set()
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            healed = self._heal(current)
+            if healed is None or self._locate(healed) is None:
+                path = self.snapshots.dir / current.layer_id
+                if current is row:
+                    raise NotFoundError(f"{row.id}: its layer directory {path} is missing")
+                raise NotFoundError(
+                    f"{row.id}: the layer directory {path} of its ancestor {current.id} is missing"
+                )
+            if healed.parent is None:
+                return
+            current = self._row(healed.parent)
+            if current is None or current.deleted:
+                raise NotFoundError(f"{row.id}: its ancestor {healed.parent} has no record")
 
     # -- handle operations (called by refs) ---------------------------------------------
 
@@ -176,8 +245,8 @@ class RecordOperations:
     def _finalize(self, record_id: str) -> None:
         self._check_usable()
         with self._lock, self.store.write():
-            row = self._live_row(record_id)
-            if row.equal_mutable is None:
+            row = self._heal(self._live_row(record_id))
+            if row is None or row.equal_mutable is None:
                 return
             mutable_id = row.equal_mutable
             self.snapshots.rename_layer(mutable_id, row.id)
@@ -221,6 +290,8 @@ class RecordOperations:
                 # else's now. A stale handle never counts a use nor deletes anything.
                 return
             row = self._row(ref.id)
+            if row is not None and not row.deleted:
+                row = self._heal(row)
             if row is None or row.deleted:
                 return
             counts_use = bool(found[0][0])
@@ -293,11 +364,9 @@ class RecordOperations:
             self.store.execute("UPDATE record SET deleted = 1 WHERE id = ?", (record_id,))
             self.store.execute("DELETE FROM holder WHERE record = ?", (record_id,))
         for record_id in record_ids:
-            row = self._row(record_id)
-            if row is not None and row.equal_mutable is None:
-                retired.append((record_id, self.snapshots.retire(record_id)))
-            else:
-                retired.append((record_id, None))
+            # A pending commit's own name is normally empty; after another process died
+            # mid-finalize it holds the bytes, which go with the record as asked.
+            retired.append((record_id, self.snapshots.retire(record_id)))
         return retired
 
     def _purge(self, retired: Sequence[tuple[str, Path | None]]) -> list[str]:
@@ -320,14 +389,27 @@ class RecordOperations:
         self._check_usable()
         with self._lock, self.store.read():
             row = self._live_row(ref.id)
-            lowers: list[Path] = []
+            chain = [row]
             parent = row.parent
             seen = {row.id}
             while parent is not None and parent not in seen:
                 seen.add(parent)
-                lowers.append(self.snapshots.path(parent))
                 prow = self._row(parent)
-                parent = prow.parent if prow else None
+                if prow is None or prow.deleted:
+                    raise NotFoundError(f"{row.id}: its ancestor {parent} has no record")
+                chain.append(prow)
+                parent = prow.parent
+            healthy = all(self._locate(r) == r.layer_id for r in chain)
+        if not healthy and not self.read_only:
+            with self._lock, self.store.write():  # a crash shape: finish it, or say what
+                self._require_layers(self._live_row(ref.id))
+        elif not healthy:
+            with self._lock, self.store.read():
+                for r in chain:
+                    if self._locate(r) is None:
+                        path = self.snapshots.dir / r.layer_id
+                        raise NotFoundError(f"{row.id}: layer directory {path} is missing")
+        lowers = [self.snapshots.path(r.layer_id) for r in chain[1:]]
         own = self.snapshots.path(row.layer_id)
         if isinstance(ref, MutableRef):
             return Mount(upper=own, lowers=tuple(lowers))
@@ -337,11 +419,14 @@ class RecordOperations:
         self._check_usable()
         with self._lock, self.store.read():
             row = self._live_row(ref.id)
+            name = self._locate(row)
+        if name is None:
+            return 0  # missing: nothing to measure, and never cached as empty
         if row.mutable:
-            return self.snapshots.measure(row.id).size
+            return self.snapshots.measure_name(name).size
         if row.size >= 0:
             return row.size
-        measured = self.snapshots.measure(row.layer_id)
+        measured = self.snapshots.measure_name(name)
         if measured.complete and not self.read_only:
             self.store_sizes({row.id: measured.size}, {row.id: measured.apparent_size})
         return measured.size
@@ -382,7 +467,8 @@ class RecordOperations:
             return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
 
     def store_sizes(self, sizes: dict[str, int], apparent: dict[str, int] | None = None) -> None:
-        """Cache measured sizes, and their apparent sizes when given (never a use)."""
+        """Cache measured sizes, and their apparent sizes when given (never a use, never
+        waiting for the write lock: a read must not block behind another's write)."""
         if not sizes or self.read_only:
             return
         try:

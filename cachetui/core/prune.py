@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cachetui.core import filters as filter_language
 from cachetui.core import reserve
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.diskusage import make_usage_info, measure_missing
+from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
 from cachetui.core.policy import (
     Candidate,
@@ -78,6 +78,7 @@ class _Pass:
         self.shared = state.shared_ids(manager.is_shared)
         self.cutoff = manager.now() - policy.keep_seconds if policy.keep_seconds else None
         self.skipped: set[str] = set()
+        self.layers = Layers(manager, state) if matcher else None
 
     def eligible(self, row: RecordRow) -> bool:
         state = self.state
@@ -119,6 +120,7 @@ class _Pass:
             shared=row.id in self.shared,
             labels=self.state.labels.get(row.id, ()),
             cache_mount=self.state.cache_mounts.get(row.id),
+            health=self.layers.health(row) if self.layers is not None else "ok",
         )
         return self.matcher.matches(fields)
 

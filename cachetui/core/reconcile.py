@@ -1,37 +1,45 @@
-"""Reconciling the metadata with the disk: at every open, and on demand (``doctor``).
+"""Reconciling the metadata with the disk: at a writable open, and on demand (``doctor``).
 
-At open (inside one write transaction, so no other process is half way through a
-prepare or a finalize):
+Opening never forgets a record (core-api.md, "Reopening after trouble"). A writable open
+only finishes what a crash left half done, inside one write transaction (so no other
+process is half way through a prepare, a finalize or a removal):
 
 * holders whose process is gone are reaped;
-* half-finalized pairs (the immutable's layer exists, the mutable's is gone) are repaired;
-* tombstoned records are finished;
-* records whose layer is missing are dropped together with their descendants;
-* ``new-*`` and ``rm-*`` leftovers are removed.
+* half-finalized pairs (the immutable's layer exists, the mutable's is gone) are finished;
+* removals whose transaction never committed (a live row, its layer renamed ``rm-*``) are
+  rolled back: the layer gets its name again;
+* tombstoned records are finished; ``new-*`` and ``rm-*`` leftovers are removed.
 
-Directories that no row names are only reported. ``doctor(fix=True)`` removes them, and
-only when they look like a layer (an id name) on the store's own filesystem, and only
-when the database itself passes SQLite's integrity check: a damaged store never leads to
-deleting snapshot data.
+Before any of that touches the disk, SQLite's full ``integrity_check`` must pass: damaged
+metadata never drives a repair. A record whose layer is missing stays listed ("missing",
+its descendants "broken"); ``doctor`` reports it and ``doctor(fix=True)`` drops it.
+
+``doctor(fix=True)`` decides and acts inside the store's write lock, from rows and a
+directory listing read inside it. Directories that no row names are never deleted: they
+move to ``<root>/lost+found/`` (with their sizes in the findings), and only when they are
+older than the fix itself. A store that looks unmounted is never "fixed" unless
+``forget_missing`` says the layers are really gone.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cachetui.core import filesystems, fsops, timestamps
+from cachetui.core import filesystems, opencheck, timestamps, usage
+from cachetui.core import snapshots as snapshots_module
 from cachetui.core.errors import SnapshotError
 from cachetui.core.processes import is_alive
-from cachetui.core.snapshots import TRASH_PREFIX
+from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
 from cachetui.core.state import load_state
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["Finding", "at_open", "doctor", "reconcile"]
+__all__ = ["Finding", "at_open", "doctor", "health_of", "reconcile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,94 +63,76 @@ def _reap_dead_holders(manager: CacheManager) -> int:
     return len(dead)
 
 
-def _repair(manager: CacheManager, findings: list[Finding]) -> set[str]:
-    """Inside a write: repair pairs, choose what to drop; returns ids to tombstone.
-
-    Reads four narrow columns only: this runs at every open, over every record.
-    """
-    store = manager.store
-    names = set(manager.snapshots.names())
-    parent_of: dict[str, str | None] = {}
-    pairs: dict[str, str] = {}  # immutable id -> its equal mutable
-    for rid, parent, equal_mutable in store.rows(
-        "SELECT id, parent, equal_mutable FROM record WHERE deleted = 0"
-    ):
-        parent_of[rid] = parent
-        if equal_mutable is not None:
-            pairs[rid] = equal_mutable
-    drop: set[str] = set()
-    for rid, mutable_id in pairs.items():
-        if mutable_id in parent_of and mutable_id in names:
+def health_of(seen: opencheck.Inspection) -> dict[str, str]:
+    """ "missing" or "broken" for every live record that is not "ok"."""
+    health = {rid: "missing" for rid in seen.missing()}
+    for start in seen.parent_of:
+        if start in health:
             continue
-        if rid in names:  # finalize renamed the layer, then crashed before the rows
-            store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (rid,))
-            if mutable_id in parent_of:
-                store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
-                store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
-                parent_of.pop(mutable_id)
-            findings.append(
-                Finding("half-finalized", rid, "finished an interrupted finalize", True)
-            )
-        else:
-            drop.add(rid)
-    for rid in parent_of:
-        trash = f"{TRASH_PREFIX}{rid}"
-        if rid not in pairs and rid not in names and trash in names:
-            # A removal whose tombstone never committed (a crash inside the write):
-            # the row is live, so its layer comes back.
-            manager.snapshots.unretire(rid)
-            names.add(rid)
-            names.discard(trash)
-            findings.append(Finding("rolled-back-removal", rid, "restored its layer", True))
-    missing = {
+        path: list[str] = []
+        current: str | None = start
+        verdict = "ok"
+        while current is not None:
+            if current in health:
+                verdict = "broken"
+                break
+            if current in path:  # a loop: damage, reported elsewhere
+                break
+            path.append(current)
+            parent = seen.parent_of.get(current)
+            if parent is not None and parent not in seen.parent_of:
+                verdict = "broken"
+                break
+            current = parent
+        if verdict == "broken":
+            for rid in path:
+                health[rid] = "broken"
+    return {rid: state for rid, state in health.items() if state != "ok"}
+
+
+def _plan(seen: opencheck.Inspection, tombstoned: list[str]) -> tuple[list[str], list[str]]:
+    """The crash shapes to finish: (half-finalized immutables, layers to rename back)."""
+    half_finalized = [
         rid
-        for rid, parent in parent_of.items()
-        if (rid not in pairs and rid not in names)
-        or (parent is not None and parent not in parent_of)
-    }
-    for rid in sorted(missing):
-        findings.append(
-            Finding("missing-snapshot", rid, "layer or parent missing: record dropped", True)
-        )
-    drop |= missing
-    if not drop:
-        return set()
-    children: dict[str, list[str]] = {}
-    for rid, parent in parent_of.items():
-        if parent is not None:
-            children.setdefault(parent, []).append(rid)
-    for rid, mutable_id in pairs.items():  # the immutable half goes with its mutable
-        children.setdefault(mutable_id, []).append(rid)
-    result: set[str] = set()
-    stack = list(drop)
-    while stack:
-        current = stack.pop()
-        if current in result or current not in parent_of:
-            continue
-        result.add(current)
-        stack.extend(children.get(current, ()))
-    return result
+        for rid, mutable_id in seen.pair_of.items()
+        if mutable_id not in seen.names and rid in seen.names
+    ]
+    unretire = [
+        rid
+        for rid in seen.named_layers()
+        if rid not in seen.names and f"{TRASH_PREFIX}{rid}" in seen.names
+    ]
+    return half_finalized, unretire
 
 
-def at_open(manager: CacheManager) -> list[Finding]:
-    """What every open does: repair (unless read-only or damaged), then warnings."""
+def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
+    """``new-*`` (only a crash leaves one: prepare stages inside the write lock) and
+    ``rm-*`` whose record is not live (its removal was asked for)."""
+    found = []
+    for name in seen.names:
+        if name.startswith(STAGING_PREFIX):
+            found.append(name)
+        elif name.startswith(TRASH_PREFIX):
+            rid = name[len(TRASH_PREFIX) :]
+            if rid not in unretired and rid not in seen.parent_of:
+                found.append(name)
+    return sorted(found)
+
+
+def at_open(manager: CacheManager, *, repair: bool = True) -> list[Finding]:
+    """What every open does: finish crashes (writable, ``repair``, healthy), then warnings."""
     findings: list[Finding] = []
-    if not manager.store.read_only:
-        problems = manager.store.integrity_problems()
-        if problems:
-            # A damaged database never drives a repair that deletes data: its rows
-            # may be wrong, so "no row names this directory" proves nothing.
-            # Open degraded: reads work, every write is refused.
-            manager.store.damaged = problems
-            findings.append(
-                Finding(
-                    "degraded",
-                    "metadata.db",
-                    "integrity check failed: opened without repair, writes refused",
-                )
+    if manager.store.damaged:
+        findings.append(
+            Finding(
+                "degraded",
+                "metadata.db",
+                "metadata damaged: opened read-only, writes refused; "
+                "`cachetui doctor --rebuild` rebuilds it from the layers",
             )
-        else:
-            findings = reconcile(manager)
+        )
+    elif repair and not manager.read_only:
+        findings = reconcile(manager)
     fstype = filesystems.filesystem_type(manager.root)
     if filesystems.is_network_filesystem(fstype):
         # WAL needs every process on one host; locks over NFS/SMB are unreliable.
@@ -157,40 +147,66 @@ def at_open(manager: CacheManager) -> list[Finding]:
     return findings
 
 
+def _damaged(manager: CacheManager) -> list[Finding] | None:
+    """Full integrity check before a repair; on failure the manager goes degraded."""
+    problems = manager.store.integrity_problems(full=True)
+    if not problems:
+        return None
+    manager.store.damaged = problems
+    return [
+        Finding(
+            "degraded",
+            "metadata.db",
+            "integrity check failed: nothing repaired, writes refused; "
+            "`cachetui doctor --rebuild` rebuilds it from the layers",
+        )
+    ]
+
+
 def reconcile(manager: CacheManager) -> list[Finding]:
-    """Repair what a crash or a dead process left (see the module docstring)."""
+    """Finish or undo what a crash or a dead process left (see the module docstring)."""
     findings: list[Finding] = []
     snapshots = manager.snapshots
-    with manager._lock, manager.store.write():
+    store = manager.store
+    with manager._lock, store.write():
+        seen = opencheck.inspect(store, snapshots.dir)
+        tombstoned = [rid for (rid,) in store.rows("SELECT id FROM record WHERE deleted = 1")]
+        half_finalized, unretire = _plan(seen, tombstoned)
+        leftovers = _leftovers(seen, set(unretire))
+        if half_finalized or unretire or tombstoned or leftovers:
+            degraded = _damaged(manager)
+            if degraded is not None:
+                return degraded  # nothing written yet: the transaction commits empty
         reaped = _reap_dead_holders(manager)
         if reaped:
             findings.append(Finding("stale-holder", "-", f"reaped {reaped} dead holder(s)", True))
-        drop = _repair(manager, findings)
-        for rid in drop:
-            descendant_note = "dropped with its parent"
-            if not any(f.subject == rid for f in findings):
-                findings.append(Finding("missing-snapshot", rid, descendant_note, True))
-        if drop:
-            manager.store.db.cursor().executemany(
-                "UPDATE record SET deleted = 1 WHERE id = ?", [(rid,) for rid in drop]
+        for rid in half_finalized:
+            # finalize renamed the layer, then died before its rows committed
+            mutable_id = seen.pair_of[rid]
+            store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (rid,))
+            store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
+            store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+            findings.append(
+                Finding("half-finalized", rid, "finished an interrupted finalize", True)
             )
-        tombstoned = [
-            rid for (rid,) in manager.store.rows("SELECT id FROM record WHERE deleted = 1")
-        ]
+        for rid in unretire:
+            # A removal whose tombstone never committed: the row is live, the layer
+            # comes back.
+            snapshots.unretire(rid)
+            findings.append(Finding("rolled-back-removal", rid, "restored its layer", True))
         for rid in tombstoned:
-            manager.store.execute("DELETE FROM holder WHERE record = ?", (rid,))
+            store.execute("DELETE FROM holder WHERE record = ?", (rid,))
             snapshots.retire(rid)
-        leftovers = snapshots.leftovers()
-        # new-* can only be a crash's leftover: prepare stages inside the write lock.
     trash = [snapshots.dir / name for name in leftovers]
+    trash += [p for rid in tombstoned if (p := snapshots.trash_path(rid)) not in trash]
     failures = snapshots.purge(trash) if trash else []
     failed = {str(path) for path, _ in failures}
     for path, err in failures:
         findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
     finished = [rid for rid in tombstoned if str(snapshots.trash_path(rid)) not in failed]
     if finished:
-        with manager._lock, manager.store.write():
-            manager.store.db.cursor().executemany(
+        with manager._lock, store.write():
+            store.db.cursor().executemany(
                 "DELETE FROM record WHERE id = ? AND deleted = 1", [(rid,) for rid in finished]
             )
     for name in leftovers:
@@ -208,73 +224,117 @@ def _same_device(path: Path, root: Path) -> bool:
         return False
 
 
-def doctor(manager: CacheManager, *, fix: bool = False) -> list[Finding]:
-    """Integrity check of the store; with ``fix``, repair only what is safe."""
-    findings: list[Finding] = list(manager.open_findings)
-    problems = manager.store.integrity_problems()
-    for message in problems:
-        findings.append(Finding("integrity", "metadata.db", message))
-    healthy = not problems
+def _movable(snapshots_dir: Path, name: str) -> bool:
+    """Only a real directory with a layer's name, on the store's own filesystem."""
+    path = snapshots_dir / name
+    return (
+        snapshots_module.DirectorySnapshotter.looks_like_layer(name)
+        and os.path.isdir(path)
+        and not os.path.islink(path)
+        and _same_device(path, snapshots_dir)
+    )
+
+
+def _report(manager: CacheManager, seen: opencheck.Inspection) -> list[Finding]:
+    """Everything doctor says about rows against the disk (no change)."""
+    findings: list[Finding] = []
     state = load_state(manager.store, include_deleted=True)
-    snapshots = manager.snapshots
-    stale = [h for h in state.holders if not h.alive]
-    for holder in stale:
-        findings.append(
-            Finding(
-                "stale-holder",
-                holder.record,
-                f"holder pid {holder.pid} on {holder.host} is gone",
-                fix and healthy,
-            )
-        )
-    live = {rid: row for rid, row in state.rows.items() if not row.deleted}
-    names = set(snapshots.names())
-    for rid, row in sorted(live.items()):
-        if row.equal_mutable is None and rid not in names:
-            findings.append(Finding("missing-snapshot", rid, "record has no layer directory"))
-        if row.parent is not None and row.parent not in live:
-            findings.append(Finding("broken-parent", rid, f"parent {row.parent} has no record"))
-        chain = state.chain(rid)
-        last = state.rows.get(chain[-1])
-        if last is not None and last.parent is not None and last.parent in chain:
-            findings.append(Finding("cycle", rid, f"parent chain loops at {last.parent}"))
+    for holder in state.holders:
+        if not holder.alive:
+            message = f"holder pid {holder.pid} on {holder.host} is gone"
+            findings.append(Finding("stale-holder", holder.record, message))
+    health = health_of(seen)
+    for rid in sorted(health):
+        if health[rid] == "missing":
+            layer = manager.snapshots.dir / seen.pair_of.get(rid, rid)
+            message = f"its layer directory {layer} is missing"
+            findings.append(Finding("missing-layer", rid, message))
+        else:
+            findings.append(Finding("broken", rid, "an ancestor's layer is missing"))
     for rid, column, value in timestamps.bad_rows(manager.store.rows):
         message = f"{column} is {value!r}, not a time (shown as unknown)"
         findings.append(Finding("bad-timestamp", rid, message, False))
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
-            findings.append(Finding("tombstone", rid, "removal not finished", False))
-    for name in sorted(snapshots.leftovers()):
-        findings.append(Finding("leftover", name, "staging or trash directory", False))
-    unknown = sorted(snapshots.unknown(set(live)))
-    removable: list[Path] = []
-    for name in unknown:
-        path = snapshots.dir / name
-        safe = (
-            snapshots.looks_like_layer(name)
-            and not os.path.islink(path)
-            and _same_device(path, snapshots.dir)
-        )
-        will_fix = fix and healthy and safe
+            findings.append(Finding("tombstone", rid, "removal not finished"))
+    for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
+        findings.append(Finding("leftover", name, "staging or trash directory"))
+    named = set(seen.parent_of)
+    for name in sorted(manager.snapshots.unknown(named, seen.names)):
         message = "directory without a record"
-        if not safe:
+        if not _movable(manager.snapshots.dir, name):
             message += " (not a layer name or not on this filesystem: left alone)"
-        findings.append(Finding("unknown-dir", name, message, will_fix))
-        if will_fix:
-            removable.append(path)
-    if fix and healthy:
-        with manager._lock, manager.store.write():
-            if stale:
-                manager.store.db.cursor().executemany(
-                    "DELETE FROM holder WHERE id = ?", [(h.id,) for h in stale]
+        findings.append(Finding("unknown-dir", name, message))
+    return findings
+
+
+def doctor(
+    manager: CacheManager, *, fix: bool = False, forget_missing: bool = False
+) -> list[Finding]:
+    """Check the store; with ``fix``, repair what is safe (never deleting a layer)."""
+    findings: list[Finding] = list(manager.open_findings)
+    problems = manager.store.integrity_problems(full=True)
+    for message in problems:
+        findings.append(Finding("integrity", "metadata.db", message))
+    for message in manager.store.damaged:
+        if message not in problems:
+            findings.append(Finding("damaged", "metadata.db", message))
+    seen = opencheck.inspect(manager.store, manager.snapshots.dir)
+    inconsistent = [] if manager.store.damaged else seen.problems()
+    for message in inconsistent:
+        findings.append(Finding("inconsistent", "metadata.db", message))
+    if not fix or problems or inconsistent or manager.read_only:
+        return findings + _report(manager, seen)
+    return findings + _fix(manager, forget_missing=forget_missing)
+
+
+def _fix(manager: CacheManager, *, forget_missing: bool) -> list[Finding]:
+    """``doctor --fix``: decided and done inside the write lock (see the module doc)."""
+    started = time.time()  # wall clock: compared with the directories' ctime
+    store, snapshots = manager.store, manager.snapshots
+    findings: list[Finding] = [f for f in reconcile(manager) if f.kind != "stale-holder"]
+    moved: list[tuple[str, Path]] = []  # (name, new path)
+    with manager._lock, store.write():
+        seen = opencheck.inspect(store, snapshots.dir)
+        reaped = _reap_dead_holders(manager)
+        if reaped:
+            findings.append(Finding("stale-holder", "-", f"reaped {reaped} dead holder(s)", True))
+        health = health_of(seen)
+        unmounted = seen.unmounted_message()
+        if health and unmounted is not None and not forget_missing:
+            findings.append(Finding("unmounted", str(snapshots.dir), unmounted))
+            for rid in sorted(health):
+                findings.append(Finding(f"{health[rid]}-layer", rid, "left as it is"))
+            health = {}
+        forgotten = sorted(health)
+        for rid in forgotten:
+            store.execute("DELETE FROM holder WHERE record = ?", (rid,))
+            store.execute("DELETE FROM record WHERE id = ?", (rid,))
+            if health[rid] == "missing":
+                layer = snapshots.dir / seen.pair_of.get(rid, rid)
+                message = f"its layer directory {layer} is missing: record forgotten"
+                findings.append(Finding("missing-layer", rid, message, True))
+            else:
+                findings.append(
+                    Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
-        for path in removable:
+        named = set(seen.parent_of) - set(forgotten)
+        for name in sorted(snapshots.unknown(named, seen.names)):
+            if not _movable(snapshots.dir, name):
+                message = "directory without a record (not a layer name or not on this "
+                message += "filesystem: left alone)"
+                findings.append(Finding("unknown-dir", name, message))
+                continue
             try:
-                fsops.remove_tree(path)
+                target = snapshots.move_to_lost_found(name, older_than=started)
             except SnapshotError as err:
-                findings.append(Finding("unknown-dir", path.name, f"could not remove: {err}"))
-        # Missing layers, tombstones and leftovers: the open-time repair does exactly that.
-        findings = [f for f in findings if f.kind not in ("tombstone", "leftover")] + [
-            f for f in reconcile(manager) if f.kind != "stale-holder"
-        ]
+                findings.append(Finding("unknown-dir", name, f"could not move: {err}"))
+                continue
+            if target is None:  # gone, or changed since this fix began: not ours to move
+                continue
+            moved.append((name, target))
+    for name, target in moved:  # measured after the lock is gone: it may take a while
+        size = usage.measure(target).size
+        message = f"directory without a record: moved to {target} ({size} bytes)"
+        findings.append(Finding("unknown-dir", name, message, True))
     return findings

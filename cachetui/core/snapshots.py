@@ -12,6 +12,11 @@ never caller text. Staging names keep every step atomic:
   then the safe remover deletes ``rm-<id>`` after the commit.
 
 Removal never follows a symlink or crosses into another filesystem (``fsops.remove_tree``).
+The store's own directories (``snapshots/``, ``lost+found/``) must be real directories:
+a symbolic link in their place is refused at open, so no staging, trash or repair step
+ever works inside a link's target. ``doctor --fix`` never deletes a directory that no row
+names: it moves it to ``<root>/lost+found/`` (``move_to_lost_found``), through directory
+file descriptors opened without following links.
 """
 
 from __future__ import annotations
@@ -19,16 +24,52 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from cachetui.core import fsops, usage
-from cachetui.core.errors import SnapshotError
+from cachetui.core.errors import SnapshotError, StoreError
 from cachetui.core.ids import ID_PATTERN, validate_id
 
-__all__ = ["STAGING_PREFIX", "TRASH_PREFIX", "DirectorySnapshotter"]
+__all__ = [
+    "LOST_FOUND",
+    "STAGING_PREFIX",
+    "TRASH_PREFIX",
+    "DirectorySnapshotter",
+    "check_own_directories",
+]
 
 STAGING_PREFIX = "new-"
 TRASH_PREFIX = "rm-"
+#: Where ``doctor --fix`` moves directories that no record names (under the store root).
+LOST_FOUND = "lost+found"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_own_directories(root: Path) -> None:
+    """Refuse a store whose ``snapshots/`` or ``lost+found/`` is not a real directory.
+
+    A symbolic link there would make staging, trash and repair work in the link's target,
+    somewhere the store does not own; refusing is simpler to trust than following.
+    """
+    for name in ("snapshots", LOST_FOUND):
+        path = root / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise StoreError(f"cannot inspect {path}: {os.strerror(err.errno or 0)}") from err
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(
+                f"{path} is a symbolic link (to {os.readlink(path)!r}): cachetui never "
+                "follows links for its own directories; replace it with the real "
+                "directory, or point --root at the real store"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"{path} is not a directory: the store cannot use it")
 
 
 def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
@@ -178,15 +219,76 @@ class DirectorySnapshotter:
         """Staging and trash names (``new-*``, ``rm-*``) currently on disk."""
         return [name for name in self.names() if name.startswith((STAGING_PREFIX, TRASH_PREFIX))]
 
-    def unknown(self, known: set[str]) -> list[str]:
-        """Entries that are neither a known layer nor a staging name."""
+    def unknown(self, known: set[str], names: Iterable[str] | None = None) -> list[str]:
+        """Entries that are neither a known layer nor a staging name (``lost+found``, an
+        ext4 disk's own directory when ``snapshots/`` is a mount point, is not one)."""
         return [
             name
-            for name in self.names()
+            for name in (self.names() if names is None else names)
             if name not in known
+            and name != LOST_FOUND
             and not name.startswith(STAGING_PREFIX)
             and not name.startswith(TRASH_PREFIX)
         ]
+
+    @staticmethod
+    def locate(candidates: Iterable[str], names: set[str]) -> str | None:
+        """The first directory name that holds a record's bytes, among ``candidates``
+        (its layer, then where a crashed finalize or removal left them), or None."""
+        ordered = list(candidates)
+        for name in ordered:
+            if name in names:
+                return name
+        for name in ordered:
+            if f"{TRASH_PREFIX}{name}" in names:
+                return f"{TRASH_PREFIX}{name}"
+        return None
+
+    def move_to_lost_found(self, name: str, *, older_than: float) -> Path | None:
+        """Move ``snapshots/<name>`` to ``<root>/lost+found/`` (never deletes a byte).
+
+        Works through directory fds opened with ``O_NOFOLLOW``, so neither directory is
+        followed if it became a link. Returns the new path, or None when the entry is
+        gone or changed at or after ``older_than`` (someone is using it right now).
+        Raises ``SnapshotError`` when it cannot be moved (another filesystem, ...).
+        """
+        self.check_root()
+        lost = self.dir.parent / LOST_FOUND
+        try:
+            os.mkdir(lost, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise _os_error("create", lost, err) from err
+        src_fd = os.open(self.dir, _DIR_FLAGS)
+        try:
+            try:
+                dst_fd = os.open(lost, _DIR_FLAGS)
+            except OSError as err:
+                raise _os_error("open", lost, err) from err
+            try:
+                try:
+                    st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+                if max(st.st_ctime, st.st_mtime) >= older_than:
+                    return None
+                target = name
+                while True:
+                    try:
+                        os.stat(target, dir_fd=dst_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        break
+                    target = f"{name}.{time.time_ns()}"
+                try:
+                    os.rename(name, target, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                except OSError as err:
+                    raise _os_error(f"move {name} to", lost, err) from err
+                return lost / target
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
 
     @staticmethod
     def looks_like_layer(name: str) -> bool:
@@ -197,3 +299,9 @@ class DirectorySnapshotter:
     def measure(self, snapshot_id: str) -> usage.Measurement:
         """Allocated bytes of one layer, as ``du -s --block-size=1`` (never follows links)."""
         return usage.measure(self.path(snapshot_id))
+
+    def measure_name(self, name: str) -> usage.Measurement:
+        """``measure`` for a name found under ``snapshots/`` (a layer or its ``rm-*``)."""
+        if "/" in name or name in ("", ".", ".."):
+            raise SnapshotError(f"invalid layer directory name {name!r}", path=name)
+        return usage.measure(self.dir / name)

@@ -191,21 +191,32 @@ def _translate(err: Exception, path: str) -> StoreError:
         return StoreError(reserve.disk_full_message(path, text))
     if "disk I/O" in text:
         return StoreError(f"metadata store {path}: {text}")
-    return StoreError(f"metadata store {path} cannot be used: {text}")
+    hint = ""
+    if "malformed" in text or "not a database" in text:
+        hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
+    return StoreError(f"metadata store {path} cannot be used: {text}{hint}")
 
 
 class Store:
     """The SQLite database of one cache root, safe across threads, forks and processes."""
 
-    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, read_only: bool = False, in_memory: bool = False
+    ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        #: An empty schema in memory instead of the file: how a store whose metadata is
+        #: empty or absent while layers exist is opened (degraded), so the file is never
+        #: given a fresh schema that would make every layer look unknown.
+        self.in_memory = in_memory
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
-        #: ``PRAGMA quick_check`` messages when the manager found the database damaged
-        #: at open: every write is then refused.
+        #: What the manager found wrong with the metadata at open (integrity check
+        #: messages, rows inconsistent with each other, an empty file while layers
+        #: exist): every write is then refused until ``doctor --rebuild``.
         self.damaged: list[str] = []
+        self._tolerant = False
         #: The record columns to select: an older store opened read-only lacks some.
         self.record_columns = RECORD_COLUMNS
         #: Whether the label and cache-mount tables exist (not in an older read-only store).
@@ -249,7 +260,11 @@ class Store:
             return self._connect_once(immutable=True)
 
     def _connect_once(self, *, immutable: bool) -> peewee.SqliteDatabase:
-        if self.read_only:
+        if self.in_memory:
+            database = peewee.SqliteDatabase(
+                ":memory:", lock_type="IMMEDIATE", check_same_thread=False
+            )
+        elif self.read_only:
             flags = "mode=ro&immutable=1" if immutable else "mode=ro"
             database = peewee.SqliteDatabase(
                 f"file:{quote(os.path.abspath(self.path))}?{flags}",
@@ -271,7 +286,10 @@ class Store:
             database.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             database.close()
-            raise StoreError(f"metadata store {self.path} is unreadable: {err}") from err
+            hint = ""
+            if "not a database" in str(err) or "malformed" in str(err):
+                hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
+            raise StoreError(f"metadata store {self.path} is unreadable: {err}{hint}") from err
         return database
 
     @property
@@ -309,7 +327,7 @@ class Store:
                 )
             if version == SCHEMA_VERSION:
                 return
-            if self.read_only:
+            if self.read_only and not self.in_memory:
                 if version >= 1:
                     # A read never upgrades: an older store reads as it is, and what it
                     # lacks (labels, cache mounts, apparent sizes) reads as empty.
@@ -401,11 +419,26 @@ class Store:
     # turns them into ``StoreError`` naming the store, also outside ``read``/``write``.
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run a query inside the current transaction and return plain tuples."""
+        """Run a query inside the current transaction and return plain tuples.
+
+        Text that is not UTF-8 can only be damage (random bytes over the rows): the
+        store goes degraded (read-only) and reads it with replacement characters, so
+        what is left can still be listed and ``doctor --rebuild`` can be run.
+        """
         try:
             return self.db.execute_sql(sql, params).fetchall()
+        except (peewee.OperationalError, sqlite3.OperationalError) as err:
+            if "decode" not in str(err) or self._tolerant:
+                raise _translate(err, self.path) from err
+            self._tolerate_bad_text(str(err))
+            return self.rows(sql, params)
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             raise _translate(err, self.path) from err
+
+    def _tolerate_bad_text(self, problem: str) -> None:
+        self._tolerant = True
+        self.damaged.append(f"text that is not UTF-8 in the metadata ({problem})")
+        self.db.connection().text_factory = lambda raw: raw.decode("utf-8", "replace")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a statement inside the current transaction; returns the rows changed."""
@@ -414,9 +447,18 @@ class Store:
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             raise _translate(err, self.path) from err
 
-    def integrity_problems(self) -> list[str]:
-        """``PRAGMA quick_check`` messages; empty when the database is well-formed."""
-        with self._lock:
-            rows = self.rows("PRAGMA quick_check(100)")
+    def integrity_problems(self, *, full: bool = True) -> list[str]:
+        """SQLite's check messages; empty when the database is well-formed.
+
+        ``full`` runs ``PRAGMA integrity_check``, which also compares every index with its
+        table: one flipped byte in a stored parent id passes ``quick_check`` but not this.
+        Run before any repair. A database too damaged to run the check is one message.
+        """
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            with self._lock:
+                rows = self.db.execute_sql(f"PRAGMA {pragma}(100)").fetchall()
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+            return [f"{pragma} failed: {err}"]
         messages = [str(row[0]) for row in rows]
         return [] if messages == ["ok"] else messages

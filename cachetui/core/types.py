@@ -15,6 +15,7 @@ from pathlib import Path
 from cachetui.core.errors import InvalidError
 
 __all__ = [
+    "HEALTH_STATES",
     "CacheMount",
     "Mount",
     "PruneOptions",
@@ -24,6 +25,9 @@ __all__ = [
     "check_labels",
     "to_seconds",
 ]
+
+#: The values of ``UsageInfo.health``.
+HEALTH_STATES = ("ok", "missing", "broken")
 
 
 class RecordType(enum.StrEnum):
@@ -165,6 +169,9 @@ class UsageInfo:
     cache_mount: CacheMount | None = None
     #: The sum of the files' lengths (``du --apparent-size``); -1 when not measured.
     apparent_size: int = -1
+    #: "ok"; "missing" when the record's layer directory is gone (size 0, never
+    #: mounted); "broken" when an ancestor's is.
+    health: str = "ok"
 
     @property
     def label_map(self) -> dict[str, str]:

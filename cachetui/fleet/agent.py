@@ -128,6 +128,7 @@ class Agent:
         self._resync = threading.Event()  # the replica must be compared and repaired
         self._low_space = threading.Event()  # free space fell below the list's min_free_space
         self._last_low_space_gc = float("-inf")
+        self._feed_errors_seen = 0
         self._threads: list[threading.Thread] = []
         self._feed: ChangeFeed | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
@@ -339,6 +340,7 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         outage = _Outage(self, "heartbeat")
         while not self.stop_event.is_set():
+            self._report_feed_errors()
             try:
                 stat = disk_stat(self.config.root)
                 total, free = stat.total, stat.free
@@ -354,6 +356,17 @@ class Agent:
             except _DB_ERRORS as err:
                 outage.failed(err)
             self.stop_event.wait(self.config.heartbeat)
+
+    def _report_feed_errors(self) -> None:
+        """The change feed's own failures (a watcher that stopped, e.g. on the inotify
+        watch limit) must reach the operator: sizes would silently go stale."""
+        feed = self._feed
+        if feed is None:
+            return
+        errors = list(feed.errors)
+        for message in errors[self._feed_errors_seen :]:
+            self.log(f"change feed: {message}")
+        self._feed_errors_seen = len(errors)
 
     def _check_free_space(self, stat: DiskStat) -> None:
         """Wake a GC when free space is below the list's ``min_free_space`` (at most once

@@ -20,6 +20,19 @@ requests is ``cachetui.fleet.requests``). Usage::
         for note in changes.wait(timeout=1.0):   # list[Notification], [] on timeout
             ...                                   # note.store, note.kind, note.payload
 
+Sending requests (``cachetui.fleet.requests``): open the listener first, then submit,
+then wait for the outcome (LISTEN; nothing polls)::
+
+    from cachetui.fleet import requests as queue
+
+    fleet.check_online("ci-1")                           # refuse early, with the reason
+    with fleet.listen() as listener:
+        confirmed = queue.confirmation(rows_on_screen)     # state the operator saw
+        rid = queue.submit(fleet.db, "ci-1", "prune_ids",
+                           {"ids": ids, "confirmed": confirmed})
+        info = queue.wait(fleet, listener, rid, on_progress=show)   # RequestInfo
+        info.state, info.result, info.error   # done/failed/expired; see requests.py
+
 Values:
 
 * ``StoreInfo``: a store's row with ``online`` (heartbeat at most ``OFFLINE_AFTER`` = 10 s

@@ -25,20 +25,28 @@ instead of polling.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 from psycopg.types.json import Jsonb
 
-from cachetui.fleet.reader import FleetError, FleetReader, Listener, RequestInfo
+from cachetui.fleet.reader import (
+    FleetError,
+    FleetReader,
+    FleetRecord,
+    Listener,
+    OfflineError,
+    RequestInfo,
+)
 from cachetui.fleet.schema import CHANNEL, NOW, REQUEST_CHANNEL, notify
 
 __all__ = [
     "DEFAULT_TTL",
     "KINDS",
     "TakenRequest",
+    "confirmation",
     "expire_due",
     "finish",
     "report_progress",
@@ -58,6 +66,12 @@ class TakenRequest:
     payload: Any  # as stored: the agent checks its shape before using it
     attempts: int
     rerun: bool  # it was taken before, by an agent that died
+
+
+def confirmation(records: Iterable[FleetRecord]) -> dict[str, dict[str, Any]]:
+    """The ``confirmed`` payload of a ``prune_ids`` request: each record's state as the
+    operator saw it on screen (the agent refuses a record that changed since)."""
+    return {r.id: {"last_used_at": r.last_used_at, "usage_count": r.usage_count} for r in records}
 
 
 def submit(
@@ -189,7 +203,15 @@ def wait(
                 continue
             wake = min(left + 0.05, 5.0)
         else:
-            wake = 5.0  # a taken request: its agent reports; re-read now and then anyway
+            # a taken request: its agent reports progress and the result; every few
+            # seconds make sure the agent is still alive to do so
+            store = reader.store(info.store)
+            if store is not None and not store.online:
+                raise OfflineError(
+                    f"request {request_id} was taken but store {info.store} went "
+                    f"{store.status}; its agent finishes it when it runs again"
+                )
+            wake = 5.0
         if timeout is not None:
             remaining = timeout - (time.monotonic() - started)
             if remaining <= 0:

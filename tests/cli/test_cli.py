@@ -23,6 +23,7 @@ from tests.conftest import FakeClock, write_file
 DAY = 86400.0
 JSON_KEYS = {
     "id": str,
+    "health": str,
     "parents": list,
     "created_at": str,
     "last_used_at": (str, type(None)),

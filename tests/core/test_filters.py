@@ -212,7 +212,7 @@ def test_usage_fields_flags_present_only_when_true():
 
 def test_usage_fields_values_follow_adapt_usage_info():
     row = record(ID_A, (), "", "")
-    assert row == {"id": ID_A, "type": "regular", "immutable": "", "private": ""}
+    assert row == {"id": ID_A, "type": "regular", "immutable": "", "private": "", "health": "ok"}
     row = record(ID_B, (ID_A,), "desc", "source.local")
     assert row["parents"] == ID_A and row["description"] == "desc"
     assert row["type"] == "source.local"

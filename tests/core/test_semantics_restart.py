@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, InvalidError, NotFoundError
+from cachetui.core import CacheManager, InvalidError, NotFoundError, PruneOptions, StoreError
 from tests.conftest import FakeClock, layer_dirs, write_file
 from tests.core.helpers import du_counts
 
@@ -67,7 +67,12 @@ def test_metadata_persists(cm, root, clock) -> None:
     cm.close()
 
 
-def test_missing_snapshot_drops_the_record_and_its_children(cm, root, clock) -> None:
+def test_missing_snapshot_is_listed_never_forgotten(cm, root, clock) -> None:
+    """Opening never forgets a record: a missing layer is listed "missing", its child
+    "broken"; neither can be taken (the error names the path); prune removes the rows
+    and the layer that does exist."""
+    keep = cm.new(retain=True)
+    keep.commit().release()
     a = cm.new(retain=True)
     s = a.commit()
     s.finalize()
@@ -76,15 +81,18 @@ def test_missing_snapshot_drops_the_record_and_its_children(cm, root, clock) -> 
     s.release()
     shutil.rmtree(root / "snapshots" / s.id)
     cm = reopen(cm, root, clock)
-    for record_id in (s.id, child.id):
-        with pytest.raises(NotFoundError):
-            cm.get(record_id)
-    assert cm.state().rows == {}
-    assert layer_dirs(root) == []
-    assert {f.subject for f in cm.open_findings if f.kind == "missing-snapshot"} == {
-        s.id,
-        child.id,
-    }
+    health = {u.id: (u.health, u.size) for u in cm.disk_usage()}
+    assert health[s.id] == ("missing", 0) and health[child.id][0] == "broken"
+    assert {u.id for u in cm.disk_usage(["health==missing"])} == {s.id}
+    with pytest.raises(NotFoundError, match=str(root / "snapshots" / s.id)):
+        cm.get(s.id)
+    with pytest.raises(NotFoundError, match="ancestor"):
+        cm.get_mutable(child.id)
+    assert {u.id for u in cm.disk_usage()} == {keep.id, s.id, child.id}
+    assert not [f for f in cm.open_findings if f.kind != "network-filesystem"]
+    pruned = {u.id for u in cm.prune(PruneOptions(all=True, filters=("health!=ok",)))}
+    assert pruned == {s.id, child.id}
+    assert layer_dirs(root) == [keep.id]
     cm.close()
 
 
@@ -120,6 +128,10 @@ def test_prune_tombstone_is_finished_at_open(cm, root, clock) -> None:
 
 
 def test_broken_parent_does_not_leak(cm, root, clock) -> None:
+    """A live child under a tombstoned parent is damage: finishing that removal would
+    take the child's lower layer. The store opens read-only; ``rebuild`` keeps both."""
+    from cachetui.core.rebuild import rebuild
+
     a = cm.new(retain=True)
     sa = a.commit()
     sa.finalize()
@@ -133,9 +145,17 @@ def test_broken_parent_does_not_leak(cm, root, clock) -> None:
     with cm.store.write():
         cm.store.execute("UPDATE record SET deleted = 1 WHERE id = ?", (sb.id,))
     cm = reopen(cm, root, clock)
-    assert du_counts(cm) == (0, 1)
-    h = cm.get(sa.id)
-    assert [holder.record for holder in cm.state().holders] == [sa.id]
+    assert cm.read_only and du_counts(cm) == (0, 2)
+    assert (root / "snapshots" / sb.id).is_dir()
+    with pytest.raises(StoreError, match="damaged"):
+        cm.get(sa.id)
+    cm.close()
+    rebuild(root)
+    cm = CacheManager.open(root, clock=clock)
+    assert not cm.read_only and du_counts(cm) == (0, 3)
+    h = cm.get_mutable(child.id)
+    assert [holder.record for holder in cm.state().holders] == [child.id]
+    assert len(h.mount().lowers) == 1
     h.release()
     cm.close()
 

@@ -27,11 +27,9 @@ def _send(url: str, store: str, kind: str, payload: object, ttl: float = 60) -> 
 
 
 def _confirmed(url: str, store: str, ids: list[str]) -> dict[str, dict[str, object]]:
+    """What an operator confirmed: the records' state as the replica shows it."""
     with FleetReader(url) as fleet:
-        rows = {r.id: r for r in fleet.records(store)}
-    return {
-        i: {"last_used_at": rows[i].last_used_at, "usage_count": rows[i].usage_count} for i in ids
-    }
+        return queue.confirmation(r for r in fleet.records(store) if r.id in ids)
 
 
 def test_two_hosts_publish_every_change_and_converge(fleet_url: str, tmp_path: Path) -> None:
@@ -227,6 +225,9 @@ def test_cli_prune_through_the_fleet(fleet_url: str, tmp_path: Path) -> None:
                      "--format", "json").stdout  # fmt: skip
         assert [json.loads(line)["store"] for line in picked.splitlines()] == ["h2"]
         typo = cli("du", "--fleet-url", fleet_url, "--filter", "colour==red", check=False)
+        assert typo.returncode == 2 and "colour" in typo.stderr
+        typo = cli("prune", "--fleet-url", fleet_url, "--all-stores", "--force",
+                   "--filter", "colour==red", check=False)  # fmt: skip
         assert typo.returncode == 2 and "colour" in typo.stderr
         usage = cli("prune", "--fleet-url", fleet_url, "--store", "h1", check=False)
         assert usage.returncode == 2 and "--force" in usage.stderr

@@ -8,9 +8,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from cachetui.core import CacheManager
 from cachetui.fleet import requests as queue
-from cachetui.fleet.reader import FleetReader
+from cachetui.fleet.reader import FleetReader, OfflineError
 from tests.fleet.helpers import (
     AgentProc,
     assert_converged,
@@ -100,9 +102,12 @@ def test_agent_killed_mid_request_finishes_it_when_restarted(
             request_id = queue.submit(fleet.db, "h1", "prune_ids", {"ids": doomed})
         assert agent.proc is not None
         assert agent.proc.wait(60) == 137
-        with FleetReader(fleet_url) as fleet:
+        with FleetReader(fleet_url) as fleet, fleet.listen() as listener:
             info = fleet.request(request_id)
             assert info is not None and info.state == "taken"
+            # whoever waits for it learns, once the store is offline, why nothing comes
+            with pytest.raises(OfflineError, match=r"was taken but store h1 went offline"):
+                queue.wait(fleet, listener, request_id, timeout=60)
         agent.start()  # the restarted agent finds the request it had taken
         agent.wait_log("running again after a restart")
         with FleetReader(fleet_url) as fleet:

@@ -109,40 +109,77 @@ def test_newer_schema_is_refused_without_writes(root: Path) -> None:
     assert tree(root / "snapshots") == before
 
 
-def test_row_without_snapshot_is_dropped_with_descendants(root: Path) -> None:
-    """The record and its descendants go at open, with findings."""
+def test_row_without_snapshot_is_kept_missing_with_broken_descendants(root: Path) -> None:
+    """Opening never forgets a record. The record whose layer is gone is
+    listed "missing" (size 0), its descendant "broken"; a read changes nothing; only
+    doctor --fix forgets them, after listing them, and the layer that does exist goes
+    to lost+found, never deleted."""
     ids = populate(root)
+    with CacheManager.open(root) as cm:  # one more healthy chain keeps the store mounted
+        extra = populate_one(cm)
     os.rename(root / "snapshots" / ids[1], root / "moved-away")
+    before = tree(root / "snapshots")
     with CacheManager.open(root) as cm:
-        assert [u.id for u in cm.disk_usage()] == [ids[0]]
-        dropped = {f.subject for f in cm.open_findings if f.kind == "missing-snapshot"}
-        assert dropped == {ids[1], ids[2]}
-        assert os.listdir(cm.snapshots.dir) == [ids[0]]
-        with pytest.raises(NotFoundError):
+        health = {u.id: (u.health, u.size) for u in cm.disk_usage()}
+        assert health[ids[1]] == ("missing", 0) and health[ids[2]][0] == "broken"
+        assert health[ids[0]][0] == "ok" and health[extra][0] == "ok"
+        with pytest.raises(NotFoundError, match=ids[1]):
             cm.get(ids[2])
-        assert [f for f in cm.doctor() if not f.fixed] == []
+        report = {(f.kind, f.subject) for f in cm.doctor() if not f.fixed}
+        assert report == {("missing-layer", ids[1]), ("broken", ids[2])}
+        assert tree(root / "snapshots") == before
+        fixed = {(f.kind, f.subject) for f in cm.doctor(fix=True) if f.fixed}
+        assert {("missing-layer", ids[1]), ("broken", ids[2]), ("unknown-dir", ids[2])} <= fixed
+        assert {u.id for u in cm.disk_usage()} == {ids[0], extra}
+        assert (root / "lost+found" / ids[2] / "f2").is_file()  # moved, not deleted
     assert (root / "moved-away" / "f1").is_file()  # only what was inside snapshots/
 
 
+def populate_one(cm: CacheManager) -> str:
+    ref = cm.new()
+    (ref.mount().upper / "g").write_bytes(b"g" * 5000)
+    imm = ref.commit()
+    imm.finalize()
+    imm.release()
+    return imm.id
+
+
 def test_dangling_parent_row(root: Path) -> None:
-    """A row whose parent row is gone: its layers cannot be mounted, so it is dropped
-    at open like a record whose layer is missing, never leaking holders."""
+    """A row whose parent row is gone is damage: the store opens
+    read-only, nothing is dropped or deleted, and doctor --rebuild makes it whole again
+    (the parent's layer gets a record of its own) while deleting nothing."""
+    from cachetui.core.rebuild import rebuild
+
     ids = populate(root)
     db = sqlite3.connect(root / "metadata.db")
     db.execute("DELETE FROM record WHERE id = ?", (ids[0],))
     db.commit()
     db.close()
+    before = tree(root / "snapshots")
     with CacheManager.open(root) as cm:
-        assert cm.disk_usage() == []
-        assert cm.store.rows("SELECT count(*) FROM holder") == [(0,)]
-        # the parent's layer has no row now: reported, not deleted at open
-        unfixed = [(f.kind, f.subject) for f in cm.doctor() if not f.fixed]
-        assert unfixed == [("unknown-dir", ids[0])]
+        assert cm.read_only and [f.kind for f in cm.open_findings] == ["degraded"]
+        assert {u.id for u in cm.disk_usage()} == {ids[1], ids[2]}
+        assert any("has no row" in m for m in cm.store.damaged)
+        with pytest.raises(StoreError, match="read-only"):
+            cm.prune(PruneOptions(all=True))
+        kinds = {f.kind for f in cm.doctor(fix=True)}
+        assert "damaged" in kinds
+    assert tree(root / "snapshots") == before
+    findings = rebuild(root)
+    assert [f.subject for f in findings if f.kind == "unrecovered"] == [ids[0]]
+    assert tree(root / "snapshots") == before
+    assert list(root.glob("metadata.db.damaged-*"))
+    with CacheManager.open(root) as cm:
+        assert not cm.read_only
+        assert {u.id: u.health for u in cm.disk_usage()} == {i: "ok" for i in ids}
+        with cm.get(ids[2]) as ref:
+            assert len(ref.mount().lowers) == 3  # its own layer and both ancestors
 
 
 def test_snapshot_without_row_only_removed_by_doctor_fix(root: Path, cm: CacheManager) -> None:
-    """Reported as unknown-dir; kept at open; removed by doctor(fix=True) only when it
-    is an id-named directory; other names and symlinks are left alone."""
+    """Reported as unknown-dir; kept at open; moved to lost+found by doctor(fix=True)
+    (never deleted) only when it is an id-named directory; other names and symlinks are
+    left alone."""
     orphan = cm.snapshots.dir / new_id()
     orphan.mkdir()
     (orphan / "data").write_bytes(b"o" * 100)
@@ -158,6 +195,7 @@ def test_snapshot_without_row_only_removed_by_doctor_fix(root: Path, cm: CacheMa
         fixed = {f.subject: f.fixed for f in again.doctor(fix=True) if f.kind == "unknown-dir"}
         assert fixed == {orphan.name: True, junk.name: False, link.name: False}
         assert not orphan.exists() and junk.is_dir() and link.is_symlink()
+        assert (root / "lost+found" / orphan.name / "data").read_bytes() == b"o" * 100
         assert root.parent.is_dir()
 
 

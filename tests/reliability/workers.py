@@ -213,6 +213,33 @@ def child_env(crash_at: str | None = None) -> dict[str, str]:
     return env
 
 
+def op_build_loop(cm: CacheManager, args: list[str]) -> None:
+    """Create ``args[0]`` finalized records (every third on top of the previous one),
+    announcing each once it is finalized and released: a build racing a doctor."""
+    previous = None
+    for i in range(int(args[0])):
+        ref = cm.new(previous if i % 3 else None, description=f"build-{i}")
+        fill(ref.mount().upper, "out", 2048)
+        imm = ref.commit()
+        imm.finalize()
+        emit(event="finalized", id=imm.id)
+        if previous is not None:
+            previous.release()
+        previous = imm
+    if previous is not None:
+        previous.release()
+    emit(event="done")
+
+
+def op_doctor_fix(cm: CacheManager, args: list[str]) -> None:
+    """Run ``doctor(fix=True)`` ``args[0]`` times, reporting what it moved."""
+    for _ in range(int(args[0])):
+        for finding in cm.doctor(fix=True):
+            if finding.kind == "unknown-dir" and finding.fixed:
+                emit(event="moved", id=finding.subject)
+    emit(event="done")
+
+
 def op_dump_times(cm: CacheManager, args: list[str]) -> None:
     """The timestamps as this process (with its own TZ) sees them."""
     for info in cm.disk_usage():

@@ -1,0 +1,182 @@
+"""What the store is checked for before anything trusts it: rows against rows, rows
+against the layer directories on disk.
+
+One narrow read of the record table and one listing of ``snapshots/`` give an
+``Inspection``. From it:
+
+* ``problems()``: rows inconsistent with each other (a parent or pair half with no row, a
+  mutable parent, a parent chain that loops, an id that is not an id). Such rows can only
+  come from damage; the store then opens degraded (read-only) until ``doctor --rebuild``.
+* ``missing()``: records whose layer directory is gone (their descendants are "broken").
+  They stay listed; opening never forgets a record.
+* ``unmounted_message()``: when ``snapshots/`` is absent, or more than half of the layers
+  that rows name are missing, the disk is most likely not mounted: the store is refused
+  rather than reported (or later repaired) as if the layers were gone.
+
+A layer counts as present under its own name, as its pair half's (a finalize that crashed
+after renaming the directory), or as ``rm-<id>`` (a removal whose transaction never
+committed): those are crash shapes that the next write finishes or undoes, not losses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cachetui.core.ids import ID_PATTERN
+from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
+from cachetui.core.store import Store
+
+__all__ = ["Inspection", "inspect", "list_snapshots"]
+
+#: At most this many inconsistencies are spelled out (the rest are counted).
+_MAX_PROBLEMS = 20
+
+
+def list_snapshots(directory: Path) -> tuple[bool, set[str]]:
+    """Whether ``snapshots/`` exists, and every name directly under it."""
+    try:
+        return True, set(os.listdir(directory))
+    except FileNotFoundError:
+        return False, set()
+
+
+@dataclass
+class Inspection:
+    """The record table's shape (live rows) next to the names under ``snapshots/``."""
+
+    directory: Path
+    parent_of: dict[str, str | None]
+    pair_of: dict[str, str]  # immutable id -> its equal mutable (live rows)
+    mutable: set[str]
+    all_ids: set[str]
+    snapshots_exist: bool
+    names: set[str]
+    immutable_of: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.immutable_of = {m: i for i, m in self.pair_of.items()}
+
+    # -- rows against rows --------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Rows that contradict each other (damage, never a crash shape)."""
+        found: list[str] = []
+        for rid, parent in self.parent_of.items():
+            if ID_PATTERN.fullmatch(rid) is None:
+                found.append(f"record {rid!r}: not a valid id")
+            if parent is not None:
+                if parent not in self.all_ids:
+                    found.append(f"record {rid}: its parent {parent!r} has no row")
+                elif parent not in self.parent_of:
+                    # prune removes children first: a live child of a tombstone is damage,
+                    # and finishing that removal would take the child's lower layer
+                    found.append(f"record {rid}: its parent {parent} is marked removed")
+                elif parent in self.mutable:
+                    found.append(f"record {rid}: its parent {parent} is a mutable record")
+        for rid, half in self.pair_of.items():
+            if half not in self.parent_of:
+                found.append(f"record {rid}: its pair half {half!r} has no row")
+            elif half not in self.mutable:
+                found.append(f"record {rid}: its pair half {half} is not mutable")
+        found.extend(self._cycles())
+        if len(found) > _MAX_PROBLEMS:
+            extra = len(found) - _MAX_PROBLEMS
+            found = [*found[:_MAX_PROBLEMS], f"... and {extra} more inconsistent rows"]
+        return found
+
+    def _cycles(self) -> list[str]:
+        settled: set[str] = set()
+        found: list[str] = []
+        for start in self.parent_of:
+            path: list[str] = []
+            on_path: set[str] = set()
+            current: str | None = start
+            while current is not None and current not in settled:
+                if current in on_path:
+                    found.append(f"record {start}: its parent chain loops at {current}")
+                    break
+                path.append(current)
+                on_path.add(current)
+                current = self.parent_of.get(current)
+            settled.update(path)
+        return found
+
+    # -- rows against the disk ----------------------------------------------------------
+
+    def layer_holder(self, rid: str) -> str | None:
+        """The name under ``snapshots/`` holding the bytes of live record ``rid``."""
+        own = self.pair_of.get(rid, rid)
+        candidates = [own, rid] if own != rid else [rid]
+        partner = self.immutable_of.get(rid)
+        if partner is not None:
+            candidates.append(partner)
+        for name in candidates:
+            if name in self.names:
+                return name
+        for name in candidates:
+            if f"{TRASH_PREFIX}{name}" in self.names:
+                return f"{TRASH_PREFIX}{name}"
+        return None
+
+    def named_layers(self) -> list[str]:
+        """Live records that own a layer directory (an equal pair's is the mutable's)."""
+        return [rid for rid in self.parent_of if rid not in self.pair_of]
+
+    def missing(self) -> list[str]:
+        """Live records (pair immutables included) whose bytes are nowhere on disk."""
+        return [rid for rid in self.parent_of if self.layer_holder(rid) is None]
+
+    def unmounted_message(self) -> str | None:
+        """The refusal when the layers look unmounted rather than lost, else None."""
+        named = self.named_layers()
+        if not named:
+            return None
+        absent = [rid for rid in named if self.layer_holder(rid) is None]
+        if self.snapshots_exist and len(absent) * 2 <= len(named):
+            return None
+        where = str(self.directory)
+        if not self.snapshots_exist:
+            where += " (the directory does not exist)"
+        return (
+            f"{len(absent)} of {len(named)} layers are missing under {where}: is the disk "
+            "mounted? Nothing was changed. If the layers are really gone, "
+            "`cachetui doctor --fix --forget-missing` forgets them after listing them"
+        )
+
+    def layer_entries(self) -> list[str]:
+        """Names under ``snapshots/`` that look like layers (not staging or trash)."""
+        return [
+            name
+            for name in self.names
+            if ID_PATTERN.fullmatch(name) and not name.startswith((STAGING_PREFIX, TRASH_PREFIX))
+        ]
+
+
+def inspect(store: Store, directory: Path) -> Inspection:
+    """Read the record table's shape (inside the caller's transaction, or its own read)
+    and list ``snapshots/``; the listing comes after the read, so a layer created since
+    the read is at worst one more name, never a row without its directory."""
+    query = "SELECT id, parent, equal_mutable, mutable, deleted FROM record"
+    if store.db.in_transaction():
+        rows = store.rows(query)
+    else:
+        with store.read():
+            rows = store.rows(query)
+    parent_of: dict[str, str | None] = {}
+    pair_of: dict[str, str] = {}
+    mutable: set[str] = set()
+    all_ids: set[str] = set()
+    for rid, parent, equal_mutable, is_mutable, deleted in rows:
+        rid = str(rid)
+        all_ids.add(rid)
+        if deleted:
+            continue
+        parent_of[rid] = None if parent is None else str(parent)
+        if equal_mutable is not None:
+            pair_of[rid] = str(equal_mutable)
+        if is_mutable:
+            mutable.add(rid)
+    exists, names = list_snapshots(directory)
+    return Inspection(directory, parent_of, pair_of, mutable, all_ids, exists, names)

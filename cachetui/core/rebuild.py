@@ -1,0 +1,365 @@
+"""``doctor --rebuild``: new metadata from what can be read, and the layers on disk.
+
+The only repair for damaged metadata (a file SQLite cannot read, rows that fail the
+integrity check or contradict each other, an empty file while layers exist). It deletes
+nothing:
+
+1. every record and holder row that can still be read (whole, or row by row around
+   damaged pages) and holds valid values is salvaged;
+2. the damaged files (``metadata.db`` and its ``-wal``/``-shm``) are moved aside as
+   ``metadata.db.damaged-<time>`` (kept, never deleted);
+3. a fresh database gets the salvaged rows, made consistent: a parent that has neither a
+   row nor a layer comes back as a "missing" placeholder (its descendants then show as
+   "broken"), a pair whose mutable half is lost keeps its own layer, and every
+   layer-named directory that no row names gets a record of its own (its parent and
+   description are not known: said in the findings);
+4. it replaces ``metadata.db`` with one rename.
+
+Run it while no other process uses the store (the damaged store refuses every write, so
+nothing else can be in the middle of a change).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from cachetui.core.errors import StoreError
+from cachetui.core.ids import ID_PATTERN
+from cachetui.core.processes import is_alive
+from cachetui.core.reconcile import Finding
+from cachetui.core.snapshots import check_own_directories
+from cachetui.core.store import RECORD_COLUMNS, Store
+
+__all__ = ["rebuild"]
+
+_HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"
+_COLUMNS = [c.strip() for c in RECORD_COLUMNS.split(",")]
+#: The side tables of schema version 2 (absent from a version 1 store).
+_SIDE_TABLES = {
+    "record_label": "record, key, value",
+    "cache_mount": "record, cache_id, target, sharing",
+}
+_RECOVERED = "recovered by doctor --rebuild"
+_LOST_PARENT = "lost in a metadata rebuild: its layer is missing"
+_MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plausible(value: object) -> bool:
+    """A timestamp a datetime can show (years 1970 to 9999)."""
+    return _finite(value) and 0 <= value < _MAX_EPOCH  # type: ignore[operator]
+
+
+def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
+    """A record row as a dict, or None when its values cannot be trusted."""
+    if len(values) != len(_COLUMNS):
+        return None
+    row = dict(zip(_COLUMNS, values, strict=True))
+    if not _valid_id(row["id"]):
+        return None
+    for key in ("parent", "equal_mutable"):
+        if row[key] is not None and not _valid_id(row[key]):
+            return None
+    for key in ("mutable", "retain", "deleted", "pending_use"):
+        if row[key] not in (0, 1):
+            return None
+    if not isinstance(row["description"], str) or not isinstance(row["record_type"], str):
+        return None
+    if not _plausible(row["created_at"]):
+        row["created_at"] = None  # filled from the layer's mtime: the row itself is fine
+    if row["last_used_at"] is not None and not _plausible(row["last_used_at"]):
+        row["last_used_at"] = None
+    if not isinstance(row["usage_count"], int) or row["usage_count"] < 0:
+        row["usage_count"] = 0
+    if not isinstance(row["size"], int):
+        row["size"] = -1
+    if not isinstance(row["apparent_size"], int) or row["size"] < 0:
+        row["apparent_size"] = -1
+    return row
+
+
+def _read_rows(
+    con: sqlite3.Connection, table: str, columns: str
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Every readable row of ``table``: all at once, or row by row around damaged pages.
+    Returns the rows and how many rowids could not be read."""
+    try:
+        return con.execute(f"SELECT {columns} FROM {table}").fetchall(), 0
+    except sqlite3.DatabaseError as err:
+        if "no such" in str(err):  # an older schema (or a lost table): nothing to read
+            return [], 0
+    try:
+        (top,) = con.execute(f"SELECT max(rowid) FROM {table}").fetchone()
+        top = int(top or 0)
+    except (sqlite3.DatabaseError, TypeError, ValueError):
+        try:
+            (pages,) = con.execute("PRAGMA page_count").fetchone()
+            top = int(pages) * 64
+        except (sqlite3.DatabaseError, TypeError, ValueError):
+            return [], 1
+    rows: list[tuple[Any, ...]] = []
+    unreadable = 0
+    for rowid in range(1, top + 1):
+        try:
+            found = con.execute(
+                f"SELECT {columns} FROM {table} WHERE rowid = ?", (rowid,)
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            unreadable += 1
+            continue
+        rows.extend(found)
+    return rows, unreadable
+
+
+Salvage = tuple[
+    list[dict[str, Any]], list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]], list[str]
+]
+
+
+def _salvage(db: Path) -> Salvage:
+    """(valid record rows, holder rows, side-table rows by table, what could not be read)."""
+    notes: list[str] = []
+    if not db.exists() or db.stat().st_size == 0:
+        return [], [], {}, ["the metadata file was empty or missing: no row could be read"]
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        return [], [], {}, [f"the metadata file cannot be opened ({err}): no row could be read"]
+    try:
+        raw, unreadable = _read_rows(con, "record", RECORD_COLUMNS)
+        if not raw and _lacks_column(con):  # a version 1 store: no apparent size yet
+            raw, unreadable = _read_rows(
+                con, "record", RECORD_COLUMNS.replace("apparent_size", "-1")
+            )
+        records: list[dict[str, Any]] = []
+        invalid = 0
+        for values in raw:
+            row = _clean_record(values)
+            if row is None:
+                invalid += 1
+            else:
+                records.append(row)
+        if unreadable:
+            notes.append(f"{unreadable} record row(s) sat in damaged pages and could not be read")
+        if invalid:
+            notes.append(f"{invalid} record row(s) held values that are not valid: skipped")
+        holders, _ = _read_rows(con, "holder", _HOLDER_COLUMNS)
+        side = {
+            table: _read_rows(con, table, columns)[0] for table, columns in _SIDE_TABLES.items()
+        }
+    finally:
+        con.close()
+    return records, holders, side, notes
+
+
+def _lacks_column(con: sqlite3.Connection) -> bool:
+    try:
+        con.execute("SELECT apparent_size FROM record LIMIT 0")
+    except sqlite3.DatabaseError as err:
+        return "no such column" in str(err)
+    return False
+
+
+def _layers(snapshots: Path) -> dict[str, float]:
+    """Layer-named real directories under ``snapshots/``, with their mtimes."""
+    found: dict[str, float] = {}
+    try:
+        entries = list(os.scandir(snapshots))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if ID_PATTERN.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            found[entry.name] = entry.stat(follow_symlinks=False).st_mtime
+    return found
+
+
+def _consistent(
+    records: list[dict[str, Any]], layers: dict[str, float], findings: list[Finding]
+) -> dict[str, dict[str, Any]]:
+    """The salvaged live rows made consistent with each other and with the disk."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in records:
+        if not row["deleted"] and row["id"] not in rows:
+            rows[row["id"]] = row  # a tombstoned row's removal was asked for: let it go
+    needed = {row["parent"] for row in rows.values()}
+    for row in records:
+        if row["deleted"] and row["id"] in needed and row["id"] not in rows:
+            row["deleted"] = 0  # a live record stands on it: its removal cannot have been
+            rows[row["id"]] = row
+            findings.append(
+                Finding("rebuild", row["id"], "marked removed under a live child: kept")
+            )
+    for row in rows.values():
+        half = row["equal_mutable"]
+        if half is not None and (half not in rows or not rows[half]["mutable"]):
+            row["equal_mutable"] = None
+            findings.append(
+                Finding("rebuild", row["id"], "its pair half was lost: kept as a plain record")
+            )
+    placeholders: dict[str, dict[str, Any]] = {}
+    for row in list(rows.values()):
+        parent = row["parent"]
+        if parent is None or parent in rows:
+            if parent is not None and rows[parent]["mutable"]:
+                row["parent"] = None
+                findings.append(
+                    Finding("rebuild", row["id"], f"its parent {parent} was mutable: unlinked")
+                )
+            continue
+        if parent in layers:
+            continue  # the parent's layer gets a record of its own below
+        if parent not in placeholders:
+            placeholders[parent] = {
+                **row,
+                "id": parent,
+                "parent": None,
+                "mutable": 0,
+                "equal_mutable": None,
+                "retain": 0,
+                "description": _LOST_PARENT,
+                "size": -1,
+                "usage_count": 0,
+                "last_used_at": None,
+                "pending_use": 0,
+                "apparent_size": -1,
+            }
+            findings.append(
+                Finding("unrecovered", parent, "its row and layer are lost: listed as missing")
+            )
+    rows.update(placeholders)
+    for rid, mtime in sorted(layers.items()):
+        if rid in rows:
+            continue
+        rows[rid] = {
+            "id": rid,
+            "parent": None,
+            "mutable": 0,
+            "equal_mutable": None,
+            "retain": 0,
+            "description": _RECOVERED,
+            "record_type": "regular",
+            "created_at": mtime,
+            "last_used_at": None,
+            "usage_count": 0,
+            "size": -1,
+            "deleted": 0,
+            "pending_use": 0,
+            "apparent_size": -1,
+        }
+        findings.append(
+            Finding(
+                "unrecovered",
+                rid,
+                "layer without a readable record: recovered as a record of its own "
+                "(its parent, description and type are not known)",
+            )
+        )
+    _break_loops(rows, findings)
+    for row in rows.values():
+        if row["created_at"] is None:
+            row["created_at"] = layers.get(row["id"], time.time())
+            findings.append(Finding("rebuild", row["id"], "its creation time was unreadable"))
+    return rows
+
+
+def _break_loops(rows: dict[str, dict[str, Any]], findings: list[Finding]) -> None:
+    settled: set[str] = set()
+    for start in rows:
+        path: list[str] = []
+        current: str | None = start
+        while current is not None and current not in settled and current in rows:
+            if current in path:
+                rows[current]["parent"] = None
+                findings.append(Finding("rebuild", current, "its parent chain looped: unlinked"))
+                break
+            path.append(current)
+            current = rows[current]["parent"]
+        settled.update(path)
+
+
+def _is_damaged(root: Path) -> bool:
+    """Whether the store really needs a rebuild (opening it says so)."""
+    from cachetui.core.manager import CacheManager
+
+    try:
+        with CacheManager.open(root, read_only=True, repair=False, forget_missing=True) as cm:
+            return bool(cm.store.damaged)
+    except StoreError:
+        return True
+
+
+def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
+    """Rebuild ``<root>/metadata.db`` (see the module docstring); deletes nothing."""
+    base = Path(root)
+    check_own_directories(base)
+    db = base / "metadata.db"
+    if not _is_damaged(base):
+        return [Finding("rebuild", str(db), "the metadata is not damaged: nothing rebuilt", True)]
+    findings: list[Finding] = []
+    records, holders, side, notes = _salvage(db)
+    layers = _layers(base / "snapshots")
+    rows = _consistent(records, layers, findings)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = base / f"metadata.db.damaged-{stamp}"
+    fresh = base / f"metadata.db.rebuild-{stamp}"
+    store = Store(fresh)
+    try:
+        with store.write():
+            marks = ",".join("?" * len(_COLUMNS))
+            store.db.cursor().executemany(
+                f"INSERT INTO record ({RECORD_COLUMNS}) VALUES ({marks})",
+                [tuple(row[c] for c in _COLUMNS) for row in rows.values()],
+            )
+            for table, columns in _SIDE_TABLES.items():
+                width = columns.count(",") + 1
+                salvaged_rows = [
+                    r
+                    for r in side.get(table, [])
+                    if len(r) == width and r[0] in rows and all(isinstance(v, str) for v in r)
+                ]
+                store.db.cursor().executemany(
+                    f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({','.join('?' * width)})",
+                    salvaged_rows,
+                )
+            alive = [
+                h
+                for h in holders
+                if len(h) == 7 and h[1] in rows and isinstance(h[2], int) and is_alive(*h[2:5])
+            ]
+            store.db.cursor().executemany(
+                f"INSERT INTO holder ({_HOLDER_COLUMNS}) VALUES (?,?,?,?,?,?,?)", alive
+            )
+    finally:
+        store.close()
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{db}{suffix}")
+        if source.exists():
+            os.rename(source, Path(f"{kept}{suffix}"))
+    os.rename(fresh, db)
+    salvaged = sum(1 for row in rows.values() if row["description"] not in (_RECOVERED,))
+    findings.insert(0, Finding("rebuild", str(db), f"damaged metadata kept as {kept}", True))
+    findings.insert(
+        1,
+        Finding(
+            "rebuild",
+            str(db),
+            f"rebuilt: {len(records)} record row(s) salvaged, {len(rows)} record(s) now "
+            f"({salvaged} from rows, {len(rows) - salvaged} from layers on disk)",
+            True,
+        ),
+    )
+    for note in notes:
+        findings.append(Finding("unrecovered", str(db), note))
+    return findings
