@@ -18,8 +18,10 @@ from the installed server binaries (as the tests do):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -104,10 +106,12 @@ def main() -> None:
     cluster.init()
     cluster.start()
     agents: list[subprocess.Popen[bytes]] = []
+    # removed only after the agents stopped: an agent must never see its store vanish
+    workdir = tempfile.mkdtemp(prefix="bench-fleet-", dir=Path.home())
     try:
         db = cluster.create_database("bench")
         url = cluster.url(db)
-        with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
+        with contextlib.nullcontext(workdir) as tmp:
             base = Path(tmp)
             roots = [base / f"host{n:02d}" for n in range(args.stores)]
             started = time.perf_counter()
@@ -287,6 +291,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 agent.kill()
         cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,22 +19,47 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from cachetui.core.errors import CacheError, FilterSyntaxError, LockedError, NotFoundError
-from cachetui.core.policy import DiskStat
-from cachetui.core.watch import ChangeSet
+from cachetui.core import (
+    CacheError,
+    ChangeSet,
+    DiskStat,
+    FilterSyntaxError,
+    HolderInfo,
+    LockedError,
+    NotFoundError,
+)
+from cachetui.messages import FeedStatus, StoreChanged
 from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
-from cachetui.service import CacheService, Delta, DetailsView, PrunePlan, StoreView
-from cachetui.widgets.format import header_text, records, size
-from cachetui.widgets.panels import DetailsPane, FilterBar, TotalsBar, details_text, totals_text
+from cachetui.service import CacheService
+from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
+from cachetui.widgets.format import escape, header_text, records, size
+from cachetui.widgets.panels import (
+    DetailsPane,
+    FilterBar,
+    HeaderBar,
+    TotalsBar,
+    details_text,
+    header_line,
+    totals_text,
+)
 from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
 
 __all__ = ["CacheTuiApp", "StoreChanged", "run_dashboard"]
+
+#: Write keys and what they do (in read-only mode each says why it is off).
+WRITE_KEYS = {
+    "space": "mark",
+    "d": "prune",
+    "p": "prune by policy",
+    "c": "commit",
+    "h": "hold",
+    "u": "release",
+}
 
 #: Actions that change the store: hidden and refused in read-only mode.
 WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "hold", "release"})
@@ -44,20 +69,13 @@ WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "ho
 MAIN_ACTIONS = WRITE_ACTIONS | {
     "filter",
     "cycle_sort",
-    "toggle_live",
+    "pause",
+    "resume",
     "toggle_details",
     "reload",
     "clear_filter",
     "help",
 }
-
-
-class StoreChanged(Message):
-    """Posted (from the change feed's threads) when records or metadata changed."""
-
-    def __init__(self, changes: ChangeSet) -> None:
-        super().__init__()
-        self.changes = changes
 
 
 def describe_error(err: BaseException) -> str:
@@ -86,10 +104,15 @@ class CacheTuiApp(App[int]):
         Binding("u", "release", "Release"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "cycle_sort", "Sort"),
-        Binding("P", "toggle_live", "Pause", key_display="P"),
+        Binding("P", "pause", "Pause", key_display="P"),
+        Binding("P", "resume", "Resume", key_display="P"),
         Binding("i", "toggle_details", "Details", show=False),
         Binding("r", "reload", "Reload", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        *(
+            Binding(key, f"refuse_read_only('{what}')", show=False)
+            for key, what in WRITE_KEYS.items()
+        ),
     ]
 
     def __init__(
@@ -111,16 +134,18 @@ class CacheTuiApp(App[int]):
         self.service = service or CacheService(
             self.root, read_only=read_only, clock=self.clock, disk_stat_fn=disk_stat
         )
-        self.marks: set[str] = set()
         self.notes: list[tuple[str, str]] = []
         self.paused = False
+        self.feed_error: str | None = None  # why live updates stopped (None: running)
         self.loaded = False
         self.load_error: str | None = None
         self.refreshes = 0  # deltas applied (tests wait on it)
         self.filter_text = ""
         self._pending = ChangeSet()
+        self._own_pending = False
         self._refreshing = False
         self._details_for: str | None = None
+        self._filter_seq = 0  # the newest filter text; older matches are dropped
         self.details: DetailsView | None = None
         self._select_after_reload: str | None = None
         self._preload: Future[StoreView] | None = None
@@ -131,9 +156,10 @@ class CacheTuiApp(App[int]):
     # -- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
         yield TotalsBar("Loading…", id="totals")
         yield Static(id="columns")
-        yield RefTree(self.marks, self.service.now, id="tree")
+        yield RefTree(self.service.now, id="tree")
         yield FilterBar(id="filter-bar")
         yield DetailsPane("", id="details")
         yield Footer()
@@ -141,6 +167,11 @@ class CacheTuiApp(App[int]):
     @property
     def ref_tree(self) -> RefTree:
         return self.query_one(RefTree)
+
+    @property
+    def marks(self) -> set[str]:
+        """The marked record ids (the tree owns them)."""
+        return self.ref_tree.marks
 
     def on_mount(self) -> None:
         self.query_one(FilterBar).display = False
@@ -152,7 +183,26 @@ class CacheTuiApp(App[int]):
     def on_resize(self) -> None:
         self.call_after_refresh(self._update_header)
 
+    def on_ref_tree_columns_changed(self) -> None:
+        self._update_header()
+
+    def _live_state(self) -> str:
+        if not self.live:
+            return "live updates off"
+        if self.feed_error is not None:
+            return f"live updates stopped: {self.feed_error} (retrying)"
+        return "paused" if self.paused else "live"
+
     def _update_header(self) -> None:
+        self.read_only = self.service.read_only
+        reason = self.service.read_only_reason if self.read_only else None
+        header = self.query_one(HeaderBar)
+        width = max(header.size.width - 2, 0)  # its padding
+        header.update(
+            header_line(
+                escape(str(self.root)), read_only=reason, live=self._live_state(), width=width
+            )
+        )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree
         columns.update(header_text(tree.columns, tree.sort))
@@ -208,25 +258,57 @@ class CacheTuiApp(App[int]):
         if tree.cursor_node is None and tree.nodes:
             tree.cursor_line = 0
         self.loaded = True
+        if self.service.read_only and not self.read_only:
+            # The store could not be opened for writing: say so, as ``du`` does.
+            self.read_only = True
+            self.refresh_bindings()
+            self.notify(
+                f"opened read-only: {self.service.read_only_reason}",
+                title="read-only",
+                severity="warning",
+                timeout=10,
+            )
+        self._update_header()
         self._update_totals()
         self._request_details()
         if self.live:
             try:
-                self.service.start_watching(self._on_feed)
+                self.service.start_watching(self._on_feed, self._on_feed_status)
             except CacheError as err:
                 self.notify(describe_error(err), title="live updates off", severity="warning")
 
     def _on_feed(self, changes: ChangeSet) -> None:  # a background thread
         self.post_message(StoreChanged(changes))
 
+    def _on_feed_status(self, reason: str | None) -> None:  # a background thread
+        self.post_message(FeedStatus(reason))
+
+    def on_feed_status(self, message: FeedStatus) -> None:
+        self.feed_error = message.reason
+        self._update_header()
+        if message.reason is not None:
+            self.notify(
+                f"live updates stopped: {message.reason} (retrying)",
+                severity="error",
+                timeout=10,
+            )
+        else:
+            self.notify("live updates running again")
+            self.reload(own=True)  # catch up with what happened meanwhile
+
     def on_store_changed(self, message: StoreChanged) -> None:
         self._pending = self._pending.merge(message.changes)
+        if message.own:
+            self._own_pending = True
         self._kick()
 
     def _kick(self) -> None:
-        if self.paused or self._refreshing or not self._pending or not self.loaded:
+        if self._refreshing or not self._pending or not self.loaded:
             return
+        if self.paused and not self._own_pending:
+            return  # others' changes wait; the results of our own actions never do
         changes, self._pending = self._pending, ChangeSet()
+        self._own_pending = False
         self._refreshing = True
         self._refresh(changes)
 
@@ -256,12 +338,30 @@ class CacheTuiApp(App[int]):
                 self._select_after_reload = None
                 self.ref_tree.select_id(wanted)
             self._update_totals()
+            self._update_filter_count()
             self._request_details(force=True)
         self.refreshes += 1
         self._kick()
 
-    def reload(self) -> None:
-        self.post_message(StoreChanged(ChangeSet(frozenset(), True)))
+    def on_ref_tree_vanished(self, message: RefTree.Vanished) -> None:
+        if message.cursor is not None:
+            self.notify(
+                f"{message.cursor[:12]} was removed (by another process); "
+                "the cursor moved to its parent",
+                severity="warning",
+            )
+        if message.marks:
+            names = ", ".join(m[:12] for m in message.marks)
+            n = len(message.marks)
+            self.notify(
+                f"dropped {n} mark{'s' if n != 1 else ''}: {names} "
+                f"{'was' if n == 1 else 'were'} removed (by another process)",
+                severity="warning",
+            )
+
+    def reload(self, *, own: bool = True) -> None:
+        """Re-read the store; ``own``: after our own action, shown even while paused."""
+        self.post_message(StoreChanged(ChangeSet(frozenset(), True), own=own))
 
     # -- totals and details -------------------------------------------------------------------
 
@@ -270,11 +370,10 @@ class CacheTuiApp(App[int]):
         if view is None:
             return
         marked_bytes = sum(view.rows[m].size for m in self.marks if m in view.rows)
-        live = "off" if not self.live else ("paused" if self.paused else "on")
         self.query_one(TotalsBar).update(
             totals_text(
                 view.totals,
-                live=live,
+                live=self._live_state(),
                 sort=self.ref_tree.sort,
                 marks=len(self.marks),
                 marked_bytes=marked_bytes,
@@ -310,17 +409,27 @@ class CacheTuiApp(App[int]):
         self.details = details
         self.query_one(DetailsPane).update(details_text(details, self.service.now()))
 
-    # -- read-only --------------------------------------------------------------------------
+    # -- which keys work now ------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refuse_read_only":
+            return self.read_only and len(self.screen_stack) == 1
         if self.read_only and action in WRITE_ACTIONS:
+            return False  # hidden; the key falls through to refuse_read_only, which says why
+        if action == "pause" and self.paused:
+            return False
+        if action == "resume" and not self.paused:
             return False
         # the main screen's keys do nothing while a dialog is open
         return not (action in MAIN_ACTIONS and len(self.screen_stack) > 1)
 
+    def action_refuse_read_only(self, what: str) -> None:
+        reason = self.service.read_only_reason or "--read-only"
+        self.notify(f"read-only ({reason}): {what} is off", severity="warning")
+
     def _refuse_read_only(self) -> bool:
         if self.read_only:
-            self.notify("read-only: this action is off", severity="warning")
+            self.action_refuse_read_only("this action")
             return True
         return False
 
@@ -359,9 +468,20 @@ class CacheTuiApp(App[int]):
         self._update_totals()
         self._update_header()
 
+    def action_pause(self) -> None:
+        self._set_paused(True)
+
+    def action_resume(self) -> None:
+        self._set_paused(False)
+
     def action_toggle_live(self) -> None:
-        self.paused = not self.paused
-        self.notify("live updates paused" if self.paused else "live updates resumed")
+        self._set_paused(not self.paused)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.notify("live updates paused" if paused else "live updates resumed")
+        self.refresh_bindings()
+        self._update_header()
         self._update_totals()
         self._kick()
 
@@ -385,6 +505,7 @@ class CacheTuiApp(App[int]):
         bar.show_error("", None)
         bar.display = False
         self.filter_text = ""
+        self._filter_seq += 1  # a match still running is stale now
         self.ref_tree.set_filter(None)
         self.ref_tree.focus()
 
@@ -393,13 +514,30 @@ class CacheTuiApp(App[int]):
             return
         bar = self.query_one(FilterBar)
         text = event.value
-        try:
-            matches = self.service.matching(text) if text.strip() else None
-        except FilterSyntaxError as err:
-            bar.show_error(text, err.position, str(err).split(": ", 1)[-1])
+        self._filter_seq += 1
+        if not text.strip():
+            bar.show_error(text, None)
+            self._apply_filter("", None)
             return
-        bar.show_error(text, None)
-        self._apply_filter(text, matches)
+        self._match(text, self._filter_seq)
+
+    @work(thread=True, exclusive=True, group="filter", exit_on_error=False)
+    def _match(self, text: str, seq: int) -> None:
+        """Parse and match off the UI thread (100,000 records take a while)."""
+        try:
+            matches = self.service.matching(text)
+        except FilterSyntaxError as err:
+            self.call_from_thread(self._filter_error, text, err, seq)
+            return
+        self.call_from_thread(self._filter_matched, text, matches, seq)
+
+    def _filter_error(self, text: str, err: FilterSyntaxError, seq: int) -> None:
+        if seq == self._filter_seq:
+            self.query_one(FilterBar).show_error(text, err.position, str(err).split(": ", 1)[-1])
+
+    def _filter_matched(self, text: str, matches: frozenset[str], seq: int) -> None:
+        if seq == self._filter_seq:
+            self._apply_filter(text, matches)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter":
@@ -410,16 +548,27 @@ class CacheTuiApp(App[int]):
             return
         self.ref_tree.focus()
 
-    def _apply_filter(self, text: str, matches: frozenset[str] | None = None) -> None:
-        """Show what ``text`` matches (``matches`` when the caller already computed it)."""
+    def _apply_filter(self, text: str, matches: frozenset[str] | None) -> None:
+        """Show what ``text`` matches (every match revealed, ancestors as context)."""
         self.filter_text = text.strip()
-        if not self.filter_text:
+        if not self.filter_text or matches is None:
+            self.filter_text = ""
             self.ref_tree.set_filter(None)
+            self._update_filter_count()
             return
-        if matches is None:
-            matches = self.service.matching(self.filter_text)
         self.ref_tree.set_filter(matches)
+        self._update_filter_count()
         self._request_details()
+
+    def _update_filter_count(self) -> None:
+        bar = self.query_one(FilterBar)
+        view = self.service.view
+        matches = self.ref_tree.matches
+        if not self.filter_text or matches is None or view is None:
+            if not bar.has_class("-error"):
+                bar.query_one("#filter-error", Static).update("")
+            return
+        bar.show_count(len(matches), len(view.rows))
 
     # -- actions: marks and prune ------------------------------------------------------------
 
@@ -436,17 +585,15 @@ class CacheTuiApp(App[int]):
         view = self.service.view
         if record_id is None or view is None or record_id not in view.rows:
             return
-        if record_id in self.marks:
-            self.marks.discard(record_id)
-        else:
-            reason = view.rows[record_id].unmarkable_reason()
+        tree = self.ref_tree
+        if record_id not in tree.marks:
+            reason = view.rows[record_id].refusal  # the core's rule, as prune applies it
             if reason is not None:
                 self.notify(f"cannot mark {record_id[:12]}: {reason}", severity="warning")
                 return
-            self.marks.add(record_id)
-        self.ref_tree.relabel([record_id])
+        tree.toggle_mark(record_id)
         self._update_totals()
-        self.ref_tree.action_cursor_down()
+        tree.action_cursor_down()
 
     def action_prune(self) -> None:
         if self._refuse_read_only():
@@ -454,12 +601,12 @@ class CacheTuiApp(App[int]):
         view = self.service.view
         if view is None:
             return
-        ids = sorted(m for m in self.marks if m in view.rows)
+        ids = sorted(self.marks)
         if not ids:
             record_id = self._selected()
             if record_id is None or record_id not in view.rows:
                 return
-            reason = view.rows[record_id].unmarkable_reason()
+            reason = view.rows[record_id].refusal
             if reason is not None:
                 self.notify(f"cannot prune {record_id[:12]}: {reason}", severity="warning")
                 return
@@ -467,9 +614,17 @@ class CacheTuiApp(App[int]):
         self.background(lambda: self.service.plan_prune(ids), self._confirm_prune, title="prune")
 
     def _confirm_prune(self, plan: PrunePlan) -> None:
+        if plan.gone:
+            self.ref_tree.drop_marks(plan.gone)
+            self._update_totals()
         if not plan.rows:
-            reasons = "; ".join(f"{i[:12]}: {r}" for i, r in plan.refused) or "nothing to do"
-            self.notify(f"nothing can be pruned ({reasons})", severity="warning")
+            reasons = [f"{i[:12]}: {r}" for i, r in plan.refused]
+            reasons += [f"{i[:12]}: already gone" for i in plan.gone]
+            self.notify(
+                f"nothing can be pruned ({'; '.join(reasons) or 'nothing to do'})",
+                severity="warning",
+            )
+            self.reload()
             return
 
         def decided(yes: bool | None) -> None:
@@ -482,9 +637,16 @@ class CacheTuiApp(App[int]):
         self.push_screen(ConfirmPruneScreen(plan), decided)
 
     def _pruned(self, result: PrunePlan) -> None:
-        self.marks.difference_update(result.ids)
-        n = len(result.rows)
-        self.notify(f"pruned {records(n)}, freed {size(result.freed)}")
+        tree = self.ref_tree
+        tree.drop_marks((*result.ids, *result.gone))
+        parts = [f"pruned {records(len(result.rows))}, freed {size(result.freed)}"]
+        if result.gone:
+            parts.append(f"{records(len(result.gone))} already gone")
+        if result.refused:
+            kept = "; ".join(f"{i[:12]}: {r}" for i, r in result.refused)
+            parts.append(f"kept {kept}")
+        self.notify(", ".join(parts))
+        self._update_totals()
         self.reload()
 
     def action_prune_policy(self) -> None:
@@ -512,7 +674,7 @@ class CacheTuiApp(App[int]):
             self.notify(f"{record_id[:12]} is already committed", severity="warning")
             return
         if row.held:
-            self.notify(f"cannot commit {record_id[:12]}: it is held", severity="warning")
+            self.notify(f"cannot commit {record_id[:12]}: {row.refusal}", severity="warning")
             return
 
         def committed(new_id: str) -> None:
@@ -542,7 +704,7 @@ class CacheTuiApp(App[int]):
         view = self.service.view
         if record_id is None or view is None or record_id not in view.rows:
             return
-        if view.rows[record_id].held_by_me:
+        if record_id in view.pinned:
 
             def released(count: int) -> None:
                 self.notify(f"released {record_id[:12]}")
@@ -555,22 +717,25 @@ class CacheTuiApp(App[int]):
         )
 
     def _offer_force_release(self, details: DetailsView) -> None:
-        others = tuple(h for h in details.holders if not h.mine)
+        others = tuple(h for h in details.holders if h.id not in details.mine)
         record_id = details.record.id
         if not others:
-            self.notify(f"nobody holds {record_id[:12]}", severity="information")
+            self.notify(f"nobody else holds {record_id[:12]}", severity="information")
             return
 
         def decided(yes: bool | None) -> None:
             if not yes:
                 return
-            ids = [h.id for h in others]
+            chosen: tuple[HolderInfo, ...] = others
 
-            def done(count: int) -> None:
-                self.notify(f"force-released {count} hold(s) on {record_id[:12]}")
+            def done(result: ReleaseResult) -> None:
+                failed = bool(result.still_held_by) or not result.released
+                self.notify(result.message(), severity="warning" if failed else "information")
                 self.reload()
 
-            self.background(lambda: self.service.force_release(ids), done, title="release")
+            self.background(
+                lambda: self.service.force_release(record_id, chosen), done, title="release"
+            )
 
         self.push_screen(ForceReleaseScreen(record_id, others, self.service.now()), decided)
 

@@ -1,16 +1,25 @@
-"""The only seam between the dashboard and the core.
+"""The only seam between the dashboard and a store.
 
-The service owns the ``CacheManager``; widgets never touch Peewee, paths or the manager.
-Every public method is blocking and thread-safe: the app calls them from thread workers,
-never from the UI thread. Results are immutable view rows (frozen dataclasses):
+``CacheService`` owns one ``CacheManager``; screens and widgets never touch Peewee, paths
+or the manager. Every public method is blocking and thread-safe: the app calls them from
+thread workers, never from the UI thread. What it returns are the values in
+``cachetui.views``, built from the core's one value per record (``RecordState``), so the
+rows, the details pane and every refusal say the same thing. The service keeps no copy
+of the core's rules: visibility, in use, shared, sizes, health, totals and the prune
+eligibility rule are all the core's.
 
-* ``StoreView``: every visible record as a ``RecordView``, the children of each record
-  (the tree's shape) and the totals; built in one read of the store;
-* ``Delta``: what a change (``ChangeSet`` from ``cachetui.core.watch``) did to the view:
-  rows changed, added and removed, so the tree is patched in place;
-* ``DetailsView``: the parent chain, mount paths, holders (pid, host, since, alive),
-  which descendant makes a record in use, and what a prune of it would free;
-* ``PrunePlan``: the dry-run result of pruning marked records or a policy.
+The contract a second implementation (another store, a fleet) provides:
+
+* ``root``, ``read_only`` (may turn true at ``open`` when the store is not writable:
+  ``read_only_reason`` says why), ``now()``, ``view``;
+* ``open()``, ``close()``, ``load() -> StoreView``, ``apply(ChangeSet) -> Delta``;
+* ``start_watching(on_change, on_status)``, ``stop_watching()``: ``on_change`` gets
+  ``ChangeSet`` values, ``on_status`` gets ``None`` (live) or a reason (stopped);
+* ``details(id)``, ``matching(text)``, ``check_filter(text)``;
+* ``plan_prune(ids)``, ``prune_ids(ids, on_prune)``, ``plan_policy(options)``,
+  ``prune_policy(options, on_prune)``;
+* ``commit(id)``, ``hold(id)``, ``release(id)``, ``holds()``,
+  ``force_release(record_id, holders) -> ReleaseResult``, ``force_release_holders(ids)``.
 """
 
 from __future__ import annotations
@@ -18,46 +27,48 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from cachetui.core import CacheManager, PruneOptions, UsageInfo
-from cachetui.core import filters as filter_language
-from cachetui.core.diskusage import measure_missing, totals
-from cachetui.core.errors import CacheError, InvalidError, NotFoundError
-from cachetui.core.policy import DiskStat, disk_stat
+from cachetui.core import (
+    CacheError,
+    CacheManager,
+    ChangeFeed,
+    ChangeSet,
+    DiskStat,
+    HolderInfo,
+    InvalidError,
+    NotFoundError,
+    PruneOptions,
+    RecordRow,
+    RecordState,
+    StoreError,
+    UsageInfo,
+    disk_stat,
+    matching_ids,
+    parse_filters,
+    totals,
+)
 from cachetui.core.refs import ImmutableRef
-from cachetui.core.state import RecordRow, StoreState
-from cachetui.core.watch import ChangeFeed, ChangeSet
 from cachetui.views import (
     Delta,
     DetailsView,
-    HolderView,
     PlanRow,
     PrunePlan,
-    RecordView,
+    ReleaseResult,
     StoreView,
-    TotalsView,
     plan_row,
 )
 
-__all__ = [
-    "CacheService",
-    "Delta",
-    "DetailsView",
-    "HolderView",
-    "PlanRow",
-    "PrunePlan",
-    "RecordView",
-    "StoreView",
-    "TotalsView",
-    "plan_row",
-]
+__all__ = ["CacheService"]
 
 Clock = Callable[[], float]
+OnStatus = Callable[[str | None], None]
+
+#: How often holders' processes are re-checked (a killed holder stops counting).
+LIVENESS_INTERVAL = 1.0
 
 
 class CacheService:
@@ -70,17 +81,23 @@ class CacheService:
         read_only: bool = False,
         clock: Clock | None = None,
         disk_stat_fn: Callable[[Path], DiskStat] | None = None,
+        liveness_interval: float = LIVENESS_INTERVAL,
     ) -> None:
         self.root = Path(root)
         self.read_only = read_only
+        self.read_only_reason: str | None = "--read-only" if read_only else None
         self.clock = clock or time.time
+        self.liveness_interval = liveness_interval
         self._disk_stat = disk_stat_fn or disk_stat
         self._lock = threading.RLock()
         self._manager: CacheManager | None = None
         self._view: StoreView | None = None
         self._layer_of: dict[str, str] = {}  # layer directory id -> visible record id
         self._holds: dict[str, list[ImmutableRef]] = {}
+        self._alive: frozenset[int] = frozenset()  # live holders the view was built from
         self._feed: ChangeFeed | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop_ticker = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -88,10 +105,20 @@ class CacheService:
     def manager(self) -> CacheManager:
         with self._lock:
             if self._manager is None:
-                self._manager = CacheManager.open(
-                    self.root, clock=self.clock, read_only=self.read_only
-                )
+                self._manager = self._open_manager()
             return self._manager
+
+    def _open_manager(self) -> CacheManager:
+        try:
+            return CacheManager.open(self.root, clock=self.clock, read_only=self.read_only)
+        except StoreError as err:
+            # As ``du`` does: a store this user cannot write is still worth reading.
+            if self.read_only or "not writable" not in str(err):
+                raise
+            manager = CacheManager.open(self.root, clock=self.clock, read_only=True)
+            self.read_only = True
+            self.read_only_reason = f"{self.root} is not writable by this user"
+            return manager
 
     def open(self) -> None:
         self.manager  # noqa: B018 - opens (and reconciles) the store
@@ -110,19 +137,45 @@ class CacheService:
                 self._manager.close()
                 self._manager = None
 
-    def start_watching(self, on_change: Callable[[ChangeSet], None]) -> ChangeFeed:
-        """Start the change feed; ``on_change`` is called from background threads."""
+    def start_watching(
+        self, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None = None
+    ) -> None:
+        """Start the change feed and the liveness ticker (callbacks come from threads).
+
+        ``on_status`` hears ``"<reason>"`` when the file watcher stops and ``None`` once
+        it runs again (the feed retries on its own).
+        """
         self.stop_watching()
         manager = self.manager
-        feed = ChangeFeed(manager.root, on_change, db_path=manager.store.path)
+        feed = ChangeFeed(manager.root, on_change, db_path=manager.store.path, on_status=on_status)
         feed.start()
         self._feed = feed
-        return feed
+        self._stop_ticker.clear()
+        ticker = threading.Thread(
+            target=self._tick, args=(on_change,), name="cachetui-liveness", daemon=True
+        )
+        ticker.start()
+        self._ticker = ticker
+
+    def _tick(self, on_change: Callable[[ChangeSet], None]) -> None:
+        """Re-check holders' processes: one killed changes no file and no row, yet its
+        record stops being in use; report it as a metadata change."""
+        while not self._stop_ticker.wait(self.liveness_interval):
+            try:
+                alive = self.manager.alive_holders()
+            except CacheError:
+                continue
+            if alive != self._alive and self._view is not None:
+                on_change(ChangeSet(frozenset(), True))
 
     def stop_watching(self) -> None:
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.stop()
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            self._stop_ticker.set()
+            ticker.join(2.0)
 
     def now(self) -> float:
         return float(self.clock())
@@ -137,60 +190,26 @@ class CacheService:
         """Read the whole store and build the view (a few hundred ms for 100k records)."""
         with self._lock:
             manager = self.manager
-            state = manager.state()
-            visible = state.visible()
-            sizes = measure_missing(manager, state, visible)
-            view = self._build(state, visible, sizes)
+            self._alive = manager.alive_holders()
+            rows = manager.records()
+            view = self._build(rows)
             self._view = view
             return view
 
-    def _build(
-        self, state: StoreState, visible: Sequence[RecordRow], sizes: Mapping[str, int]
-    ) -> StoreView:
-        manager = self.manager
-        in_use = state.in_use_ids()
-        shared = state.shared_ids(manager.is_shared)
-        visible_ids = {row.id for row in visible}
-        mine = set(self._holds)
-        rows: dict[str, RecordView] = {}
+    def _build(self, rows: Mapping[str, RecordState]) -> StoreView:
         children: dict[str | None, list[str]] = {}
         layer_of: dict[str, str] = {}
-        parents: list[str | None] = []
-        for row in visible:  # first pass: the tree's shape
-            parent = row.parent if row.parent in visible_ids else None
-            parents.append(parent)
-            children.setdefault(parent, []).append(row.id)
-        for row, parent in zip(visible, parents, strict=True):
-            rid = row.id
-            partner = state.partner(row)
-            size = sizes.get(rid, max(row.size, 0))
-            rows[rid] = RecordView(
-                rid,
-                parent,
-                row.mutable,
-                rid in in_use,
-                state.node_held(row),
-                row.retain or bool(partner and partner.retain),
-                partner is not None,
-                row.record_type or "regular",
-                row.description,
-                size,
-                row.created_at,
-                row.last_used_at if row.usage_count else None,
-                row.usage_count,
-                rid in shared,
-                rid in children,
-                rid in mine or bool(partner and partner.id in mine),
-            )
+        for rid, row in rows.items():
+            children.setdefault(row.parent, []).append(rid)
             layer_of[row.layer_id] = rid
             layer_of[rid] = rid
         self._layer_of = layer_of
-        totals = self._totals(list(rows.values()))
         return StoreView(
-            rows=MappingProxyType(rows),
+            rows=MappingProxyType(dict(rows)),
             children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
-            totals=totals,
+            totals=totals(list(rows.values()), self._dstat()),
             read_only=self.read_only,
+            pinned=frozenset(self._holds),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -199,20 +218,6 @@ class CacheService:
             return self._disk_stat(self.root)
         except OSError:
             return None
-
-    def _totals(self, rows: Sequence[RecordView]) -> TotalsView:
-        sums = totals(
-            rows, self._dstat() or DiskStat(0, 0)
-        )  # the core's arithmetic, as BuildKit's clients
-        return TotalsView(
-            sums.total,
-            sums.reclaimable,
-            sums.in_use,
-            sums.shared,
-            sums.records,
-            sums.disk_free,
-            sums.disk_total,
-        )
 
     # -- live updates -------------------------------------------------------------------
 
@@ -236,7 +241,7 @@ class CacheService:
             if record_id is None or record_id not in rows:
                 continue
             try:
-                size = manager.snapshots.measure(layer).size
+                size = manager.measure(record_id)
             except (CacheError, OSError):
                 continue
             if rows[record_id].size != size:
@@ -244,26 +249,8 @@ class CacheService:
                 changed.append(record_id)
         if not changed:
             return Delta(old)
-        totals = old.totals
-        for record_id in changed:
-            before, after = max(old.rows[record_id].size, 0), max(rows[record_id].size, 0)
-            row = rows[record_id]
-            grow = after - before
-            totals = replace(
-                totals,
-                total=totals.total + grow,
-                reclaimable=totals.reclaimable + (0 if row.in_use else grow),
-                in_use=totals.in_use + (grow if row.in_use else 0),
-                shared=totals.shared + (grow if row.shared else 0),
-            )
-        dstat = self._dstat()
-        if dstat is not None:  # otherwise keep the last figures
-            totals = replace(totals, disk_free=dstat.free, disk_total=dstat.total)
-        view = StoreView(
-            rows=MappingProxyType(rows),
-            children=old.children,
-            totals=totals,
-            read_only=old.read_only,
+        view = replace(
+            old, rows=MappingProxyType(rows), totals=totals(list(rows.values()), self._dstat())
         )
         self._view = view
         return Delta(view, changed=tuple(changed))
@@ -274,9 +261,10 @@ class CacheService:
         removed = tuple(i for i in old.rows if i not in new.rows)
         changed = []
         reparented = []
+        pins = old.pinned ^ new.pinned
         for record_id, row in new.rows.items():
             before = old.rows.get(record_id)
-            if before is None or before == row:
+            if before is None or (before == row and record_id not in pins):
                 continue
             if before.parent != row.parent:
                 reparented.append(record_id)
@@ -292,62 +280,28 @@ class CacheService:
             row = view.rows.get(record_id)
             if row is None:
                 raise NotFoundError(f"{record_id}: not found")
-            manager = self.manager
-            holder_rows = manager.holders(record_id)
-            own = str(manager.layer_path(record_id))
-        my_holders = {ref.holder_id for refs in self._holds.values() for ref in refs}
-        holders = tuple(
-            HolderView(
-                id=h.id,
-                record=h.record,
-                pid=h.pid,
-                host=h.host,
-                since=h.created_at,
-                alive=h.alive,
-                mine=h.id in my_holders,
-                counts_use=h.counts_use,
-            )
-            for h in holder_rows
-        )
+            snapshots = Path(row.layer_path).parent
+        mine = frozenset(ref.holder_id for refs in self._holds.values() for ref in refs)
         chain = []
         for ancestor in view.ancestors(record_id):
             a = view.rows[ancestor]
             chain.append((a.id, a.description, a.size))
-        lowers = tuple(str(manager.snapshots.dir / a[0]) for a in chain)
+        lowers = tuple(str(snapshots / view.rows[a[0]].layer_id) for a in chain)
         if row.mutable:
-            upper, lower_paths = own, lowers
+            upper, lower_paths = row.layer_path, lowers
         else:
-            upper, lower_paths = None, (own, *lowers)
-        because = None
-        if row.in_use and not row.held:
-            because = self._held_descendant(view, record_id)
-        refused = row.unmarkable_reason()
+            upper, lower_paths = None, (row.layer_path, *lowers)
         sub_size, sub_count = self._subtree(view, record_id)
         return DetailsView(
             record=row,
             chain=tuple(chain),
             upper=upper,
             lowers=lower_paths,
-            holders=holders,
-            in_use_because=because,
-            prune_frees=0 if refused else (0 if row.shared else row.size),
-            prune_refused=refused,
+            mine=mine,
+            pinned=record_id in view.pinned,
             subtree_size=sub_size,
             subtree_count=sub_count,
         )
-
-    @staticmethod
-    def _held_descendant(view: StoreView, record_id: str) -> str | None:
-        queue = deque(view.child_ids(record_id))
-        while queue:
-            child = queue.popleft()
-            row = view.rows.get(child)
-            if row is None:
-                continue
-            if row.held:
-                return child
-            queue.extend(view.child_ids(child))
-        return None
 
     @staticmethod
     def _subtree(view: StoreView, record_id: str) -> tuple[int, int]:
@@ -365,55 +319,28 @@ class CacheService:
 
     def matching(self, text: str) -> frozenset[str]:
         """The ids a filter matches (``FilterSyntaxError`` when it does not parse)."""
-        matcher = filter_language.parse_all(text) if text.strip() else None
         view = self._view
         if view is None:
+            parse_filters(text)
             return frozenset()
-        if not matcher:
-            return frozenset(view.rows)
-        found = set()
-        for row in view.rows.values():
-            fields = filter_language.usage_fields(
-                id=row.id,
-                parents=(row.parent,) if row.parent else (),
-                description=row.description,
-                record_type=row.record_type,
-                in_use=row.in_use,
-                mutable=row.mutable,
-                shared=row.shared,
-            )
-            if matcher.matches(fields):
-                found.add(row.id)
-        return frozenset(found)
+        return matching_ids(view.rows.values(), text if text.strip() else ())
 
     @staticmethod
     def check_filter(text: str) -> None:
         """Raise ``FilterSyntaxError`` (with ``.position``) when ``text`` does not parse."""
         if text.strip():
-            filter_language.parse_all(text)
+            parse_filters(text)
 
     # -- prune --------------------------------------------------------------------------
 
     def plan_prune(self, ids: Sequence[str]) -> PrunePlan:
-        """Dry run of pruning exactly these records (the marks)."""
+        """Dry run of pruning exactly these records (the marks), against the store now."""
         if not ids:
             return PrunePlan(())
         with self._lock:
-            result = self.manager.prune(self._id_policy(ids), dry_run=True)
-        chosen = {info.id for info in result}
-        refused = []
-        view = self._view
-        for record_id in ids:
-            if record_id in chosen:
-                continue
-            row = view.rows.get(record_id) if view else None
-            reason = (row.unmarkable_reason() if row else None) or "it cannot be pruned now"
-            refused.append((record_id, reason))
-        return PrunePlan(tuple(plan_row(i) for i in result), tuple(refused))
-
-    @staticmethod
-    def _id_policy(ids: Sequence[str]) -> PruneOptions:
-        return PruneOptions(all=True, filters=tuple(f"id=={i}" for i in ids))
+            manager = self.manager
+            result = manager.prune(ids=ids, dry_run=True)
+            return self._plan(result, ids, manager.records())
 
     def prune_ids(
         self,
@@ -421,12 +348,38 @@ class CacheService:
         on_prune: Callable[[PlanRow], None] | None = None,
         recheck: Callable[[RecordRow], bool] | None = None,
     ) -> PrunePlan:
-        """Prune exactly these records; ``recheck`` may refuse one as it is inside the
-        write that would remove it (the fleet's "used since you confirmed")."""
+        """Prune exactly these records; the plan names what went, what stayed (and why)
+        and what was already gone. ``recheck`` may refuse one as it is inside the write
+        that would remove it (the fleet's "used since you confirmed")."""
         self._check_writable()
         if not ids:
             return PrunePlan(())
-        return self._prune((self._id_policy(ids),), on_prune, recheck)
+
+        def report(info: UsageInfo) -> None:
+            if on_prune is not None:
+                on_prune(plan_row(info))
+
+        with self._lock:
+            manager = self.manager
+            result = manager.prune(ids=ids, on_prune=report, recheck=recheck)
+            return self._plan(result, ids, manager.records())
+
+    @staticmethod
+    def _plan(
+        result: Sequence[UsageInfo], ids: Sequence[str], now: Mapping[str, RecordState]
+    ) -> PrunePlan:
+        chosen = {info.id for info in result}
+        refused = []
+        gone = []
+        for record_id in ids:
+            if record_id in chosen:
+                continue
+            state = now.get(record_id)
+            if state is None:
+                gone.append(record_id)
+            else:
+                refused.append((record_id, state.refusal or "it no longer matches"))
+        return PrunePlan(tuple(plan_row(i) for i in result), tuple(refused), tuple(gone))
 
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
         with self._lock:
@@ -437,27 +390,20 @@ class CacheService:
         self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None
     ) -> PrunePlan:
         self._check_writable()
-        return self._prune((options,), on_prune)
 
-    def _prune(
-        self,
-        policies: Sequence[PruneOptions],
-        on_prune: Callable[[PlanRow], None] | None,
-        recheck: Callable[[RecordRow], bool] | None = None,
-    ) -> PrunePlan:
         def report(info: UsageInfo) -> None:
             if on_prune is not None:
                 on_prune(plan_row(info))
 
         with self._lock:
-            result = self.manager.prune(*policies, on_prune=report, recheck=recheck)
+            result = self.manager.prune(options, on_prune=report)
         return PrunePlan(tuple(plan_row(i) for i in result))
 
     # -- commit, hold, release ----------------------------------------------------------
 
     def _check_writable(self) -> None:
         if self.read_only:
-            raise InvalidError("the dashboard is read-only")
+            raise InvalidError(f"the dashboard is read-only ({self.read_only_reason})")
 
     def commit(self, record_id: str) -> str:
         """Commit a free mutable into an immutable: get_mutable, commit, finalize, release."""
@@ -499,12 +445,41 @@ class CacheService:
                 released += 1
             return released
 
-    def force_release(self, holder_ids: Sequence[int]) -> int:
-        """Drop other processes' holder rows (after the UI confirmed)."""
+    def force_release(self, record_id: str, holders: Sequence[HolderInfo]) -> ReleaseResult:
+        """Drop other processes' holds on a record (after the UI confirmed ``holders``).
+
+        The confirmation named processes, not rows: a build that released and took a
+        new hold since (the demo's simulated build does, every few seconds) is still the
+        process the user chose, so its current holder rows go too. What is left, and
+        what had gone already, is said in the result.
+        """
         self._check_writable()
         with self._lock:
-            done = 0
-            for holder_id in holder_ids:
-                if self.manager.force_release(holder_id):
-                    done += 1
-            return done
+            manager = self.manager
+            mine = {ref.holder_id for refs in self._holds.values() for ref in refs}
+            before = manager.records().get(record_id)
+            if before is None:
+                return ReleaseResult(record_id, (), (), (), record_gone=True)
+            processes = {(h.pid, h.host) for h in holders if h.id not in mine}
+            current = {h.id for h in before.holders}
+            already_gone = tuple(sorted(h.id for h in holders if h.id not in current))
+            released = []
+            for h in before.holders:
+                if h.id in mine or (h.pid, h.host) not in processes:
+                    continue
+                if manager.force_release(h.id):
+                    released.append(h)
+                else:
+                    already_gone += (h.id,)
+            after = manager.records().get(record_id)
+            left = tuple(
+                h for h in (after.holders if after else ()) if h.alive and h.id not in mine
+            )
+            return ReleaseResult(record_id, tuple(released), already_gone, left)
+
+    def force_release_holders(self, holder_ids: Sequence[int]) -> int:
+        """Drop exactly these holder rows (a request that names rows, not a record, such
+        as the fleet's); returns how many were still there."""
+        self._check_writable()
+        with self._lock:
+            return sum(1 for holder_id in holder_ids if self.manager.force_release(holder_id))

@@ -1,105 +1,66 @@
-"""The dashboard's view rows: immutable values the service hands to the widgets.
+"""The dashboard's view values: what a service hands to the screens.
 
-* ``StoreView``: every visible record as a ``RecordView``, the children of each record
-  (the tree's shape) and the totals;
+The rows themselves are the core's ``RecordState`` values (one per record, with the
+usage row, holders, health and the prune refusal), so a row, the details pane and a
+refusal can never disagree. Around them:
+
+* ``StoreView``: every visible record, the tree's shape, the core's totals, and which
+  records this dashboard pins;
 * ``Delta``: what a change did to the view (rows changed, added, removed, reparented);
-* ``DetailsView`` and ``HolderView``: one record's chain, mounts, holders and prune effect;
-* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed.
+* ``DetailsView``: one record's value plus its parent chain and mount paths;
+* ``PrunePlan`` and ``PlanRow``: a dry run, or what a prune removed, kept and found gone;
+* ``ReleaseResult``: what a force release did.
 
-Plain frozen dataclasses: safe to pass from a worker thread to the UI thread.
+Plain frozen dataclasses: safe to pass from a worker thread to the UI thread. A second
+service (another store, a fleet) builds the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cachetui.core import UsageInfo
+from cachetui.core import HolderInfo, RecordState, Totals, UsageInfo
 
 __all__ = [
     "Delta",
     "DetailsView",
-    "HolderView",
     "PlanRow",
     "PrunePlan",
-    "RecordView",
+    "ReleaseResult",
     "StoreView",
-    "TotalsView",
     "plan_row",
+    "state_words",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordView:
-    """One visible record, as the tree shows it."""
-
-    id: str
-    parent: str | None
-    mutable: bool
-    in_use: bool  # held by a live process, directly or through a descendant
-    held: bool  # held directly (either half of its pair)
-    retain: bool
-    pending_commit: bool  # a lazily committed pair, not finalized yet
-    record_type: str
-    description: str
-    size: int
-    created_at: float
-    last_used_at: float | None
-    usage_count: int
-    shared: bool
-    has_children: bool
-    held_by_me: bool  # the dashboard holds it (``h``)
-
-    @property
-    def states(self) -> tuple[str, ...]:
-        """The state words shown in the tree (never colour only)."""
-        words = []
-        if self.in_use:
-            words.append("in use")
-        if self.mutable:
-            words.append("mutable")
-        if self.retain:
-            words.append("retained")
-        if self.pending_commit:
-            words.append("pending")
-        if self.held_by_me:
-            words.append("pinned")
-        return tuple(words)
-
-    @property
-    def prunable(self) -> bool:
-        return not self.in_use and not self.has_children
-
-    def unmarkable_reason(self) -> str | None:
-        """Why this record cannot be marked for deletion (None when it can)."""
-        if self.held:
-            return "it is held by a process"
-        if self.in_use:
-            return "a descendant of it is in use"
-        if self.has_children:
-            return "it has children (prune them first)"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class TotalsView:
-    total: int = 0
-    reclaimable: int = 0
-    in_use: int = 0
-    shared: int = 0
-    records: int = 0
-    disk_free: int = 0
-    disk_total: int = 0
+def state_words(row: RecordState, pinned: bool = False) -> tuple[str, ...]:
+    """The state words shown for a record (never colour only)."""
+    words = []
+    if row.health != "ok":
+        words.append(row.health)
+    if row.in_use:
+        words.append("in use")
+    if row.mutable:
+        words.append("mutable")
+    if row.retain:
+        words.append("retained")
+    if row.pending_commit:
+        words.append("pending")
+    if pinned:
+        words.append("pinned")
+    return tuple(words)
 
 
 @dataclass(frozen=True, slots=True)
 class StoreView:
-    """Every visible record and the tree's shape (children sorted by nothing: the UI sorts)."""
+    """Every visible record and the tree's shape (children unsorted: the UI sorts)."""
 
-    rows: Mapping[str, RecordView]
+    rows: Mapping[str, RecordState]
     children: Mapping[str | None, tuple[str, ...]]
-    totals: TotalsView
+    totals: Totals
     read_only: bool = False
+    pinned: frozenset[str] = field(default_factory=frozenset)  # held by this dashboard
 
     def roots(self) -> tuple[str, ...]:
         return self.children.get(None, ())
@@ -131,29 +92,36 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
-class HolderView:
-    id: int
-    record: str
-    pid: int
-    host: str
-    since: float
-    alive: bool
-    mine: bool  # this dashboard process
-    counts_use: bool
-
-
-@dataclass(frozen=True, slots=True)
 class DetailsView:
-    record: RecordView
+    """One record's value, with its chain and mounts. The state, the holders and the
+    prune refusal are the record's own (the same value the row shows)."""
+
+    record: RecordState
     chain: tuple[tuple[str, str, int], ...]  # (id, description, size) from the parent up
     upper: str | None
     lowers: tuple[str, ...]
-    holders: tuple[HolderView, ...]
-    in_use_because: str | None  # a descendant id making it in use (when not held itself)
-    prune_frees: int  # bytes a prune of this record alone would free now (0: refused)
-    prune_refused: str | None
+    mine: frozenset[int]  # holder ids that are this dashboard's
+    pinned: bool
     subtree_size: int  # this record and all its descendants
     subtree_count: int
+
+    @property
+    def holders(self) -> tuple[HolderInfo, ...]:
+        return self.record.holders
+
+    @property
+    def in_use_because(self) -> str | None:
+        return self.record.in_use_via
+
+    @property
+    def prune_refused(self) -> str | None:
+        return self.record.refusal
+
+    @property
+    def prune_frees(self) -> int:
+        """Bytes a prune of this record alone would free now (0: refused or shared)."""
+        r = self.record
+        return 0 if r.refusal or r.shared else max(r.size, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +136,11 @@ class PlanRow:
 
 @dataclass(frozen=True, slots=True)
 class PrunePlan:
-    """A dry run: what would go, and the bytes it would actually free."""
+    """A dry run or a prune: what goes (or went), what stays and why, what was gone."""
 
     rows: tuple[PlanRow, ...]
     refused: tuple[tuple[str, str], ...] = ()  # (id, reason)
+    gone: tuple[str, ...] = ()  # asked for, but already removed (by someone else)
 
     @property
     def freed(self) -> int:
@@ -182,10 +151,36 @@ class PrunePlan:
         return tuple(r.id for r in self.rows)
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """What a force release did on one record, said exactly."""
+
+    record: str
+    released: tuple[HolderInfo, ...]  # holder rows dropped
+    already_gone: tuple[int, ...]  # holder ids that had released it themselves
+    still_held_by: tuple[HolderInfo, ...]  # live holders left afterwards (new ones)
+    record_gone: bool = False
+
+    def message(self) -> str:
+        rid = self.record[:12]
+        if self.record_gone:
+            return f"{rid} is gone: nothing to release"
+        parts = []
+        if self.released:
+            who = ", ".join(h.where for h in self.released)
+            parts.append(f"force-released {rid} (dropped the hold of {who})")
+        if self.already_gone:
+            n = len(self.already_gone)
+            parts.append(f"{n} hold{'s' if n != 1 else ''} had already been released")
+        if self.still_held_by:
+            who = ", ".join(h.where for h in self.still_held_by)
+            parts.append(f"still held: {who} took a new hold since")
+        elif not self.released:
+            parts.append(f"{rid} is no longer held")
+        return "; ".join(parts)
+
+
 def plan_row(info: UsageInfo) -> PlanRow:
     """The view row of a record a prune removed (or would remove)."""
     last = info.last_used_at.timestamp() if info.last_used_at else None
     return PlanRow(info.id, info.description, info.size, info.shared, info.mutable, last)
-
-
-# ------------------------------------------------------------------------- the service

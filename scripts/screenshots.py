@@ -11,6 +11,7 @@ Debian's Chromium (as tests/web does); it is skipped, saying so, without the bro
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,23 @@ from tests.ui.conftest import loaded, settle, wait_for  # noqa: E402
 from tests.ui.store_fixture import FixedClock, build_fixture_store, fixed_disk_stat  # noqa: E402
 
 OUT = REPO / "screenshots"
+
+#: Fonts common renderers have (browsers, rsvg-convert, image viewers), instead of the
+#: web font Rich names (Fira Code, fetched from a CDN that an offline renderer lacks).
+MONO = '"DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, "Courier New", monospace'
+SANS = '"DejaVu Sans", "Liberation Sans", Arial, Helvetica, sans-serif'
+
+
+def portable_svg(svg: str) -> str:
+    """Name fonts every renderer has, and keep runs of spaces (rsvg-convert collapses
+    leading spaces in a text run unless told to preserve them)."""
+    svg = re.sub(r"@font-face\s*\{[^}]*\}\s*", "", svg)
+    svg = svg.replace("font-family: Fira Code, monospace;", f"font-family: {MONO};")
+    svg = svg.replace("font-family: arial;", f"font-family: {SANS};")
+    if 'xml:space="preserve"' not in svg:
+        svg = svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    return svg
+
 
 Scenario = Callable[[object, CacheTuiApp, dict[str, str]], Awaitable[None]]
 
@@ -77,8 +95,36 @@ async def nothing(pilot, app, ids):
     return None
 
 
+async def deep_tree(pilot, app, ids):
+    app.ref_tree.select_id(ids["strip"])
+    app.ref_tree.select_id(ids["npm"])
+    await settle(pilot)
+    app.ref_tree.select_id(ids["strip"])
+
+
+async def deep_filter(pilot, app, ids):
+    await pilot.press("slash")
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.press(*"description~=strip")
+    await wait_for(pilot, lambda: app.ref_tree.matches is not None)
+
+
+async def policy_80x24(pilot, app, ids):
+    await pilot.press("p")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+    screen = app.screen
+    for widget in screen.query(Input):
+        widget.cursor_blink = False
+    screen.query_one("#all").value = True
+    await settle(pilot)  # the checkbox's change resets the plan: let it land first
+    screen.action_preview()
+    await wait_for(pilot, lambda: screen.plan is not None)
+
+
 SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
-    ("main", (130, 36), main_screen, True),
+    ("main", (130, 36), deep_tree, True),
+    ("marked", (130, 36), main_screen, True),
     ("details", (130, 36), details, True),
     ("prune-confirmation", (120, 34), prune_confirmation, True),
     ("policy-preview", (120, 40), policy_preview, True),
@@ -86,6 +132,9 @@ SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
     ("filter-error", (120, 34), filter_error, True),
     ("empty-store", (100, 24), nothing, False),
     ("80x24", (80, 24), details, True),
+    ("80x24-policy", (80, 24), policy_80x24, True),
+    ("80x24-help", (80, 24), help_screen, True),
+    ("80x24-filter", (80, 24), deep_filter, True),
 ]
 
 
@@ -94,14 +143,17 @@ async def shoot(name: str, size: tuple[int, int], scenario: Scenario, seeded: bo
     try:
         root = base / "store"
         ids = build_fixture_store(root) if seeded else {}
-        app = CacheTuiApp(root, clock=FixedClock(), live=False, disk_stat=fixed_disk_stat)
+        app = CacheTuiApp(root, clock=FixedClock(), live=seeded, disk_stat=fixed_disk_stat)
         app.animation_level = "none"
         async with app.run_test(size=size) as pilot:
             await loaded(pilot)
             await scenario(pilot, app, ids)
             await settle(pilot)
-            path = app.save_screenshot(filename=f"{name}.svg", path=str(OUT))
-        return Path(path)
+            for toast in app.screen.query("Toast"):
+                toast.remove()
+            path = Path(app.save_screenshot(filename=f"{name}.svg", path=str(OUT)))
+        path.write_text(portable_svg(path.read_text()))
+        return path
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -15,17 +15,26 @@ from cachetui.core.errors import (
     SnapshotError,
     StoreError,
 )
+from cachetui.core.filters import parse_all as parse_filters
 from cachetui.core.manager import CacheManager
+from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.reconcile import Finding
+from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.state import RecordRow
 from cachetui.core.types import CacheMount, Mount, PruneOptions, RecordType, Sharing, UsageInfo
+from cachetui.core.watch import ChangeFeed, ChangeSet
 
 __all__ = [
     "CacheError",
     "CacheManager",
     "CacheMount",
+    "ChangeFeed",
+    "ChangeSet",
+    "DiskStat",
     "FilterSyntaxError",
     "Finding",
+    "HolderInfo",
     "ImmutableRef",
     "InvalidError",
     "LockedError",
@@ -34,11 +43,16 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "RecordRow",
+    "RecordState",
     "RecordType",
     "Sharing",
     "SnapshotError",
     "StoreError",
     "Totals",
     "UsageInfo",
+    "disk_stat",
+    "matching_ids",
+    "parse_filters",
     "totals",
 ]

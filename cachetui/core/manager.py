@@ -27,6 +27,7 @@ from cachetui.core.ids import ID_PATTERN, new_id, validate_id
 from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import disk_stat
 from cachetui.core.processes import current_process
+from cachetui.core.records import RecordState, alive_holders, record_states
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
 from cachetui.core.state import StoreState, load_state
@@ -418,21 +419,46 @@ class CacheManager(MetadataOperations):
         *policies: PruneOptions,
         dry_run: bool = False,
         on_prune: Callable[[UsageInfo], None] | None = None,
+        ids: Iterable[str] | None = None,
         recheck: prune.Recheck | None = None,
     ) -> list[UsageInfo]:
         """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
-        ``recheck`` (an extension: the fleet's "used since you confirmed") is called with
-        each chosen record inside the transaction that removes it; False keeps it.
+        ``ids`` (instead of policies) prunes exactly those records; the ones that stay
+        carry their reason in ``records()[id].refusal``. ``recheck`` (an extension: the
+        fleet's "used since you confirmed") is called with each chosen record inside the
+        transaction that removes it; False keeps it.
         """
         self._check_usable()
         return prune.prune(
             self,
-            policies or (PruneOptions(),),
+            policies if ids is not None else (policies or (PruneOptions(),)),
             dry_run=dry_run,
             on_prune=on_prune,
             recheck=recheck,
+            ids=ids,
         )
+
+    def records(self) -> dict[str, RecordState]:
+        """One ``RecordState`` per visible record, by id: the usage row, who holds it,
+        retain, pending commit, children, layer path, health and why prune would refuse
+        it. Screens build rows, details and refusals from this one value."""
+        self._check_usable()
+        return record_states(self)
+
+    def alive_holders(self) -> frozenset[int]:
+        """The holder ids whose process runs now (liveness re-checked on every call)."""
+        self._check_usable()
+        with self._lock:
+            return alive_holders(self)
+
+    def measure(self, record_id: str) -> int:
+        """The bytes of a record's own layer measured now (``du -s``), caching nothing."""
+        self._check_usable()
+        validate_id(record_id)
+        with self._lock, self.store.read():
+            layer = self._live_row(record_id).layer_id
+        return self.snapshots.measure(layer).size
 
     def gc(self, policies: Iterable[PruneOptions] | None = None) -> list[UsageInfo]:
         """Apply the given policies, or the default tiers modelled on BuildKit's."""

@@ -23,6 +23,7 @@ from cachetui.core import reserve
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
 from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
+from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
     DiskStat,
@@ -33,6 +34,7 @@ from cachetui.core.policy import (
     should_stop,
 )
 from cachetui.core.purger import Purger
+from cachetui.core.records import prune_refusal
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import PruneOptions, RecordType, UsageInfo
 
@@ -68,9 +70,11 @@ class _Pass:
         state: StoreState,
         policy: PruneOptions,
         matcher: filter_language.FilterSet,
+        only: frozenset[str] | None = None,
         recheck: Recheck | None = None,
     ) -> None:
         self.manager = manager
+        self.only = only  # prune by ids: only these records are candidates
         self.recheck = recheck
         self.state = state
         self.policy = policy
@@ -84,17 +88,21 @@ class _Pass:
         state = self.state
         if row.id in self.skipped or not state.is_visible(row):
             return False
-        if state.node_held(row) or state.has_children(row):
+        if self.only is not None and row.id not in self.only:
+            return False
+        if prune_refusal(state, row) is not None:
             return False
         return self.matches_policy(row)
 
     def matches_policy(self, row: RecordRow) -> bool:
-        """The policy's own tests: type, shared, keep duration, filters (not holders)."""
+        """The policy's own tests: ids, type, shared, keep duration, filters (not holders)."""
         return self.matches_facts(row) and self.matches_filters(row)
 
     def matches_facts(self, row: RecordRow) -> bool:
-        """The cheap part of the policy (type, shared, keep duration): safe to re-check
-        inside the write transaction."""
+        """The cheap part of the policy (ids, type, shared, keep duration): safe to
+        re-check inside the write transaction."""
+        if self.only is not None and row.id not in self.only:
+            return False
         if not self.policy.all and (row.record_type in _PROTECTED_TYPES or row.id in self.shared):
             return False
         if self.cutoff is not None:
@@ -370,13 +378,25 @@ def prune(
     *,
     dry_run: bool = False,
     on_prune: OnPrune | None = None,
+    ids: Iterable[str] | None = None,
     recheck: Recheck | None = None,
 ) -> list[UsageInfo]:
     """Apply ``policies`` in order; returns what was (or would be) removed, in order.
 
-    ``recheck`` (not in a dry run) is asked about each chosen record inside the write
-    transaction that would remove it, with the record as it is then: False keeps it.
+    With ``ids``, exactly those records are the candidates (as with ``all``: any type,
+    shared or not), children before parents; a record held or with children that are
+    not going too stays (``records.prune_refusal`` says why). ``recheck`` (not in a dry
+    run) is asked about each chosen record inside the write transaction that would
+    remove it, with the record as it is then: False keeps it.
     """
+    only: frozenset[str] | None = None
+    if ids is not None:
+        if isinstance(ids, str):
+            raise InvalidError(f"invalid ids {ids!r}: expected a collection of record ids")
+        if policies:
+            raise InvalidError("prune by ids takes no policy")
+        only = frozenset(validate_id(i) for i in ids)
+        policies = (PruneOptions(all=True),)
     for policy in policies:
         if not isinstance(policy, PruneOptions):
             raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
@@ -397,7 +417,7 @@ def prune(
     try:
         for policy, matcher in zip(policies, matchers, strict=True):
             state = shared_state if shared_state is not None else manager.state()
-            work = _Pass(manager, state, policy, matcher, recheck)
+            work = _Pass(manager, state, policy, matcher, only, recheck)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             run = _Run(
                 manager,

@@ -15,7 +15,9 @@ Two background threads, no Textual import:
   released or pruned elsewhere.
 
 Both call ``on_change(ChangeSet(...))`` from their own thread; ``stop()`` sets one stop
-event and joins both promptly.
+event and joins both promptly. When the file watcher fails (inotify limits, the directory
+replaced), ``on_status`` hears the reason and the watcher retries, with a growing delay;
+``on_status(None)`` says it runs again. A failure is never silent.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class ChangeFeed:
         on_change: Callable[[ChangeSet], None],
         *,
         db_path: str | os.PathLike[str] | None = None,
+        on_status: Callable[[str | None], None] | None = None,
+        retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0),
     ) -> None:
         self.root = Path(root)
         self.snapshots_dir = self.root / "snapshots"
@@ -99,6 +103,9 @@ class ChangeFeed:
         self._rescans: list[tuple[float, str]] = []
         self._rescan_lock = threading.Lock()
         self.errors: list[str] = []
+        self.on_status = on_status
+        self.retry_delays = retry_delays
+        self.stopped_reason: str | None = None  # why the file watcher is not running now
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -145,36 +152,63 @@ class ChangeFeed:
     # -- files --------------------------------------------------------------------------
 
     def _watch_loop(self) -> None:
+        """Watch until stopped; when the watcher fails, say why and start it again."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._watch_once()
+                return  # stopped
+            except Exception as err:  # the directory vanished, or the watcher failed
+                if self._stop.is_set():
+                    return
+                reason = f"file watcher stopped: {err}"
+                self.errors.append(reason)
+                self._status(reason)
+                delay = self.retry_delays[min(failures, len(self.retry_delays) - 1)]
+                failures += 1
+                if self._stop.wait(delay):
+                    return
+
+    def _status(self, reason: str | None) -> None:
+        if reason == self.stopped_reason:
+            return
+        self.stopped_reason = reason
+        if self.on_status is not None:
+            try:
+                self.on_status(reason)
+            except Exception as err:  # a broken consumer must not kill the feed
+                self.errors.append(f"on_status failed: {err!r}")
+
+    def _watch_once(self) -> None:
         import watchfiles
 
         base = str(self.snapshots_dir)
-        try:
-            for batch in watchfiles.watch(
-                base,
-                watch_filter=None,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=self._stop,
-                rust_timeout=200,
-                yield_on_timeout=False,
-                raise_interrupt=False,
-                ignore_permission_denied=True,
-            ):
-                records: set[str] = set()
-                now = time.monotonic()
-                for change, path in batch:
-                    record = _record_of(base, path)
-                    if record is None:
-                        continue
-                    records.add(record)
-                    if change == watchfiles.Change.added and os.path.isdir(path):
-                        with self._rescan_lock:
-                            for delay in RESCAN_DELAYS:
-                                self._rescans.append((now + delay, record))
+        for batch in watchfiles.watch(
+            base,
+            watch_filter=None,
+            debounce=DEBOUNCE_MS,
+            step=STEP_MS,
+            stop_event=self._stop,
+            rust_timeout=200,
+            yield_on_timeout=True,  # an empty batch: the watcher runs (after a retry)
+            raise_interrupt=False,
+            ignore_permission_denied=True,
+        ):
+            if self.stopped_reason is not None:
+                self._status(None)
+            records: set[str] = set()
+            now = time.monotonic()
+            for change, path in batch:
+                record = _record_of(base, path)
+                if record is None:
+                    continue
+                records.add(record)
+                if change == watchfiles.Change.added and os.path.isdir(path):
+                    with self._rescan_lock:
+                        for delay in RESCAN_DELAYS:
+                            self._rescans.append((now + delay, record))
+            if records:
                 self._emit(ChangeSet(frozenset(records), False))
-        except Exception as err:  # the directory vanished, or the watcher failed
-            if not self._stop.is_set():
-                self.errors.append(f"file watcher stopped: {err!r}")
 
     # -- metadata and delayed rescans ---------------------------------------------------
 

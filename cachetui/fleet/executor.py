@@ -177,7 +177,7 @@ def _prune_ids(
             gone.append(record_id)
             continue
         else:
-            reason = after.rows[record_id].unmarkable_reason() or "it cannot be pruned now"
+            reason = after.rows[record_id].refusal or "it cannot be pruned now"
         refused.append([record_id, reason])
     result = _plan_result(plan, dry_run=False, gone=gone)
     result["refused"] = refused
@@ -222,5 +222,5 @@ def execute(
             or not all(isinstance(h, int) and not isinstance(h, bool) for h in raw)
         ):
             raise MalformedRequest("holder_ids must be a non-empty list of integers")
-        return {"released": service.force_release(raw)}
+        return {"released": service.force_release_holders(raw)}
     raise MalformedRequest(f"unknown request kind {kind!r}")

@@ -22,9 +22,9 @@ from typing import Any
 
 import peewee
 
+from cachetui.core import RecordState, Totals
 from cachetui.core.state import HolderRow
 from cachetui.fleet.schema import CHANNEL, NOW, notify, records_payload
-from cachetui.views import RecordView, TotalsView
 
 __all__ = ["Publisher", "holder_tuple", "record_tuple"]
 
@@ -71,7 +71,7 @@ COPY_FROM = 200
 _STAGE = "fleet_record_in"
 
 
-def record_tuple(row: RecordView) -> RecordTuple:
+def record_tuple(row: RecordState) -> RecordTuple:
     return tuple(_record_values(row))
 
 
@@ -96,7 +96,7 @@ class Publisher:
         self.store = store
         self.published: dict[str, RecordTuple] | None = None
         self.holders: dict[int, HolderTuple] | None = None
-        self.totals: TotalsView | None = None
+        self.totals: Totals | None = None
         self.version = 0
 
     def forget(self) -> None:
@@ -176,8 +176,8 @@ class Publisher:
 
     def publish(
         self,
-        rows: Mapping[str, RecordView],
-        totals: TotalsView,
+        rows: Mapping[str, RecordState],
+        totals: Totals,
         holders: Sequence[HolderRow],
         *,
         synced: bool = False,

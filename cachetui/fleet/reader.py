@@ -41,7 +41,7 @@ Values:
   (``records``, ``total``, ``reclaimable``, ``in_use``, ``shared``), ``disk_total``,
   ``disk_free``, last GC (``last_gc_at``, ``last_gc_freed``, ``last_gc_records``) and
   ``version`` (bumped by every publish of that store);
-* ``FleetRecord``: ``store`` plus the fields of the dashboard's ``RecordView`` (``view()``
+* ``FleetRecord``: ``store`` plus the fields of the core's ``RecordState`` (``view()``
   builds one), and ``version`` (the store version that wrote it);
 * ``Notification``: ``kind`` is ``records`` (payload ``version`` and ``deleted`` ids, or
   ``reload``: re-read the store), ``store`` (registration, totals, disk), ``request``
@@ -64,10 +64,10 @@ from typing import Any
 import peewee
 import psycopg
 
+from cachetui.core import RecordState
 from cachetui.core.errors import CacheError
 from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION, schema_version
 from cachetui.fleet.url import check_url, describe_error, open_database
-from cachetui.views import RecordView
 
 __all__ = [
     "OFFLINE_AFTER",
@@ -184,25 +184,38 @@ class FleetRecord:
     def reclaimable(self) -> bool:
         return not self.in_use
 
-    def view(self) -> RecordView:
-        """The local dashboard's row for this record."""
-        return RecordView(
-            self.id,
-            self.parent,
-            self.mutable,
-            self.in_use,
-            self.held,
-            self.retain,
-            self.pending_commit,
-            self.record_type,
-            self.description,
-            self.size,
-            self.created_at,
-            self.last_used_at,
-            self.usage_count,
-            self.shared,
-            self.has_children,
-            False,
+    def view(self) -> RecordState:
+        """The dashboard's row for this record. The replica carries the core's facts
+        (held, children), not the holders or the layer, so the refusal is said from those
+        facts and the health is the agent's to report."""
+        if self.held:
+            refusal: str | None = "it is held by a running process"
+        elif self.has_children:
+            refusal = "it has child records (prune them first)"
+        else:
+            refusal = None
+        return RecordState(
+            id=self.id,
+            parent=self.parent,
+            mutable=self.mutable,
+            in_use=self.in_use,
+            size=self.size,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            usage_count=self.usage_count,
+            description=self.description,
+            record_type=self.record_type,
+            shared=self.shared,
+            health="ok",
+            held=self.held,
+            holders=(),
+            in_use_via=None,
+            retain=self.retain,
+            pending_commit=self.pending_commit,
+            has_children=self.has_children,
+            layer_id=self.id,
+            layer_path="",
+            refusal=refusal,
         )
 
 

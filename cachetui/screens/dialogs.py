@@ -14,7 +14,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from cachetui.service import HolderView, PrunePlan
+from cachetui.core import HolderInfo
+from cachetui.views import PrunePlan
 from cachetui.widgets.format import ago, escape, records, size
 
 __all__ = ["ConfirmPruneScreen", "ForceReleaseScreen"]
@@ -38,10 +39,13 @@ class _YesNo(ModalScreen[bool]):
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
 
-    def _buttons(self, yes: str) -> ComposeResult:
-        with Horizontal(classes="buttons"):
-            yield Button("No", id="no", variant="primary")
-            yield Button(yes, id="yes", variant="error")
+    def _footer(self, hint: str, yes: str) -> ComposeResult:
+        """The hint and the buttons, docked so they stay visible on a small terminal."""
+        with Vertical(classes="footer"):
+            yield Static(hint, classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("No", id="no", variant="primary", compact=True)
+                yield Button(yes, id="yes", variant="error", compact=True)
 
 
 class ConfirmPruneScreen(_YesNo):
@@ -75,17 +79,18 @@ class ConfirmPruneScreen(_YesNo):
                 listing.append(f"… and {len(plan.rows) - MAX_LISTED} more\n")
             for record_id, reason in plan.refused:
                 listing.append(f"{record_id}  kept: {reason}\n", style="dark_orange")
+            for record_id in plan.gone:
+                listing.append(f"{record_id}  already gone (removed meanwhile)\n", style="dim")
             listing.rstrip()
             with VerticalScroll(classes="listing"):
                 yield Static(listing)
-            yield Static("y: prune   n / esc: cancel", classes="hint")
-            yield from self._buttons("Yes, prune")
+            yield from self._footer("y: prune   n / esc: cancel", "Yes, prune")
 
 
 class ForceReleaseScreen(_YesNo):
     """Names the holding processes; a live one needs a second confirmation."""
 
-    def __init__(self, record_id: str, holders: tuple[HolderView, ...], now: float) -> None:
+    def __init__(self, record_id: str, holders: tuple[HolderInfo, ...], now: float) -> None:
         super().__init__()
         self.record_id = record_id
         self.holders = holders
@@ -111,8 +116,7 @@ class ForceReleaseScreen(_YesNo):
             body.rstrip()
             yield Static(body)
             yield Static("", id="warning")
-            yield Static("y: release   n / esc: cancel", classes="hint")
-            yield from self._buttons("Yes, release")
+            yield from self._footer("y: release   n / esc: cancel", "Yes, release")
 
     def action_answer(self, answer: bool) -> None:
         if not answer:

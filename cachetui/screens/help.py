@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -16,13 +16,13 @@ __all__ = ["KEYS", "HelpScreen"]
 KEYS: tuple[tuple[str, str, str, bool], ...] = (
     # (section, key, what it does, changes the store)
     ("Move", "↑ ↓ / j k", "move the cursor", False),
-    ("Move", "→ ←", "expand, collapse (or go to the parent)", False),
+    ("Move", "→ l / ←", "expand, collapse (or go to the parent)", False),
     ("Move", "enter", "expand or collapse", False),
-    ("Move", "shift+space", "expand or collapse everything below", False),
+    ("Move", "e", "expand or collapse everything below", False),
     ("View", "s", "cycle the sort: size, last used, name", False),
     ("View", "/", "filter (containerd syntax: type==regular,mutable); esc clears", False),
     ("View", "i", "show or hide the details pane", False),
-    ("View", "P", "pause or resume live updates", False),
+    ("View", "P", "pause or resume others' changes (your own always show)", False),
     ("View", "r", "reload everything now", False),
     ("Act", "space", "mark or unmark the record for deletion", True),
     ("Act", "d", "prune the marked records (or the selected one), after a confirmation", True),
@@ -56,11 +56,15 @@ class HelpScreen(ModalScreen[None]):
                 continue
             table.add_row(name if name != section else "", key, what)
             section = name
-        with Vertical(classes="dialog", id="help"):
+        with VerticalScroll(classes="dialog", id="help"):
             title = "cachetui keys" + (" (read-only: actions are off)" if self.read_only else "")
             yield Static(title, classes="title")
             yield Static(table)
-            yield Static("esc / ? closes", classes="hint")
+            with Vertical(classes="footer"):
+                yield Static("↑ ↓ PgUp PgDn scroll   esc / ? closes", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#help").focus()  # the arrows and page keys scroll a long list
 
     async def action_dismiss(self, result: object = None) -> None:
         self.dismiss(None)

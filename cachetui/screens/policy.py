@@ -20,13 +20,16 @@ from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from cachetui.core.errors import CacheError, PruneInterrupted
 from cachetui.core.types import PruneOptions
-from cachetui.service import CacheService, PlanRow, PrunePlan, plan_row
+from cachetui.service import CacheService
 from cachetui.units import parse_duration, parse_size
+from cachetui.views import PlanRow, PrunePlan, plan_row
 from cachetui.widgets.format import escape, records, size
 
 __all__ = ["PolicyPruneScreen"]
 
 MAX_LISTED = 100
+ALL_OFF = "off: internal, frontend and shared records stay"
+ALL_ON = "ON: internal, frontend and shared records too"
 
 
 class _Cancelled(Exception):
@@ -54,7 +57,7 @@ class PolicyPruneScreen(ModalScreen[int]):
             yield Static("Prune by policy", classes="title")
             with Grid(id="policy-form"):
                 yield Label("All")
-                yield Checkbox("internal, frontend, shared too", id="all")
+                yield Checkbox(ALL_OFF, id="all")
                 yield Label("Filters")
                 yield Input(placeholder="e.g. type==regular,mutable", id="filters")
                 yield Label("Keep")
@@ -70,11 +73,14 @@ class PolicyPruneScreen(ModalScreen[int]):
             )
             with VerticalScroll(classes="listing"):
                 yield Static("", id="preview")
-            yield ProgressBar(id="progress", show_eta=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Preview", id="preview-button", variant="primary")
-                yield Button("Prune", id="prune-button", variant="error", disabled=True)
-                yield Button("Close", id="close")
+            with Vertical(classes="footer"):  # docked: visible at 80x24 after a preview
+                yield ProgressBar(id="progress", show_eta=False)
+                with Horizontal(classes="buttons"):
+                    yield Button("Preview", id="preview-button", variant="primary", compact=True)
+                    yield Button(
+                        "Prune", id="prune-button", variant="error", disabled=True, compact=True
+                    )
+                    yield Button("Close", id="close", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#progress", ProgressBar).display = False
@@ -111,7 +117,9 @@ class PolicyPruneScreen(ModalScreen[int]):
             self.plan = None
             self.query_one("#prune-button", Button).disabled = True
 
-    def on_checkbox_changed(self) -> None:
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        # Said in words too: on and off must not differ only by a small glyph.
+        event.checkbox.label = ALL_ON if event.value else ALL_OFF
         self.on_input_changed()
 
     def on_input_submitted(self) -> None:

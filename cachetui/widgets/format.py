@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import humanize
 from rich.text import Text
 
+from cachetui.core import RecordState
 from cachetui.core.timestamps import is_valid
 from cachetui.output import escape
-from cachetui.service import RecordView
 from cachetui.units import format_bytes_buildx
+from cachetui.views import state_words
 
 __all__ = ["Columns", "ago", "escape", "format_row", "header_text", "size", "timestamp"]
 
@@ -23,6 +24,8 @@ STATE_STYLES = {
     "retained": "magenta",
     "pending": "italic dodger_blue2",
     "pinned": "bold green",
+    "missing": "bold red",
+    "broken": "bold red",
 }
 
 
@@ -66,15 +69,18 @@ class Columns:
     uses: int = 5
     show_type: bool = True
     guide: int = 4
+    min_id: int = 12  # the id never gets narrower than this, however deep the row
 
     @classmethod
     def for_width(cls, width: int) -> Columns:
         if width >= 118:
             base = cls()
         elif width >= 96:
-            base = cls(name=12, state=20, last=14, show_type=False)
+            base = cls(name=12, state=20, last=14, show_type=False, guide=3, min_id=10)
         else:
-            base = cls(name=10, size=9, state=16, last=13, uses=4, show_type=False, guide=2)
+            base = cls(
+                name=10, size=9, state=16, last=13, uses=4, show_type=False, guide=2, min_id=8
+            )
         others = ICON + 2 + base.size + base.state + base.last + base.uses + 6
         if base.show_type:
             others += base.type + 1
@@ -89,6 +95,7 @@ class Columns:
             uses=base.uses,
             show_type=base.show_type,
             guide=base.guide,
+            min_id=base.min_id,
         )
 
 
@@ -120,24 +127,26 @@ def header_text(columns: Columns, sort: str = "size") -> Text:
 
 
 def format_row(
-    row: RecordView,
+    row: RecordState,
     *,
     depth: int,
     marked: bool,
+    pinned: bool = False,
     now: float,
     columns: Columns,
     dim: bool = False,
 ) -> Text:
-    """One tree label: mark, id (narrower when deeper, so the columns line up), size,
-    state words, type, last use, usage count and description."""
-    name_width = max(columns.name - columns.guide * depth, 3)
+    """One tree label: mark, id (narrower when deeper, so the columns line up: the tree
+    sizes ``columns.name`` for its deepest line), size, state words, type, last use,
+    usage count and description."""
+    name_width = max(columns.name - columns.guide * depth, columns.min_id)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("✓ " if marked else "  ", style="bold green" if marked else "")
     text.append(_cell(row.id, name_width), style="dim" if dim else "")
     text.append(" ")
     text.append(_cell(size(row.size), columns.size, right=True), style="bold" if not dim else "")
     text.append(" ")
-    states = row.states
+    states = state_words(row, pinned)
     state_text = Text()
     for i, word in enumerate(states):
         if i:

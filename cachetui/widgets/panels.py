@@ -1,4 +1,4 @@
-"""The totals bar, the details pane and the filter bar."""
+"""The header line, the totals bar, the details pane and the filter bar."""
 
 from __future__ import annotations
 
@@ -7,13 +7,51 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from cachetui.service import DetailsView, TotalsView
+from cachetui.core import Totals
+from cachetui.views import DetailsView, state_words
 from cachetui.widgets.format import ago, escape, size, timestamp
 
-__all__ = ["DetailsPane", "FilterBar", "TotalsBar", "details_text", "totals_text"]
+__all__ = [
+    "DetailsPane",
+    "FilterBar",
+    "HeaderBar",
+    "TotalsBar",
+    "details_text",
+    "header_line",
+    "totals_text",
+]
 
 
-def totals_text(totals: TotalsView, *, live: str, sort: str, marks: int, marked_bytes: int) -> Text:
+def header_line(root: str, *, read_only: str | None, live: str, width: int = 0) -> Text:
+    """Live, paused or stopped (with the reason), read-only or not, and which store.
+
+    The path comes last and loses its start, not its end, when the line is short.
+    """
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if live == "live":
+        text.append("● live", style="bold green")
+    elif live == "paused":
+        text.append("❚❚ paused", style="bold yellow")
+        text.append(" (P resumes)", style="yellow")
+    else:
+        text.append(f"✕ {live}", style="bold red")
+    if read_only is not None:
+        text.append("  ")
+        text.append(" READ-ONLY ", style="bold black on yellow")
+        text.append(f" {read_only}", style="yellow")
+    text.append("  store ", style="dim")
+    room = width - text.cell_len if width else len(root)
+    if len(root) > room >= 8:
+        root = "…" + root[len(root) - room + 1 :]
+    text.append(root, style="bold")
+    return text
+
+
+class HeaderBar(Static):
+    """One line: the store's path, the read-only badge and the live state."""
+
+
+def totals_text(totals: Totals, *, live: str, sort: str, marks: int, marked_bytes: int) -> Text:
     text = Text()
 
     def item(label: str, value: str, style: str = "bold") -> None:
@@ -30,7 +68,6 @@ def totals_text(totals: TotalsView, *, live: str, sort: str, marks: int, marked_
         item("Disk free", f"{size(totals.disk_free)} of {size(totals.disk_total)}")
     item("Records", str(totals.records))
     item("Sort", sort)
-    item("Live", live, "bold" if live == "on" else "bold red")
     if marks:
         item("Marked", f"{marks} ({size(marked_bytes)})", "bold green")
     return text
@@ -55,10 +92,14 @@ def details_text(d: DetailsView, now: float) -> Text:
     line("ID", r.id)
     kind = "mutable" if r.mutable else "immutable"
     line("Kind", f"{kind} · {r.record_type} · {size(r.size)}")
-    line("State", ", ".join(r.states) or "free (reclaimable)")
+    line("State", ", ".join(state_words(r, d.pinned)) or "free (reclaimable)")
+    if r.health == "missing":
+        line("Health", Text(f"missing: {r.layer_path} is gone", style="bold red"))
+    elif r.health == "broken":
+        line("Health", Text("broken: a parent's layer is gone", style="bold red"))
     if d.holders:
         for i, h in enumerate(d.holders):
-            who = "this dashboard" if h.mine else f"pid {h.pid} on {h.host}"
+            who = "this dashboard" if h.id in d.mine else f"pid {h.pid} on {h.host}"
             status = "running" if h.alive else "exited: does not count"
             line(
                 "Held by" if i == 0 else "",
@@ -105,6 +146,14 @@ class FilterBar(Vertical):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter, e.g. type==regular,mutable  (esc closes)", id="filter")
         yield Static("", id="filter-error")
+
+    def show_count(self, matched: int, total: int) -> None:
+        """``N of M records match`` (in red when none does)."""
+        error = self.query_one("#filter-error", Static)
+        self.remove_class("-error")
+        style = "bold red" if matched == 0 else "bold green"
+        word = "record matches" if total == 1 else "records match"
+        error.update(Text(f"  {matched} of {total} {word}", style=style))
 
     def show_error(self, text: str, position: int | None, message: str = "") -> None:
         error = self.query_one("#filter-error", Static)

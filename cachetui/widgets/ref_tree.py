@@ -2,30 +2,40 @@
 
 Children are added only when a node is first expanded (100,000 records open fast), the
 ``id -> TreeNode`` map lets a change relabel one row, and the cursor, the expansion and
-the marks follow record ids, never line numbers.
+the marks follow record ids, never line numbers. The tree owns the marks: a mark on a
+record that went away is dropped and reported (``RefTree.Vanished``). A row whose size
+changes moves to its place among its siblings, so the sort stays true.
+
+The fixed columns start at the same x at every depth: the id column is as wide as the
+deepest line shown needs (its guides plus a readable minimum of the id).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets._tree import TOGGLE_STYLE, TreeNode
 
-from cachetui.service import Delta, RecordView, StoreView
+from cachetui.core import RecordState
+from cachetui.views import Delta, StoreView
 from cachetui.widgets.format import Columns, format_row
 
 __all__ = ["SORT_KEYS", "RefTree"]
 
 SORT_KEYS = ("size", "last used", "name")
 
+SortKey = Callable[[RecordState], tuple[object, ...]]
 
-def _sort_key(kind: str) -> Callable[[RecordView], tuple]:
+
+def _sort_key(kind: str) -> SortKey:
     if kind == "last used":
         return lambda r: (r.last_used_at is None, -(r.last_used_at or 0.0), r.id)
     if kind == "name":
@@ -46,25 +56,42 @@ class RefTree(Tree[str]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "app.toggle_mark", "Mark", show=True),
+        Binding("e", "toggle_expand_all", "Expand all", show=False),
         Binding("shift+space", "toggle_expand_all", "Expand all", show=False),
-        Binding("right", "expand_node", "Expand", show=False),
+        Binding("right,l", "expand_node", "Expand", show=False),
         Binding("left", "collapse_node", "Collapse", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, marks: set[str], now: Callable[[], float], **kwargs: object) -> None:
+    class Vanished(Message):
+        """Records under the cursor or marked went away (removed by someone else)."""
+
+        def __init__(self, cursor: str | None, marks: tuple[str, ...]) -> None:
+            super().__init__()
+            self.cursor = cursor
+            self.marks = marks
+
+    class ColumnsChanged(Message):
+        """The column widths changed (the header must follow)."""
+
+    def __init__(self, now: Callable[[], float], **kwargs: object) -> None:
         super().__init__("records", **kwargs)  # type: ignore[arg-type]
         self.show_root = False
         self.guide_depth = 4
         self.auto_expand = True
-        self.marks = marks
+        self.marks: set[str] = set()
         self.now = now
         self.view: StoreView | None = None
         self.sort = "size"
         self.shown: frozenset[str] | None = None  # None: no filter
         self.matches: frozenset[str] | None = None
+        self.base_columns = Columns()
         self.columns = Columns()
+        self.max_depth = 0
         self.nodes: dict[str, TreeNode[str]] = {}
         self._populated: set[str | None] = set()
+        self._before_filter: tuple[set[str], str | None] | None = None
         self._bulk = False
 
     # -- helpers ------------------------------------------------------------------------
@@ -85,6 +112,7 @@ class RefTree(Tree[str]):
             row,
             depth=self._depth(record_id),
             marked=record_id in self.marks,
+            pinned=record_id in self.view.pinned,
             now=self.now(),
             columns=self.columns,
             dim=self.matches is not None and record_id not in self.matches,
@@ -170,6 +198,9 @@ class RefTree(Tree[str]):
                 self._populated.discard(current.data)
             stack.extend(current.children)
 
+    def expanded_ids(self) -> set[str]:
+        return {rid for rid, node in self.nodes.items() if node.is_expanded}
+
     # -- rendering ------------------------------------------------------------------------
 
     def render_label(self, node: TreeNode[str], base_style: Style, style: Style) -> Text:
@@ -191,18 +222,39 @@ class RefTree(Tree[str]):
         # 10,000 labels. The columns are fixed-width and overflow-x is hidden.
         return 160
 
-    def on_resize(self) -> None:
-        columns = Columns.for_width(self.size.width)
+    def _build(self) -> None:
+        super()._build()
+        if not hasattr(self, "base_columns"):  # _build runs inside Tree.__init__
+            return
+        lines = self._tree_lines_cached or []
+        depth = max((len(line.path) - 1 for line in lines), default=0)
+        if depth != self.max_depth:
+            self.max_depth = depth
+            self._set_columns()
+
+    def _set_columns(self) -> None:
+        base = self.base_columns
+        region = max(base.name, base.guide * self.max_depth + base.min_id)
+        columns = replace(base, name=region)
         if columns != self.columns:
             self.columns = columns
-            self.guide_depth = columns.guide
+            self._line_cache.clear()  # the rendered strips, not the tree's lines
+            self.refresh()
+            self.post_message(self.ColumnsChanged())
+
+    def on_resize(self) -> None:
+        base = Columns.for_width(self.size.width)
+        if base != self.base_columns:
+            self.base_columns = base
+            self.guide_depth = base.guide
+            self._set_columns()
             self._invalidate()
 
     # -- building ---------------------------------------------------------------------------
 
     def show(self, view: StoreView) -> None:
         """(Re)build from a view, keeping the expanded records and the cursor."""
-        expanded = {rid for rid, node in self.nodes.items() if node.is_expanded}
+        expanded = self.expanded_ids()
         cursor = self.cursor_id
         self.view = view
         self.clear()
@@ -213,7 +265,8 @@ class RefTree(Tree[str]):
 
     def _restore(self, expanded: Iterable[str], cursor: str | None) -> None:
         assert self.view is not None
-        for record_id in sorted(expanded, key=lambda i: len(self.view.ancestors(i))):  # type: ignore[union-attr]
+        view = self.view
+        for record_id in sorted(expanded, key=lambda i: len(view.ancestors(i))):
             node = self.nodes.get(record_id)
             if node is not None:
                 self._populate(record_id)
@@ -228,12 +281,7 @@ class RefTree(Tree[str]):
         if record_id not in self.nodes:
             if not expand:
                 return False
-            for ancestor in reversed(self.view.ancestors(record_id)):
-                self._populate(ancestor)
-                node = self.nodes.get(ancestor)
-                if node is None:
-                    return False
-                node.expand()
+            self._reveal(record_id)
         node = self.nodes.get(record_id)
         if node is None:
             return False
@@ -248,24 +296,65 @@ class RefTree(Tree[str]):
         self.move_cursor(node)
         return True
 
+    def _reveal(self, record_id: str) -> None:
+        """Add and expand the ancestors of a record, top down."""
+        assert self.view is not None
+        for ancestor in reversed(self.view.ancestors(record_id)):
+            self._populate(ancestor)
+            node = self.nodes.get(ancestor)
+            if node is None:
+                return
+            node.expand()
+        parent = self.view.rows[record_id].parent
+        self._populate(parent)
+
     def set_sort(self, kind: str) -> None:
         self.sort = kind
         if self.view is not None:
             self.show(self.view)
 
     def set_filter(self, matches: frozenset[str] | None) -> None:
-        """Show only matching records and their ancestors (dimmed); None shows all."""
+        """Show only matching records, with their ancestors (dimmed) as context, every
+        match revealed; None shows all again, with the expansion from before the filter."""
+        was_filtered = self.matches is not None
+        if matches is not None and not was_filtered:
+            self._before_filter = (self.expanded_ids(), self.cursor_id)
         self.matches = matches
-        if matches is None or self.view is None:
+        if self.view is None:
+            self.shown = None if matches is None else frozenset(matches)
+            return
+        cursor = self.cursor_id
+        if matches is None:
             self.shown = None
-        else:
-            self.shown = _with_ancestors(matches, self.view)
-        if self.view is not None:
+            saved, saved_cursor = self._before_filter or (set(), None)
+            self._before_filter = None
             self.show(self.view)
-            if matches:
-                first = self._visible_children(None)
-                if first and self.cursor_id is None:
-                    self.select_id(first[0])
+            self._restore(saved, None)
+            target = cursor if cursor is not None else saved_cursor
+            if target is not None:
+                self.select_id(target)
+            return
+        self.shown = _with_ancestors(matches, self.view)
+        self.clear()
+        self.nodes.clear()
+        self._populated.clear()
+        self._populate(None)
+        for record_id in sorted(matches, key=self._depth):
+            self._reveal(record_id)
+        if cursor is not None and cursor in matches:
+            self.select_id(cursor)
+        else:
+            first = self._first_match()
+            if first is not None:
+                self.select_id(first)
+
+    def _first_match(self) -> str | None:
+        _ = self._tree_lines
+        for line in self._tree_lines:
+            record_id = line.node.data
+            if record_id and self.matches is not None and record_id in self.matches:
+                return record_id
+        return None
 
     def relabel(self, ids: Iterable[str]) -> None:
         """Redraw these records' rows (their labels are built from the current view)."""
@@ -277,22 +366,47 @@ class RefTree(Tree[str]):
                 node.allow_expand = self._has_visible_children(record_id)
                 node.refresh()
 
+    # -- marks ------------------------------------------------------------------------------
+
+    def toggle_mark(self, record_id: str) -> bool:
+        """Mark or unmark; returns whether it is marked now."""
+        if record_id in self.marks:
+            self.marks.discard(record_id)
+        else:
+            self.marks.add(record_id)
+        self.relabel([record_id])
+        return record_id in self.marks
+
+    def drop_marks(self, ids: Iterable[str]) -> None:
+        dropped = self.marks.intersection(ids)
+        self.marks.difference_update(dropped)
+        self.relabel(dropped)
+
     # -- live updates ---------------------------------------------------------------------
 
     def apply_delta(self, delta: Delta, matches: frozenset[str] | None = None) -> None:
-        """Patch the tree in place: relabel changed rows, insert added ones, drop removed."""
+        """Patch the tree in place: relabel changed rows, insert added ones, drop removed,
+        move rows whose sort key changed; the cursor and marks stay on their records."""
         cursor = self.cursor_id
         cursor_line = self.cursor_line
         old = self.view
         self.view = delta.view
         view = delta.view
+        vanished_marks = tuple(sorted(m for m in self.marks if m not in view.rows))
+        self.marks.difference_update(vanished_marks)
+        vanished_cursor = cursor if cursor is not None and cursor not in view.rows else None
+        if vanished_marks or vanished_cursor:
+            self.post_message(self.Vanished(vanished_cursor, vanished_marks))
         if self.matches is not None and matches is not None:
             self.matches = matches
             shown = _with_ancestors(matches, view)
             if shown != self.shown:  # records entered or left the filter
                 self.shown = shown
-                self.marks.difference_update(delta.removed)
                 self.show(view)
+                for record_id in matches:
+                    if record_id not in self.nodes:
+                        self._reveal(record_id)
+                self._after_vanish(vanished_cursor, old, cursor_line)
                 return
         for record_id in (*delta.removed, *delta.reparented):
             node = self.nodes.get(record_id)
@@ -307,30 +421,92 @@ class RefTree(Tree[str]):
                 continue
             if row.parent is not None:
                 touched_parents.add(row.parent)
-            if row.parent not in self._populated:
-                continue
-            parent = self._node_of(row.parent)
-            if parent is None or record_id in self.nodes:
-                continue
-            keys = [
-                key(view.rows[c.data])
-                for c in parent.children
-                if c.data is not None and c.data in view.rows
-            ]
-            self._add(parent, record_id, before=bisect.bisect_left(keys, key(row)))
+            self._insert(record_id, key)
         for record_id in delta.removed:
             if old is not None and record_id in old.rows:
                 old_parent = old.rows[record_id].parent
                 if old_parent is not None:
                     touched_parents.add(old_parent)
-        self.marks.difference_update(delta.removed)
+        for record_id in delta.changed:
+            self._reposition(record_id, key)
+        for parent_id in {view.rows[c].parent for c in delta.changed if c in view.rows}:
+            self._resort(parent_id, key)
         self.relabel({*delta.changed, *touched_parents})
         if cursor is not None and cursor in self.nodes:
             self.select_id(cursor, expand=False)
-        elif cursor is not None:
-            _ = self._tree_lines
-            last = max(self.last_line, 0)
-            self.cursor_line = min(max(cursor_line, 0), last)
+        else:
+            self._after_vanish(vanished_cursor, old, cursor_line)
+
+    def _insert(self, record_id: str, key: SortKey) -> None:
+        assert self.view is not None
+        view = self.view
+        row = view.rows[record_id]
+        if row.parent not in self._populated:
+            return
+        parent = self._node_of(row.parent)
+        if parent is None or record_id in self.nodes:
+            return
+        keys = [
+            key(view.rows[c.data])
+            for c in parent.children
+            if c.data is not None and c.data in view.rows
+        ]
+        index = bisect.bisect_left(keys, key(row))
+        self._add(parent, record_id, before=index if index < len(keys) else None)
+
+    def _reposition(self, record_id: str, key: SortKey) -> None:
+        """Move a row whose sort key changed to its place among its siblings."""
+        assert self.view is not None
+        node = self.nodes.get(record_id)
+        if node is None or node.parent is None:
+            return
+        view = self.view
+        siblings = [c.data for c in node.parent.children if c.data in view.rows]
+        keys = [key(view.rows[s]) for s in siblings if s is not None]
+        if keys == sorted(keys):
+            return
+        expanded = {
+            rid
+            for rid in self.expanded_ids()
+            if rid == record_id or record_id in view.ancestors(rid)
+        }
+        self._forget(node)
+        node.remove()
+        self._insert(record_id, key)
+        self._restore(expanded, None)
+
+    def _resort(self, parent_id: str | None, key: SortKey) -> None:
+        """Rebuild one parent's children in order when moving single rows was not enough
+        (several siblings changed at once)."""
+        assert self.view is not None
+        parent = self._node_of(parent_id)
+        if parent is None or parent_id not in self._populated:
+            return
+        view = self.view
+        ids = [c.data for c in parent.children if c.data is not None and c.data in view.rows]
+        keys = [key(view.rows[i]) for i in ids]
+        if keys == sorted(keys):
+            return
+        expanded = self.expanded_ids()
+        for child in list(parent.children):
+            self._forget(child)
+            child.remove()
+        self._populated.discard(parent_id)
+        self._populate(parent_id)
+        self._restore(expanded, None)
+
+    def _after_vanish(self, vanished: str | None, old: StoreView | None, line: int) -> None:
+        """The record under the cursor went away: go to its nearest surviving ancestor
+        (never silently to a neighbour, where the next key would act on another record)."""
+        if vanished is None:
+            return
+        if old is not None:
+            for ancestor in old.ancestors(vanished):
+                if ancestor in self.nodes:
+                    self.select_id(ancestor, expand=False)
+                    return
+        _ = self._tree_lines
+        self.cursor_line = min(max(line, 0), max(self.last_line, 0))
 
     # -- actions ---------------------------------------------------------------------------
 

@@ -64,6 +64,14 @@ def build_fixture_store(root: Path) -> dict[str, str]:
             "makemutable",
             "makerelease",
             "gomodcache",
+            "gobuildmutable",
+            "gobuild",
+            "gotestmutable",
+            "gotest",
+            "copydistmutable",
+            "copydist",
+            "stripmutable",
+            "stripbinaries",
         ]
     )
     ids: dict[str, str] = {}
@@ -110,7 +118,23 @@ def build_fixture_store(root: Path) -> dict[str, str]:
         gomod = cm.new(description="go mod cache", record_type="exec.cachemount", retain=True)
         ids["gomod"] = gomod.id
         gomod.release()
-        for ref in (base, apt, pip, fe_ref, old_ref):
+        # A chain six levels deep (alpine > apt > pip > build > test > dist > strip).
+        parent = pip
+        chain = []
+        for name, description, size in (
+            ("build", "RUN go build ./...", 5 * MB),
+            ("test", "RUN go test ./...", 3 * MB),
+            ("dist", "COPY --from=build /out /dist", 2 * MB),
+            ("strip", "RUN strip /dist/*", 1 * MB),
+        ):
+            clock.now += HOUR
+            layer = cm.new(parent, description=description).commit()
+            layer.finalize()
+            ids[name] = layer.id
+            sizes[layer.id] = size
+            chain.append(layer)
+            parent = layer
+        for ref in (base, apt, pip, fe_ref, old_ref, *chain):
             ref.release()
         sizes[ids["local"]] = 2_400_000
         sizes[ids["gomod"]] = 187 * MB
@@ -127,6 +151,10 @@ def build_fixture_store(root: Path) -> dict[str, str]:
             "frontend": (T0 - 5 * 60, 21),
             "old": (T0 - 25 * DAY, 1),
             "gomod": (T0 - 6 * DAY, 2),
+            "build": (T0 - 4 * HOUR, 3),
+            "test": (T0 - 4 * HOUR, 3),
+            "dist": (T0 - 5 * HOUR, 2),
+            "strip": (T0 - 5 * HOUR, 2),
         }
         for name, (last, count) in usage.items():
             db.execute(

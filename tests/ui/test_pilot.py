@@ -13,6 +13,7 @@ from cachetui.core import CacheManager
 from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
+from cachetui.views import state_words
 from tests.ui.conftest import loaded, make_app, settle, wait_for
 from tests.ui.store_fixture import FixedClock
 
@@ -101,7 +102,7 @@ async def test_mark_refuses_held_and_parents(store):
         assert "cannot mark" in app.notes[-1][1]
         app.ref_tree.select_id(ids["pip"])
         await pilot.press("space")
-        assert "held by a process" in app.notes[-1][1]
+        assert "held by pid 4242 on ci-runner-7" in app.notes[-1][1]
         app.ref_tree.select_id(ids["old"])
         await pilot.press("space")  # unmark
         assert app.marks == {ids["gomod"]}
@@ -210,10 +211,10 @@ async def test_hold_and_release(store):
         await loaded(pilot)
         app.ref_tree.select_id(ids["frontend"])
         await pilot.press("h")
-        await wait_for(pilot, lambda: app.ref_tree.view.rows[ids["frontend"]].held_by_me)
+        await wait_for(pilot, lambda: ids["frontend"] in app.ref_tree.view.pinned)
         await settle(pilot)
         row = app.ref_tree.view.rows[ids["frontend"]]
-        assert row.in_use and "pinned" in row.states
+        assert row.in_use and "pinned" in state_words(row, True)
         await pilot.press("space")
         assert ids["frontend"] not in app.marks
         await pilot.press("u")
@@ -268,10 +269,12 @@ async def test_force_release_dead_process_once(store):
         assert "pid 999999" in text and "exited" in text
         await pilot.press("y")  # one confirmation is enough for an exited process
         await wait_for(pilot, lambda: not isinstance(app.screen, ForceReleaseScreen))
-        await wait_for(pilot, lambda: any("force-released 1" in n for _, n in app.notes))
+        await wait_for(
+            pilot, lambda: any("dropped the hold of pid 999999" in n for _, n in app.notes)
+        )
         app.ref_tree.select_id(ids["old"])
         await pilot.press("u")
-        await wait_for(pilot, lambda: "nobody holds" in app.notes[-1][1])
+        await wait_for(pilot, lambda: "nobody else holds" in app.notes[-1][1])
 
 
 async def test_read_only_hides_and_refuses_actions(store):
@@ -279,12 +282,16 @@ async def test_read_only_hides_and_refuses_actions(store):
     app = make_app(root, read_only=True)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
-        keys = {b.binding.key for b in app.active_bindings.values() if b.enabled}
+        shown = {b.binding.key for b in app.active_bindings.values() if b.binding.show}
         for key in ("d", "p", "c", "h", "u"):
-            assert key not in keys
+            assert key not in shown
         app.ref_tree.select_id(ids["old"])
         await pilot.press("space", "d", "c", "h", "u", "p")
         await settle(pilot)
+        # every refused key says why
+        refusals = [n for _, n in app.notes if n.startswith("read-only (--read-only)")]
+        assert len(refusals) == 6, app.notes
+        assert "read-only (--read-only): prune is off" in refusals
         assert app.marks == set()
         assert app.screen is app.screen_stack[0]
         assert (root / "snapshots" / ids["old"]).exists()

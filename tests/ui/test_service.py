@@ -9,6 +9,7 @@ import pytest
 from cachetui.core.errors import FilterSyntaxError, InvalidError
 from cachetui.core.watch import ChangeSet
 from cachetui.service import CacheService
+from cachetui.views import state_words
 from tests.ui.store_fixture import MB, FixedClock, fixed_disk_stat
 
 
@@ -27,13 +28,14 @@ def test_rows_and_shape(service, store):
     assert set(view.roots()) == {ids["old"], ids["gomod"], ids["alpine"], ids["frontend"]}
     assert set(view.child_ids(ids["apt"])) == {ids["pip"], ids["npm"]}
     pip = view.rows[ids["pip"]]
-    assert pip.held and pip.in_use and pip.unmarkable_reason() == "it is held by a process"
+    assert pip.held and pip.in_use
+    assert pip.refusal == "it is held by pid 4242 on ci-runner-7"
     alpine = view.rows[ids["alpine"]]
     assert alpine.in_use and not alpine.held and alpine.has_children
     npm = view.rows[ids["npm"]]
-    assert npm.pending_commit and "pending" in npm.states
+    assert npm.pending_commit and "pending" in state_words(npm)
     gomod = view.rows[ids["gomod"]]
-    assert gomod.states == ("mutable", "retained") and gomod.prunable
+    assert state_words(gomod) == ("mutable", "retained") and gomod.refusal is None
     t = view.totals
     assert t.total == t.reclaimable + t.in_use
     assert t.disk_free == fixed_disk_stat(_root).free
@@ -45,7 +47,7 @@ def test_prune_plan_counts_only_what_goes(service, store):
     plan = service.plan_prune([ids["old"], ids["local"], ids["pip"]])
     assert set(plan.ids) == {ids["old"], ids["local"]}
     assert plan.freed == 730 * MB + 2_400_000  # alpine (the parent that stays) not counted
-    assert dict(plan.refused) == {ids["pip"]: "it is held by a process"}
+    assert dict(plan.refused) == {ids["pip"]: "it is held by pid 4242 on ci-runner-7"}
 
 
 def test_details_explain_in_use(service, store):
@@ -53,7 +55,8 @@ def test_details_explain_in_use(service, store):
     d = service.details(ids["apt"])
     assert d.in_use_because in (ids["pip"], ids["npm"])
     assert d.prune_refused and d.prune_frees == 0
-    assert d.subtree_count == 3 and d.subtree_size == (312 + 41) * MB + 96_500_000
+    assert d.subtree_count == 7
+    assert d.subtree_size == (312 + 41 + 5 + 3 + 2 + 1) * MB + 96_500_000
     assert d.upper is None and d.lowers[0].endswith(ids["apt"])
     d = service.details(ids["npm"])
     assert d.holders[0].pid == 4343 and d.holders[0].host == "ci-runner-7"
@@ -101,7 +104,7 @@ def test_hold_commit_release(service, store):
     _root, ids = store
     held = service.hold(ids["frontend"])
     assert held == ids["frontend"]
-    assert service.load().rows[held].held_by_me
+    assert held in service.load().pinned
     assert service.release(held) == 1
     assert not service.load().rows[held].in_use
     new = service.commit(ids["gomod"])
@@ -118,7 +121,7 @@ def test_read_only_service_refuses(store):
             lambda: svc.commit(ids["gomod"]),
             lambda: svc.hold(ids["old"]),
             lambda: svc.prune_ids([ids["old"]]),
-            lambda: svc.force_release([1]),
+            lambda: svc.force_release(ids["pip"], ()),
         ):
             with pytest.raises(InvalidError):
                 call()

@@ -161,3 +161,75 @@ def test_read_only_footer(snap_compare, snap_store):
 
     app = make_app(root, read_only=True)
     assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
+
+
+# -- 80x24: every screen fits, or scrolls with its buttons visible ------------------------
+
+
+def test_policy_after_preview_80x24(snap_compare, snap_store):
+    """After Preview, the progress bar's place and the buttons are still on screen."""
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+        screen = app.screen
+        no_blink(app)
+        screen.query_one("#all").value = True
+        await settle(pilot)  # the checkbox's change resets the plan: let it land first
+        screen.action_preview()
+        await wait_for(pilot, lambda: screen.plan is not None)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_help_80x24(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_tree_six_levels_deep_80x24(snap_compare, snap_store):
+    """The fixed columns start at the same place on every row, six levels down too."""
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        app.ref_tree.select_id(ids["strip"])
+        app.query_one("#details").display = False
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_filter_with_deep_matches_80x24(snap_compare, snap_store):
+    """Every match is revealed (ancestors dimmed as context), with the count."""
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("i", "slash")  # the details pane off: room for the whole chain
+        no_blink(app)
+        await pilot.press(*"description~=strip")
+        await wait_for(pilot, lambda: app.ref_tree.matches is not None)
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_read_only_header_80x24(snap_compare, snap_store):
+    root, _ids = snap_store
+
+    async def run_before(pilot):
+        await loaded(pilot)
+
+    app = make_app(root, read_only=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -80,14 +80,15 @@ def test_dashboard_in_a_browser(browser: Any, store: Store, tmp_path: Path) -> N
         # The page loads; the totals bar and both records of the tree appear.
         lines = page.wait_for(
             lambda ls: (
-                "Total" in ls[0]
-                and "Records 2" in ls[0]
+                "Total" in ls[1]  # line 0 is the header: live state and the store
+                and "Records 2" in ls[1]
                 and page.row(ls, store.base_id)
                 and page.row(ls, live_id)
             ),
             "the totals and the tree",
         )
-        assert "Reclaimable" in lines[0] and "Disk free" in lines[0]
+        assert "live" in lines[0] and str(store.root) in lines[0]
+        assert "Reclaimable" in lines[1] and "Disk free" in lines[1]
         # The tab runs its own dashboard process on the server (gone when the server stops).
         assert len(dashboards_on(store.root)) == 1
         # Sorted by size: the 1 MB base first, the cursor on it, its details below.

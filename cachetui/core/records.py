@@ -1,0 +1,258 @@
+"""One value per visible record with everything a screen shows about it.
+
+A screen that shows a row, a details pane and a prune refusal must never disagree with
+itself, so all three come from the one ``RecordState`` this module computes from one
+picture of the store: the usage row (size, in use, shared, last used only if used),
+who holds the record (alive or not), retain, a pending commit, children, its layer path,
+its health, and the prune eligibility rule with its reason. Prune uses the same rule
+(``prune_refusal``), so the reason shown is the reason prune applies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cachetui.core import filters as filter_language
+from cachetui.core.diskusage import measure_missing
+from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
+from cachetui.core.types import CacheMount
+
+if TYPE_CHECKING:
+    from cachetui.core.manager import CacheManager
+
+__all__ = [
+    "HolderInfo",
+    "RecordState",
+    "alive_holders",
+    "matching_ids",
+    "prune_refusal",
+    "record_states",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HolderInfo:
+    """One holder row of a record (or of its pair half), with its liveness now."""
+
+    id: int
+    record: str  # the half it holds
+    pid: int
+    host: str
+    since: float  # epoch seconds
+    alive: bool
+    counts_use: bool
+
+    @property
+    def where(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordState:
+    """Everything the screens show about one visible record, computed once by the core.
+
+    Times are epoch seconds (cheap to build for 100,000 records); ``last_used_at`` is
+    None for a record never used. ``parent`` is the visible record above it (an equal
+    pair shows once, so a parent that is a hidden pair half maps to the visible half).
+    """
+
+    id: str
+    parent: str | None
+    mutable: bool
+    in_use: bool  # held by a live process, directly or through a descendant
+    size: int
+    created_at: float
+    last_used_at: float | None
+    usage_count: int
+    description: str
+    record_type: str
+    shared: bool
+    health: str  # "ok", "missing" (its layer is gone), "broken" (an ancestor's is)
+    held: bool  # a live holder on it or on its pair half
+    holders: tuple[HolderInfo, ...]  # every holder row on either half, alive or not
+    in_use_via: str | None  # when in use but not held: the held descendant that makes it so
+    retain: bool
+    pending_commit: bool  # a lazily committed pair, not finalized yet
+    has_children: bool
+    layer_id: str
+    layer_path: str
+    refusal: str | None  # why prune would refuse it now (None: it can go)
+    labels: tuple[tuple[str, str], ...] = ()
+    cache_mount: CacheMount | None = None
+
+    @property
+    def reclaimable(self) -> bool:
+        return not self.in_use
+
+    @property
+    def live_holders(self) -> tuple[HolderInfo, ...]:
+        return tuple(h for h in self.holders if h.alive)
+
+
+def prune_refusal(state: StoreState, row: RecordRow) -> str | None:
+    """Why prune must not remove ``row`` now (None when it may): the one eligibility rule.
+
+    A record held by a live process (either half of its pair) or with children stays.
+    """
+    if state.node_held(row):
+        halves = _halves(state, row)
+        live = [h for h in state.holders if h.alive and h.record in halves]
+        who = f"pid {live[0].pid} on {live[0].host}" if live else "a running process"
+        return f"it is held by {who}"
+    if state.has_children(row):
+        kids = len(state.children.get(row.id, ()))
+        partner = state.partner(row)
+        if partner is not None:
+            kids += len(state.children.get(partner.id, ()))
+        return f"it has {kids} child record{'s' if kids != 1 else ''} (prune them first)"
+    return None
+
+
+def _halves(state: StoreState, row: RecordRow) -> tuple[str, ...]:
+    partner = state.partner(row)
+    return (row.id,) if partner is None else (row.id, partner.id)
+
+
+def _health(state: StoreState, row: RecordRow, missing: Mapping[str, bool]) -> str:
+    """ "missing" when its own layer is gone, "broken" when an ancestor's is, else "ok"."""
+    if missing.get(row.layer_id, False):
+        return "missing"
+    for ancestor in state.chain(row.id)[1:]:
+        parent = state.rows.get(ancestor)
+        if parent is not None and missing.get(parent.layer_id, False):
+            return "broken"
+    return "ok"
+
+
+def record_states(manager: CacheManager, state: StoreState | None = None) -> dict[str, RecordState]:
+    """One ``RecordState`` per visible record, by id, in disk usage's order."""
+    state = state if state is not None else manager.state()
+    visible = state.visible()
+    visible_ids = {row.id for row in visible}
+    in_use = state.in_use_ids()
+    shared = state.shared_ids(manager.is_shared)
+    sizes = measure_missing(manager, state, visible)
+    snapshots_dir = manager.snapshots.dir
+    present = _layers_on_disk(snapshots_dir)
+    missing = {row.layer_id: row.layer_id not in present for row in state.rows.values()}
+    holders_of: dict[str, list[HolderInfo]] = {}
+    for h in state.holders:
+        holders_of.setdefault(h.record, []).append(
+            HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, h.counts_use)
+        )
+    via = _in_use_via(state)
+
+    def shown(record_id: str | None) -> str | None:
+        """The visible record standing for ``record_id`` (itself, or its pair half)."""
+        if record_id is None or record_id in visible_ids:
+            return record_id
+        row = state.rows.get(record_id)
+        partner = state.partner(row) if row is not None else None
+        return partner.id if partner is not None and partner.id in visible_ids else None
+
+    result: dict[str, RecordState] = {}
+    for row in visible:
+        rid = row.id
+        partner = state.partner(row)
+        holders = list(holders_of.get(rid, ()))
+        if partner is not None:
+            holders += holders_of.get(partner.id, ())
+        held = state.node_held(row)
+        result[rid] = RecordState(
+            id=rid,
+            parent=shown(row.parent),
+            mutable=row.mutable,
+            in_use=rid in in_use,
+            size=sizes.get(rid, max(row.size, 0)),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at if row.usage_count else None,
+            usage_count=row.usage_count,
+            description=row.description,
+            record_type=row.record_type or "regular",
+            shared=rid in shared,
+            health=_health(state, row, missing),
+            held=held,
+            holders=tuple(sorted(holders, key=lambda h: h.id)),
+            in_use_via=None if held or rid not in in_use else shown(via.get(rid)),
+            retain=row.retain or bool(partner and partner.retain),
+            pending_commit=partner is not None,
+            has_children=state.has_children(row),
+            layer_id=row.layer_id,
+            layer_path=str(snapshots_dir / row.layer_id),
+            refusal=prune_refusal(state, row),
+            labels=state.labels.get(rid, ()),
+            cache_mount=state.cache_mounts.get(rid),
+        )
+    return result
+
+
+def _in_use_via(state: StoreState) -> dict[str, str]:
+    """For every record in use through a descendant, one held descendant (the nearest
+    found first, ties by id) that makes it so."""
+    via: dict[str, str] = {}
+    for record_id in sorted(state.live):
+        if state.live[record_id] <= 0 or record_id not in state.rows:
+            continue
+        row = state.rows.get(record_id)
+        seen: set[str] = set()
+        while row is not None and row.parent is not None and row.parent not in seen:
+            seen.add(row.parent)
+            parent = state.rows.get(row.parent)
+            if parent is None or parent.deleted:
+                break
+            via.setdefault(parent.id, record_id)
+            partner = state.partner(parent)
+            if partner is not None:
+                via.setdefault(partner.id, record_id)
+            row = parent
+    return via
+
+
+def _layers_on_disk(snapshots_dir: Path) -> frozenset[str]:
+    """The layer directories present (one directory read, not a stat per record)."""
+    try:
+        with os.scandir(snapshots_dir) as entries:
+            return frozenset(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return frozenset()
+
+
+def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) -> frozenset[str]:
+    """The ids of the records a containerd filter selects (as ``disk_usage`` would).
+
+    Raises ``FilterSyntaxError`` (with ``.position``) when the filter does not parse.
+    """
+    matcher = filter_language.parse_all(filters)
+    if not matcher:
+        return frozenset(s.id for s in states)
+    fields = filter_language.usage_fields
+    return frozenset(
+        s.id
+        for s in states
+        if matcher.matches(
+            fields(
+                id=s.id,
+                parents=(s.parent,) if s.parent else (),
+                description=s.description,
+                record_type=s.record_type,
+                in_use=s.in_use,
+                mutable=s.mutable,
+                shared=s.shared,
+                labels=s.labels,
+                cache_mount=s.cache_mount,
+            )
+        )
+    )
+
+
+def alive_holders(manager: CacheManager) -> frozenset[int]:
+    """The ids of the holder rows whose process runs now (a cheap read of the holders:
+    a dashboard polls it to see a killed holder stop counting within a second)."""
+    store = manager.store
+    with store.read():
+        values = store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder")
+    return frozenset(h.id for h in holder_rows_alive(values) if h.alive)
