@@ -33,6 +33,7 @@ from cachetui.core import (
 )
 from cachetui.messages import FeedStatus, StoreChanged
 from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
+from cachetui.screens.gcpreview import GCPreviewScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
 from cachetui.service import CacheService
@@ -99,6 +100,7 @@ class CacheTuiApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("d", "prune", "Prune"),
         Binding("p", "prune_policy", "Policy"),
+        Binding("g", "gc_preview", "GC list", show=False),
         Binding("c", "commit", "Commit"),
         Binding("h", "hold", "Hold"),
         Binding("u", "release", "Release"),
@@ -659,6 +661,12 @@ class CacheTuiApp(App[int]):
             self.reload()
 
         self.push_screen(PolicyPruneScreen(self.service), closed)
+
+    def action_gc_preview(self) -> None:
+        """The GC list tier by tier, and why the selected record is still here (read-only
+        too: it is a dry run)."""
+        selected = self.ref_tree.cursor_id if self.loaded else None
+        self.push_screen(GCPreviewScreen(self.service, selected))
 
     # -- actions: commit, hold, release --------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The ``cachetui`` command line: ``du``, ``prune``, ``doctor``, ``demo``, ``serve``, the
+"""The ``cachetui`` command line: du, prune, gc, metrics, doctor, demo, serve, the
 dashboard, and the fleet's ``agent`` and ``stores`` (``du``/``prune --fleet-url``; see
 ``fleet_cli``).
 
@@ -202,6 +202,17 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rebuild damaged metadata from the layers on disk (keeps a copy of the "
         "damaged file; deletes nothing)",
+    )
+
+    from cachetui import gccommand
+
+    gccommand.add_parser(subs, [common, fmt])
+    subs.add_parser(
+        "metrics",
+        parents=[common],
+        help="print the store's metrics (Prometheus text format)",
+        description="Print records, bytes, free space and GC run counters in "
+        "Prometheus' text format.",
     )
 
     demo = subs.add_parser(
@@ -684,6 +695,26 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(not f.fixed for f in findings) else EXIT_OK
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from cachetui import gccommand
+
+    root = _existing_store(_resolve_root(args))
+    if args.watch:
+        from cachetui import gcwatch
+
+        return gcwatch.watch(args, root, _open)
+    return gccommand.command(args, root, _open)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from cachetui import metrics
+
+    root = _existing_store(_resolve_root(args))
+    sys.stdout.write(metrics.render(root))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def _load_dashboard() -> Callable[..., int]:
     try:
         from cachetui.app import run_dashboard
@@ -787,6 +818,8 @@ _COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "du": _cmd_du,
     "prune": _cmd_prune,
     "doctor": _cmd_doctor,
+    "gc": _cmd_gc,
+    "metrics": _cmd_metrics,
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "agent": _cmd_agent,

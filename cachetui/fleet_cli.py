@@ -84,17 +84,13 @@ def cmd_agent(args: argparse.Namespace, root: Path) -> int:
 
 def _load_policy(path: Path, root: Path) -> tuple[list[Any], str]:
     """The GC list from a policy file: the same reader as ``cachetui gc --policy``."""
-    import importlib
-
+    from cachetui import gcpolicy
     from cachetui.core.policy import disk_stat
 
-    try:
-        # imported by name: the policy files' reader lands separately from the fleet
-        gcpolicy: Any = importlib.import_module("cachetui.gcpolicy")
-    except ImportError:
-        raise InvalidError(f"--gc-policy {path}: policy files are not supported yet") from None
     policy = gcpolicy.load_policy(path, disk_stat(root))
-    return list(policy.policies()), str(path)
+    for problem in policy.problems:  # warnings, with their lines, as `cachetui gc` shows them
+        _out(sys.stderr, problem.render(policy.source))
+    return policy.policies, str(path)
 
 
 # -- stores --------------------------------------------------------------------------------

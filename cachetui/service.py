@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -38,6 +38,8 @@ from cachetui.core import (
     ChangeFeed,
     ChangeSet,
     DiskStat,
+    GCResult,
+    GCRunInfo,
     HolderInfo,
     InvalidError,
     NotFoundError,
@@ -52,6 +54,7 @@ from cachetui.core import (
     totals,
 )
 from cachetui.core.refs import ImmutableRef
+from cachetui.gcpolicy import PolicyList
 from cachetui.views import (
     Delta,
     DetailsView,
@@ -62,13 +65,23 @@ from cachetui.views import (
     plan_row,
 )
 
-__all__ = ["CacheService"]
+__all__ = ["CacheService", "GCPreview"]
 
 Clock = Callable[[], float]
 OnStatus = Callable[[str | None], None]
 
 #: How often holders' processes are re-checked (a killed holder stops counting).
 LIVENESS_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class GCPreview:
+    """A whole GC list as a dry run: the list (where it came from, its warnings) and the
+    core's tier-by-tier result, with the reason each remaining record stays."""
+
+    policy: PolicyList
+    result: GCResult
+    runs: tuple[GCRunInfo, ...] = ()  # the last GC runs recorded in the store, newest first
 
 
 class CacheService:
@@ -385,6 +398,20 @@ class CacheService:
         with self._lock:
             result = self.manager.prune(options, dry_run=True)
         return PrunePlan(tuple(plan_row(i) for i in result))
+
+    def plan_gc(self, policy_file: str | None = None) -> GCPreview:
+        """Dry run of a whole GC list: the file's, else BuildKit's defaults for this disk.
+
+        ``PolicyError`` (an ``InvalidError``) when the file is refused.
+        """
+        from cachetui.gcpolicy import default_policy, load_policy
+
+        dstat = self._dstat()
+        policy = load_policy(policy_file, dstat) if policy_file else default_policy(dstat)
+        with self._lock:
+            result = self.manager.gc_plan(policy.policies, dry_run=True, disk=dstat)
+            runs = tuple(self.manager.gc_history(5))
+        return GCPreview(policy, result, runs)
 
     def prune_policy(
         self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None

@@ -79,6 +79,17 @@ async def policy_preview(pilot, app, ids):
     await wait_for(pilot, lambda: screen.plan is not None)
 
 
+async def gc_preview(pilot, app, ids):
+    app.ref_tree.select_id(ids["old"])
+    await settle(pilot)
+    await pilot.press("g")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+    screen = app.screen
+    for widget in screen.query(Input):
+        widget.cursor_blink = False
+    await wait_for(pilot, lambda: getattr(screen, "preview", None) is not None)
+
+
 async def help_screen(pilot, app, ids):
     await pilot.press("question_mark")
     await wait_for(pilot, lambda: len(app.screen_stack) > 1)
@@ -128,6 +139,7 @@ SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
     ("details", (130, 36), details, True),
     ("prune-confirmation", (120, 34), prune_confirmation, True),
     ("policy-preview", (120, 40), policy_preview, True),
+    ("gc-preview", (120, 40), gc_preview, True),
     ("help", (120, 34), help_screen, True),
     ("filter-error", (120, 34), filter_error, True),
     ("empty-store", (100, 24), nothing, False),

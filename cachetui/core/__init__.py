@@ -22,7 +22,18 @@ from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.state import RecordRow
-from cachetui.core.types import CacheMount, Mount, PruneOptions, RecordType, Sharing, UsageInfo
+from cachetui.core.types import (
+    CacheMount,
+    GCResult,
+    GCRunInfo,
+    Kept,
+    Mount,
+    PruneOptions,
+    RecordType,
+    Sharing,
+    TierResult,
+    UsageInfo,
+)
 from cachetui.core.watch import ChangeFeed, ChangeSet
 
 __all__ = [
@@ -34,9 +45,12 @@ __all__ = [
     "DiskStat",
     "FilterSyntaxError",
     "Finding",
+    "GCResult",
+    "GCRunInfo",
     "HolderInfo",
     "ImmutableRef",
     "InvalidError",
+    "Kept",
     "LockedError",
     "Mount",
     "MutableRef",
@@ -49,6 +63,7 @@ __all__ = [
     "Sharing",
     "SnapshotError",
     "StoreError",
+    "TierResult",
     "Totals",
     "UsageInfo",
     "disk_stat",

@@ -20,19 +20,27 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cachetui.core import diskusage, opencheck, prune, reconcile
+from cachetui.core import diskusage, gcplan, opencheck, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import ID_PATTERN, new_id, validate_id
 from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
-from cachetui.core.policy import disk_stat
+from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.processes import current_process
 from cachetui.core.records import RecordState, alive_holders, record_states
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
 from cachetui.core.state import StoreState, load_state
 from cachetui.core.store import Store
-from cachetui.core.types import CacheMount, PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import (
+    CacheMount,
+    GCResult,
+    GCRunInfo,
+    PruneOptions,
+    RecordType,
+    TierResult,
+    UsageInfo,
+)
 
 __all__ = ["CacheManager"]
 
@@ -464,6 +472,85 @@ class CacheManager(MetadataOperations):
         """Apply the given policies, or the default tiers modelled on BuildKit's."""
         self._check_usable()
         return prune.gc(self, policies)
+
+    def gc_plan(
+        self,
+        policies: Iterable[PruneOptions] | None = None,
+        *,
+        dry_run: bool = True,
+        explain: bool = True,
+        on_prune: Callable[[UsageInfo], None] | None = None,
+        on_tier: Callable[[TierResult], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+        disk: DiskStat | None = None,
+    ) -> GCResult:
+        """Apply a GC list tier by tier (a dry run unless ``dry_run=False``), with the
+        reason every remaining record stays after each tier (see ``gcplan.run_gc``).
+        ``policies=None`` is the default list for the disk holding the store; ``disk``
+        stands in for that disk (its size and free space)."""
+        self._check_usable()
+        chosen = (
+            list(policies) if policies is not None else default_gc_policies(disk_stat(self.root))
+        )
+        return gcplan.run_gc(
+            self,
+            chosen,
+            dry_run=dry_run,
+            explain=explain,
+            on_prune=on_prune,
+            on_tier=on_tier,
+            stop=stop,
+            disk=disk,
+        )
+
+    def record_gc_run(self, run: GCRunInfo) -> None:
+        """Append one GC run to the store's history."""
+        self._check_usable()
+        model = self.store.GCRun
+        with self.store.write():
+            model.create(
+                started_at=run.started_at,
+                duration=run.duration,
+                policy=run.policy,
+                trigger=run.trigger,
+                tiers=run.tiers,
+                records=run.records,
+                bytes=run.bytes,
+                interrupted=run.interrupted,
+                pid=run.pid,
+                host=run.host,
+            )
+
+    def gc_history(self, limit: int | None = 20) -> list[GCRunInfo]:
+        """The last ``limit`` GC runs (all with None), newest first."""
+        self._check_usable()
+        if not self.store.has_table("gc_run"):
+            return []  # an older store opened read-only: no run was ever recorded
+        sql = (
+            "SELECT started_at, duration, policy, trigger, tiers, records, bytes, "
+            "interrupted, pid, host FROM gc_run ORDER BY started_at DESC, id DESC"
+        )
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        with self.store.read():
+            rows = self.store.rows(sql, params)
+        return [
+            GCRunInfo(
+                started_at=r[0],
+                duration=r[1],
+                policy=r[2],
+                trigger=r[3],
+                tiers=r[4],
+                records=r[5],
+                bytes=r[6],
+                interrupted=bool(r[7]),
+                pid=r[8],
+                host=r[9],
+            )
+            for r in rows
+        ]
 
     def doctor(self, *, fix: bool = False, forget_missing: bool = False) -> list[reconcile.Finding]:
         """Check the store against the disk (changing nothing); with ``fix``, repair what

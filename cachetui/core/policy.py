@@ -221,17 +221,29 @@ def percent_of_disk(dstat: DiskStat | None, percentage: int) -> int:
     return (avail // (1 << 30) + 1) * 10**9
 
 
-def default_gc_policies(dstat: DiskStat | None) -> list[PruneOptions]:
+def default_gc_policies(
+    dstat: DiskStat | None, worker: PruneOptions | None = None
+) -> list[PruneOptions]:
     """BuildKit's default GC policy list (``DefaultGCPolicy``, unix constants).
 
-    Worker space defaults: reserved = min(10 % of disk, 10 GB), min free = 20 % of disk,
-    max used = min(80 % of disk, 100 GB), percentages converted by ``percent_of_disk``.
+    ``worker`` carries the worker's configured space options (its reserved, max used and
+    min free bytes); when it sets none, as BuildKit does, the detected defaults apply:
+    reserved = min(10 % of disk, 10 GB), min free = 20 % of disk, max used = min(80 % of
+    disk, 100 GB), percentages converted by ``percent_of_disk``.
 
     1. the easily reproducible types (OR-ed), unused for 48 h, above 512 MB (512e6 bytes);
     2. anything unused for 60 days, under the worker space options;
     3. the worker space options alone (unshared build cache under the cap);
     4. the same with ``all=True`` (internal, frontend and shared records too).
     """
+    if worker is not None and worker.has_space_limit:
+        return _default_tiers(
+            PruneOptions(
+                reserved_space=worker.reserved_space,
+                max_used_space=worker.max_used_space,
+                min_free_space=worker.min_free_space,
+            )
+        )
     reserved = percent_of_disk(dstat, DISK_SPACE_RESERVE_PERCENTAGE)
     if reserved > DISK_SPACE_RESERVE_BYTES:
         reserved = DISK_SPACE_RESERVE_BYTES
@@ -239,7 +251,12 @@ def default_gc_policies(dstat: DiskStat | None) -> list[PruneOptions]:
     if max_used > DISK_SPACE_MAX_BYTES:
         max_used = DISK_SPACE_MAX_BYTES
     min_free = percent_of_disk(dstat, DISK_SPACE_FREE_PERCENTAGE)
-    worker = PruneOptions(reserved_space=reserved, max_used_space=max_used, min_free_space=min_free)
+    return _default_tiers(
+        PruneOptions(reserved_space=reserved, max_used_space=max_used, min_free_space=min_free)
+    )
+
+
+def _default_tiers(worker: PruneOptions) -> list[PruneOptions]:
     return [
         PruneOptions(
             filters=EASILY_REPRODUCIBLE_FILTERS,

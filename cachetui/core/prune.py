@@ -36,12 +36,12 @@ from cachetui.core.policy import (
 from cachetui.core.purger import Purger
 from cachetui.core.records import prune_refusal
 from cachetui.core.state import RecordRow, StoreState
-from cachetui.core.types import PruneOptions, RecordType, UsageInfo
+from cachetui.core.types import Kept, PruneOptions, RecordType, UsageInfo
 
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["MAX_PRUNE_BATCH", "gc", "prune"]
+__all__ = ["MAX_PRUNE_BATCH", "TierDone", "gc", "prune"]
 
 MAX_PRUNE_BATCH = 10
 # Batches whose trees may still be deleting while the next one is chosen and tombstoned.
@@ -103,13 +103,43 @@ class _Pass:
         re-check inside the write transaction."""
         if self.only is not None and row.id not in self.only:
             return False
-        if not self.policy.all and (row.record_type in _PROTECTED_TYPES or row.id in self.shared):
-            return False
-        if self.cutoff is not None:
-            last = row.last_used_at if row.usage_count else None
-            if (last if last is not None else row.created_at) > self.cutoff:
-                return False
-        return True
+        return self._kind_kept(row) is None and self._age_kept(row) is None
+
+    def mismatch(self, row: RecordRow) -> Kept | None:
+        """Which of the policy's own tests keeps ``row`` (None: the policy takes it).
+
+        The same tests as ``matches_policy`` (selection asks that, the GC plan's
+        explanations ask this, so the two can never disagree), reported in this order:
+        type or shared, then the filter, then the keep duration ("this tier never
+        targets it" says more than "not yet").
+        """
+        if self.only is not None and row.id not in self.only:
+            return Kept("filter", "not among the records asked for")
+        kept = self._kind_kept(row)
+        if kept is not None:
+            return kept
+        if not self.matches_filters(row):
+            return Kept("filter", "not matched by the filter")
+        return self._age_kept(row)
+
+    def _kind_kept(self, row: RecordRow) -> Kept | None:
+        if self.policy.all:
+            return None
+        if row.record_type in _PROTECTED_TYPES:
+            return Kept("type", f"type {row.record_type} is removed only by a tier with all = true")
+        if row.id in self.shared:
+            return Kept("shared", "shared records are removed only by a tier with all = true")
+        return None
+
+    def _age_kept(self, row: RecordRow) -> Kept | None:
+        if self.cutoff is None:
+            return None
+        last = row.last_used_at if row.usage_count else None
+        moment = last if last is not None else row.created_at
+        if moment <= self.cutoff:
+            return None
+        verb = "used" if last is not None else "created (never used)"
+        return Kept("keep-duration", f"{verb} within the keep duration", since=moment, by=row.id)
 
     def matches_filters(self, row: RecordRow) -> bool:
         """The user's filters. Never called inside the write transaction: a regular
@@ -252,6 +282,7 @@ class _Run:
         removed: list[UsageInfo],
         purger: Purger[RecordRow],
         simulated_free: int,
+        disk: DiskStat | None = None,
     ) -> None:
         self.manager = manager
         self.work = work
@@ -273,7 +304,7 @@ class _Run:
             dstat = None
             if work.policy.min_free_space:
                 # In a dry run nothing was freed yet by earlier policies: count it here.
-                real = disk_stat(manager.root)
+                real = disk if disk is not None else disk_stat(manager.root)
                 dstat = DiskStat(real.total, real.free + simulated_free)
             self.keep = keep_limit(self.total, dstat, work.policy)
 
@@ -372,6 +403,27 @@ class _Run:
         self.finish(self.depth)
 
 
+class TierDone:
+    """What one policy of a list did, handed to ``prune``'s ``on_tier`` hook.
+
+    ``work`` is the policy's picture of the store *after* its removals, so the hook can
+    ask the same rules that chose the records why the others stay.
+    """
+
+    def __init__(self, index: int, work: _Pass, run: _Run, removed: Sequence[UsageInfo]) -> None:
+        self.index = index
+        self.work = work
+        self.run = run
+        self.removed = removed
+
+    @property
+    def limit(self) -> int | None:
+        return self.run.keep
+
+
+OnTier = Callable[[TierDone], None]
+
+
 def prune(
     manager: CacheManager,
     policies: Sequence[PruneOptions],
@@ -380,6 +432,8 @@ def prune(
     on_prune: OnPrune | None = None,
     ids: Iterable[str] | None = None,
     recheck: Recheck | None = None,
+    on_tier: OnTier | None = None,
+    disk: DiskStat | None = None,
 ) -> list[UsageInfo]:
     """Apply ``policies`` in order; returns what was (or would be) removed, in order.
 
@@ -388,6 +442,9 @@ def prune(
     not going too stays (``records.prune_refusal`` says why). ``recheck`` (not in a dry
     run) is asked about each chosen record inside the write transaction that would
     remove it, with the record as it is then: False keeps it.
+    ``on_tier`` is called after each policy with a ``TierDone`` (the GC plan uses it).
+    ``disk`` stands in for the store's filesystem where ``min_free_space`` reads it (a
+    preview for a given disk; tests).
     """
     only: frozenset[str] | None = None
     if ids is not None:
@@ -415,10 +472,11 @@ def prune(
         # can record its removals (and so free the disk). Set aside again below.
         reserve.release(manager.store.path)
     try:
-        for policy, matcher in zip(policies, matchers, strict=True):
+        for index, (policy, matcher) in enumerate(zip(policies, matchers, strict=True)):
             state = shared_state if shared_state is not None else manager.state()
             work = _Pass(manager, state, policy, matcher, only, recheck)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
+            start = len(removed)
             run = _Run(
                 manager,
                 work,
@@ -427,11 +485,14 @@ def prune(
                 removed=removed,
                 purger=purger,
                 simulated_free=freed,
+                disk=disk,
             )
             run.run()
             if purger.error is not None:
                 raise purger.error
             refused = refused or run.refused
+            if on_tier is not None:
+                on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:
         raise PruneInterrupted(removed) from stop.cause
     finally:

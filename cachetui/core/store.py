@@ -27,9 +27,11 @@ from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 from cachetui.core.writelock import WaitingSqliteDatabase
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""1: records, holders, settings. 2: labels, cache mounts, apparent sizes. 3: ``gc_run``
+(one row per GC run)."""
 BUSY_TIMEOUT_MS = 60_000
 
 _PRAGMAS = {
@@ -110,6 +112,22 @@ class Holder(_Base):
     counts_use = peewee.BooleanField(default=True)
 
 
+class GCRun(_Base):
+    """One GC run: when, by which list, what it removed, how long it took (``gc --history``)."""
+
+    id = AutoIncrementField()
+    started_at = peewee.FloatField(index=True)
+    duration = peewee.FloatField()
+    policy = peewee.TextField()  # where the list came from: a file path or "default"
+    trigger = peewee.CharField(default="manual")  # manual, interval, low-space
+    tiers = peewee.IntegerField(default=0)
+    records = peewee.IntegerField(default=0)
+    bytes = peewee.IntegerField(default=0)
+    interrupted = peewee.BooleanField(default=False)
+    pid = peewee.IntegerField(default=0)
+    host = peewee.CharField(default="")
+
+
 class Setting(_Base):
     """Store-wide values: the schema version."""
 
@@ -171,6 +189,11 @@ def _add_labels_cache_mounts_apparent(store: Store) -> None:
         db.execute_sql(trigger)
 
 
+def _add_gc_runs(store: Store) -> None:
+    """Version 3: the ``gc_run`` history table (added; nothing else changes)."""
+    store.db.create_tables([store.GCRun], safe=True)
+
+
 #: (version reached, step), in order. A step takes the schema from the version before it
 #: to its own, in place, keeping every row; the steps a store needs run in one transaction
 #: at open, so a crash leaves it at the old version, never half-upgraded. Add a step (and
@@ -178,6 +201,7 @@ def _add_labels_cache_mounts_apparent(store: Store) -> None:
 MIGRATIONS: tuple[tuple[int, Callable[[Store], None]], ...] = (
     (1, _create_v1),
     (2, _add_labels_cache_mounts_apparent),
+    (3, _add_gc_runs),
 )
 
 
@@ -216,6 +240,7 @@ class Store:
         #: messages, rows inconsistent with each other, an empty file while layers
         #: exist): every write is then refused until ``doctor --rebuild``.
         self.damaged: list[str] = []
+        self.schema_version = 0
         self._tolerant = False
         #: The record columns to select: an older store opened read-only lacks some.
         self.record_columns = RECORD_COLUMNS
@@ -308,6 +333,7 @@ class Store:
         self.Setting = _bound(Setting, self._db)
         self.RecordLabel = _bound(RecordLabel, self._db)
         self.CacheMountRow = _bound(CacheMountRow, self._db)
+        self.GCRun = _bound(GCRun, self._db)
 
     def close(self) -> None:
         if os.getpid() == self._pid and not self._db.is_closed():
@@ -325,6 +351,7 @@ class Store:
                     f"metadata store {self.path} has schema version {version}, newer "
                     f"than this cachetui understands ({SCHEMA_VERSION}); upgrade cachetui"
                 )
+            self.schema_version = version
             if version == SCHEMA_VERSION:
                 return
             if self.read_only and not self.in_memory:
@@ -335,6 +362,7 @@ class Store:
                     return
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")
             self._migrate(version)
+            self.schema_version = SCHEMA_VERSION
         except (peewee.DatabaseError, sqlite3.DatabaseError, ValueError) as err:
             raise _translate(err, self.path) from err
 
@@ -353,6 +381,10 @@ class Store:
                 step(self)
                 crash_point("migrate:after_ddl")
                 self.Setting.replace(key="schema_version", value=str(version)).execute()
+
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists (an older store opened read-only may lack newer ones)."""
+        return name in set(self.db.get_tables())
 
     # -- transactions -----------------------------------------------------------------
 

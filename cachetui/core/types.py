@@ -17,10 +17,14 @@ from cachetui.core.errors import InvalidError
 __all__ = [
     "HEALTH_STATES",
     "CacheMount",
+    "GCResult",
+    "GCRunInfo",
+    "Kept",
     "Mount",
     "PruneOptions",
     "RecordType",
     "Sharing",
+    "TierResult",
     "UsageInfo",
     "check_labels",
     "to_seconds",
@@ -243,3 +247,101 @@ class PruneOptions:
     def has_space_limit(self) -> bool:
         """True when any of the three space options is set (GC mode)."""
         return bool(self.reserved_space or self.max_used_space or self.min_free_space)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """Why a record stays after a GC tier.
+
+    ``kind`` is one of ``held`` (a live process holds it), ``type`` (internal or frontend
+    without ``all``), ``shared`` (shared without ``all``), ``keep-duration`` (used, or
+    created, within the keep duration), ``filter`` (not matched by the tier's filters),
+    ``parent`` (a parent of records that stay), ``limit`` (the tier's space limit was
+    met before its turn) or ``changed`` (another process used or held it during a real
+    run). ``since`` is the use (or creation, Unix seconds) that keeps it, and ``by`` the
+    record that use belongs to (itself, or for a parent the descendant used last).
+    """
+
+    kind: str
+    text: str
+    since: float | None = None
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TierResult:
+    """One tier of a GC list: what it removed (or would), the totals, why the rest stays.
+
+    ``total_before`` and ``total_after`` are the unshared bytes of the store around the
+    tier (what the space limits count); ``limit`` is the tier's byte limit (None without
+    space options); ``kept`` maps every record left after the tier to its reason.
+    """
+
+    index: int
+    policy: PruneOptions
+    removed: tuple[UsageInfo, ...]
+    total_before: int
+    total_after: int
+    limit: int | None
+    kept: dict[str, Kept] = field(default_factory=dict)
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(info.size for info in self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class GCResult:
+    """A whole GC list applied once (or planned, with ``dry_run``), tier by tier.
+
+    ``interrupted`` is True when a stop request ended it between batches; the last tier
+    then lists what it removed before stopping.
+    """
+
+    tiers: tuple[TierResult, ...]
+    dry_run: bool
+    interrupted: bool = False
+
+    @property
+    def removed(self) -> tuple[UsageInfo, ...]:
+        return tuple(info for tier in self.tiers for info in tier.removed)
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(tier.removed_bytes for tier in self.tiers)
+
+    def fate(self, record_id: str) -> list[tuple[int, Kept | None]]:
+        """For one record: each tier's verdict up to the one that takes it.
+
+        A list of ``(tier index, reason)``: the reason it stays after that tier, or None
+        for the tier that removes it (always the last entry then).
+        """
+        verdicts: list[tuple[int, Kept | None]] = []
+        for tier in self.tiers:
+            if any(info.id == record_id for info in tier.removed):
+                verdicts.append((tier.index, None))
+                break
+            reason = tier.kept.get(record_id)
+            if reason is not None:
+                verdicts.append((tier.index, reason))
+        return verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class GCRunInfo:
+    """One GC run as recorded in the store (``gc --history``, metrics).
+
+    ``started_at`` is Unix seconds; ``policy`` names where the list came from;
+    ``trigger`` is ``manual``, ``interval`` or ``low-space``.
+    """
+
+    started_at: float
+    duration: float
+    policy: str
+    trigger: str
+    tiers: int
+    records: int
+    bytes: int
+    interrupted: bool = False
+    pid: int = 0
+    host: str = ""

@@ -24,6 +24,7 @@ KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("View", "i", "show or hide the details pane", False),
     ("View", "P", "pause or resume others' changes (your own always show)", False),
     ("View", "r", "reload everything now", False),
+    ("View", "g", "the GC list tier by tier; why the selected record stays", False),
     ("Act", "space", "mark or unmark the record for deletion", True),
     ("Act", "d", "prune the marked records (or the selected one), after a confirmation", True),
     ("Act", "p", "prune by policy: dry run first, then prune", True),

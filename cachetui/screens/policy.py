@@ -39,7 +39,10 @@ class _Cancelled(Exception):
 class PolicyPruneScreen(ModalScreen[int]):
     """Dismisses with the bytes freed (0 when nothing was pruned)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close"),
+        Binding("ctrl+g", "gc_list", "GC list", show=False),
+    ]
 
     def __init__(self, service: CacheService) -> None:
         super().__init__()
@@ -253,6 +256,12 @@ class PolicyPruneScreen(ModalScreen[int]):
                     (".", ""),
                 )
             )
+
+    def action_gc_list(self) -> None:
+        """The whole GC list tier by tier (the same preview as ``g`` on the main screen)."""
+        from cachetui.screens.gcpreview import GCPreviewScreen
+
+        self.app.push_screen(GCPreviewScreen(self.service))
 
     def action_close(self) -> None:
         if self.running:

@@ -1,0 +1,82 @@
+"""The store's GC lock: at most one GC run at a time, visible to every process.
+
+An exclusive ``flock`` on ``<root>/gc.lock``. The kernel drops it when its process dies
+(a SIGKILL mid-run leaves no stale lock), and the file names the holder (pid, host, when)
+so a refusal can say who runs GC. ``prune`` takes no lock: it is safe beside a GC run
+(every removal re-checks its record in the write that tombstones it); the lock only keeps
+two GC runs from racing each other over the same limits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from cachetui.core.errors import LockedError
+
+__all__ = ["LOCK_NAME", "GCLock"]
+
+LOCK_NAME = "gc.lock"
+
+
+class GCLock:
+    """``with GCLock(root):`` runs GC alone or raises ``LockedError`` naming the holder."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.path = Path(root) / LOCK_NAME
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as written in the file ("" when unknown)."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return ""
+        if not isinstance(info, dict) or "pid" not in info:
+            return ""
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(info.get("since", 0))))
+        return f"pid {info['pid']} on {info.get('host', '?')} since {since}"
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            who = self.holder()
+            raise LockedError(
+                "gc", f"another GC run holds {self.path}" + (f" ({who})" if who else "")
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        note = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note.encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> GCLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

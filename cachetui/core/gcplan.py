@@ -1,0 +1,188 @@
+"""A GC list applied tier by tier, with the reason each remaining record stays.
+
+``run_gc`` drives ``prune.prune`` (the one selection routine, for the real run and the
+dry run alike) and, after each tier, asks that tier's own rules (``_Pass.mismatch``,
+holders, children, the space limit) why every record left is still there. Nothing here
+decides what a policy removes: it only records what ``prune`` decided and reads the same
+picture of the store that the decision was made on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from cachetui.core import prune as pruning
+from cachetui.core.errors import PruneInterrupted
+from cachetui.core.policy import DiskStat
+from cachetui.core.state import RecordRow, StoreState
+from cachetui.core.types import GCResult, Kept, PruneOptions, TierResult, UsageInfo
+
+if TYPE_CHECKING:
+    from cachetui.core.manager import CacheManager
+
+__all__ = ["StopRequested", "run_gc"]
+
+
+class StopRequested(Exception):
+    """Raised from ``on_prune`` when ``stop()`` says so: the run ends between batches."""
+
+
+def _moment(row: RecordRow) -> float:
+    """The use that a keep duration looks at: the last use, or the creation if never used."""
+    if row.usage_count and row.last_used_at is not None:
+        return row.last_used_at
+    return row.created_at
+
+
+def _newest_below(
+    state: StoreState, record_id: str, memo: dict[str, tuple[float, str]]
+) -> tuple[float, str] | None:
+    """The newest use (or creation) among the descendants of ``record_id``, and whose."""
+    best: tuple[float, str] | None = None
+    for child_id in state.children.get(record_id, ()):
+        child = state.rows.get(child_id)
+        if child is None or child.deleted:
+            continue
+        if child_id not in memo:
+            own = (_moment(child), child_id)
+            below = _newest_below(state, child_id, memo)
+            memo[child_id] = max(own, below) if below is not None else own
+        candidate = memo[child_id]
+        if best is None or candidate > best:
+            best = candidate
+    return best
+
+
+def _held_text(state: StoreState, row: RecordRow) -> str:
+    ids = {row.id}
+    if row.equal_mutable is not None:
+        ids.add(row.equal_mutable)
+    partner = state.immutable_of.get(row.id)
+    if partner is not None:
+        ids.add(partner)
+    holders = [h for h in state.holders if h.alive and h.record in ids]
+    if not holders:
+        return "held by a live process"
+    first = holders[0]
+    more = f" and {len(holders) - 1} more" if len(holders) > 1 else ""
+    return f"held by pid {first.pid} on {first.host}{more}"
+
+
+def _limit_met() -> Kept:
+    # The numbers are in the tier's own result (total_after, limit).
+    return Kept("limit", "the space limit is met")
+
+
+def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
+    """Why each visible record is still there after the tier ``done``."""
+    work = done.work
+    state = work.state
+    reasons: dict[str, Kept] = {}
+    memo: dict[str, tuple[float, str]] = {}
+    limit = done.limit
+    freed = sum(info.size for info in done.removed if not info.shared)
+    # A tier whose limit was met before it began removes nothing, whatever else holds.
+    idle = limit is not None and not done.removed and total_after + freed <= limit
+    for row in state.visible():
+        if state.node_held(row):
+            reasons[row.id] = Kept("held", _held_text(state, row))
+            continue
+        if idle:
+            reasons[row.id] = _limit_met()
+            continue
+        mismatch = work.mismatch(row)
+        if mismatch is not None:
+            reasons[row.id] = mismatch
+            continue
+        if state.has_children(row):
+            kids = len(state.child_ids(row.id))
+            newest = _newest_below(state, row.id, memo)
+            noun = "record" if kids == 1 else "records"
+            reasons[row.id] = Kept(
+                "parent",
+                f"a parent of {kids} {noun} that stay",
+                since=newest[0] if newest else None,
+                by=newest[1] if newest else None,
+            )
+            continue
+        if row.id in work.skipped:
+            reasons[row.id] = Kept("changed", "used or held by another process during the run")
+            continue
+        if limit is not None:
+            reasons[row.id] = _limit_met()
+        else:
+            reasons[row.id] = Kept("changed", "the run stopped before its turn")
+    return reasons
+
+
+def run_gc(
+    manager: CacheManager,
+    policies: Sequence[PruneOptions],
+    *,
+    dry_run: bool = False,
+    explain: bool = True,
+    on_prune: Callable[[UsageInfo], None] | None = None,
+    on_tier: Callable[[TierResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    disk: DiskStat | None = None,
+) -> GCResult:
+    """Apply ``policies`` once, in order, and report each tier (see ``GCResult``).
+
+    With ``dry_run`` nothing is touched and each tier sees the store as the earlier
+    tiers would have left it. ``stop`` is polled after each removed record; when it
+    returns True the run finishes the batch under way and returns with
+    ``interrupted=True``. ``explain=False`` skips the per-record reasons (cheaper for
+    unattended runs). ``disk`` stands in for the store's filesystem (free space).
+    """
+    tiers: list[TierResult] = []
+    policies = list(policies)
+
+    def tier_done(done: pruning.TierDone) -> None:
+        after = done.work.total_size()
+        freed = sum(info.size for info in done.removed if not info.shared)
+        result = TierResult(
+            index=done.index,
+            policy=policies[done.index],
+            removed=tuple(done.removed),
+            total_before=after + freed,
+            total_after=after,
+            limit=done.limit,
+            kept=_explain(done, after) if explain else {},
+        )
+        tiers.append(result)
+        if on_tier is not None:
+            on_tier(result)
+
+    def each(info: UsageInfo) -> None:
+        if on_prune is not None:
+            on_prune(info)
+        if stop is not None and stop():
+            raise StopRequested()
+
+    try:
+        pruning.prune(
+            manager, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done, disk=disk
+        )
+    except PruneInterrupted as err:
+        if not isinstance(err.__cause__, StopRequested):
+            raise
+        done_ids = {info.id for tier in tiers for info in tier.removed}
+        partial = tuple(info for info in err.removed if info.id not in done_ids)
+        index = len(tiers)
+        if index < len(policies):
+            now = manager.totals()
+            after = now.total - now.shared
+            freed = sum(info.size for info in partial if not info.shared)
+            tiers.append(
+                TierResult(
+                    index=index,
+                    policy=policies[index],
+                    removed=partial,
+                    total_before=after + freed,
+                    total_after=after,
+                    limit=None,
+                )
+            )
+        return GCResult(tiers=tuple(tiers), dry_run=dry_run, interrupted=True)
+    return GCResult(tiers=tuple(tiers), dry_run=dry_run)
