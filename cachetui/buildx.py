@@ -7,7 +7,7 @@ This module owns the command line's compatibility with buildx's words:
   ``until=24h``, ``label=team=infra``). Then all of them are read the Docker way:
   different keys AND-ed, a repeated ``key=value`` OR-ed, ``until``/``unused-for`` a
   duration (prune's keep duration, du's age limit), ``id=`` a substring. The
-  translation itself is ``cachetui.dockerfilter``, which GC policy files written for
+  translation itself is ``cachetui.gcpolicy.dockerfilter``, which GC policy files for
   ``daemon.json`` are meant to use too, so both read Docker's filters the same way;
 * **--format**: ``table``, ``json``, ``pretty``, a Go-template-like ``{{.ID}}\\t{{.Size}}``
   (``\\t`` and ``\\n`` written literally are a tab and a newline, as in the docker CLI),
@@ -92,7 +92,7 @@ def read_filters(items: Sequence[str]) -> ReadFilters:
     texts = tuple(items)
     if not any(is_docker_style(item) for item in texts):
         return ReadFilters(texts, None, False)
-    from cachetui.dockerfilter import translate
+    from cachetui.gcpolicy.dockerfilter import translate
 
     for item in texts:
         match = _SELECTOR_HEAD.match(item)
