@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,11 +31,15 @@ from cachetui.core import (
     LockedError,
     NotFoundError,
 )
+from cachetui.fleet_views import FleetView
 from cachetui.messages import FeedStatus, StoreChanged
 from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.gcpreview import GCPreviewScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
+
+if TYPE_CHECKING:
+    from cachetui.fleet_service import FleetService
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
 from cachetui.widgets.format import escape, header_text, records, size
@@ -46,6 +50,7 @@ from cachetui.widgets.panels import (
     TotalsBar,
     details_text,
     header_line,
+    store_details_text,
     totals_text,
 )
 from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
@@ -125,11 +130,13 @@ class CacheTuiApp(App[int]):
         clock: Callable[[], float] | None = None,
         live: bool = True,
         disk_stat: Callable[[Path], DiskStat] | None = None,
-        service: CacheService | None = None,
+        service: CacheService | FleetService | None = None,
         preload: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        # What the header names: the store's directory, or a fleet's (masked) URL.
+        self.place = str(service.root) if service is not None else str(root)
         self.read_only = read_only
         self.clock = clock or time.time
         self.live = live
@@ -177,7 +184,9 @@ class CacheTuiApp(App[int]):
 
     def on_mount(self) -> None:
         self.query_one(FilterBar).display = False
-        self.sub_title = str(self.root) + ("  [read-only]" if self.read_only else "")
+        self.sub_title = self.place + ("  [read-only]" if self.read_only else "")
+        if hasattr(self.service, "on_notice"):  # a fleet: progress from the agents
+            self.service.on_notice = self._notice_from_thread
         self._update_header()
         self.ref_tree.focus()
         self._load()
@@ -201,9 +210,7 @@ class CacheTuiApp(App[int]):
         header = self.query_one(HeaderBar)
         width = max(header.size.width - 2, 0)  # its padding
         header.update(
-            header_line(
-                escape(str(self.root)), read_only=reason, live=self._live_state(), width=width
-            )
+            header_line(escape(self.place), read_only=reason, live=self._live_state(), width=width)
         )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree
@@ -251,7 +258,7 @@ class CacheTuiApp(App[int]):
 
     def _load_failed(self, message: str) -> None:
         self.load_error = message
-        self.query_one(TotalsBar).update(f"Cannot open {self.root}: {message}")
+        self.query_one(TotalsBar).update(f"Cannot open {self.place}: {message}")
         self.notify(message, title="cannot open the store", severity="error", timeout=30)
 
     def _loaded(self, view: StoreView) -> None:
@@ -275,14 +282,15 @@ class CacheTuiApp(App[int]):
         self._request_details()
         if self.live:
             try:
-                self.service.start_watching(self._on_feed, self._on_feed_status)
+                self.service.start_watching(self._on_feed, self._feed_status_from_thread)
             except CacheError as err:
                 self.notify(describe_error(err), title="live updates off", severity="warning")
 
     def _on_feed(self, changes: ChangeSet) -> None:  # a background thread
         self.post_message(StoreChanged(changes))
 
-    def _on_feed_status(self, reason: str | None) -> None:  # a background thread
+    def _feed_status_from_thread(self, reason: str | None) -> None:  # a background thread
+        # Not named _on_feed_status: Textual would call that for every FeedStatus message.
         self.post_message(FeedStatus(reason))
 
     def on_feed_status(self, message: FeedStatus) -> None:
@@ -344,6 +352,30 @@ class CacheTuiApp(App[int]):
             self._request_details(force=True)
         self.refreshes += 1
         self._kick()
+
+    def _notice_from_thread(self, message: str, severity: str = "information") -> None:
+        self.call_from_thread(self.notify, message, severity=severity)
+
+    def on_ref_tree_records_wanted(self, message: RefTree.RecordsWanted) -> None:
+        self._read_store(message.key)
+
+    @work(thread=True, group="expand", exit_on_error=False)
+    def _read_store(self, key: str) -> None:
+        """A fleet's store row was opened: read its records (off the UI thread)."""
+        expand = getattr(self.service, "expand", None)
+        if expand is None:
+            return
+        try:
+            delta: Delta = expand(key)
+        except Exception as err:
+            self.call_from_thread(self.notify, describe_error(err), severity="error")
+            return
+        self.call_from_thread(self._records_read, key, delta)
+
+    def _records_read(self, key: str, delta: Delta) -> None:
+        self.ref_tree.records_loaded(delta.view, key)
+        self._update_totals()
+        self._request_details(force=True)
 
     def on_ref_tree_vanished(self, message: RefTree.Vanished) -> None:
         if message.cursor is not None:
@@ -409,6 +441,11 @@ class CacheTuiApp(App[int]):
         if details.record.id != self.ref_tree.cursor_id:
             return
         self.details = details
+        view = self.service.view
+        if isinstance(view, FleetView) and details.record.id in view.stores:
+            text = store_details_text(view.stores[details.record.id], self.service.now())
+            self.query_one(DetailsPane).update(text)
+            return
         self.query_one(DetailsPane).update(details_text(details, self.service.now()))
 
     # -- which keys work now ------------------------------------------------------------------
@@ -660,12 +697,22 @@ class CacheTuiApp(App[int]):
                 self.notify(f"freed {size(freed)}")
             self.reload()
 
+        if not isinstance(self.service, CacheService):
+            self.notify(
+                "prune by policy is per host on a fleet: "
+                "cachetui prune --fleet-url URL --store NAME (or --all-stores)",
+                severity="warning",
+            )
+            return
         self.push_screen(PolicyPruneScreen(self.service), closed)
 
     def action_gc_preview(self) -> None:
         """The GC list tier by tier, and why the selected record is still here (read-only
         too: it is a dry run)."""
         selected = self.ref_tree.cursor_id if self.loaded else None
+        if not isinstance(self.service, CacheService):
+            self.notify("the GC preview is per host: run it on the host", severity="warning")
+            return
         self.push_screen(GCPreviewScreen(self.service, selected))
 
     # -- actions: commit, hold, release --------------------------------------------------------
@@ -767,8 +814,25 @@ class CacheTuiApp(App[int]):
             yield SystemCommand("Release", "Release or force-release", self.action_release)
 
 
-def run_dashboard(root: Path, *, read_only: bool = False, simulator: bool = False) -> int:
-    """Open the dashboard on ``root``; with ``simulator``, run the demo build beside it."""
+def run_dashboard(
+    root: Path,
+    *,
+    read_only: bool = False,
+    simulator: bool = False,
+    fleet_url: str | None = None,
+) -> int:
+    """Open the dashboard on ``root`` (or on the fleet at ``fleet_url``); with
+    ``simulator``, run the demo build beside it."""
+    if fleet_url is not None:
+        from cachetui.fleet_service import FleetService
+
+        fleet = FleetService(fleet_url, read_only=read_only)
+        fleet_app = CacheTuiApp(fleet.root, read_only=read_only, service=fleet, preload=True)
+        try:
+            result = fleet_app.run()
+            return 1 if fleet_app.load_error else int(result or 0)
+        finally:
+            fleet_app.shutdown()
     process = None
     if simulator:
         from cachetui.demo import start_simulator

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+_FLEET_URL_ENV = "CACHETUI_FLEET_URL"
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -64,6 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", metavar="DIR", help=root_help)
     parser.add_argument(
         "--read-only", action="store_true", help="dashboard: look, never change anything"
+    )
+    parser.add_argument(
+        "--fleet-url",
+        metavar="URL",
+        default=os.environ.get(_FLEET_URL_ENV) or None,
+        help=f"dashboard: every store of a fleet database instead of one store "
+        f"(default: ${_FLEET_URL_ENV})",
     )
     parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
     # Subcommands accept --root too; SUPPRESS keeps the top-level value when omitted.
@@ -246,6 +255,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the address browsers use, when a proxy in front changes it "
         "(default: the address each browser used)",
+    )
+    serve.add_argument(
+        "--fleet-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="serve the fleet dashboard of this fleet database (the URL reaches each "
+        f"session through ${_FLEET_URL_ENV}, never a command line)",
     )
     serve.add_argument(
         "--read-only",
@@ -724,6 +740,12 @@ def _load_dashboard() -> Callable[..., int]:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    if args.fleet_url:
+        from cachetui.fleet.url import check_url
+
+        check_url(args.fleet_url)  # a bad URL is a usage error naming it (masked)
+        run_dashboard = _load_dashboard()
+        return int(run_dashboard(Path("."), read_only=args.read_only, fleet_url=args.fleet_url))
     root = _resolve_root(args)
     if args.read_only:
         _existing_store(root)
@@ -786,8 +808,16 @@ def _remove_demo_store(root: Path, *, keep: bool) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    root = _resolve_root(args)
-    if args.read_only:
+    fleet_url = args.fleet_url
+    root = Path(".") if fleet_url else _resolve_root(args)
+    if fleet_url:
+        from cachetui.fleet.url import check_url, mask
+
+        check_url(fleet_url)
+        # Each session's dashboard finds the URL in its environment: a password in it
+        # never shows in a process list.
+        os.environ[_FLEET_URL_ENV] = fleet_url
+    elif args.read_only:
         _existing_store(root)
     try:
         from cachetui import serve
@@ -800,7 +830,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     warning = serve.not_local_warning(args.host, read_only=args.read_only)
     if warning:
         _out(sys.stderr, f"{_PROG}: {warning}")
-    dashboard_args = ["--root", str(root.absolute())]
+    dashboard_args = [] if fleet_url else ["--root", str(root.absolute())]
     if args.read_only:
         dashboard_args.append("--read-only")
     serve.serve(
@@ -808,7 +838,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         public_url=args.public_url,
-        title=f"cachetui: {root.absolute()}",
+        title=f"cachetui: {mask(fleet_url) if fleet_url else root.absolute()}",
     )
     return EXIT_OK
 

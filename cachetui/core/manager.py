@@ -176,8 +176,9 @@ class CacheManager(MetadataOperations):
                     f"directories exist under {path / 'snapshots'}: opened read-only; "
                     "`cachetui doctor --rebuild` rebuilds the records from the layers"
                 ]
-            else:
+            elif read_only or not repair or not (path / "snapshots").is_dir():
                 cls._inspect(store, path / "snapshots", forget_missing=forget_missing)
+            # else: the repair at open makes the same checks inside its write (one read)
             snapshots = DirectorySnapshotter(path, read_only=read_only or bool(layers))
             manager = cls(
                 path,
@@ -187,7 +188,9 @@ class CacheManager(MetadataOperations):
                 is_shared=is_shared,
                 id_factory=id_factory,
             )
-            manager.open_findings = reconcile.at_open(manager, repair=repair)
+            manager.open_findings = reconcile.at_open(
+                manager, repair=repair, forget_missing=forget_missing
+            )
         except BaseException:
             store.close()
             raise

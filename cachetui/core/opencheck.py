@@ -63,22 +63,25 @@ class Inspection:
     def problems(self) -> list[str]:
         """Rows that contradict each other (damage, never a crash shape)."""
         found: list[str] = []
-        for rid, parent in self.parent_of.items():
-            if ID_PATTERN.fullmatch(rid) is None:
+        valid = ID_PATTERN.fullmatch
+        live, all_ids, mutable = self.parent_of, self.all_ids, self.mutable
+        for rid, parent in live.items():
+            if valid(rid) is None:
                 found.append(f"record {rid!r}: not a valid id")
-            if parent is not None:
-                if parent not in self.all_ids:
-                    found.append(f"record {rid}: its parent {parent!r} has no row")
-                elif parent not in self.parent_of:
-                    # prune removes children first: a live child of a tombstone is damage,
-                    # and finishing that removal would take the child's lower layer
-                    found.append(f"record {rid}: its parent {parent} is marked removed")
-                elif parent in self.mutable:
-                    found.append(f"record {rid}: its parent {parent} is a mutable record")
+            if parent is None or (parent in live and parent not in mutable):
+                continue
+            if parent not in all_ids:
+                found.append(f"record {rid}: its parent {parent!r} has no row")
+            elif parent not in live:
+                # prune removes children first: a live child of a tombstone is damage,
+                # and finishing that removal would take the child's lower layer
+                found.append(f"record {rid}: its parent {parent} is marked removed")
+            else:
+                found.append(f"record {rid}: its parent {parent} is a mutable record")
         for rid, half in self.pair_of.items():
-            if half not in self.parent_of:
+            if half not in live:
                 found.append(f"record {rid}: its pair half {half!r} has no row")
-            elif half not in self.mutable:
+            elif half not in mutable:
                 found.append(f"record {rid}: its pair half {half} is not mutable")
         found.extend(self._cycles())
         if len(found) > _MAX_PROBLEMS:
@@ -87,20 +90,21 @@ class Inspection:
         return found
 
     def _cycles(self) -> list[str]:
-        settled: set[str] = set()
+        # walk[rid] = the start of the walk that first reached rid: meeting the current
+        # walk again is a loop; meeting an earlier one is a chain already known to end
+        walk: dict[str, str] = {}
+        parent_of = self.parent_of
         found: list[str] = []
-        for start in self.parent_of:
-            path: list[str] = []
-            on_path: set[str] = set()
+        for start in parent_of:
             current: str | None = start
-            while current is not None and current not in settled:
-                if current in on_path:
-                    found.append(f"record {start}: its parent chain loops at {current}")
+            while current is not None:
+                seen_by = walk.get(current)
+                if seen_by is not None:
+                    if seen_by == start:
+                        found.append(f"record {start}: its parent chain loops at {current}")
                     break
-                path.append(current)
-                on_path.add(current)
-                current = self.parent_of.get(current)
-            settled.update(path)
+                walk[current] = start
+                current = parent_of.get(current)
         return found
 
     # -- rows against the disk ----------------------------------------------------------
@@ -126,14 +130,20 @@ class Inspection:
 
     def missing(self) -> list[str]:
         """Live records (pair immutables included) whose bytes are nowhere on disk."""
-        return [rid for rid in self.parent_of if self.layer_holder(rid) is None]
+        names, pair_of = self.names, self.pair_of
+        return [
+            rid
+            for rid in self.parent_of
+            if pair_of.get(rid, rid) not in names and self.layer_holder(rid) is None
+        ]
 
     def unmounted_message(self) -> str | None:
         """The refusal when the layers look unmounted rather than lost, else None."""
         named = self.named_layers()
         if not named:
             return None
-        absent = [rid for rid in named if self.layer_holder(rid) is None]
+        names = self.names
+        absent = [rid for rid in named if rid not in names and self.layer_holder(rid) is None]
         if self.snapshots_exist and len(absent) * 2 <= len(named):
             return None
         where = str(self.directory)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from cachetui.core import filesystems, opencheck, timestamps, usage
 from cachetui.core import snapshots as snapshots_module
-from cachetui.core.errors import SnapshotError
+from cachetui.core.errors import SnapshotError, StoreError
 from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
 from cachetui.core.state import load_state
@@ -119,7 +119,9 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
     return sorted(found)
 
 
-def at_open(manager: CacheManager, *, repair: bool = True) -> list[Finding]:
+def at_open(
+    manager: CacheManager, *, repair: bool = True, forget_missing: bool = False
+) -> list[Finding]:
     """What every open does: finish crashes (writable, ``repair``, healthy), then warnings."""
     findings: list[Finding] = []
     if manager.store.damaged:
@@ -132,7 +134,9 @@ def at_open(manager: CacheManager, *, repair: bool = True) -> list[Finding]:
             )
         )
     elif repair and not manager.read_only:
-        findings = reconcile(manager)
+        findings = reconcile(manager, check=True, forget_missing=forget_missing)
+        if manager.store.damaged:
+            return at_open(manager, repair=False)
     fstype = filesystems.filesystem_type(manager.root)
     if filesystems.is_network_filesystem(fstype):
         # WAL needs every process on one host; locks over NFS/SMB are unreliable.
@@ -163,13 +167,33 @@ def _damaged(manager: CacheManager) -> list[Finding] | None:
     ]
 
 
-def reconcile(manager: CacheManager) -> list[Finding]:
-    """Finish or undo what a crash or a dead process left (see the module docstring)."""
+def reconcile(
+    manager: CacheManager, *, check: bool = False, forget_missing: bool = False
+) -> list[Finding]:
+    """Finish or undo what a crash or a dead process left (see the module docstring).
+
+    ``check`` (at open): first make the open's checks on the same read, inside the
+    write: damage makes the store degraded (nothing done), a store that looks unmounted
+    is refused (``StoreError``, nothing written) unless ``forget_missing``.
+    """
     findings: list[Finding] = []
     snapshots = manager.snapshots
     store = manager.store
     with manager._lock, store.write():
+        if check:
+            problems = store.integrity_problems(full=False)
+            if problems:
+                store.damaged = problems
+                return []
         seen = opencheck.inspect(store, snapshots.dir)
+        if check:
+            problems = seen.problems()
+            if problems:
+                store.damaged = problems
+                return []
+            message = seen.unmounted_message()
+            if message is not None and not forget_missing:
+                raise StoreError(message)
         tombstoned = [rid for (rid,) in store.rows("SELECT id FROM record WHERE deleted = 1")]
         half_finalized, unretire = _plan(seen, tombstoned)
         leftovers = _leftovers(seen, set(unretire))

@@ -59,10 +59,14 @@ class ConfirmPruneScreen(_YesNo):
         plan = self.plan
         with Vertical(classes="dialog", id="confirm-prune"):
             n = len(plan.rows)
+            # A fleet's keys are "HOST/ID": say which hosts the request goes to.
+            hosts = sorted({r.id.partition("/")[0] for r in plan.rows if "/" in r.id})
+            where = f" on {'host' if len(hosts) == 1 else 'hosts'} {', '.join(hosts)}"
             yield Static(
                 Text.assemble(
                     ("Prune ", "bold"),
                     (records(n), "bold"),
+                    (where if hosts else "", "bold"),
                     ("? This frees ", ""),
                     (size(plan.freed), "bold green"),
                     (" (parents that stay are not counted).", ""),

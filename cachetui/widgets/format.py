@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,11 +11,22 @@ from rich.text import Text
 
 from cachetui.core import RecordState
 from cachetui.core.timestamps import is_valid
+from cachetui.fleet_views import StoreRow
 from cachetui.output import escape
 from cachetui.units import format_bytes_buildx
 from cachetui.views import state_words
 
-__all__ = ["Columns", "ago", "escape", "format_row", "header_text", "size", "timestamp"]
+__all__ = [
+    "Columns",
+    "ago",
+    "clock_time",
+    "escape",
+    "format_row",
+    "format_store_row",
+    "header_text",
+    "size",
+    "timestamp",
+]
 
 ICON = 2  # the expand icon (leaves get two spaces)
 
@@ -24,6 +36,7 @@ STATE_STYLES = {
     "retained": "magenta",
     "pending": "italic dodger_blue2",
     "pinned": "bold green",
+    "requested": "bold italic dodger_blue2",
     "missing": "bold red",
     "broken": "bold red",
 }
@@ -135,6 +148,7 @@ def format_row(
     now: float,
     columns: Columns,
     dim: bool = False,
+    pending: str | None = None,
 ) -> Text:
     """One tree label: mark, id (narrower when deeper, so the columns line up: the tree
     sizes ``columns.name`` for its deepest line), size, state words, type, last use,
@@ -142,11 +156,12 @@ def format_row(
     name_width = max(columns.name - columns.guide * depth, columns.min_id)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("✓ " if marked else "  ", style="bold green" if marked else "")
-    text.append(_cell(row.id, name_width), style="dim" if dim else "")
+    # A fleet's keys are "HOST/ID": the host is the row above, the column shows the id.
+    text.append(_cell(row.id.rpartition("/")[2] or row.id, name_width), style="dim" if dim else "")
     text.append(" ")
     text.append(_cell(size(row.size), columns.size, right=True), style="bold" if not dim else "")
     text.append(" ")
-    states = state_words(row, pinned)
+    states = state_words(row, pinned) + (("requested",) if pending else ())
     state_text = Text()
     for i, word in enumerate(states):
         if i:
@@ -166,3 +181,45 @@ def format_row(
     text.append("  ")
     text.append(escape(row.description) or "-", style="dim" if dim or not row.description else "")
     return text
+
+
+def format_store_row(
+    store: StoreRow, *, now: float, columns: Columns, stale: float | None = None, dim: bool = False
+) -> Text:
+    """A fleet's store row: name, total, online or offline, records, last GC, and the
+    store's reclaimable bytes and free disk in the description column."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("  ")
+    text.append(_cell(escape(store.name), columns.name), style="bold" if not dim else "dim")
+    text.append(" ")
+    text.append(_cell(size(store.total), columns.size, right=True), style="bold")
+    text.append(" ")
+    if stale is not None:
+        state, style = "unknown (stale)", "dim"
+    elif store.online:
+        state, style = "online", "green"
+    else:
+        state, style = store.status, "bold red"
+    text.append(_cell(state, columns.state), style=style)
+    text.append(" ")
+    if columns.show_type:
+        free = f"{store.free_fraction:.0%} free" if store.disk_total else "host"
+        text.append(
+            _cell(free, columns.type), style="bold red" if store.free_fraction < 0.1 else ""
+        )
+        text.append(" ")
+    gc = "no GC yet" if store.last_gc_at is None else f"GC {ago(store.last_gc_at, now)}"
+    text.append(_cell(gc, columns.last))
+    text.append(" ")
+    text.append(_cell(str(store.records), columns.uses, right=True))
+    text.append("  ")
+    parts = [f"{size(store.reclaimable)} reclaimable"]
+    if store.disk_total and not columns.show_type:
+        parts.append(f"disk {store.free_fraction:.0%} free")
+    text.append(" · ".join(parts), style="dim" if dim else "")
+    return text
+
+
+def clock_time(epoch: float) -> str:
+    """``HH:MM:SS`` UTC (the fleet's times come from the server's clock)."""
+    return time.strftime("%H:%M:%S", time.gmtime(epoch))

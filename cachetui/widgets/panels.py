@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from cachetui.core import Totals
+from cachetui.fleet_views import StoreRow
 from cachetui.views import DetailsView, state_words
 from cachetui.widgets.format import ago, escape, size, timestamp
 
@@ -18,6 +19,7 @@ __all__ = [
     "TotalsBar",
     "details_text",
     "header_line",
+    "store_details_text",
     "totals_text",
 ]
 
@@ -132,6 +134,40 @@ def details_text(d: DetailsView, now: float) -> Text:
         line("Lowers" if i == 0 else "", lower)
     if len(d.lowers) > 3:
         line("", f"… and {len(d.lowers) - 3} more")
+    text.rstrip()
+    return text
+
+
+def store_details_text(s: StoreRow, now: float) -> Text:
+    """A fleet's store row: where it runs, whether it answers, its disk and last GC."""
+    text = Text()
+
+    def line(label: str, value: str | Text, style: str = "") -> None:
+        text.append(f"{label:<11}", style="bold")
+        if isinstance(value, Text):
+            text.append_text(value)
+        else:
+            text.append(value, style=style)
+        text.append("\n")
+
+    line("Store", s.name)
+    line("Host", f"{s.host or '?'} · {s.root} · agent {s.agent_version or '?'}")
+    if s.online:
+        line("Status", Text("online", style="green"))
+    else:
+        line("Status", Text(f"{s.status}: actions refused", style="bold red"))
+        line("", "its records are shown as of its last heartbeat")
+    line("Records", f"{s.records}, {size(s.total)}: {size(s.reclaimable)} reclaimable")
+    if s.disk_total:
+        line("Disk", f"{size(s.disk_free)} free of {size(s.disk_total)} ({s.free_fraction:.0%})")
+    if s.last_gc_at is None:
+        line("Last GC", "none yet")
+    else:
+        freed = f", freed {size(s.last_gc_freed or 0)} ({s.last_gc_records or 0} records)"
+        line("Last GC", f"{timestamp(s.last_gc_at)} ({ago(s.last_gc_at, now)}){freed}")
+    if s.last_error:
+        line("Error", Text(s.last_error, style="red"))
+    line("Keys", "→ opens its records; actions on them are sent to its agent")
     text.rstrip()
     return text
 

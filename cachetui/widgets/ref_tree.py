@@ -25,8 +25,9 @@ from textual.widgets import Tree
 from textual.widgets._tree import TOGGLE_STYLE, TreeNode
 
 from cachetui.core import RecordState
+from cachetui.fleet_views import FleetView
 from cachetui.views import Delta, StoreView
-from cachetui.widgets.format import Columns, format_row
+from cachetui.widgets.format import Columns, format_row, format_store_row
 
 __all__ = ["SORT_KEYS", "RefTree"]
 
@@ -75,6 +76,13 @@ class RefTree(Tree[str]):
     class ColumnsChanged(Message):
         """The column widths changed (the header must follow)."""
 
+    class RecordsWanted(Message):
+        """A fleet's store row was opened before its records were read."""
+
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
     def __init__(self, now: Callable[[], float], **kwargs: object) -> None:
         super().__init__("records", **kwargs)  # type: ignore[arg-type]
         self.show_root = False
@@ -107,15 +115,24 @@ class RefTree(Tree[str]):
 
     def label_for(self, record_id: str) -> Text:
         assert self.view is not None
-        row = self.view.rows[record_id]
+        view = self.view
+        dim = self.matches is not None and record_id not in self.matches
+        if isinstance(view, FleetView):
+            store = view.stores.get(record_id)
+            if store is not None:
+                return format_store_row(
+                    store, now=self.now(), columns=self.columns, stale=view.stale_since, dim=dim
+                )
+        row = view.rows[record_id]
         return format_row(
             row,
             depth=self._depth(record_id),
             marked=record_id in self.marks,
-            pinned=record_id in self.view.pinned,
+            pinned=record_id in view.pinned,
             now=self.now(),
             columns=self.columns,
-            dim=self.matches is not None and record_id not in self.matches,
+            dim=dim,
+            pending=view.pending.get(record_id) if isinstance(view, FleetView) else None,
         )
 
     def _visible_children(self, parent: str | None) -> list[str]:
@@ -129,6 +146,8 @@ class RefTree(Tree[str]):
 
     def _has_visible_children(self, record_id: str) -> bool:
         assert self.view is not None
+        if isinstance(self.view, FleetView) and record_id in self.view.unloaded:
+            return self.shown is None or record_id in self.shown  # read when opened
         ids = self.view.child_ids(record_id)
         if self.shown is None:
             return bool(ids)
@@ -512,6 +531,23 @@ class RefTree(Tree[str]):
 
     def _on_tree_node_expanded(self, event: Tree.NodeExpanded[str]) -> None:
         self._populate(event.node.data)
+        key = event.node.data
+        if isinstance(self.view, FleetView) and key is not None and key in self.view.unloaded:
+            self.post_message(self.RecordsWanted(key))
+
+    def records_loaded(self, view: StoreView, key: str) -> None:
+        """A store's records arrived: add them under its row in one go."""
+        self.view = view
+        node = self.nodes.get(key)
+        if node is None:
+            return
+        for child in list(node.children):
+            self._forget(child)
+        node.remove_children()
+        self._populated.discard(key)
+        self._populate(key)
+        node.allow_expand = self._has_visible_children(key)
+        node.refresh()
 
     def action_toggle_expand_all(self) -> None:
         """Expand (adding children as needed) or collapse everything below the cursor."""

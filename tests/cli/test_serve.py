@@ -126,3 +126,10 @@ def test_on_localhost_there_is_no_warning_and_a_public_url_is_kept(
     assert "warning" not in log.read_text()
     assert "serving the dashboard on https://cache.example/" in log.read_text()
     assert 'data-session-websocket-url="wss://cache.example/ws"' in page
+
+
+@pytest.mark.parametrize("command", [[], ["serve"]])
+def test_a_bad_fleet_url_is_a_usage_error_that_hides_the_password(command: list[str]) -> None:
+    result = run(*command, "--fleet-url", "mysql://admin:hunter2@db/fleet")
+    assert result.returncode == 2, result
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr

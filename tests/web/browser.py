@@ -83,8 +83,12 @@ def served(root: Path, *args: str, log: Path) -> Iterator[str]:
                 proc.kill()
                 raise AssertionError(f"cachetui serve did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        if proc.poll() is None:
+        if proc.poll() is None and _accepts(port, deadline):
             break
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"cachetui serve never listened on {port}:\n{log.read_text()}")
         if "address already in use" not in log.read_text().lower():
             raise AssertionError(f"cachetui serve exited {proc.returncode}:\n{log.read_text()}")
     else:
@@ -103,6 +107,17 @@ def served(root: Path, *args: str, log: Path) -> Iterator[str]:
     while (left := dashboards_on(root)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"dashboards left running after the server stopped: {left}"
+
+
+def _accepts(port: int, deadline: float) -> bool:
+    """The port takes connections (the startup message comes just before it listens)."""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def dashboards_on(root: Path) -> list[int]:

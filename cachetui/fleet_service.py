@@ -1,0 +1,834 @@
+"""The fleet behind the dashboard's seam: every host's store, read from PostgreSQL.
+
+``FleetService`` provides what ``CacheService`` provides (see ``cachetui.service``), so
+the same App shows a fleet: same columns, keys and panes. What differs:
+
+* **Reading**: the replica the agents keep (``cachetui.fleet.reader``). ``load`` reads
+  the stores and their totals only (one small query: the first paint never waits for
+  records); ``expand(key)`` reads one store's records and holders when its row is first
+  opened. Keys are ``"NAME/"`` for a store and ``"NAME/ID"`` for a record
+  (``cachetui.fleet_views``).
+* **Live**: one ``LISTEN`` connection (no polling). A notification names the store and
+  what changed; ``apply`` re-reads only that: the store rows, or the records of that
+  store written since the version already shown, or the ids deleted. A store whose
+  heartbeat stops is shown offline when its limit passes (a local timer on the last
+  heartbeat seen, not a query). When the server goes away the view says since when it
+  is stale; the listener reconnects with backoff and re-reads everything.
+* **Actions**: each becomes a request to that store's agent (``cachetui.fleet.requests``)
+  and blocks its worker until the agent's result: the row shows the request as pending
+  meanwhile, progress goes to ``on_notice``, and a refusal, a failure, an expired
+  request or an offline host is an error whose message names the host.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from cachetui.core import (
+    ChangeSet,
+    HolderInfo,
+    InvalidError,
+    NotFoundError,
+    PruneOptions,
+    RecordState,
+    Totals,
+)
+from cachetui.core import filters as filter_language
+from cachetui.core.errors import FilterSyntaxError
+from cachetui.fleet.reader import (
+    OFFLINE_AFTER,
+    FleetError,
+    FleetHolder,
+    FleetReader,
+    FleetRecord,
+    Listener,
+    RequestInfo,
+    StoreInfo,
+    format_age,
+)
+from cachetui.fleet.requests import submit, wait
+from cachetui.fleet.url import mask
+from cachetui.fleet_views import FleetView, StoreRow, split_key, store_key
+from cachetui.views import Delta, DetailsView, PlanRow, PrunePlan, ReleaseResult
+
+__all__ = ["FleetService", "parse_store_filter"]
+
+Clock = Callable[[], float]
+OnStatus = Callable[[str | None], None]
+Notice = Callable[[str, str], None]  # (message, severity)
+
+#: How long an action waits for its agent's result before giving up on the screen.
+REQUEST_WAIT = 120.0
+
+
+def parse_store_filter(text: str) -> tuple[list[tuple[str, str]], str]:
+    """Split ``store==NAME`` / ``store!=NAME`` / ``store~=RE`` selectors out of a filter.
+
+    Returns the store selectors (operator, value) and the rest of the filter for the
+    core's language. Selectors are comma-separated and AND-ed, as in containerd's.
+    """
+    store_parts: list[tuple[str, str]] = []
+    rest: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        for op in ("==", "!=", "~="):
+            key, sep, value = part.partition(op)
+            if sep and key.strip() == "store":
+                if not value.strip():
+                    raise FilterSyntaxError(
+                        f"store{op} needs a store name", filter_text=text, position=0
+                    )
+                store_parts.append((op, value.strip().strip('"')))
+                break
+        else:
+            rest.append(part)
+    return store_parts, ",".join(rest)
+
+
+def _store_matches(name: str, selectors: Sequence[tuple[str, str]]) -> bool:
+    import re
+
+    for op, value in selectors:
+        if op == "==" and name != value:
+            return False
+        if op == "!=" and name == value:
+            return False
+        if op == "~=" and re.search(value, name) is None:
+            return False
+    return True
+
+
+class FleetService:
+    """Blocking, thread-safe operations over a fleet database (call them off the UI)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        offline_after: float = OFFLINE_AFTER,
+        request_wait: float = REQUEST_WAIT,
+        title: str | None = None,
+    ) -> None:
+        self.url = url
+        self.root = title or mask(url)  # what the header shows: never the password
+        self.read_only = read_only
+        self.read_only_reason: str | None = "--read-only" if read_only else None
+        self.clock = clock or time.time
+        self.offline_after = offline_after
+        self.request_wait = request_wait
+        self.on_notice: Notice | None = None
+        self._lock = threading.RLock()
+        self._reader: FleetReader | None = None
+        self._view: FleetView | None = None
+        self._infos: dict[str, StoreInfo] = {}
+        self._skew = 0.0  # server clock - local monotonic clock, from the last read
+        self._records: dict[str, dict[str, RecordState]] = {}  # loaded stores: key -> row
+        self._versions: dict[str, int] = {}  # loaded stores: the version last read
+        self._pending: dict[str, str] = {}
+        self._stale_since: float | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closing = threading.Event()
+        self._on_change: Callable[[ChangeSet], None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def reader(self) -> FleetReader:
+        with self._lock:
+            if self._reader is None:
+                self._reader = FleetReader(self.url)
+            return self._reader
+
+    def open(self) -> None:
+        self.reader.stores()  # checks the URL, the server and the schema
+
+    def close(self) -> None:
+        self._closing.set()
+        self.stop_watching()
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    @property
+    def view(self) -> FleetView | None:
+        return self._view
+
+    # -- building the view --------------------------------------------------------------
+
+    def _server_now(self) -> float:
+        return time.monotonic() + self._skew
+
+    def _store_row(self, info: StoreInfo) -> StoreRow:
+        age = self._server_now() - info.heartbeat_at if info.heartbeat_at else float("inf")
+        stopped = info.stopped_at is not None
+        online = not stopped and age <= self.offline_after
+        if online:
+            status, since = "online", None
+        elif stopped:
+            assert info.stopped_at is not None
+            status = f"stopped {format_age(self._server_now() - info.stopped_at)} ago"
+            since = info.stopped_at
+        elif info.heartbeat_at is None:
+            status, since = "offline (never heard from)", None
+        else:
+            status, since = f"offline for {format_age(age)}", info.heartbeat_at
+        return StoreRow(
+            key=store_key(info.name),
+            name=info.name,
+            host=info.host,
+            root=info.root,
+            agent_version=info.agent_version,
+            online=online,
+            status=status,
+            since=since,
+            age=age,
+            records=info.records,
+            total=info.total,
+            reclaimable=info.reclaimable,
+            in_use=info.in_use,
+            shared=info.shared,
+            disk_total=info.disk_total,
+            disk_free=info.disk_free,
+            last_gc_at=info.last_gc_at,
+            last_gc_freed=info.last_gc_freed,
+            last_gc_records=info.last_gc_records,
+            last_error=info.last_error,
+        )
+
+    @staticmethod
+    def _placeholder(row: StoreRow) -> RecordState:
+        """The store row as a record-shaped value, for the code every row shares (cursor,
+        marks, refusals, sorting); the tree draws ``StoreRow`` instead. Its sort fields
+        give the stores' orders: "size" sorts by reclaimable bytes, "last used" by free
+        disk (least free first), "name" by name."""
+        return RecordState(
+            id=row.key,
+            parent=None,
+            mutable=False,
+            in_use=False,
+            size=row.reclaimable,
+            created_at=0.0,
+            last_used_at=-row.free_fraction,
+            usage_count=row.records,
+            description=row.name,
+            record_type="store",
+            shared=False,
+            health="ok",
+            held=False,
+            holders=(),
+            in_use_via=None,
+            retain=False,
+            pending_commit=False,
+            has_children=row.records > 0,
+            layer_id="",
+            layer_path=row.root,
+            refusal="a host: act on its records (expand it with the right arrow)",
+        )
+
+    def _record_row(
+        self,
+        store: StoreRow,
+        record: FleetRecord,
+        holders: Sequence[HolderInfo],
+        known: set[str],
+    ) -> RecordState:
+        key = f"{store.name}/{record.id}"
+        parent = f"{store.name}/{record.parent}" if record.parent in known else store.key
+        if not store.online:
+            refusal: str | None = store.offline_reason()
+        elif record.held:
+            live = [h for h in holders if h.alive]
+            who = live[0].where if live else "a running process"
+            refusal = f"it is held by {who}"
+        elif record.has_children:
+            refusal = "it has child records (prune them first)"
+        else:
+            refusal = None
+        return RecordState(
+            id=key,
+            parent=parent,
+            mutable=record.mutable,
+            in_use=record.in_use,
+            size=record.size,
+            created_at=record.created_at,
+            last_used_at=record.last_used_at,
+            usage_count=record.usage_count,
+            description=record.description,
+            record_type=record.record_type,
+            shared=record.shared,
+            health="ok",
+            held=record.held,
+            holders=tuple(holders),
+            in_use_via=None,
+            retain=record.retain,
+            pending_commit=record.pending_commit,
+            has_children=record.has_children,
+            layer_id=record.id,
+            layer_path=f"{store.root.rstrip('/')}/snapshots/{record.id}",
+            refusal=refusal,
+        )
+
+    def _read_stores(self) -> None:
+        started = time.monotonic()
+        infos = self.reader.stores()
+        if infos:
+            # The server's clock decides who is online (hosts' clocks may be skewed).
+            self._skew = infos[0].now - (started + time.monotonic()) / 2
+        self._infos = {info.name: info for info in infos}
+
+    def _read_records(self, name: str) -> None:
+        """Every record and holder of one store, replacing what was loaded."""
+        info = self._infos.get(name)
+        if info is None:
+            self._records.pop(name, None)
+            return
+        records = self.reader.records(name)
+        holders = self.reader.holders(name)
+        self._versions[name] = max((r.version for r in records), default=info.version)
+        self._records[name] = self._rows_of(self._store_row(info), records, holders)
+
+    def _rows_of(
+        self, store: StoreRow, records: Iterable[FleetRecord], holders: Iterable[FleetHolder]
+    ) -> dict[str, RecordState]:
+        by_record: dict[str, list[HolderInfo]] = {}
+        for h in holders:
+            by_record.setdefault(h.record, []).append(
+                HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, True)
+            )
+        records = list(records)
+        known = {r.id for r in records}
+        rows: dict[str, RecordState] = {}
+        for record in records:
+            row = self._record_row(store, record, by_record.get(record.id, ()), known)
+            rows[row.id] = row
+        return rows
+
+    def _build(self) -> FleetView:
+        stores: dict[str, StoreRow] = {}
+        rows: dict[str, RecordState] = {}
+        children: dict[str | None, list[str]] = {None: []}
+        unloaded = set()
+        for name in sorted(self._infos):
+            row = self._store_row(self._infos[name])
+            stores[row.key] = row
+            rows[row.key] = self._placeholder(row)
+            children[None].append(row.key)
+            loaded = self._records.get(name)
+            if loaded is None:
+                if row.records:
+                    unloaded.add(row.key)
+                continue
+            if not row.online:  # its records stay, refused with the reason
+                loaded = {k: replace(r, refusal=row.offline_reason()) for k, r in loaded.items()}
+                self._records[name] = loaded
+            for key, record in loaded.items():
+                rows[key] = record
+                children.setdefault(record.parent, []).append(key)
+        sums = list(stores.values())
+        totals = Totals(
+            total=sum(s.total for s in sums),
+            reclaimable=sum(s.reclaimable for s in sums),
+            shared=sum(s.shared for s in sums),
+            private=sum(s.total - s.shared for s in sums),
+            in_use=sum(s.in_use for s in sums),
+            records=sum(s.records for s in sums),
+            disk_free=sum(s.disk_free for s in sums),
+            disk_total=sum(s.disk_total for s in sums),
+        )
+        view = FleetView(
+            rows=MappingProxyType(rows),
+            children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
+            totals=totals,
+            read_only=self.read_only,
+            stores=MappingProxyType(stores),
+            unloaded=frozenset(unloaded),
+            pending=MappingProxyType(dict(self._pending)),
+            stale_since=self._stale_since,
+        )
+        self._view = view
+        return view
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load(self) -> FleetView:
+        """The stores and the fleet's totals; records only of stores already expanded."""
+        with self._lock:
+            self._read_stores()
+            for name in list(self._records):
+                self._read_records(name)
+            return self._build()
+
+    def expand(self, key: str) -> Delta:
+        """Read one store's records (when its row is first opened)."""
+        name, _ = split_key(key)
+        with self._lock:
+            old = self._view or self._build()
+            if name not in self._records:
+                self._read_records(name)
+            return _diff(old, self._build())
+
+    def apply(self, changes: ChangeSet) -> Delta:
+        """Fold notifications in: ``changes.records`` holds ``store:NAME``,
+        ``records:NAME``, ``gone:NAME/ID`` and ``request:ID`` tokens; ``metadata``
+        re-reads everything (after a reconnect)."""
+        with self._lock:
+            old = self._view
+            if old is None or changes.metadata:
+                new = self.load()
+                return Delta(new, added=tuple(new.rows)) if old is None else _diff(old, new)
+            stores_changed = False
+            for token in sorted(changes.records):
+                kind, _, arg = token.partition(":")
+                if kind == "store":
+                    stores_changed = True
+                elif kind == "records" and arg in self._records:
+                    self._read_changed(arg)
+                elif kind == "gone":
+                    name = split_key(arg)[0]
+                    loaded = self._records.get(name)
+                    if loaded is not None:
+                        loaded.pop(arg, None)
+                elif kind == "reload" and arg in self._records:
+                    self._read_records(arg)
+            if stores_changed or any(t.startswith(("records:", "gone:")) for t in changes.records):
+                self._read_stores()
+            return _diff(old, self._build())
+
+    def _read_changed(self, name: str) -> None:
+        """The records of a store written since the version already shown."""
+        since = self._versions.get(name, 0)
+        fresh = self.reader.records(name, since_version=since)
+        info = self._infos.get(name)
+        if info is None or not fresh:
+            return
+        holders = self.reader.holders(name)
+        loaded = self._records.setdefault(name, {})
+        known = {split_key(k)[1] for k in loaded} | {r.id for r in fresh}
+        by_record: dict[str, list[HolderInfo]] = {}
+        for h in holders:
+            by_record.setdefault(h.record, []).append(
+                HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, True)
+            )
+        store = self._store_row(info)
+        for record in fresh:
+            row = self._record_row(store, record, by_record.get(record.id, ()), known)
+            loaded[row.id] = row
+        # holders of records not rewritten may have changed too (a release)
+        for key, row in list(loaded.items()):
+            record_id = split_key(key)[1]
+            held = tuple(by_record.get(record_id, ()))
+            if held != row.holders:
+                loaded[key] = replace(row, holders=held)
+        self._versions[name] = max([since, *(r.version for r in fresh)])
+
+    # -- live ---------------------------------------------------------------------------
+
+    def start_watching(
+        self, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None = None
+    ) -> None:
+        """LISTEN for the agents' notifications (callbacks come from a thread)."""
+        self.stop_watching()
+        self._on_change = on_change
+        self._stop.clear()
+        thread = threading.Thread(
+            target=self._watch, args=(on_change, on_status), name="cachetui-fleet", daemon=True
+        )
+        thread.start()
+        self._watcher = thread
+
+    def stop_watching(self) -> None:
+        thread, self._watcher = self._watcher, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(5.0)
+
+    def _watch(self, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                listener = Listener(self.url)
+            except FleetError as err:
+                self._went_stale(str(err), on_change, on_status)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            try:
+                if self._stale_since is not None:  # back: re-read what was missed
+                    self._stale_since = None
+                    if on_status is not None:
+                        on_status(None)
+                    on_change(ChangeSet(frozenset(), True))
+                self._listen(listener, on_change)
+            except FleetError as err:
+                self._went_stale(str(err), on_change, on_status)
+            finally:
+                listener.close()
+
+    def _went_stale(
+        self, reason: str, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None
+    ) -> None:
+        # ``reason`` (the driver's words) varies with how the server went away; the screen
+        # says what it means, the same every time.
+        del reason
+        if self._stale_since is None:
+            self._stale_since = self.now()
+            stamp = time.strftime("%H:%M:%S", time.localtime(self._stale_since))
+            if on_status is not None:
+                on_status(f"fleet view stale since {stamp}: the fleet database is unreachable")
+            on_change(ChangeSet(frozenset({"stale:"}), False))
+
+    def _listen(self, listener: Listener, on_change: Callable[[ChangeSet], None]) -> None:
+        while not self._stop.is_set():
+            tokens: set[str] = set()
+            for note in listener.wait(self._next_deadline()):
+                store, kind = note.store, note.kind
+                if kind == "records":
+                    if note.payload.get("reload"):
+                        tokens.add(f"reload:{store}")
+                    for record_id in note.payload.get("deleted") or ():
+                        tokens.add(f"gone:{store}/{record_id}")
+                    tokens.add(f"records:{store}")
+                elif kind in ("store", "gc"):
+                    tokens.add(f"store:{store}")
+                elif kind == "request":
+                    tokens.add(f"request:{note.payload.get('id')}")
+            if self._liveness_changed():
+                tokens.add("store:")
+            if tokens:
+                on_change(ChangeSet(frozenset(tokens), False))
+
+    def _next_deadline(self) -> float:
+        """Seconds until the next online store would pass its heartbeat limit (max 1 s)."""
+        view = self._view
+        if view is None:
+            return 1.0
+        waits = [self.offline_after - s.age for s in view.stores.values() if s.online]
+        return max(0.05, min([1.0, *waits]))
+
+    def _liveness_changed(self) -> bool:
+        view = self._view
+        if view is None:
+            return False
+        for name, info in self._infos.items():
+            shown = view.stores.get(store_key(name))
+            if shown is not None and self._store_row(info).online != shown.online:
+                return True
+        return False
+
+    # -- details and filters ------------------------------------------------------------
+
+    def details(self, key: str) -> DetailsView:
+        with self._lock:
+            view = self._view or self.load()
+            row = view.rows.get(key)
+            if row is None:
+                raise NotFoundError(f"{key}: not found")
+        chain = []
+        for ancestor in view.ancestors(key):
+            a = view.rows[ancestor]
+            if a.record_type != "store":
+                chain.append((a.id, a.description, a.size))
+        store = view.stores.get(store_key(split_key(key)[0]))
+        base = f"{store.root.rstrip('/')}/snapshots/" if store else ""
+        lowers = tuple(base + split_key(a[0])[1] for a in chain)
+        upper: str | None
+        lower_paths: tuple[str, ...]
+        if row.record_type == "store":
+            upper, lower_paths = None, ()
+        elif row.mutable:
+            upper, lower_paths = row.layer_path, lowers
+        else:
+            upper, lower_paths = None, (row.layer_path, *lowers)
+        size = count = 0
+        stack = [key]
+        while stack:
+            current = stack.pop()
+            r = view.rows.get(current)
+            if r is None:
+                continue
+            if r.record_type != "store":
+                size += max(r.size, 0)
+                count += 1
+            stack.extend(view.child_ids(current))
+        return DetailsView(
+            record=row,
+            chain=tuple(chain),
+            upper=upper,
+            lowers=lower_paths,
+            mine=frozenset(),
+            pinned=False,
+            subtree_size=size,
+            subtree_count=count,
+        )
+
+    def check_filter(self, text: str) -> None:
+        _stores, rest = parse_store_filter(text)
+        if rest.strip():
+            filter_language.parse_all(rest)
+
+    def matching(self, text: str) -> frozenset[str]:
+        """The keys a filter matches; ``store==NAME`` picks stores (their rows and, once
+        read, their records). Other selectors need records: the stores they name are
+        read here (this runs in a worker)."""
+        selectors, rest = parse_store_filter(text)
+        matcher = filter_language.parse_all(rest) if rest.strip() else None
+        with self._lock:
+            view = self._view or self.load()
+            names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
+            if matcher is not None:
+                for name in names:
+                    if name not in self._records:
+                        self._read_records(name)
+                view = self._build()
+        found: set[str] = set()
+        for name in names:
+            skey = store_key(name)
+            records = [k for k in view.rows if k.startswith(skey) and k != skey]
+            if matcher is None:
+                found.add(skey)
+                found.update(records)
+                continue
+            for key in records:
+                row = view.rows[key]
+                fields = filter_language.usage_fields(
+                    id=split_key(key)[1],
+                    parents=(split_key(row.parent)[1],) if row.parent else (),
+                    description=row.description,
+                    record_type=row.record_type,
+                    in_use=row.in_use,
+                    mutable=row.mutable,
+                    shared=row.shared,
+                )
+                if matcher.matches(fields):
+                    found.add(key)
+        return frozenset(found)
+
+    # -- actions: requests to the agents ------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise InvalidError("the dashboard is read-only")
+
+    def _online_store(self, name: str) -> StoreRow:
+        with self._lock:
+            self._read_stores()
+            info = self._infos.get(name)
+        if info is None:
+            raise FleetError(f"host {name} is no longer in the fleet")
+        row = self._store_row(info)
+        reason = row.offline_reason()
+        if reason is not None:
+            raise FleetError(reason)
+        return row
+
+    def _changed(self, token: str) -> None:
+        """Tell the screen the view changed without a notification (pending marks)."""
+        if self._on_change is not None:
+            self._on_change(ChangeSet(frozenset({token}), False))
+
+    def _notice(self, message: str, severity: str = "information") -> None:
+        if self.on_notice is not None:
+            self.on_notice(message, severity)
+
+    def _request(self, key_or_name: str, kind: str, payload: dict[str, Any], label: str) -> Any:
+        """Send a request to a store's agent and wait for its result (a worker blocks)."""
+        self._check_writable()
+        name = split_key(key_or_name)[0]
+        self._online_store(name)
+        listener = self.reader.listen()  # before submit: no notification can be missed
+        marked = [k for k in payload.get("_keys", [key_or_name])]
+        payload = {k: v for k, v in payload.items() if k != "_keys"}
+        with self._lock:
+            for key in marked:
+                self._pending[key] = f"{label} sent to {name}"
+        self._changed("pending:")
+        try:
+            request_id = submit(self.reader.db, name, kind, payload)
+
+            def progress(info: RequestInfo) -> None:
+                p = info.progress or {}
+                done, total = p.get("done"), p.get("total")
+                if done is not None:
+                    of = f" of {total}" if total else ""
+                    self._notice(f"{name}: {label} {done}{of}")
+
+            info = self._wait(name, label, listener, request_id, progress)
+        finally:
+            listener.close()
+            with self._lock:
+                for key in marked:
+                    self._pending.pop(key, None)
+            self._changed("pending:")
+        if info.state == "expired":
+            raise FleetError(f"host {name} did not take the {label} request in time (expired)")
+        if info.state == "failed":
+            raise FleetError(f"host {name} refused the {label}: {info.error}")
+        return info.result or {}
+
+    def _wait(
+        self,
+        name: str,
+        label: str,
+        listener: Listener,
+        request_id: int,
+        progress: Callable[[RequestInfo], None],
+    ) -> RequestInfo:
+        """The request's outcome (LISTEN, in slices so closing the dashboard ends it)."""
+        deadline = time.monotonic() + self.request_wait
+        while True:
+            try:
+                return wait(self.reader, listener, request_id, on_progress=progress, timeout=1.0)
+            except FleetError:
+                if self._closing.is_set():
+                    raise FleetError(
+                        f"the dashboard closed before host {name} answered the {label}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise FleetError(
+                        f"host {name} has not finished the {label} after "
+                        f"{self.request_wait:g}s (request {request_id})"
+                    ) from None
+
+    def plan_prune(self, keys: Sequence[str]) -> PrunePlan:
+        """What pruning these records would do, from the replica; names the hosts."""
+        with self._lock:
+            view = self._view or self.load()
+        rows: list[PlanRow] = []
+        refused: list[tuple[str, str]] = []
+        for key in keys:
+            row = view.rows.get(key)
+            if row is None:
+                refused.append((key, "it is no longer in the fleet view"))
+            elif row.refusal is not None:
+                refused.append((key, row.refusal))
+            else:
+                rows.append(
+                    PlanRow(
+                        key, row.description, row.size, row.shared, row.mutable, row.last_used_at
+                    )
+                )
+        return PrunePlan(tuple(rows), tuple(refused))
+
+    def prune_ids(
+        self, keys: Sequence[str], on_prune: Callable[[PlanRow], None] | None = None
+    ) -> PrunePlan:
+        """One request per host, carrying the state the operator confirmed."""
+        with self._lock:
+            view = self._view or self.load()
+        by_store: dict[str, list[str]] = {}
+        for key in keys:
+            by_store.setdefault(split_key(key)[0], []).append(key)
+        removed: list[PlanRow] = []
+        refused: list[tuple[str, str]] = []
+        gone: list[str] = []
+        for name, store_keys in sorted(by_store.items()):
+            confirmed = {}
+            for key in store_keys:
+                row = view.rows.get(key)
+                if row is not None:
+                    confirmed[split_key(key)[1]] = {
+                        "last_used_at": row.last_used_at,
+                        "usage_count": row.usage_count,
+                        "holders": sum(1 for h in row.holders if h.alive),
+                    }
+            result = self._request(
+                name,
+                "prune_ids",
+                {
+                    "ids": [split_key(k)[1] for k in store_keys],
+                    "confirmed": confirmed,
+                    "_keys": store_keys,
+                },
+                "prune",
+            )
+            for item in result.get("removed", []):
+                plan = PlanRow(
+                    f"{name}/{item['id']}",
+                    item.get("description", ""),
+                    int(item.get("size", 0)),
+                    bool(item.get("shared", False)),
+                    bool(item.get("mutable", False)),
+                    item.get("last_used_at"),
+                )
+                removed.append(plan)
+                if on_prune is not None:
+                    on_prune(plan)
+            refused += [(f"{name}/{i}", why) for i, why in result.get("refused", [])]
+            gone += [f"{name}/{i}" for i in result.get("gone", [])]
+        return PrunePlan(tuple(removed), tuple(refused), tuple(gone))
+
+    def plan_policy(self, options: PruneOptions, store: str | None = None) -> PrunePlan:
+        raise InvalidError("prune by policy on a fleet: use cachetui prune --fleet-url")
+
+    def prune_policy(
+        self, options: PruneOptions, on_prune: Callable[[PlanRow], None] | None = None
+    ) -> PrunePlan:
+        raise InvalidError("prune by policy on a fleet: use cachetui prune --fleet-url")
+
+    def commit(self, key: str) -> str:
+        result = self._request(key, "commit", {"id": split_key(key)[1]}, "commit")
+        return f"{split_key(key)[0]}/{result.get('committed', '')}"
+
+    def hold(self, key: str) -> str:
+        result = self._request(key, "hold", {"id": split_key(key)[1]}, "hold")
+        return f"{split_key(key)[0]}/{result.get('id', split_key(key)[1])}"
+
+    def holds(self) -> frozenset[str]:
+        return frozenset()
+
+    def release(self, key: str) -> int:
+        result = self._request(key, "release", {"id": split_key(key)[1]}, "release")
+        return int(result.get("released", 0))
+
+    def force_release(self, key: str, holders: Sequence[HolderInfo]) -> ReleaseResult:
+        """Ask the host's agent to drop the holds of the processes the user confirmed."""
+        with self._lock:
+            view = self._view or self.load()
+        row = view.rows.get(key)
+        if row is None:
+            return ReleaseResult(key, (), (), (), record_gone=True)
+        processes = {(h.pid, h.host) for h in holders}
+        chosen = [h for h in row.holders if (h.pid, h.host) in processes]
+        if not chosen:
+            return ReleaseResult(key, (), (), ())
+        result = self._request(
+            key, "force_release", {"holder_ids": [h.id for h in chosen]}, "force release"
+        )
+        count = int(result.get("released", 0))
+        return ReleaseResult(key, tuple(chosen[:count]), tuple(h.id for h in chosen[count:]), ())
+
+
+def _diff(old: FleetView, new: FleetView) -> Delta:
+    added = tuple(k for k in new.rows if k not in old.rows)
+    removed = tuple(k for k in old.rows if k not in new.rows)
+    changed = []
+    reparented = []
+    for key, row in new.rows.items():
+        before = old.rows.get(key)
+        if before is None:
+            continue
+        if before.parent != row.parent:
+            reparented.append(key)
+        elif (
+            before != row
+            or old.pending.get(key) != new.pending.get(key)
+            or (row.record_type == "store" and old.stores.get(key) != new.stores.get(key))
+        ):
+            changed.append(key)
+    if old.stale_since != new.stale_since or old.unloaded != new.unloaded:
+        changed.extend(k for k in new.stores if k not in changed)
+    return Delta(new, tuple(changed), added, removed, tuple(reparented))
