@@ -82,8 +82,23 @@ def _build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    # du and prune speak buildx's --format (table, json, pretty or a template).
+    records_fmt = _Parser(add_help=False)
+    records_fmt.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help="table, json, pretty, or a template such as '{{.ID}}\\t{{.Size}}' "
+        "('table {{.ID}}\\t{{.Size}}' adds a header)",
+    )
+    records_fmt.add_argument(
+        "--json-keys",
+        choices=("snake", "buildx"),
+        default="snake",
+        help="JSON key names: ours (id, created_at, ...) or buildx's (ID, CreatedAt, ...)",
+    )
     du = subs.add_parser(
-        "du", parents=[common, fmt], help="show disk usage", description="Show disk usage."
+        "du", parents=[common, records_fmt], help="show disk usage", description="Show disk usage."
     )
     du.add_argument(
         "--filter",
@@ -91,26 +106,45 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="F",
-        help="containerd-style filter (repeat to OR), e.g. type==exec.cachemount",
+        help="containerd filter (repeat to OR), e.g. type==exec.cachemount; or Docker "
+        "style (type=regular, until=24h; different keys AND-ed, a repeated key OR-ed)",
     )
     du.add_argument("--verbose", "-v", action="store_true", help="one block per record")
+    du.add_argument(
+        "--until",
+        "--age",
+        dest="until",
+        metavar="D",
+        help="only records not used within D (e.g. 24h): what a keep-duration prune considers",
+    )
     _fleet_flags(du, "every store's records from the fleet database")
 
     prune = subs.add_parser(
         "prune",
-        parents=[common, fmt],
+        parents=[common, records_fmt],
         help="remove build cache",
         description="Remove unused build cache records, children before parents.",
     )
     prune.add_argument(
         "--all", "-a", action="store_true", help="include internal/frontend and shared records"
     )
-    prune.add_argument("--filter", action="append", default=[], metavar="F", help="filter")
+    prune.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="F",
+        help="filter, containerd (type==regular) or Docker style (type=regular, until=24h)",
+    )
     prune.add_argument(
         "--keep-duration", metavar="D", help="keep records used within D (e.g. 48h, 7d)"
     )
     prune.add_argument(
         "--reserved-space", metavar="SIZE", help="always keep this much (e.g. 10GB, 20%%)"
+    )
+    prune.add_argument(
+        "--keep-storage",
+        metavar="SIZE",
+        help="the older name of --reserved-space (as in docker buildx prune)",
     )
     prune.add_argument(
         "--max-used-space", metavar="SIZE", help="prune down to at most this much (e.g. 80%%)"
@@ -120,6 +154,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="only show what would go")
     prune.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation")
+    prune.add_argument("--verbose", "-v", action="store_true", help="one block per record")
     _fleet_flags(prune, "send the prune to the stores' agents")
     prune.add_argument(
         "--all-stores", action="store_true", help="with --fleet-url: every online store"
@@ -422,6 +457,21 @@ def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
+def _read_filters(items: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
+    """``--filter`` values as containerd filters, and a Docker ``until`` duration."""
+    from cachetui.buildx import read_filters
+    from cachetui.core.errors import FilterSyntaxError
+
+    try:
+        read = read_filters(items)
+    except FilterSyntaxError as err:
+        caret = " " * (2 + max(err.position, 0)) + "^"
+        raise CliError(f"--filter: {err}\n  {err.filter_text}\n{caret}", EXIT_USAGE) from None
+    if read.docker:
+        return read.filters, read.until
+    return _parse_filters(read.filters), None
+
+
 def _cmd_du(args: argparse.Namespace) -> int:
     if args.fleet_url is not None:
         from cachetui import fleet_cli
@@ -429,25 +479,41 @@ def _cmd_du(args: argparse.Namespace) -> int:
         return fleet_cli.cmd_du(args)
     if args.store:
         raise CliError("--store needs --fleet-url", EXIT_USAGE)
+    from cachetui import buildx
+    from cachetui.units import parse_duration
+
     root = _resolve_root(args)
-    filters = _parse_filters(args.filter)
+    template = buildx.check_format(args.format, verbose=args.verbose)
+    filters, until = _read_filters(args.filter)
+    age: float | None = None
+    if args.until is not None:
+        age = parse_duration(args.until, what="--until")
+        if until is not None:
+            raise CliError(
+                "--until and --filter until= both give the age: keep one of them", EXIT_USAGE
+            )
+    elif until is not None:
+        age = until  # buildx's until: what a prune with that keep duration would consider
 
     with _open(root, read=True) as cm:
         _warn_if_damaged(cm)
-        rows = cm.disk_usage(filters)
+        rows = cm.disk_usage(filters, age_limit=age or None)
         now = cm.now()
         if args.format == "json":
-            _out(sys.stdout, [output.usage_json_line(info) for info in rows])
+            _out(sys.stdout, [buildx.json_line(info, args.json_keys) for info in rows])
             return EXIT_OK
-        if args.verbose:
+        if template is not None:
+            _out(sys.stdout, buildx.render_template(template, rows, now))
+            return EXIT_OK
+        if args.verbose or args.format == "pretty":
             lines: list[str] = []
             for info in rows:
                 lines.extend(output.render_verbose(info, now))
                 lines.append("")
         else:
             lines = output.render_du_table(rows, now)
-        if not filters:
-            if not args.verbose:
+        if not filters and age is None:
+            if not (args.verbose or args.format == "pretty"):
                 lines.append("")
             lines.extend(output.render_totals(cm.totals(rows)))
         _out(sys.stdout, lines)
@@ -471,21 +537,31 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if args.store or args.all_stores:
         raise CliError("--store and --all-stores need --fleet-url", EXIT_USAGE)
     root = _existing_store(_resolve_root(args))
+    from cachetui import buildx
     from cachetui.core.policy import disk_stat
     from cachetui.core.types import PruneOptions
     from cachetui.units import format_bytes_buildx, parse_duration, parse_size
 
     # Each parser's InvalidError names the flag and the value; main() makes it exit 2.
-    filters = _parse_filters(args.filter)
+    template = buildx.check_format(args.format, verbose=args.verbose)
+    filters, until = _read_filters(args.filter)
     keep = (
         0
         if args.keep_duration is None
         else parse_duration(args.keep_duration, what="--keep-duration")
     )
+    if until is not None:
+        if args.keep_duration is not None:
+            raise CliError(
+                "--keep-duration and --filter until= both give the keep duration: keep one of them",
+                EXIT_USAGE,
+            )
+        keep = until
+    reserved = _reserved_space(args)
     disk_total = disk_stat(root).total  # percentages are of the disk holding the store
     sizes: dict[str, int] = {}
     for flag, text in (
-        ("--reserved-space", args.reserved_space),
+        reserved,
         ("--max-used-space", args.max_used_space),
         ("--min-free-space", args.min_free_space),
     ):
@@ -494,7 +570,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         all=args.all,
         filters=filters,
         keep_duration=keep,
-        reserved_space=sizes["--reserved-space"],
+        reserved_space=sizes[reserved[0]],
         max_used_space=sizes["--max-used-space"],
         min_free_space=sizes["--min-free-space"],
     )
@@ -506,6 +582,17 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     as_json = args.format == "json"
+    pretty = args.verbose or args.format == "pretty"
+
+    def record_lines(info: UsageInfo) -> list[str]:
+        if as_json:
+            return [buildx.json_line(info, args.json_keys)]
+        if template is not None and not template.table:
+            return [template.render(info, now)]
+        if pretty:
+            return [*output.render_verbose(info, now), ""]
+        return [output.prune_row(info, now)]
+
     with _open(root) as cm:
         now = cm.now()
         preview = cm.prune(policy, dry_run=True)
@@ -525,11 +612,13 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 return EXIT_OK
         if args.dry_run:
             removed = preview
-            if as_json:
-                _out(sys.stdout, [output.usage_json_line(info) for info in removed])
+            if template is not None and template.table:
+                _out(sys.stdout, buildx.render_template(template, removed, now))
+            elif as_json or template is not None:
+                _out(sys.stdout, [line for info in removed for line in record_lines(info)])
             else:
-                lines = [output.prune_header()] if removed else []
-                lines += [output.prune_row(info, now) for info in removed]
+                lines = [output.prune_header()] if removed and not pretty else []
+                lines += [line for info in removed for line in record_lines(info)]
                 lines.append(f"Would free:\t{format_bytes_buildx(preview_size)}")
                 if policy.has_space_limit:
                     lines += _explain_limit(cm, root, policy, preview)
@@ -541,13 +630,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         def on_prune(info: UsageInfo) -> None:
             nonlocal count, header_done
             count += 1
-            if as_json:
-                _out(sys.stdout, output.usage_json_line(info))
-            else:
-                if not header_done:
-                    _out(sys.stdout, output.prune_header())
-                    header_done = True
-                _out(sys.stdout, output.prune_row(info, now))
+            if template is not None and template.table:
+                return  # aligned columns: printed once every record is known
+            if not (as_json or template is not None or pretty or header_done):
+                _out(sys.stdout, output.prune_header())
+                header_done = True
+            _out(sys.stdout, record_lines(info))
             if preview:
                 _progress(f"removed {count} of about {len(preview)} records")
 
@@ -555,9 +643,32 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             removed = cm.prune(policy, on_prune=on_prune)
         finally:
             _progress_done()
-        if not as_json:
+        if template is not None and template.table:
+            _out(sys.stdout, buildx.render_template(template, removed, now))
+        elif not as_json and template is None:
             _out(sys.stdout, f"Total:\t{format_bytes_buildx(sum(i.size for i in removed))}")
     return EXIT_OK
+
+
+def _reserved_space(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``--reserved-space``, or its older name ``--keep-storage`` (buildx's meaning: a
+    floor that always stays, not buildctl's cap), as (flag, text)."""
+    if args.keep_storage is None:
+        return "--reserved-space", args.reserved_space
+    if args.reserved_space is not None:
+        raise CliError(
+            "--keep-storage is the older name of --reserved-space: give one of them",
+            EXIT_USAGE,
+        )
+    text = args.keep_storage.strip()
+    if text.replace(".", "", 1).isdigit():
+        raise CliError(
+            f"--keep-storage {text!r}: a bare number is bytes to docker buildx but "
+            f"megabytes to buildctl; write the unit ({text}MB or {text}B). To cap the "
+            "cache as buildctl's --keep-storage does, use --max-used-space",
+            EXIT_USAGE,
+        )
+    return "--keep-storage", args.keep_storage
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from cachetui.units import format_bytes_buildx, format_duration_ago
 __all__ = [
     "DU_HEADER",
     "PRUNE_HEADER",
+    "differs",
     "finding_json",
     "flags",
     "format_table",
@@ -157,16 +158,32 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[s
     return lines
 
 
+def _apparent_cell(info: UsageInfo) -> str:
+    return format_bytes_buildx(info.apparent_size) if info.apparent_size >= 0 else ""
+
+
+def differs(info: UsageInfo) -> bool:
+    """Whether the apparent size reads differently from the size (sparse or small files)."""
+    return info.apparent_size >= 0 and _apparent_cell(info) != format_bytes_buildx(info.size)
+
+
 def render_du_table(rows: Sequence[UsageInfo], now: float) -> list[str]:
-    """``cachetui du``'s table: header and one line per record."""
+    """``cachetui du``'s table: header and one line per record.
+
+    An ``APPARENT`` column (the files' lengths, as ``du --apparent-size``) follows
+    buildx's four columns when any record's apparent size differs from its size.
+    """
+    apparent = any(differs(info) for info in rows)
+    header = DU_HEADER[:4] + (("APPARENT",) if apparent else ()) + DU_HEADER[4:]
     return format_table(
-        DU_HEADER,
+        header,
         (
             (
                 _id_cell(info),
                 _bool(info.reclaimable),
                 _size_cell(info),
                 last_accessed(info, now),
+                *((_apparent_cell(info),) if apparent else ()),
                 info.record_type,
                 flags(info),
             )
@@ -237,7 +254,7 @@ def render_verbose(info: UsageInfo, now: float) -> list[str]:
     if info.record_type:
         rest.append(("Type:", info.record_type))
     # Past buildx's fields, so that its order stays a prefix of ours.
-    if info.apparent_size >= 0 and info.apparent_size != info.size:
+    if differs(info):
         rest.append(("Apparent size:", format_bytes_buildx(info.apparent_size)))
     if info.cache_mount is not None:
         rest.append(("Cache id:", escape(info.cache_mount.cache_id)))

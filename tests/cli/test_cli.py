@@ -133,7 +133,9 @@ def test_du_table_header_rows_totals_and_marks(held: Store) -> None:
     result = run("du", "--root", str(held.root))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert re.match(r"ID\s+RECLAIMABLE\s+SIZE\s+LAST ACCESSED\s+TYPE\s+FLAGS$", lines[0])
+    assert re.match(
+        r"ID\s+RECLAIMABLE\s+SIZE\s+LAST ACCESSED\s+(APPARENT\s+)?TYPE\s+FLAGS$", lines[0]
+    )
     rows = {line.split()[0].rstrip("*"): line for line in lines[1:] if line and ":" not in line}
     assert set(rows) == set(held.ids.values())
     mount = rows[held.ids["cachemount"]]
