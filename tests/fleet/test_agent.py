@@ -278,3 +278,24 @@ def test_gc_runs_on_schedule_and_is_recorded(fleet_url: str, tmp_path: Path) -> 
     bad = cli("agent", "--root", str(tmp_path / "h"), "--fleet-url", fleet_url,
               "--gc-interval", "soon", check=False)  # fmt: skip
     assert bad.returncode == 2 and "--gc-interval" in bad.stderr
+
+
+def test_gc_policy_file_drives_the_agents_gc(fleet_url: str, tmp_path: Path) -> None:
+    """``--gc-policy`` reads the same files as ``cachetui gc --policy``: a tier that takes
+    everything empties the host's store, and the run is recorded with what it removed."""
+    make_store(tmp_path / "h", 2)
+    policy = tmp_path / "gc.toml"
+    policy.write_text('[[tier]]\nname = "everything"\nall = true\n')
+    agent = AgentProc(tmp_path / "h", fleet_url, "h", log_dir=tmp_path)
+    agent.start("--gc-interval", "1s", "--gc-policy", str(policy))
+    try:
+        agent.wait_log("synchronised")
+        with FleetReader(fleet_url) as fleet:
+            runs = wait_until(
+                lambda: [r for r in fleet.gc_runs("h") if r.records], "a GC run that removed"
+            )
+            assert runs[0].records == 2 and runs[0].error == ""
+    finally:
+        assert agent.stop() == 0
+    with CacheManager.open(tmp_path / "h", read_only=True) as cm:
+        assert cm.disk_usage() == []
