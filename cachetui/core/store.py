@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -306,16 +307,24 @@ class Store:
                 check_same_thread=False,
                 busy_timeout_ms=BUSY_TIMEOUT_MS,
             )
-        try:
-            database.connect(reuse_if_open=True)
-            database.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
-        except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
-            database.close()
-            hint = ""
-            if "not a database" in str(err) or "malformed" in str(err):
-                hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
-            raise StoreError(f"metadata store {self.path} is unreadable: {err}{hint}") from err
-        return database
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                database.connect(reuse_if_open=True)
+                database.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+                return database
+            except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
+                database.close()
+                # SQLite answers "locked" without calling the busy handler while another
+                # process opens or closes the WAL (its last close checkpoints and removes
+                # it): that is a moment to wait out, not a damaged store.
+                if "database is locked" in str(err) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                hint = ""
+                if "not a database" in str(err) or "malformed" in str(err):
+                    hint = "; `cachetui doctor --rebuild` rebuilds it from the layers on disk"
+                raise StoreError(f"metadata store {self.path} is unreadable: {err}{hint}") from err
 
     @property
     def db(self) -> peewee.SqliteDatabase:
