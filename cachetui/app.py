@@ -31,6 +31,7 @@ from cachetui.core import (
     HolderInfo,
     LockedError,
     NotFoundError,
+    is_expression,
 )
 from cachetui.fleet_views import FleetView
 from cachetui.messages import FeedStatus, StoreChanged
@@ -637,7 +638,7 @@ class CacheTuiApp(App[int]):
             if not bar.has_class("-error"):
                 bar.query_one("#filter-error", Static).update("")
             return
-        bar.show_count(len(matches), len(view.rows))
+        bar.show_count(len(matches), len(view.rows), search=not is_expression(self.filter_text))
 
     # -- actions: marks and prune ------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from cachetui.core import (
 )
 from cachetui.core import filters as filter_language
 from cachetui.core.errors import FilterSyntaxError
+from cachetui.core.search import is_expression, search_words
 from cachetui.fleet.reader import (
     OFFLINE_AFTER,
     FleetError,
@@ -577,7 +578,7 @@ class FleetService:
 
     def check_filter(self, text: str) -> None:
         _stores, rest = parse_store_filter(text)
-        if rest.strip():
+        if is_expression(rest):
             filter_language.parse_all(rest)
 
     def matching(self, text: str) -> frozenset[str]:
@@ -585,11 +586,13 @@ class FleetService:
         read, their records). Other selectors need records: the stores they name are
         read here (this runs in a worker)."""
         selectors, rest = parse_store_filter(text)
-        matcher = filter_language.parse_all(rest) if rest.strip() else None
+        # Plain words search ids and descriptions (the core's rule tells them apart).
+        words = search_words(rest) if rest.strip() and not is_expression(rest) else ()
+        matcher = filter_language.parse_all(rest) if is_expression(rest) else None
         with self._lock:
             view = self._view or self.load()
             names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
-            if matcher is not None:
+            if matcher is not None or words:
                 for name in names:
                     if name not in self._records:
                         self._read_records(name)
@@ -598,6 +601,16 @@ class FleetService:
         for name in names:
             skey = store_key(name)
             records = [k for k in view.rows if k.startswith(skey) and k != skey]
+            if words:
+                found.update(
+                    key
+                    for key in records
+                    if all(
+                        w in f"{split_key(key)[1]}\n{view.rows[key].description}".casefold()
+                        for w in words
+                    )
+                )
+                continue
             if matcher is None:
                 found.add(skey)
                 found.update(records)
@@ -612,6 +625,8 @@ class FleetService:
                     in_use=row.in_use,
                     mutable=row.mutable,
                     shared=row.shared,
+                    labels=row.labels,
+                    cache_mount=row.cache_mount,
                 )
                 if matcher.matches(fields):
                     found.add(key)

@@ -22,6 +22,7 @@ from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.search import is_expression, search_ids
 from cachetui.core.state import RecordRow
 from cachetui.core.types import (
     CacheMount,
@@ -69,7 +70,9 @@ __all__ = [
     "Totals",
     "UsageInfo",
     "disk_stat",
+    "is_expression",
     "matching_ids",
     "parse_filters",
+    "search_ids",
     "totals",
 ]
