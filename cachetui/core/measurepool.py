@@ -73,8 +73,11 @@ class Helper:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code, _PACKAGE_PARENT, str(child.fileno())],
                 pass_fds=(child.fileno(),),
+                # A helper never writes to the caller's terminal: a failure shows as a
+                # failed request, and the tree is measured again without it.
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 close_fds=True,
             )
         except BaseException:
@@ -120,12 +123,12 @@ class Helper:
             self.sock.settimeout(None)
 
     def close(self) -> None:
-        self.sock.close()  # the helper reads EOF and leaves
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        """Stop the helper now. It holds nothing but a walk of our own directories, and
+        one still starting (a second or more on a busy machine) must not delay the
+        caller's exit."""
+        self.sock.close()
+        self.proc.kill()
+        self.proc.wait()
 
 
 _lock = threading.Lock()
@@ -232,7 +235,10 @@ def serve(fd: int, handle: Callable[[Any, list[int]], Any] | None = None) -> Non
         from cachetui.core.usage import walk_request
 
         handle = walk_request
-    sock.sendall(_READY)
+    try:
+        sock.sendall(_READY)
+    except OSError:
+        return  # the caller left while this helper was starting
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, MAX_FDS + 3)
