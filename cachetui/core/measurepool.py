@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,6 @@ def give_back(helpers: Sequence[Helper], *, failed: bool = False) -> None:
 def available(count: int, timeout: float) -> int:
     """Start ``count`` helpers if needed and wait until they are ready (for tests and
     callers that know a large tree is coming). Returns how many are ready."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         lent = borrow(count)
