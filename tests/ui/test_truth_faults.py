@@ -7,12 +7,16 @@ replaced, a store really unwritable for the user running the dashboard. Pilot dr
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cachetui.core.watch import ChangeFeed, ChangeSet
 from cachetui.demo import SIMULATOR_DESCRIPTION_PREFIX, build_demo_store
 from cachetui.demo.simulator import start_simulator, stop_simulator
 from cachetui.screens.dialogs import ForceReleaseScreen
@@ -102,3 +106,78 @@ async def test_force_releasing_the_simulated_builds_layer_releases_it(demo_root,
         )
         assert simulator.poll() is None, "the simulated build died after losing its hold"
         assert layer in app.ref_tree.view.rows
+
+
+def _header(app) -> str:
+    return str(app.screen.query_one("#header").render())
+
+
+async def test_a_dead_file_watcher_says_so_retries_and_recovers(store):
+    """The snapshots directory is moved away under a live dashboard (the watch dies with
+    it: inotify goes on watching the moved directory), then put back. The header says
+    why live updates stopped while they are, and files written afterwards show again."""
+    root, ids = store
+    snapshots = root / "snapshots"
+    app = make_app(root, live=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        await wait_for(pilot, lambda: _header(app).startswith("● live"), what="live")
+        moved = root / "snapshots.moved"
+        snapshots.rename(moved)
+        stopped = "✕ live updates stopped: file watcher: the snapshots directory is missing"
+        await wait_for(pilot, lambda: _header(app).startswith(stopped), what="the stop shown")
+        assert "(retrying)" in _header(app)
+        assert any(
+            severity == "error" and note.startswith("live updates stopped: ")
+            for severity, note in app.notes
+        )
+        # A retry that fails again changes nothing on screen and says nothing new.
+        await pilot.pause(1.5)
+        assert _header(app).startswith(stopped)
+        assert sum(note.startswith("live updates stopped") for _, note in app.notes) == 1
+        moved.rename(snapshots)  # back: the next retry watches it again
+        await wait_for(pilot, lambda: _header(app).startswith("● live"), what="the recovery")
+        assert "live updates running again" in [note for _, note in app.notes]
+        # The new watch sees writes: a layer that grows shows its new size by itself (the
+        # fixture's sizes are made up: the layer held a few kB on disk before).
+        assert app.ref_tree.view.rows[ids["local"]].size < 5_000_000
+        (snapshots / ids["local"] / "grown").write_bytes(b"x" * 5_000_000)
+        await wait_for(
+            pilot,
+            lambda: app.ref_tree.view.rows[ids["local"]].size >= 5_000_000,
+            what="the write after the recovery to show",
+        )
+
+
+def test_the_change_feed_notices_its_directory_replaced(tmp_path):
+    """Replaced by a copy (a restore) with hardly a moment without the directory: inotify
+    says nothing about it. The feed says so, watches the new directory, and reports it."""
+    root = tmp_path / "store"
+    layer = "a" * 25
+    (root / "snapshots" / layer).mkdir(parents=True)
+    statuses: list[str | None] = []
+    changes: list[ChangeSet] = []
+    feed = ChangeFeed(root, changes.append, on_status=statuses.append, retry_delays=(0.2,))
+    with feed:
+        _until(lambda: feed.running)
+        time.sleep(0.5)  # the first watch is up
+        copy = root / "snapshots.restored"
+        shutil.copytree(root / "snapshots", copy)
+        os.rename(root / "snapshots", root / "snapshots.old")  # two renames in a row:
+        os.rename(copy, root / "snapshots")  # the feed's checks fall in the gap hardly ever
+        _until(lambda: None in statuses, what="the watch on the new directory")
+        assert statuses[-1] is None and len(statuses) == 2
+        assert statuses[0] in (
+            "file watcher: the snapshots directory was replaced",
+            "file watcher: the snapshots directory is missing",  # it did fall in the gap
+        )
+        (root / "snapshots" / layer / "out.bin").write_bytes(b"x" * 1000)
+        _until(lambda: any(layer in c.records for c in changes), what="the write reported")
+
+
+def _until(predicate, timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.01)
