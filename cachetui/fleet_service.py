@@ -31,16 +31,18 @@ from typing import Any
 
 from cachetui.core import (
     ChangeSet,
+    FilterSyntaxError,
     HolderInfo,
     InvalidError,
     NotFoundError,
     PruneOptions,
     RecordState,
     Totals,
+    is_expression,
+    parse_filters,
+    search_words,
+    usage_fields,
 )
-from cachetui.core import filters as filter_language
-from cachetui.core.errors import FilterSyntaxError
-from cachetui.core.search import is_expression, search_words
 from cachetui.fleet.reader import (
     OFFLINE_AFTER,
     FleetError,
@@ -579,7 +581,7 @@ class FleetService:
     def check_filter(self, text: str) -> None:
         _stores, rest = parse_store_filter(text)
         if is_expression(rest):
-            filter_language.parse_all(rest)
+            parse_filters(rest)
 
     def matching(self, text: str) -> frozenset[str]:
         """The keys a filter matches; ``store==NAME`` picks stores (their rows and, once
@@ -588,7 +590,7 @@ class FleetService:
         selectors, rest = parse_store_filter(text)
         # Plain words search ids and descriptions (the core's rule tells them apart).
         words = search_words(rest) if rest.strip() and not is_expression(rest) else ()
-        matcher = filter_language.parse_all(rest) if is_expression(rest) else None
+        matcher = parse_filters(rest) if is_expression(rest) else None
         with self._lock:
             view = self._view or self.load()
             names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
@@ -617,7 +619,7 @@ class FleetService:
                 continue
             for key in records:
                 row = view.rows[key]
-                fields = filter_language.usage_fields(
+                fields = usage_fields(
                     id=split_key(key)[1],
                     parents=(split_key(row.parent)[1],) if row.parent else (),
                     description=row.description,

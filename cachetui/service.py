@@ -43,6 +43,7 @@ from cachetui.core import (
     GCResult,
     GCRunInfo,
     HolderInfo,
+    ImmutableRef,
     InvalidError,
     NotFoundError,
     PruneOptions,
@@ -54,11 +55,10 @@ from cachetui.core import (
     is_expression,
     matching_ids,
     parse_filters,
+    paused_gc,
     search_ids,
     totals,
 )
-from cachetui.core.refs import ImmutableRef
-from cachetui.core.state import paused_gc
 from cachetui.gcpolicy import PolicyList
 from cachetui.views import (
     Delta,
