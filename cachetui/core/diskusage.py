@@ -18,17 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cachetui.core import filters as filter_language
+from cachetui.core.context import StoreContext
 from cachetui.core.policy import DiskStat
 from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = ["Layers", "Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
 
@@ -75,20 +73,20 @@ def _apparent(row: RecordRow) -> int:
 
 
 def measure_missing(
-    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
+    context: StoreContext, state: StoreState, rows: Sequence[RecordRow]
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(manager, state, rows, {}, Layers(manager, state, listing=False))[0]
+    return _sizes(context, state, rows, {}, Layers(context, state, listing=False))[0]
 
 
 class Layers:
     """Where each record's bytes are: from one listing of ``snapshots/`` (many rows), or
     by looking at each candidate name (a few rows: a prune batch)."""
 
-    def __init__(self, manager: CacheManager, state: StoreState, *, listing: bool = True) -> None:
+    def __init__(self, context: StoreContext, state: StoreState, *, listing: bool = True) -> None:
         self.state = state
-        self.directory = manager.snapshots.dir
-        self.names: set[str] | None = set(manager.snapshots.names()) if listing else None
+        self.directory = context.snapshots.dir
+        self.names: set[str] | None = set(context.snapshots.names()) if listing else None
         self._health: dict[str, str] = {}
 
     def locate(self, row: RecordRow) -> str | None:
@@ -139,7 +137,7 @@ class Layers:
 
 
 def _sizes(
-    manager: CacheManager,
+    context: StoreContext,
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int],
@@ -163,7 +161,7 @@ def _sizes(
             sizes[row.id] = row.size
             continue
         measured_any = True
-        measured = manager.snapshots.measure_name(name)
+        measured = context.snapshots.measure_name(name)
         sizes[row.id] = measured.size
         apparent[row.id] = measured.apparent_size
         if measured.complete and not (row.mutable and state.node_held(row)):
@@ -171,13 +169,13 @@ def _sizes(
             apparent_to_cache[row.id] = measured.apparent_size
             row.size = measured.size
             row.apparent_size = measured.apparent_size
-    if to_cache and not manager.read_only:
-        manager.store_sizes(to_cache, apparent_to_cache)
+    if to_cache and not context.read_only:
+        context.store_sizes(to_cache, apparent_to_cache)
     return sizes, measured_any
 
 
 def disk_usage(
-    manager: CacheManager,
+    context: StoreContext,
     filters: Sequence[str] | str = (),
     *,
     age_limit: float | timedelta | None = None,
@@ -185,12 +183,12 @@ def disk_usage(
 ) -> list[UsageInfo]:
     matcher = filter_language.parse_all(filters)
     limit = None if age_limit is None else to_seconds(age_limit, what="age_limit")
-    state = state if state is not None else manager.state()
+    state = state if state is not None else context.state()
     visible = state.visible()
     in_use = state.in_use_ids()
-    shared = state.shared_ids(manager.is_shared)
-    cutoff = manager.now() - limit if limit else None
-    layers = Layers(manager, state)
+    shared = state.shared_ids(context.is_shared)
+    cutoff = context.now() - limit if limit else None
+    layers = Layers(context, state)
     labels, mounts = state.labels, state.cache_mounts
     selected: list[RecordRow] = []
     for row in visible:
@@ -215,7 +213,7 @@ def disk_usage(
             continue
         selected.append(row)
     apparent: dict[str, int] = {}
-    sizes, measured_any = _sizes(manager, state, selected, apparent, layers)
+    sizes, measured_any = _sizes(context, state, selected, apparent, layers)
     if measured_any:
         # Some sizes were measured just now: the store's (size, id) order no longer holds.
         selected.sort(key=attrgetter("id"))

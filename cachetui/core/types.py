@@ -143,6 +143,22 @@ def check_labels(labels: object, *, removals: bool = False) -> dict[str, str | N
     return checked
 
 
+def check_new_metadata(
+    kind: RecordType, labels: object, cache_mount: object
+) -> tuple[dict[str, str | None], CacheMount | None]:
+    """Validate ``new``'s ``labels`` and ``cache_mount`` arguments before any write."""
+    checked = check_labels({} if labels is None else labels)
+    if cache_mount is None:
+        return checked, None
+    if not isinstance(cache_mount, CacheMount):
+        raise InvalidError(f"invalid cache_mount {cache_mount!r}: expected a CacheMount")
+    if kind is not RecordType.EXEC_CACHEMOUNT:
+        raise InvalidError(
+            f"a cache mount identity needs record_type='exec.cachemount', not {kind.value!r}"
+        )
+    return checked, cache_mount
+
+
 @dataclass(frozen=True, slots=True)
 class Mount:
     """Where a ref's layers live: ``upper`` is writable (None when read-only), ``lowers``
