@@ -68,12 +68,24 @@ class RecordRow:
     @classmethod
     def from_values(cls, values: tuple[Any, ...]) -> RecordRow:
         """A row from the ``RECORD_COLUMNS`` tuple SQLite returns (its 0/1 become bools)."""
-        row = cls(*values)
-        row.mutable = row.mutable == 1
-        row.retain = row.retain == 1
-        row.deleted = row.deleted == 1
-        row.pending_use = row.pending_use == 1
-        created, last = row.created_at, row.last_used_at
+        (rid, parent, mutable, equal, retain, text, kind, created, last, count, size, deleted,
+         pending, apparent) = values  # fmt: skip
+        row = cls(
+            rid,
+            parent,
+            mutable == 1,
+            equal,
+            retain == 1,
+            text,
+            kind,
+            created,
+            last,
+            count,
+            size,
+            deleted == 1,
+            pending == 1,
+            apparent,
+        )
         try:
             readable = 0.0 <= created <= MAX_EPOCH and (last is None or 0.0 <= last <= MAX_EPOCH)
         except TypeError:  # text or NULL where a number belongs (a hand-edited row)
