@@ -126,6 +126,9 @@ class Layers:
             row = rows[rid]
             if not row.deleted and (row.equal_mutable is None or row.equal_mutable not in names):
                 return False
+        referenced = self.state.parent_ids
+        if referenced is not None:
+            return referenced <= rows.keys()  # every parent named has a live row
         for row in rows.values():
             parent = row.parent
             if parent is not None and not row.deleted:

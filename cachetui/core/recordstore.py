@@ -86,18 +86,23 @@ class RecordRow:
             pending == 1,
             apparent,
         )
-        try:
-            readable = 0.0 <= created <= MAX_EPOCH and (last is None or 0.0 <= last <= MAX_EPOCH)
-        except TypeError:  # text or NULL where a number belongs (a hand-edited row)
-            readable = False
-        if not readable:
-            # Never a crash, never "very old" (which keep_duration would prune): the
-            # time is unknown, shown as such, and doctor reports the row.
-            if not is_valid(created):
-                row.created_at = UNREADABLE
-            if last is not None and not is_valid(last):
-                row.last_used_at = UNREADABLE
+        if not (
+            type(created) is float
+            and 0.0 <= created <= MAX_EPOCH
+            and (last is None or (type(last) is float and 0.0 <= last <= MAX_EPOCH))
+        ):
+            row.make_times_readable()
         return row
+
+    def make_times_readable(self) -> None:
+        """Put ``UNREADABLE`` in place of a stored time that is not one.
+
+        Never a crash, never "very old" (which keep_duration would prune): the time is
+        unknown, shown as such, and doctor reports the row."""
+        if not is_valid(self.created_at):
+            self.created_at = UNREADABLE
+        if self.last_used_at is not None and not is_valid(self.last_used_at):
+            self.last_used_at = UNREADABLE
 
     @property
     def layer_id(self) -> str:
