@@ -73,10 +73,17 @@ def _apparent(row: RecordRow) -> int:
 
 
 def measure_missing(
-    context: StoreContext, state: StoreState, rows: Sequence[RecordRow]
+    context: StoreContext,
+    state: StoreState,
+    rows: Sequence[RecordRow],
+    apparent: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(context, state, rows, {}, Layers(context, state, listing=False))[0]
+    """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown.
+
+    ``apparent`` receives the apparent sizes measured now (the others are on the rows).
+    """
+    found = {} if apparent is None else apparent
+    return _sizes(context, state, rows, found, Layers(context, state, listing=False))[0]
 
 
 class Layers:
