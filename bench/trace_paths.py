@@ -14,9 +14,12 @@ Textual threads count too) records every Python function call whose code lives i
 ``cachetui`` package, from the trigger to the end condition, on the fixture store of the
 UI tests (``tests/ui/store_fixture``), under a Textual Pilot. The polling that waits for
 the end condition is excluded. Reported per path: the distinct ``cachetui`` modules, the
-distinct functions, and the call events, in all and split into the core
-(``cachetui.core``) and the rest (service, views, app, screens, widgets). The liveness
-ticker is slowed to once an hour so its periodic re-read does not land in the window.
+distinct functions, the call events, and the entries into ``cachetui`` (a call with no
+``cachetui`` caller: a message handler, a worker, a render, a feed callback) and how often
+they switch between the UI thread and other threads: the hops a path makes. Counts are
+given in all and split into the core (``cachetui.core``) and the rest (service, views,
+app, screens, widgets). The liveness ticker is slowed to once an hour so its periodic
+re-read does not land in the window.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ PACKAGE = str(REPO / "cachetui")
 class Tracer:
     def __init__(self) -> None:
         self.calls: Counter[tuple[str, str]] = Counter()
+        # each time control enters cachetui from outside it (a message handler, a worker,
+        # a render, a feed callback): where, and on which thread, in order
+        self.entries: list[tuple[str, str]] = []
         self.on = False
         self.quiet_thread: int | None = None  # the polling thread while it probes
         self._lock = threading.Lock()
@@ -56,8 +62,14 @@ class Tracer:
             return
         module = "cachetui" + filename[len(PACKAGE) :].removesuffix(".py").replace("/", ".")
         module = module.removesuffix(".__init__")
+        outer = frame.f_back
+        while outer is not None and not outer.f_code.co_filename.startswith(PACKAGE):
+            outer = outer.f_back
+        thread = "ui" if threading.current_thread() is threading.main_thread() else "thread"
         with self._lock:
             self.calls[(module, frame.f_code.co_qualname)] += 1
+            if outer is None:
+                self.entries.append((thread, f"{module}.{frame.f_code.co_qualname}"))
 
     def install(self) -> None:
         """Profile every thread started from now on (a thread pool's threads outlive one
@@ -71,6 +83,7 @@ class Tracer:
 
     def start(self) -> None:
         self.calls.clear()
+        self.entries.clear()
         self.on = True
 
     def stop(self) -> None:
@@ -97,8 +110,24 @@ class Tracer:
                 f"{part}: {len({m for m, _ in calls})} modules, {len(calls)} functions, "
                 f"{sum(calls.values())} calls"
             )
+        switches = sum(
+            1 for a, b in zip(self.entries, self.entries[1:], strict=False) if a[0] != b[0]
+        )
+        print(
+            f"  entries into cachetui: {len(self.entries)} "
+            f"({len(set(self.entries))} distinct), UI <-> thread switches: {switches}"
+        )
         print("  modules: " + ", ".join(m.removeprefix("cachetui.") for m in modules))
         if listing:
+            print("  entries in order (repeats folded):")
+            last, count = None, 0
+            for entry in [*self.entries, None]:
+                if entry == last:
+                    count += 1
+                    continue
+                if last is not None:
+                    print(f"    {last[0]:6s} {last[1]}" + (f" x{count}" if count > 1 else ""))
+                last, count = entry, 1
             for (module, fn), n in sorted(self.calls.items()):
                 print(f"    {n:6d}  {module}.{fn}")
 
