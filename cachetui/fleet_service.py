@@ -588,13 +588,14 @@ class FleetService:
         read, their records). Other selectors need records: the stores they name are
         read here (this runs in a worker)."""
         selectors, rest = parse_store_filter(text)
-        # Plain words search ids and descriptions (the core's rule tells them apart).
+        # Plain words search the ids and descriptions of the records read so far (the
+        # core's rule tells them apart); typing a word must not read every store.
         words = search_words(rest) if rest.strip() and not is_expression(rest) else ()
         matcher = parse_filters(rest) if is_expression(rest) else None
         with self._lock:
             view = self._view or self.load()
             names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
-            if matcher is not None or words:
+            if matcher is not None:
                 for name in names:
                     if name not in self._records:
                         self._read_records(name)

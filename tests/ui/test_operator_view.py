@@ -22,7 +22,7 @@ async def _filter(pilot, app, text: str) -> str:  # type: ignore[no-untyped-def]
     bar.value = ""
     await settle(pilot)
     await pilot.press(*text)
-    await wait_for(pilot, lambda: app.filter_text == text.strip() or "^" in _line(app))
+    await wait_for(pilot, lambda: app.main.filter_text == text.strip() or "^" in _line(app))
     await settle(pilot)
     return _line(app)
 
