@@ -475,7 +475,7 @@ class CacheService:
         with self._lock:
             manager = self.manager
             result = manager.prune_chain(ids, descendants=False, on_prune=report)
-            plan = self._plan(result, ids, manager.records())
+            plan = self._plan(result, ids, manager.records)
         return replace(plan, chains=self._tops(ids))
 
     def set_labels(self, record_id: str, changes: Mapping[str, str | None]) -> dict[str, str]:
