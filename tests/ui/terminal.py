@@ -110,4 +110,10 @@ class Terminal:
         return found[-1]
 
     def close(self) -> None:
+        try:
+            socket = self._tmux("display-message", "-p", "#{socket_path}").strip()
+        except subprocess.CalledProcessError:
+            socket = ""  # the server is gone already
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], timeout=30, check=False)
+        if socket:  # a killed server leaves its socket file behind
+            Path(socket).unlink(missing_ok=True)
