@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.terminal import Terminal, cachetui_command, needs_tmux
 from tests.ui.store_fixture import build_fixture_store
-from tests.ui.terminal import Terminal, cachetui_command, needs_tmux
 
 
 @pytest.fixture

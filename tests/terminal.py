@@ -1,4 +1,4 @@
-"""A real terminal for dashboard tests: the ``cachetui`` command inside tmux.
+"""A real terminal for tests: a shell inside tmux, typing the ``cachetui`` command.
 
 Pilot feeds Textual key events; a terminal sends bytes, and some keys arrive differently
 (most terminals send a plain space for shift+space). These tests type into tmux and read
@@ -41,7 +41,7 @@ class Terminal:
     """One tmux server with one shell of ``width`` x ``height`` cells."""
 
     def __init__(self, tmp_path: Path, *, width: int = 130, height: int = 36) -> None:
-        name = f"truth9-{uuid.uuid4().hex[:10]}"  # unique: several test runs share the host
+        name = f"cachetui-test-{uuid.uuid4().hex[:10]}"  # unique: several test runs share the host
         self.socket = name
         self.session = name
         env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color", "TMPDIR": str(tmp_path)}
@@ -82,12 +82,21 @@ class Terminal:
         self._tmux("send-keys", "-t", self.session, "-l", f"{line}; echo EXIT=$?")
         self._tmux("send-keys", "-t", self.session, "Enter")
 
+    def type(self, line: str) -> None:
+        """Type a shell line exactly as written (pipes, ``;``), then Enter."""
+        self._tmux("send-keys", "-t", self.session, "-l", line)
+        self._tmux("send-keys", "-t", self.session, "Enter")
+
     def keys(self, *keys: str) -> None:
         """Press keys by tmux's names (``j``, ``Space``, ``Enter``): their bytes go in."""
         self._tmux("send-keys", "-t", self.session, *keys)
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", self.session)
+
+    def history(self) -> str:
+        """The screen and what scrolled off it, with wrapped lines joined."""
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", self.session)
 
     def wait_for(self, predicate: Callable[[str], object], what: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
