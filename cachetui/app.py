@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from cachetui.fleet_service import FleetService
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
-from cachetui.widgets.format import escape, header_text, records, size
+from cachetui.widgets.format import escape, records, size
 from cachetui.widgets.panels import (
     DetailsPane,
     FilterBar,
@@ -54,7 +55,8 @@ from cachetui.widgets.panels import (
     store_details_text,
     totals_text,
 )
-from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
+from cachetui.widgets.ref_tree import RefTree
+from cachetui.widgets.sorting import SORTS
 
 __all__ = ["CacheTuiApp", "StoreChanged", "run_dashboard"]
 
@@ -75,7 +77,7 @@ WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "ho
 #: Keys of the main screen (off while a dialog is open).
 MAIN_ACTIONS = WRITE_ACTIONS | {
     "filter",
-    "cycle_sort",
+    "sort_by",
     "pause",
     "resume",
     "toggle_details",
@@ -111,7 +113,11 @@ class CacheTuiApp(App[int]):
         Binding("h", "hold", "Hold"),
         Binding("u", "release", "Release"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("s", "cycle_sort", "Sort"),
+        *(
+            # ncdu's and gdu's keys; the same key again reverses the order
+            Binding(spec.key, f"sort_by('{spec.kind}')", "Sort", show=spec.key == "s")
+            for spec in SORTS
+        ),
         Binding("P", "pause", "Pause", key_display="P"),
         Binding("P", "resume", "Resume", key_display="P"),
         Binding("i", "toggle_details", "Details", show=False),
@@ -216,7 +222,7 @@ class CacheTuiApp(App[int]):
         )
         columns = self.query_one("#columns", Static)
         tree = self.ref_tree
-        columns.update(header_text(tree.columns, tree.sort))
+        columns.update(tree.columns.header(tree.sort))
 
     def on_unmount(self) -> None:
         self.shutdown()
@@ -436,7 +442,7 @@ class CacheTuiApp(App[int]):
         text = totals_text(
             view.totals,
             live=self._live_state(),
-            sort=self.ref_tree.sort,
+            sort=self.ref_tree.sort.label,
             marks=len(self.marks),
             marked_bytes=marked_bytes,
         )
@@ -531,9 +537,10 @@ class CacheTuiApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(read_only=self.read_only))
 
-    def action_cycle_sort(self) -> None:
-        tree = self.ref_tree
-        tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
+    def action_sort_by(self, kind: str) -> None:
+        self.ref_tree.action_sort_by(kind)
+
+    def on_ref_tree_sort_changed(self) -> None:
         self._update_totals()
         self._update_header()
 
@@ -829,7 +836,12 @@ class CacheTuiApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Show every key", self.action_help)
-        yield SystemCommand("Sort", "Cycle the sort: size, last used, name", self.action_cycle_sort)
+        for spec in SORTS:
+            yield SystemCommand(
+                f"Sort by {spec.label}",
+                f"{spec.help} (key {spec.key}; again reverses)",
+                partial(self.action_sort_by, spec.kind),
+            )
         yield SystemCommand("Filter", "Filter records (containerd syntax)", self.action_filter)
         yield SystemCommand(
             "Pause / resume", "Pause or resume live updates", self.action_toggle_live

@@ -53,9 +53,11 @@ from cachetui.core import (
     parse_filters,
     totals,
 )
+from cachetui.core.diskusage import resized_totals
 from cachetui.core.refs import ImmutableRef
 from cachetui.core.state import paused_gc
 from cachetui.gcpolicy import PolicyList
+from cachetui.subtree import Layered, Subtrees
 from cachetui.views import (
     Delta,
     DetailsView,
@@ -225,12 +227,14 @@ class CacheService:
             layer_of[row.layer_id] = rid
             layer_of[rid] = rid
         self._layer_of = layer_of
+        shape = MappingProxyType({k: tuple(v) for k, v in children.items()})
         return StoreView(
             rows=MappingProxyType(dict(rows)),
-            children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
+            children=shape,
             totals=totals(list(rows.values()), self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
+            subtrees=Subtrees.build(shape, lambda i: rows[i].size),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -254,24 +258,36 @@ class CacheService:
             return self._remeasure(old, changes.records)
 
     def _remeasure(self, old: StoreView, layer_ids: Iterable[str]) -> Delta:
+        """Re-measure the records whose files changed. The new view shares the old
+        one's rows and carries the changed ones on top; the totals and every ancestor's
+        subtree total move by the differences (no pass over all records)."""
         manager = self.manager
-        rows = dict(old.rows)
-        changed = []
+        rows = old.rows
+        changed: dict[str, RecordState] = {}
         for layer in layer_ids:
             record_id = self._layer_of.get(layer)
-            if record_id is None or record_id not in rows:
+            if record_id is None or record_id not in rows or record_id in changed:
                 continue
             try:
                 size = manager.measure(record_id)
             except (CacheError, OSError):
                 continue
             if rows[record_id].size != size:
-                rows[record_id] = replace(rows[record_id], size=size)
-                changed.append(record_id)
+                changed[record_id] = replace(rows[record_id], size=size)
         if not changed:
             return Delta(old)
+        before = {i: rows[i].size for i in changed}
+        layered = rows if isinstance(rows, Layered) else Layered(rows)
         view = replace(
-            old, rows=MappingProxyType(rows), totals=totals(list(rows.values()), self._dstat())
+            old,
+            rows=layered.replaced(changed),
+            totals=resized_totals(
+                old.totals, [(changed[i], before[i]) for i in changed], self._dstat()
+            ),
+            subtrees=old.trees.resized(
+                {i: max(changed[i].size, 0) - max(before[i], 0) for i in changed},
+                old.ancestors,
+            ),
         )
         self._view = view
         return Delta(view, changed=tuple(changed))
@@ -312,7 +328,7 @@ class CacheService:
             upper, lower_paths = row.layer_path, lowers
         else:
             upper, lower_paths = None, (row.layer_path, *lowers)
-        sub_size, sub_count = self._subtree(view, record_id)
+        sub_size, sub_count = view.subtree_size(record_id), view.subtree_count(record_id)
         return DetailsView(
             record=row,
             chain=tuple(chain),
@@ -323,20 +339,6 @@ class CacheService:
             subtree_size=sub_size,
             subtree_count=sub_count,
         )
-
-    @staticmethod
-    def _subtree(view: StoreView, record_id: str) -> tuple[int, int]:
-        size = count = 0
-        stack = [record_id]
-        while stack:
-            current = stack.pop()
-            row = view.rows.get(current)
-            if row is None:
-                continue
-            size += max(row.size, 0)
-            count += 1
-            stack.extend(view.child_ids(current))
-        return size, count
 
     def matching(self, text: str) -> frozenset[str]:
         """The ids a filter matches (``FilterSyntaxError`` when it does not parse)."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cachetui.core import HolderInfo, RecordState, Totals, UsageInfo
+from cachetui.subtree import Subtrees
 
 __all__ = [
     "Delta",
@@ -61,6 +62,28 @@ class StoreView:
     totals: Totals
     read_only: bool = False
     pinned: frozenset[str] = field(default_factory=frozenset)  # held by this dashboard
+    #: Subtree totals; summed on first use when the builder did not provide them (a
+    #: service that keeps them up to date by deltas passes them in).
+    subtrees: Subtrees | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def trees(self) -> Subtrees:
+        """Every record's subtree size and count (built once per view, on first use)."""
+        subtrees = self.subtrees
+        if subtrees is None:
+            rows = self.rows
+            subtrees = Subtrees.build(self.children, lambda i: rows[i].size)
+            # a cache of a value derived from the frozen fields, not a change of them
+            object.__setattr__(self, "subtrees", subtrees)
+        return subtrees
+
+    def subtree_size(self, record_id: str) -> int:
+        """The bytes of the record and everything below it."""
+        return self.trees.size(record_id)
+
+    def subtree_count(self, record_id: str) -> int:
+        """How many records the subtree holds (the record itself included)."""
+        return self.trees.count(record_id)
 
     def roots(self) -> tuple[str, ...]:
         return self.children.get(None, ())

@@ -14,7 +14,7 @@ transaction died), so an open manager never reports 0 B for a layer that is ther
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -30,7 +30,15 @@ from cachetui.core.types import UsageInfo, to_seconds
 if TYPE_CHECKING:
     from cachetui.core.manager import CacheManager
 
-__all__ = ["Layers", "Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
+__all__ = [
+    "Layers",
+    "Totals",
+    "disk_usage",
+    "make_usage_info",
+    "measure_missing",
+    "resized_totals",
+    "totals",
+]
 
 _fromtimestamp = datetime.fromtimestamp
 
@@ -295,4 +303,40 @@ def totals(rows: Sequence[Accounted], dstat: DiskStat | None = None) -> Totals:
         records=len(rows),
         disk_free=dstat.free if dstat else 0,
         disk_total=dstat.total if dstat else 0,
+    )
+
+
+def resized_totals(
+    before: Totals,
+    changes: Iterable[tuple[Accounted, int]],
+    dstat: DiskStat | None = None,
+) -> Totals:
+    """``totals`` after some rows' sizes changed, without a pass over every row.
+
+    ``changes`` pairs each changed row (its size already the new one) with its old size;
+    the result is what ``totals`` would compute over all rows (the same rule, applied to
+    the difference). ``dstat`` None keeps the disk figures from before.
+    """
+    total = before.total
+    reclaimable = before.reclaimable
+    shared = before.shared
+    in_use = before.in_use
+    for row, old_size in changes:
+        positive = max(row.size, 0) - max(old_size, 0)
+        total += positive
+        if row.in_use:
+            in_use += positive
+        else:
+            reclaimable += positive
+        if row.shared:
+            shared += row.size - old_size
+    return Totals(
+        total=total,
+        reclaimable=reclaimable,
+        shared=shared,
+        private=total - shared,
+        in_use=in_use,
+        records=before.records,
+        disk_free=dstat.free if dstat else before.disk_free,
+        disk_total=dstat.total if dstat else before.disk_total,
     )
