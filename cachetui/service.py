@@ -54,11 +54,13 @@ from cachetui.core import (
     totals,
 )
 from cachetui.core.diskusage import resized_totals
+from cachetui.core.records import RecordStates
 from cachetui.core.refs import ImmutableRef
 from cachetui.core.state import paused_gc
 from cachetui.gcpolicy import PolicyList
 from cachetui.subtree import Layered, Subtrees
 from cachetui.views import (
+    Brief,
     Delta,
     DetailsView,
     PlanRow,
@@ -85,6 +87,11 @@ class GCPreview:
     policy: PolicyList
     result: GCResult
     runs: tuple[GCRunInfo, ...] = ()  # the last GC runs recorded in the store, newest first
+
+
+def _brief_key(brief: Brief) -> tuple[object, ...]:
+    return (brief.size, brief.last_used_at, brief.usage_count, brief.description,
+            getattr(brief, "in_use", None), getattr(brief, "shared", None))  # fmt: skip
 
 
 class CacheService:
@@ -208,9 +215,11 @@ class CacheService:
     # -- loading ------------------------------------------------------------------------
 
     def load(self) -> StoreView:
-        """Read the whole store and build the view (a few hundred ms for 100k records)."""
-        # 100,000 records build as many values: the cyclic collector would run dozens of
-        # full passes over them for nothing (a third of the open time).
+        """Read the whole store and build the view: the tree's shape, the totals and the
+        subtree totals now, each record's value when it is first read (a screen reads
+        the rows it shows; 100,000 records open in a fraction of a second)."""
+        # The picture of 100,000 records is as many objects: the cyclic collector would
+        # run dozens of full passes over them for nothing.
         with self._lock, paused_gc():
             manager = self.manager
             self._alive = manager.alive_holders()
@@ -219,22 +228,24 @@ class CacheService:
             self._view = view
             return view
 
-    def _build(self, rows: Mapping[str, RecordState]) -> StoreView:
+    def _build(self, rows: RecordStates) -> StoreView:
+        """The view over ``rows`` from their cheap reads only (no record's value built)."""
         children: dict[str | None, list[str]] = {}
         layer_of: dict[str, str] = {}
-        for rid, row in rows.items():
-            children.setdefault(row.parent, []).append(rid)
-            layer_of[row.layer_id] = rid
+        parent_of, layer = rows.parent_of, rows.layer_of
+        for rid in rows:
+            children.setdefault(parent_of(rid), []).append(rid)
+            layer_of[layer(rid)] = rid
             layer_of[rid] = rid
         self._layer_of = layer_of
         shape = MappingProxyType({k: tuple(v) for k, v in children.items()})
         return StoreView(
-            rows=MappingProxyType(dict(rows)),
+            rows=rows,
             children=shape,
-            totals=totals(list(rows.values()), self._dstat()),
+            totals=totals([rows.brief(rid) for rid in rows], self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
-            subtrees=Subtrees.build(shape, lambda i: rows[i].size),
+            subtrees=Subtrees.build(shape, rows.size_of),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -294,18 +305,27 @@ class CacheService:
 
     @staticmethod
     def _diff(old: StoreView, new: StoreView) -> Delta:
-        added = tuple(i for i in new.rows if i not in old.rows)
-        removed = tuple(i for i in old.rows if i not in new.rows)
+        """What changed between two reads. A record whose value was never read from the
+        old view (never on screen) is compared by its cheap fields (place, size, use,
+        name): its whole value is built only when it is shown."""
+        old_rows, new_rows = old.rows, new.rows
+        added = tuple(i for i in new_rows if i not in old_rows)
+        removed = tuple(i for i in old_rows if i not in new_rows)
         changed = []
         reparented = []
         pins = old.pinned ^ new.pinned
-        for record_id, row in new.rows.items():
-            before = old.rows.get(record_id)
-            if before is None or (before == row and record_id not in pins):
+        was_built = getattr(old_rows, "is_built", None)
+        for record_id in new_rows:
+            if record_id not in old_rows:
                 continue
-            if before.parent != row.parent:
+            if old.parent_of(record_id) != new.parent_of(record_id):
                 reparented.append(record_id)
-            else:
+            elif record_id in pins:
+                changed.append(record_id)
+            elif was_built is None or was_built(record_id):
+                if old_rows[record_id] != new_rows[record_id]:
+                    changed.append(record_id)
+            elif _brief_key(old.brief(record_id)) != _brief_key(new.brief(record_id)):
                 changed.append(record_id)
         return Delta(new, tuple(changed), added, removed, tuple(reparented))
 

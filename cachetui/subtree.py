@@ -65,6 +65,29 @@ class Layered(Mapping[K, V], Generic[K, V]):
     def base(self) -> Mapping[K, V]:
         return self._base
 
+    # The cheap reads of a lazy base (the core's ``RecordStates``), passed through; a
+    # replaced value answers for itself.
+
+    def parent_of(self, key: K) -> object:
+        top = self._top
+        if key in top:
+            return top[key].parent  # type: ignore[attr-defined]
+        cheap = getattr(self._base, "parent_of", None)
+        return cheap(key) if cheap is not None else self._base[key].parent  # type: ignore[attr-defined]
+
+    def brief(self, key: K) -> object:
+        top = self._top
+        if key in top:
+            return top[key]
+        cheap = getattr(self._base, "brief", None)
+        return cheap(key) if cheap is not None else self._base[key]
+
+    def is_built(self, key: K) -> bool:
+        if key in self._top:
+            return True
+        check = getattr(self._base, "is_built", None)
+        return bool(check(key)) if check is not None else True
+
     def replaced(self, changes: Mapping[K, V]) -> Layered[K, V]:
         """A new mapping with ``changes`` on top (keys absent from the base are ignored)."""
         top = dict(self._top)
@@ -98,26 +121,26 @@ class Subtrees:
         asked: the tree never shows them.
         """
         order: list[str] = list(children.get(None, ()))
-        seen = set(order)
+        parent: dict[str, str] = {}
+        get = children.get
         index = 0
         while index < len(order):  # breadth first: parents before their children
-            kids = children.get(order[index])
+            record_id = order[index]
             index += 1
+            kids = get(record_id)
             if kids:
+                # Each record is listed under one parent, and a loop is never reached
+                # from a root: every record is visited once.
                 for kid in kids:
-                    if kid not in seen:
-                        seen.add(kid)
-                        order.append(kid)
-        size: dict[str, int] = {}
-        count: dict[str, int] = {}
-        for record_id in order:
-            size[record_id] = max(size_of(record_id), 0)
-            count[record_id] = 1
+                    parent[kid] = record_id
+                order.extend(kids)
+        size = {record_id: max(size_of(record_id), 0) for record_id in order}
+        count = dict.fromkeys(order, 1)
         for record_id in reversed(order):  # children before their parents
-            kids = children.get(record_id)
-            if kids:
-                size[record_id] += sum(size.get(k, 0) for k in kids)
-                count[record_id] += sum(count.get(k, 0) for k in kids)
+            above = parent.get(record_id)
+            if above is not None:
+                size[above] += size[record_id]
+                count[above] += count[record_id]
         return cls(size, count)
 
     def size(self, record_id: str) -> int:

@@ -87,13 +87,17 @@ def measure_missing(
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int] | None = None,
+    *,
+    listing: bool = False,
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown.
 
     ``apparent`` receives the apparent sizes measured now (the others are on the rows).
+    ``listing``: find the layers from one listing of ``snapshots/`` (many rows) rather
+    than by looking at each name (a few rows).
     """
     found = {} if apparent is None else apparent
-    return _sizes(manager, state, rows, found, Layers(manager, state, listing=False))[0]
+    return _sizes(manager, state, rows, found, Layers(manager, state, listing=listing))[0]
 
 
 class Layers:

@@ -27,7 +27,7 @@ from cachetui.core.ids import ID_PATTERN, new_id, validate_id
 from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.processes import current_process
-from cachetui.core.records import RecordState, alive_holders, record_states
+from cachetui.core.records import RecordStates, alive_holders
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
 from cachetui.core.state import StoreState, load_state
@@ -480,12 +480,13 @@ class CacheManager(MetadataOperations):
         self._check_usable()
         return chains.prune_chain(self, ids, descendants=descendants, on_prune=on_prune)
 
-    def records(self) -> dict[str, RecordState]:
+    def records(self) -> RecordStates:
         """One ``RecordState`` per visible record, by id: the usage row, who holds it,
         retain, pending commit, children, layer path, health and why prune would refuse
-        it. Screens build rows, details and refusals from this one value."""
+        it. Screens build rows, details and refusals from this one value. A read-only
+        mapping whose values are built when first read (a screen reads the rows it shows)."""
         self._check_usable()
-        return record_states(self)
+        return RecordStates(self)
 
     def alive_holders(self) -> frozenset[int]:
         """The holder ids whose process runs now (liveness re-checked on every call)."""

@@ -316,8 +316,7 @@ class RefTree(Tree[str]):
             if node is None:
                 return
             node.expand()
-        parent = self.view.rows[record_id].parent
-        self._populate(parent)
+        self._populate(self.view.parent_of(record_id))
 
     def set_sort(self, sort: Sort) -> None:
         """Sort every level by ``sort`` (the cursor and the expansion stay)."""
@@ -433,11 +432,13 @@ class RefTree(Tree[str]):
         touched_parents: set[str] = set()
         key = sort_key(self.sort, view)
         for record_id in (*delta.added, *delta.reparented):
-            row = view.rows.get(record_id)
-            if row is None or (self.shown is not None and record_id not in self.shown):
+            if record_id not in view.rows or (
+                self.shown is not None and record_id not in self.shown
+            ):
                 continue
-            if row.parent is not None:
-                touched_parents.add(row.parent)
+            parent_id = view.parent_of(record_id)
+            if parent_id is not None:
+                touched_parents.add(parent_id)
             self._insert(record_id, key)
         for record_id in (*delta.removed, *delta.reparented):
             if old is not None and record_id in old.rows:
@@ -484,10 +485,10 @@ class RefTree(Tree[str]):
     def _insert(self, record_id: str, key: SortKey) -> None:
         assert self.view is not None
         view = self.view
-        row = view.rows[record_id]
-        if row.parent not in self._populated:
+        parent_id = view.parent_of(record_id)
+        if parent_id not in self._populated:
             return
-        parent = self._node_of(row.parent)
+        parent = self._node_of(parent_id)
         if parent is None or record_id in self.nodes:
             return
         rows = view.rows

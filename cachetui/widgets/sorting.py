@@ -35,20 +35,20 @@ def _subtree(view: StoreView, record_id: str) -> tuple[Any, ...]:
 
 
 def _size(view: StoreView, record_id: str) -> tuple[Any, ...]:
-    return (-view.rows[record_id].size, record_id)
+    return (-view.brief(record_id).size, record_id)
 
 
 def _last_used(view: StoreView, record_id: str) -> tuple[Any, ...]:
-    last = view.rows[record_id].last_used_at
+    last = view.brief(record_id).last_used_at
     return (last is None, -(last or 0.0), record_id)
 
 
 def _uses(view: StoreView, record_id: str) -> tuple[Any, ...]:
-    return (-view.rows[record_id].usage_count, record_id)
+    return (-view.brief(record_id).usage_count, record_id)
 
 
 def _name(view: StoreView, record_id: str) -> tuple[Any, ...]:
-    return ((view.rows[record_id].description or "~").lower(), record_id)
+    return ((view.brief(record_id).description or "~").lower(), record_id)
 
 
 SORTS: tuple[SortSpec, ...] = (
