@@ -51,7 +51,6 @@ from cachetui.core import (
     disk_stat,
     matching_ids,
     parse_filters,
-    totals,
 )
 from cachetui.core.diskusage import resized_totals
 from cachetui.core.records import RecordStates
@@ -231,21 +230,21 @@ class CacheService:
     def _build(self, rows: RecordStates) -> StoreView:
         """The view over ``rows`` from their cheap reads only (no record's value built)."""
         children: dict[str | None, list[str]] = {}
-        layer_of: dict[str, str] = {}
-        parent_of, layer = rows.parent_of, rows.layer_of
-        for rid in rows:
-            children.setdefault(parent_of(rid), []).append(rid)
-            layer_of[layer(rid)] = rid
-            layer_of[rid] = rid
-        self._layer_of = layer_of
+        for rid, parent in rows.parents.items():
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = [rid]
+            else:
+                kids.append(rid)
+        self._layer_of = rows.other_layers()  # the others' layer is their own id
         shape = MappingProxyType({k: tuple(v) for k, v in children.items()})
         return StoreView(
             rows=rows,
             children=shape,
-            totals=totals([rows.brief(rid) for rid in rows], self._dstat()),
+            totals=rows.totals(self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
-            subtrees=Subtrees.build(shape, rows.size_of),
+            subtrees=Subtrees.build(shape, rows.sizes.__getitem__, rows.parents),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -276,8 +275,8 @@ class CacheService:
         rows = old.rows
         changed: dict[str, RecordState] = {}
         for layer in layer_ids:
-            record_id = self._layer_of.get(layer)
-            if record_id is None or record_id not in rows or record_id in changed:
+            record_id = self._layer_of.get(layer, layer)
+            if record_id not in rows or record_id in changed:
                 continue
             try:
                 size = manager.measure(record_id)

@@ -114,26 +114,32 @@ class Subtrees:
         cls,
         children: Mapping[str | None, Iterable[str]],
         size_of: Callable[[str], int],
+        parents: Mapping[str, str | None] | None = None,
     ) -> Subtrees:
-        """Sum every subtree bottom up, in one pass over the tree from its roots.
+        """Sum every subtree bottom up, in one pass over the tree from its roots
+        (``parents``, when the caller has them, saves deriving them again).
 
         Records that no root reaches (a damaged parent loop) count only themselves when
         asked: the tree never shows them.
         """
         order: list[str] = list(children.get(None, ()))
-        parent: dict[str, str] = {}
+        derived: dict[str, str | None] | None = None
+        if parents is None:
+            parent: Mapping[str, str | None] = (derived := {})
+        else:
+            parent = parents
         get = children.get
         index = 0
         while index < len(order):  # breadth first: parents before their children
-            record_id = order[index]
-            index += 1
-            kids = get(record_id)
+            kids = get(order[index])
             if kids:
                 # Each record is listed under one parent, and a loop is never reached
                 # from a root: every record is visited once.
-                for kid in kids:
-                    parent[kid] = record_id
+                if derived is not None:
+                    for kid in kids:
+                        derived[kid] = order[index]
                 order.extend(kids)
+            index += 1
         size = {record_id: max(size_of(record_id), 0) for record_id in order}
         count = dict.fromkeys(order, 1)
         for record_id in reversed(order):  # children before their parents

@@ -38,6 +38,7 @@ __all__ = [
     "measure_missing",
     "resized_totals",
     "totals",
+    "totals_of",
 ]
 
 _fromtimestamp = datetime.fromtimestamp
@@ -301,17 +302,30 @@ class Accounted(Protocol):
 
 
 def totals(rows: Sequence[Accounted], dstat: DiskStat | None = None) -> Totals:
-    total = sum(r.size for r in rows if r.size > 0)
-    reclaimable = sum(r.size for r in rows if r.size > 0 and not r.in_use)
-    shared = sum(r.size for r in rows if r.shared)
-    in_use = sum(r.size for r in rows if r.size > 0 and r.in_use)
+    return totals_of(((r.size, r.in_use, r.shared) for r in rows), len(rows), dstat)
+
+
+def totals_of(
+    rows: Iterable[tuple[int, bool, bool]], count: int, dstat: DiskStat | None = None
+) -> Totals:
+    """``totals`` over ``(size, in_use, shared)`` triples (one pass, no row objects)."""
+    total = reclaimable = shared = in_use = 0
+    for size, used, is_shared in rows:
+        if size > 0:
+            total += size
+            if used:
+                in_use += size
+            else:
+                reclaimable += size
+        if is_shared:
+            shared += size
     return Totals(
         total=total,
         reclaimable=reclaimable,
         shared=shared,
         private=total - shared,
         in_use=in_use,
-        records=len(rows),
+        records=count,
         disk_free=dstat.free if dstat else 0,
         disk_total=dstat.total if dstat else 0,
     )

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from cachetui.core import filters as filter_language
-from cachetui.core.diskusage import measure_missing
+from cachetui.core.diskusage import Totals, measure_missing, totals_of
 from cachetui.core.effective_age import newest_in_subtrees
+from cachetui.core.policy import DiskStat
 from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
 from cachetui.core.types import CacheMount
 
@@ -197,21 +199,49 @@ class RecordStates(Mapping[str, RecordState]):
     def is_built(self, record_id: str) -> bool:
         return record_id in self._built
 
+    @cached_property
+    def parents(self) -> Mapping[str, str | None]:
+        """Every visible record's parent (what ``self[record_id].parent`` says)."""
+        visible, shown = self._visible, self._shown
+        return {
+            rid: row.parent if row.parent is None or row.parent in visible else shown(row.parent)
+            for rid, row in visible.items()
+        }
+
     def parent_of(self, record_id: str) -> str | None:
         """The visible record above it (what ``self[record_id].parent`` says)."""
-        return self._shown(self._visible[record_id].parent)
+        return self.parents[record_id]
 
     def layer_of(self, record_id: str) -> str:
         return self._visible[record_id].layer_id
 
+    def other_layers(self) -> dict[str, str]:
+        """Layer directory -> record, for the records whose layer is not named by their
+        own id (a pending commit writes into its mutable's directory)."""
+        return {row.layer_id: rid for rid, row in self._visible.items() if row.layer_id != rid}
+
+    @property
+    def sizes(self) -> Mapping[str, int]:
+        """Every visible record's size (what ``self[record_id].size`` says)."""
+        return self._sizes
+
     def size_of(self, record_id: str) -> int:
-        """The record's size (what ``self[record_id].size`` says)."""
-        return self._sizes.get(record_id, max(self._visible[record_id].size, 0))
+        return self._sizes[record_id]
+
+    def totals(self, dstat: DiskStat | None = None) -> Totals:
+        """The totals block over every visible record (``totals``' rule, from the sizes
+        and the in-use and shared sets: no record's value is built)."""
+        in_use, shared = self._in_use, self._shared
+        return totals_of(
+            ((size, rid in in_use, rid in shared) for rid, size in self._sizes.items()),
+            len(self._sizes),
+            dstat,
+        )
 
     def brief(self, record_id: str) -> RecordBrief:
         row = self._visible[record_id]
         return RecordBrief(
-            self.size_of(record_id),
+            self._sizes[record_id],
             row.last_used_at if row.usage_count else None,
             row.usage_count,
             row.description,
@@ -269,10 +299,10 @@ class RecordStates(Mapping[str, RecordState]):
         effective = self._newest.get(rid)
         return RecordState(
             id=rid,
-            parent=self._shown(row.parent),
+            parent=self.parents[rid],
             mutable=row.mutable,
             in_use=in_use,
-            size=self._sizes.get(rid, max(row.size, 0)),
+            size=self._sizes[rid],
             created_at=row.created_at,
             last_used_at=row.last_used_at if row.usage_count else None,
             usage_count=row.usage_count,
