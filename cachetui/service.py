@@ -41,21 +41,21 @@ from cachetui.core import (
     GCResult,
     GCRunInfo,
     HolderInfo,
+    ImmutableRef,
     InvalidError,
     NotFoundError,
     PruneOptions,
     RecordRow,
     RecordState,
+    RecordStates,
     StoreError,
     UsageInfo,
     disk_stat,
     matching_ids,
     parse_filters,
+    paused_gc,
+    resized_totals,
 )
-from cachetui.core.diskusage import resized_totals
-from cachetui.core.records import RecordStates
-from cachetui.core.refs import ImmutableRef
-from cachetui.core.state import paused_gc
 from cachetui.gcpolicy import PolicyList
 from cachetui.subtree import Layered, Subtrees
 from cachetui.views import (

@@ -38,11 +38,17 @@ import peewee
 import psycopg
 
 from cachetui import __version__
-from cachetui.core.errors import CacheError
-from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
-from cachetui.core.state import HolderRow, holder_rows_alive
-from cachetui.core.types import PruneOptions
-from cachetui.core.watch import ChangeFeed, ChangeSet
+from cachetui.core import (
+    CacheError,
+    ChangeFeed,
+    ChangeSet,
+    DiskStat,
+    HolderRow,
+    PruneOptions,
+    default_gc_policies,
+    disk_stat,
+    holder_rows_alive,
+)
 from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import MalformedRequest, execute
 from cachetui.fleet.publisher import Publisher, Registration

@@ -22,8 +22,7 @@ from typing import Any
 
 import peewee
 
-from cachetui.core import RecordState, Totals
-from cachetui.core.state import HolderRow
+from cachetui.core import HolderRow, RecordState, Totals
 from cachetui.fleet.schema import CHANNEL, NOW, notify, records_payload
 
 __all__ = ["Publisher", "holder_tuple", "record_tuple"]

@@ -64,8 +64,7 @@ from typing import Any
 import peewee
 import psycopg
 
-from cachetui.core import RecordState
-from cachetui.core.errors import CacheError
+from cachetui.core import CacheError, RecordState
 from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION, schema_version
 from cachetui.fleet.url import check_url, describe_error, open_database
 

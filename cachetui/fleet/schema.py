@@ -32,7 +32,7 @@ from typing import Any
 
 import peewee
 
-from cachetui.core.errors import StoreError
+from cachetui.core import StoreError
 
 __all__ = [
     "CHANNEL",
