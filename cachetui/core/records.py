@@ -15,17 +15,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from cachetui.core import filters as filter_language
+from cachetui.core.context import StoreContext
 from cachetui.core.diskusage import Totals, measure_missing, totals_of
 from cachetui.core.effective_age import newest_in_subtrees
 from cachetui.core.policy import DiskStat
-from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
+from cachetui.core.recordstore import RecordRow, RecordStore
+from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = [
     "HolderInfo",
@@ -151,20 +150,20 @@ class RecordStates(Mapping[str, RecordState]):
     ``layer_of``) never build a value.
     """
 
-    def __init__(self, manager: CacheManager, state: StoreState | None = None) -> None:
-        state = state if state is not None else manager.state()
+    def __init__(self, context: StoreContext, state: StoreState | None = None) -> None:
+        state = state if state is not None else context.state()
         self._state = state
         visible = state.visible()
         self._visible = {row.id: row for row in visible}
         self._in_use = state.in_use_ids()
-        self._shared = state.shared_ids(manager.is_shared)
+        self._shared = state.shared_ids(context.is_shared)
         self._apparent: dict[str, int] = {}
         # one listing of snapshots/ for a whole store, a look at each name for a few
         self._sizes = measure_missing(
-            manager, state, visible, self._apparent, listing=len(visible) > 64
+            context, state, visible, self._apparent, listing=len(visible) > 64
         )
         self._newest = newest_in_subtrees(state)
-        self._snapshots = manager.snapshots.dir
+        self._snapshots = context.snapshots.dir
         self._present = _layers_on_disk(self._snapshots)
         holders_of: dict[str, list[HolderInfo]] = {}
         for h in state.holders:
@@ -327,9 +326,9 @@ class RecordStates(Mapping[str, RecordState]):
         )
 
 
-def record_states(manager: CacheManager, state: StoreState | None = None) -> dict[str, RecordState]:
+def record_states(context: StoreContext, state: StoreState | None = None) -> dict[str, RecordState]:
     """One ``RecordState`` per visible record, by id, in disk usage's order (all built)."""
-    states = RecordStates(manager, state)
+    states = RecordStates(context, state)
     return {record_id: states[record_id] for record_id in states}
 
 
@@ -392,10 +391,9 @@ def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) ->
     )
 
 
-def alive_holders(manager: CacheManager) -> frozenset[int]:
+def alive_holders(records: RecordStore) -> frozenset[int]:
     """The ids of the holder rows whose process runs now (a cheap read of the holders:
     a dashboard polls it to see a killed holder stop counting within a second)."""
-    store = manager.store
-    with store.read():
-        values = store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder")
-    return frozenset(h.id for h in holder_rows_alive(values) if h.alive)
+    with records.read():
+        holders = records.all_holders()
+    return frozenset(h.id for h in holders if h.alive)

@@ -289,6 +289,11 @@ def _drain(walker: _Walker, queue_fd: int, tasks: list[tuple[int, str, str]]) ->
         walker.run(FdPath(base))
 
 
+def serve_helper(fd: int) -> None:
+    """A measuring helper process's main loop (``measurepool`` starts it by exec)."""
+    measurepool.serve(fd, walk_request)
+
+
 def walk_request(
     request: tuple[int, int | None, list[str], list[tuple[int, str]]], fds: list[int]
 ) -> tuple:
