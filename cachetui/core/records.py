@@ -20,7 +20,7 @@ from typing import NamedTuple
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
 from cachetui.core.diskusage import Totals, measure_missing, totals_of
-from cachetui.core.effective_age import newest_in_subtrees
+from cachetui.core.effective_age import NewestInSubtrees
 from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
 from cachetui.core.state import StoreState
@@ -162,7 +162,7 @@ class RecordStates(Mapping[str, RecordState]):
         self._sizes = measure_missing(
             context, state, visible, self._apparent, listing=len(visible) > 64
         )
-        self._newest = newest_in_subtrees(state)
+        self._newest = NewestInSubtrees(state)  # per subtree, as records are read
         self._snapshots = context.snapshots.dir
         self._present = _layers_on_disk(self._snapshots)
         holders_of: dict[str, list[HolderInfo]] = {}
