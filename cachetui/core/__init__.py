@@ -38,6 +38,7 @@ from cachetui.core.rebuild import rebuild as rebuild_store
 from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordBrief, RecordState, RecordStates, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.search import is_expression, search_ids, search_words
 from cachetui.core.state import HolderRow, RecordRow, holder_rows_alive, paused_gc
 from cachetui.core.timestamps import UNKNOWN_TIME
 from cachetui.core.timestamps import is_valid as is_valid_time
@@ -96,6 +97,7 @@ __all__ = [
     "default_gc_policies",
     "disk_stat",
     "holder_rows_alive",
+    "is_expression",
     "is_valid_time",
     "keep_limit",
     "matching_ids",
@@ -106,6 +108,8 @@ __all__ = [
     "rebuild_store",
     "remove_tree",
     "resized_totals",
+    "search_ids",
+    "search_words",
     "totals",
     "totals_of",
     "usage_fields",

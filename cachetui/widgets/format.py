@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import humanize
 
-from cachetui.core import is_valid_time
+from cachetui.core import CacheError, LockedError, NotFoundError, is_valid_time
 from cachetui.output import escape
 from cachetui.units import format_bytes_buildx
 
@@ -15,11 +15,24 @@ __all__ = [
     "STATE_STYLES",
     "ago",
     "clock_time",
+    "describe_error",
     "escape",
     "records",
     "size",
     "timestamp",
 ]
+
+
+def describe_error(err: BaseException) -> str:
+    """One line saying why a store call failed, for a notification."""
+    if isinstance(err, LockedError):
+        return f"{err.id} is locked: another process holds it"
+    if isinstance(err, NotFoundError):
+        return f"not found: {err} (it may have been pruned meanwhile)"
+    if isinstance(err, CacheError | OSError):
+        return str(err) or type(err).__name__
+    return f"{type(err).__name__}: {err}"
+
 
 STATE_STYLES = {
     "in use": "bold dark_orange",
