@@ -97,7 +97,7 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
             t0 = time.perf_counter()
             delta = app.service.apply(ChangeSet(frozenset({target})))
             app.ref_tree.apply_delta(delta)
-            app._update_totals()
+            app.main._update_totals()
             patch.append(time.perf_counter() - t0)
             while drawn[0] < t0 and time.perf_counter() - t0 < 2:
                 await asyncio.sleep(0.0005)
