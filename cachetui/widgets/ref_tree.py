@@ -30,11 +30,12 @@ from cachetui.widgets.columns import Layout
 from cachetui.widgets.rows import format_row, format_store_row
 from cachetui.widgets.sorting import Sort, SortKey, sort_key
 
-__all__ = ["RefTree"]
+__all__ = ["RefTree", "shown_for"]
 
 
-def _with_ancestors(matches: frozenset[str], view: StoreView) -> frozenset[str]:
-    """What a filter shows: the matching records and every ancestor of one."""
+def shown_for(matches: frozenset[str], view: StoreView) -> frozenset[str]:
+    """What a filter shows: the matching records and every ancestor of one (a worker
+    computes it with the matches: 100,000 matches take a while)."""
     shown = set(matches)
     for record_id in matches:
         shown.update(view.ancestors(record_id))
@@ -336,9 +337,12 @@ class RefTree(Tree[str]):
         """A sort key: that sort, or the same one reversed when it is already on."""
         self.set_sort(self.sort.pressed(kind))
 
-    def set_filter(self, matches: frozenset[str] | None) -> None:
+    def set_filter(
+        self, matches: frozenset[str] | None, shown: frozenset[str] | None = None
+    ) -> None:
         """Show only matching records, with their ancestors (dimmed) as context, every
-        match revealed; None shows all again, with the expansion from before the filter."""
+        match revealed; None shows all again, with the expansion from before the filter.
+        ``shown`` is ``shown_for(matches, view)`` when the caller has it already."""
         was_filtered = self.matches is not None
         if matches is not None and not was_filtered:
             self._before_filter = (self.expanded_ids(), self.cursor_id)
@@ -357,7 +361,7 @@ class RefTree(Tree[str]):
             if target is not None:
                 self.select_id(target)
             return
-        self.shown = _with_ancestors(matches, self.view)
+        self.shown = shown if shown is not None else shown_for(matches, self.view)
         self.clear()
         self.nodes.clear()
         self._populated.clear()
@@ -418,9 +422,15 @@ class RefTree(Tree[str]):
 
     # -- live updates ---------------------------------------------------------------------
 
-    def apply_delta(self, delta: Delta, matches: frozenset[str] | None = None) -> None:
+    def apply_delta(
+        self,
+        delta: Delta,
+        matches: frozenset[str] | None = None,
+        shown: frozenset[str] | None = None,
+    ) -> None:
         """Patch the tree in place: relabel changed rows, insert added ones, drop removed,
-        move rows whose sort key changed; the cursor and marks stay on their records."""
+        move rows whose sort key changed; the cursor and marks stay on their records.
+        ``matches`` (and ``shown``, see ``set_filter``) re-match a filter."""
         cursor = self.cursor_id
         cursor_line = self.cursor_line
         old = self.view
@@ -435,7 +445,8 @@ class RefTree(Tree[str]):
             self.post_message(self.MarksChanged())
         if self.matches is not None and matches is not None:
             self.matches = matches
-            shown = _with_ancestors(matches, view)
+            if shown is None:
+                shown = shown_for(matches, view)
             if shown != self.shown:  # records entered or left the filter
                 self.shown = shown
                 self.show(view)
