@@ -13,6 +13,7 @@ from cachetui.core import ChangeSet
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
 
 __all__ = [
+    "ChainPlanned",
     "Committed",
     "DetailsRead",
     "FeedStatus",
@@ -156,6 +157,16 @@ class PrunePlanned(Message):
 
     def __init__(self, plan: PrunePlan) -> None:
         super().__init__()
+        self.plan = plan
+
+
+class ChainPlanned(Message):
+    """The core's plan for ``root`` with everything below it: mark it, or say what
+    stops it."""
+
+    def __init__(self, root: str, plan: PrunePlan) -> None:
+        super().__init__()
+        self.root = root
         self.plan = plan
 
 
