@@ -14,7 +14,7 @@ transaction died), so an open manager never reports 0 B for a layer that is ther
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -28,7 +28,16 @@ from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds, usage_info_from_epochs
 
-__all__ = ["Layers", "Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
+__all__ = [
+    "Layers",
+    "Totals",
+    "disk_usage",
+    "make_usage_info",
+    "measure_missing",
+    "resized_totals",
+    "totals",
+    "totals_of",
+]
 
 _fromtimestamp = datetime.fromtimestamp
 
@@ -77,13 +86,17 @@ def measure_missing(
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int] | None = None,
+    *,
+    listing: bool = False,
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown.
 
     ``apparent`` receives the apparent sizes measured now (the others are on the rows).
+    ``listing``: find the layers from one listing of ``snapshots/`` (many rows) rather
+    than by looking at each name (a few rows).
     """
     found = {} if apparent is None else apparent
-    return _sizes(context, state, rows, found, Layers(context, state, listing=False))[0]
+    return _sizes(context, state, rows, found, Layers(context, state, listing=listing))[0]
 
 
 class Layers:
@@ -326,17 +339,66 @@ class Accounted(Protocol):
 
 
 def totals(rows: Sequence[Accounted], dstat: DiskStat | None = None) -> Totals:
-    total = sum(r.size for r in rows if r.size > 0)
-    reclaimable = sum(r.size for r in rows if r.size > 0 and not r.in_use)
-    shared = sum(r.size for r in rows if r.shared)
-    in_use = sum(r.size for r in rows if r.size > 0 and r.in_use)
+    return totals_of(((r.size, r.in_use, r.shared) for r in rows), len(rows), dstat)
+
+
+def totals_of(
+    rows: Iterable[tuple[int, bool, bool]], count: int, dstat: DiskStat | None = None
+) -> Totals:
+    """``totals`` over ``(size, in_use, shared)`` triples (one pass, no row objects)."""
+    total = reclaimable = shared = in_use = 0
+    for size, used, is_shared in rows:
+        if size > 0:
+            total += size
+            if used:
+                in_use += size
+            else:
+                reclaimable += size
+        if is_shared:
+            shared += size
     return Totals(
         total=total,
         reclaimable=reclaimable,
         shared=shared,
         private=total - shared,
         in_use=in_use,
-        records=len(rows),
+        records=count,
         disk_free=dstat.free if dstat else 0,
         disk_total=dstat.total if dstat else 0,
+    )
+
+
+def resized_totals(
+    before: Totals,
+    changes: Iterable[tuple[Accounted, int]],
+    dstat: DiskStat | None = None,
+) -> Totals:
+    """``totals`` after some rows' sizes changed, without a pass over every row.
+
+    ``changes`` pairs each changed row (its size already the new one) with its old size;
+    the result is what ``totals`` would compute over all rows (the same rule, applied to
+    the difference). ``dstat`` None keeps the disk figures from before.
+    """
+    total = before.total
+    reclaimable = before.reclaimable
+    shared = before.shared
+    in_use = before.in_use
+    for row, old_size in changes:
+        positive = max(row.size, 0) - max(old_size, 0)
+        total += positive
+        if row.in_use:
+            in_use += positive
+        else:
+            reclaimable += positive
+        if row.shared:
+            shared += row.size - old_size
+    return Totals(
+        total=total,
+        reclaimable=reclaimable,
+        shared=shared,
+        private=total - shared,
+        in_use=in_use,
+        records=before.records,
+        disk_free=dstat.free if dstat else before.disk_free,
+        disk_total=dstat.total if dstat else before.disk_total,
     )

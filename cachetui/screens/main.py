@@ -2,8 +2,10 @@
 details pane and the footer, and the keys that work on them.
 
 What it shows comes in as messages: ``StoreLoaded`` once, then ``ViewRefreshed`` from
-``LiveUpdates`` for every change, ``DetailsRead`` for the record under the cursor and
-``FilterMatched`` for the filter; every store read runs in a worker. The write flows are
+``LiveUpdates`` for every change (with the details under the cursor and the filter
+re-matched), ``DetailsRead`` when the cursor moves and ``FilterMatched`` (the matches and
+what they show) when the filter changes; every store read and every match runs in a
+worker, never on the UI thread. The write flows are
 ``ActionFlows``'; this screen only refuses them in read-only mode.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -38,7 +41,7 @@ from cachetui.screens.help import HelpScreen
 from cachetui.screens.live import LiveUpdates
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, StoreView
-from cachetui.widgets.format import describe_error, escape, header_text
+from cachetui.widgets.format import describe_error, escape
 from cachetui.widgets.panels import (
     DashboardFooter,
     DetailsPane,
@@ -50,7 +53,8 @@ from cachetui.widgets.panels import (
     store_details_text,
     totals_text,
 )
-from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
+from cachetui.widgets.ref_tree import RefTree, shown_for
+from cachetui.widgets.sorting import SORTS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -80,7 +84,7 @@ WRITE_ACTIONS = frozenset(
 MAIN_ACTIONS = WRITE_ACTIONS | {
     "refuse_read_only",
     "filter",
-    "cycle_sort",
+    "sort_by",
     "pause",
     "resume",
     "toggle_details",
@@ -106,7 +110,11 @@ class MainScreen(Screen[None]):
         Binding("h", "hold", "Hold"),
         Binding("u", "release", "Release"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("s", "cycle_sort", "Sort"),
+        *(
+            # ncdu's and gdu's keys; the same key again reverses the order
+            Binding(spec.key, f"sort_by('{spec.kind}')", "Sort", show=spec.key == "s")
+            for spec in SORTS
+        ),
         Binding("P", "pause", "Pause", key_display="P"),
         Binding("P", "resume", "Resume", key_display="P"),
         Binding("i", "toggle_details", "Details", show=False),
@@ -142,8 +150,8 @@ class MainScreen(Screen[None]):
         self.filter_text = ""
         self.details: DetailsView | None = None
         self._details_for: str | None = None
-        self.updates = LiveUpdates(service)
         self.ref_tree = RefTree(service.now, id="tree")
+        self.updates = LiveUpdates(service, self.ref_tree)
         self.flows = ActionFlows(service, self.ref_tree, self.updates)
 
     # -- layout ---------------------------------------------------------------------------
@@ -191,9 +199,7 @@ class MainScreen(Screen[None]):
         header.update(
             header_line(escape(self.place), read_only=reason, live=self._live_state(), width=width)
         )
-        self.query_one("#columns", Static).update(
-            header_text(self.ref_tree.columns, self.ref_tree.sort)
-        )
+        self.query_one("#columns", Static).update(self.ref_tree.columns.header(self.ref_tree.sort))
 
     def _update_totals(self) -> None:
         view = self.service.view
@@ -204,7 +210,7 @@ class MainScreen(Screen[None]):
         text = totals_text(
             view.totals,
             live=self._live_state(),
-            sort=self.ref_tree.sort,
+            sort=self.ref_tree.sort.label,
             marks=len(marks),
             marked_bytes=marked_bytes,
         )
@@ -298,12 +304,18 @@ class MainScreen(Screen[None]):
     def on_view_refreshed(self, message: ViewRefreshed) -> None:
         delta = message.delta
         if delta:
-            self.ref_tree.apply_delta(delta, message.matches)
+            self.ref_tree.apply_delta(delta, message.matches, message.shown)
             if message.select is not None and message.select in delta.view.rows:
                 self.ref_tree.select_id(message.select)
             self._update_totals()
             self._update_filter_count()
-            self._request_details(force=True)
+            details = message.details
+            cursor = self.ref_tree.cursor_id
+            if details is not None and details.record.id == cursor:
+                self._details_for = cursor
+                self._show_details(details)
+            else:  # the cursor moved meanwhile (or its record went away)
+                self._request_details(force=True)
         self.refreshes += 1
 
     def reload(self, *, own: bool = True) -> None:
@@ -379,9 +391,10 @@ class MainScreen(Screen[None]):
         self.post_message(DetailsRead(details))
 
     def on_details_read(self, message: DetailsRead) -> None:
-        details = message.details
-        if details.record.id != self.ref_tree.cursor_id:
-            return
+        if message.details.record.id == self.ref_tree.cursor_id:
+            self._show_details(message.details)
+
+    def _show_details(self, details: DetailsView) -> None:
         self.details = details
         view = self.service.view
         if isinstance(view, FleetView) and details.record.id in view.stores:
@@ -433,7 +446,9 @@ class MainScreen(Screen[None]):
         except FilterSyntaxError as err:
             self.post_message(FilterRejected(text, err.position, str(err).split(": ", 1)[-1]))
             return
-        self.post_message(FilterMatched(text, matches))
+        view = self.service.view
+        shown = shown_for(matches, view) if view is not None else matches
+        self.post_message(FilterMatched(text, matches, shown))
 
     def on_filter_rejected(self, message: FilterRejected) -> None:
         if message.text == self._filter_input():  # else a newer text is being matched
@@ -441,7 +456,7 @@ class MainScreen(Screen[None]):
 
     def on_filter_matched(self, message: FilterMatched) -> None:
         if message.text == self._filter_input():  # else a newer text is being matched
-            self._apply_filter(message.text, message.matches)
+            self._apply_filter(message.text, message.matches, message.shown)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter":
@@ -452,7 +467,12 @@ class MainScreen(Screen[None]):
             return
         self.ref_tree.focus()
 
-    def _apply_filter(self, text: str, matches: frozenset[str] | None) -> None:
+    def _apply_filter(
+        self,
+        text: str,
+        matches: frozenset[str] | None,
+        shown: frozenset[str] | None = None,
+    ) -> None:
         """Show what ``text`` matches (every match revealed, ancestors as context)."""
         self._set_filter_text(text.strip())
         if not self.filter_text or matches is None:
@@ -460,7 +480,7 @@ class MainScreen(Screen[None]):
             self.ref_tree.set_filter(None)
             self._update_filter_count()
             return
-        self.ref_tree.set_filter(matches)
+        self.ref_tree.set_filter(matches, shown)
         self._update_filter_count()
         self._request_details()
 
@@ -502,9 +522,10 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(read_only=self.read_only))
 
-    def action_cycle_sort(self) -> None:
-        tree = self.ref_tree
-        tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
+    def action_sort_by(self, kind: str) -> None:
+        self.ref_tree.action_sort_by(kind)
+
+    def on_ref_tree_sort_changed(self) -> None:
         self._update_totals()
         self._update_header()
 
@@ -575,7 +596,12 @@ class MainScreen(Screen[None]):
     def system_commands(self) -> Iterable[SystemCommand]:
         """The command palette's entries for this screen."""
         yield SystemCommand("Help", "Show every key", self.action_help)
-        yield SystemCommand("Sort", "Cycle the sort: size, last used, name", self.action_cycle_sort)
+        for spec in SORTS:
+            yield SystemCommand(
+                f"Sort by {spec.label}",
+                f"{spec.help} (key {spec.key}; again reverses)",
+                partial(self.action_sort_by, spec.kind),
+            )
         yield SystemCommand("Filter", "Filter records (containerd syntax)", self.action_filter)
         yield SystemCommand(
             "Pause / resume", "Pause or resume live updates", self.action_toggle_live
