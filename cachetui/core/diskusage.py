@@ -14,7 +14,7 @@ transaction died), so an open manager never reports 0 B for a layer that is ther
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
