@@ -289,6 +289,9 @@ def main() -> None:
     parser.add_argument("--measure-fleet", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--measure-local", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-all", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the stores and the agents' logs (printed)"
+    )
     args = parser.parse_args()
     if args.measure_fleet:
         url, root = args.measure_fleet
@@ -305,7 +308,10 @@ def main() -> None:
         if args.local:
             local(args.local, base)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -345,9 +345,6 @@ class CacheTuiApp(App[int]):
             delta: Delta | None = self.service.apply(changes)
         except Exception as err:
             self.call_from_thread(self.notify, describe_error(err), severity="warning")
-            # The changes that failed to apply (a connection that broke mid-read) would
-            # otherwise be lost until the next one: re-read everything a moment later.
-            self.call_from_thread(self.set_timer, 1.0, self._reread_after_failure)
             delta = None
         matches = None
         # A size-only change (a file written in a layer) cannot change what matches:
@@ -358,9 +355,6 @@ class CacheTuiApp(App[int]):
             except FilterSyntaxError:
                 matches = None
         self.call_from_thread(self._apply_delta, delta, matches)
-
-    def _reread_after_failure(self) -> None:
-        self.post_message(StoreChanged(ChangeSet(frozenset(), True)))
 
     def _apply_delta(self, delta: Delta | None, matches: frozenset[str] | None) -> None:
         self._refreshing = False
@@ -388,17 +382,11 @@ class CacheTuiApp(App[int]):
         expand = getattr(self.service, "expand", None)
         if expand is None:
             return
-        # A connection broken by a server restart fails the first read after it; the
-        # reader then reconnects, so one more try a moment later reads the records.
-        for attempt in (1, 2):
-            try:
-                delta: Delta = expand(key)
-                break
-            except Exception as err:
-                if attempt == 2:
-                    self.call_from_thread(self.notify, describe_error(err), severity="error")
-                    return
-                time.sleep(1.0)
+        try:
+            delta: Delta = expand(key)
+        except Exception as err:
+            self.call_from_thread(self.notify, describe_error(err), severity="error")
+            return
         self.call_from_thread(self._records_read, key, delta)
 
     def _records_read(self, key: str, delta: Delta) -> None:

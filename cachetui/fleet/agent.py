@@ -47,7 +47,7 @@ from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import MalformedRequest, execute
 from cachetui.fleet.publisher import Publisher, Registration
 from cachetui.fleet.schema import REQUEST_CHANNEL, migrate
-from cachetui.fleet.url import check_url, describe_error, mask, open_database
+from cachetui.fleet.url import check_url, describe_error, drop_connection, mask, open_database
 from cachetui.service import CacheService
 
 __all__ = ["Agent", "AgentConfig", "AgentError"]
@@ -99,16 +99,7 @@ class _Outage:
         self.delay = BACKOFF_START
 
 
-def _drop(db: peewee.Database) -> None:
-    """Forget this thread's connection after a failure (it may be broken mid-transaction)."""
-    try:
-        db.close()
-    except Exception:
-        state = db._state  # type: ignore[attr-defined]  # peewee refuses to close inside a transaction it thinks is open
-        with contextlib.suppress(Exception):
-            if state.conn is not None:
-                state.conn.close()
-        state.reset()
+_drop = drop_connection
 
 
 class Agent:

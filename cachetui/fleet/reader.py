@@ -67,7 +67,7 @@ import psycopg
 from cachetui.core import RecordState
 from cachetui.core.errors import CacheError
 from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION, schema_version
-from cachetui.fleet.url import check_url, describe_error, open_database
+from cachetui.fleet.url import check_url, describe_error, drop_connection, open_database
 
 __all__ = [
     "OFFLINE_AFTER",
@@ -339,6 +339,12 @@ class Listener:
         self.close()
 
 
+def _connection_lost(db: peewee.Database) -> bool:
+    """Whether this thread's connection is gone (closed by the server, or broken)."""
+    conn = getattr(db._state, "conn", None)  # type: ignore[attr-defined]
+    return conn is not None and bool(conn.closed or getattr(conn, "broken", False))
+
+
 class FleetReader:
     """Read-only queries over the fleet database (one connection per thread)."""
 
@@ -360,14 +366,24 @@ class FleetReader:
             self.db.close()
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            if not self._checked:
-                self._check_schema()
-            return list(self.db.execute_sql(sql, params).fetchall())
-        except (peewee.DatabaseError, peewee.InterfaceError, psycopg.Error) as err:
-            # A dropped connection is reopened by the next call.
-            self.db.close()
-            raise FleetError(describe_error(err, self.url)) from None
+        # Each thread has its own connection (Peewee keeps them per thread, and the
+        # dashboard's workers come from a pool), so after a server restart every one of
+        # them is dead without knowing it: its next statement is the first to find out.
+        # A read changes nothing, so a connection found dead is replaced and the read
+        # sent once more; only a failure on a fresh connection is the caller's.
+        for attempt in (1, 2):
+            reused = not self.db.is_closed()
+            try:
+                if not self._checked:
+                    self._check_schema()
+                return list(self.db.execute_sql(sql, params).fetchall())
+            except (peewee.DatabaseError, peewee.InterfaceError, psycopg.Error) as err:
+                lost = _connection_lost(self.db)
+                drop_connection(self.db)
+                if reused and lost and attempt == 1:
+                    continue
+                raise FleetError(describe_error(err, self.url)) from None
+        raise AssertionError("unreachable")
 
     def _check_schema(self) -> None:
         version = schema_version(self.db)
