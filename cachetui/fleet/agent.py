@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +38,7 @@ import peewee
 import psycopg
 
 from cachetui import __version__
+from cachetui.core import RecordState
 from cachetui.core.errors import CacheError
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.state import HolderRow, holder_rows_alive
@@ -151,6 +152,11 @@ class Agent:
         self._feed = ChangeFeed(
             self.service.manager.root, self._on_change, db_path=self.service.manager.store.path
         )
+        # Only the layers builds write (the mutable ones) are watched, set after each
+        # read of the store: committed layers never change, and watching every directory
+        # of thousands of them exhausts the host's inotify watches (then the kernel
+        # silently refuses the watch on a new layer and its sizes go stale).
+        self._feed.watch_layers(())
         self._feed.start()
         for target, name in (
             (self._publish_loop, "publish"),
@@ -295,6 +301,7 @@ class Agent:
                     view = self.service.apply(changes).view
                 else:
                     continue
+                self._watch_mutable_layers(view.rows.values())
                 full = first or need_sync
                 holders = self._holders() if (full or changes.metadata) else None
                 written = self.publisher.publish(
@@ -317,6 +324,12 @@ class Agent:
                 self.publisher.forget()
                 need_sync = True  # compare and repair once the server is back
                 self.stop_event.wait(outage.failed(err))
+
+    def _watch_mutable_layers(self, rows: Iterable[RecordState]) -> None:
+        if self._feed is not None:
+            self._feed.watch_layers(
+                {name for r in rows if r.mutable for name in (r.layer_id, r.id)}
+            )
 
     def _known_holders(self) -> list[HolderRow]:
         """Holders as last published (sizes changed, holders did not)."""
