@@ -4,6 +4,7 @@ Everything here imports only the standard library, ``peewee`` and ``watchfiles``
 Textual (a test keeps it that way).
 """
 
+from cachetui.core.chains import ChainPlan
 from cachetui.core.diskusage import Totals, totals
 from cachetui.core.errors import (
     CacheError,
@@ -40,6 +41,7 @@ __all__ = [
     "CacheError",
     "CacheManager",
     "CacheMount",
+    "ChainPlan",
     "ChangeFeed",
     "ChangeSet",
     "DiskStat",

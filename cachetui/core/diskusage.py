@@ -75,10 +75,17 @@ def _apparent(row: RecordRow) -> int:
 
 
 def measure_missing(
-    manager: CacheManager, state: StoreState, rows: Sequence[RecordRow]
+    manager: CacheManager,
+    state: StoreState,
+    rows: Sequence[RecordRow],
+    apparent: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown."""
-    return _sizes(manager, state, rows, {}, Layers(manager, state, listing=False))[0]
+    """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown.
+
+    ``apparent`` receives the apparent sizes measured now (the others are on the rows).
+    """
+    found = {} if apparent is None else apparent
+    return _sizes(manager, state, rows, found, Layers(manager, state, listing=False))[0]
 
 
 class Layers:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cachetui.core import prune as pruning
+from cachetui.core.effective_age import Moment, newest_below, newest_in_subtrees
 from cachetui.core.errors import PruneInterrupted
 from cachetui.core.policy import DiskStat
 from cachetui.core.state import RecordRow, StoreState
@@ -26,32 +27,6 @@ __all__ = ["StopRequested", "run_gc"]
 
 class StopRequested(Exception):
     """Raised from ``on_prune`` when ``stop()`` says so: the run ends between batches."""
-
-
-def _moment(row: RecordRow) -> float:
-    """The use that a keep duration looks at: the last use, or the creation if never used."""
-    if row.usage_count and row.last_used_at is not None:
-        return row.last_used_at
-    return row.created_at
-
-
-def _newest_below(
-    state: StoreState, record_id: str, memo: dict[str, tuple[float, str]]
-) -> tuple[float, str] | None:
-    """The newest use (or creation) among the descendants of ``record_id``, and whose."""
-    best: tuple[float, str] | None = None
-    for child_id in state.children.get(record_id, ()):
-        child = state.rows.get(child_id)
-        if child is None or child.deleted:
-            continue
-        if child_id not in memo:
-            own = (_moment(child), child_id)
-            below = _newest_below(state, child_id, memo)
-            memo[child_id] = max(own, below) if below is not None else own
-        candidate = memo[child_id]
-        if best is None or candidate > best:
-            best = candidate
-    return best
 
 
 def _held_text(state: StoreState, row: RecordRow) -> str:
@@ -79,7 +54,7 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
     work = done.work
     state = work.state
     reasons: dict[str, Kept] = {}
-    memo: dict[str, tuple[float, str]] = {}
+    newest: dict[str, Moment] | None = None  # computed once, when a parent needs it
     limit = done.limit
     freed = sum(info.size for info in done.removed if not info.shared)
     # A tier whose limit was met before it began removes nothing, whatever else holds.
@@ -97,13 +72,16 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
             continue
         if state.has_children(row):
             kids = len(state.child_ids(row.id))
-            newest = _newest_below(state, row.id, memo)
+            if newest is None:
+                newest = newest_in_subtrees(state)
+            # The effective age: the newest use below, the one that keeps the parent.
+            moment = newest_below(state, row.id, newest)
             noun = "record" if kids == 1 else "records"
             reasons[row.id] = Kept(
                 "parent",
                 f"a parent of {kids} {noun} that stay",
-                since=newest[0] if newest else None,
-                by=newest[1] if newest else None,
+                since=moment[0] if moment else None,
+                by=moment[1] if moment else None,
             )
             continue
         if row.id in work.skipped:

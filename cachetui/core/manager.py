@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
-from cachetui.core import diskusage, gcplan, opencheck, prune, reconcile
+from cachetui.core import chains, diskusage, gcplan, opencheck, prune, reconcile
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
 from cachetui.core.ids import ID_PATTERN, new_id, validate_id
@@ -449,6 +449,36 @@ class CacheManager(MetadataOperations):
             recheck=recheck,
             ids=ids,
         )
+
+    def plan_chain(self, ids: Iterable[str], *, descendants: bool = True) -> chains.ChainPlan:
+        """Plan pruning ``ids`` as one chain, changing nothing (an extension).
+
+        With ``descendants`` (the default) every record below them belongs to the chain
+        too; without it the chain is exactly ``ids``, and a record with a child outside
+        them stops it. The plan lists the records leaves first (prune's own order), what
+        would go and the bytes really freed (shared records free nothing), or the
+        records that stop it and why (a live holder inside, a child left out).
+        """
+        self._check_usable()
+        return chains.plan_chain(self, ids, descendants=descendants)
+
+    def prune_chain(
+        self,
+        ids: Iterable[str],
+        *,
+        descendants: bool = True,
+        on_prune: Callable[[UsageInfo], None] | None = None,
+    ) -> list[UsageInfo]:
+        """Prune ``ids`` (and with ``descendants`` everything below them) as one chain,
+        leaves first; returns what was removed, in order (an extension).
+
+        Planned first (``plan_chain``): a record inside held by a live process raises
+        ``LockedError``, a child left out ``InvalidError``, and nothing is removed. A
+        holder that appears while it runs still wins: that record and the records
+        above it stay (they are then missing from the result).
+        """
+        self._check_usable()
+        return chains.prune_chain(self, ids, descendants=descendants, on_prune=on_prune)
 
     def records(self) -> dict[str, RecordState]:
         """One ``RecordState`` per visible record, by id: the usage row, who holds it,

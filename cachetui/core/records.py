@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
 from cachetui.core.diskusage import measure_missing
+from cachetui.core.effective_age import newest_in_subtrees
 from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
 from cachetui.core.types import CacheMount
 
@@ -83,6 +84,13 @@ class RecordState:
     refusal: str | None  # why prune would refuse it now (None: it can go)
     labels: tuple[tuple[str, str], ...] = ()
     cache_mount: CacheMount | None = None
+    #: The sum of the files' lengths (``du --apparent-size``); -1 when not measured.
+    apparent_size: int = -1
+    #: The effective age: the newest use (a never-used record counts from its creation,
+    #: as ``keep_duration`` does) of this record or any record below it, and the record
+    #: that use belongs to (itself when its own). None where unknown (a fleet's rows).
+    effective_at: float | None = None
+    effective_by: str | None = None
 
     @property
     def reclaimable(self) -> bool:
@@ -135,7 +143,9 @@ def record_states(manager: CacheManager, state: StoreState | None = None) -> dic
     visible_ids = {row.id for row in visible}
     in_use = state.in_use_ids()
     shared = state.shared_ids(manager.is_shared)
-    sizes = measure_missing(manager, state, visible)
+    apparent: dict[str, int] = {}
+    sizes = measure_missing(manager, state, visible, apparent)
+    newest = newest_in_subtrees(state)
     snapshots_dir = manager.snapshots.dir
     present = _layers_on_disk(snapshots_dir)
     missing = {row.layer_id: row.layer_id not in present for row in state.rows.values()}
@@ -162,6 +172,7 @@ def record_states(manager: CacheManager, state: StoreState | None = None) -> dic
         if partner is not None:
             holders += holders_of.get(partner.id, ())
         held = state.node_held(row)
+        effective = newest.get(rid)
         result[rid] = RecordState(
             id=rid,
             parent=shown(row.parent),
@@ -186,6 +197,9 @@ def record_states(manager: CacheManager, state: StoreState | None = None) -> dic
             refusal=prune_refusal(state, row),
             labels=state.labels.get(rid, ()),
             cache_mount=state.cache_mounts.get(rid),
+            apparent_size=apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
+            effective_at=effective[0] if effective is not None else None,
+            effective_by=shown(effective[1]) if effective is not None else None,
         )
     return result
 

@@ -342,6 +342,18 @@ def test_disk_usage_reports_apparent_size_beside_allocated_size(tmp_path: Path) 
         assert row.apparent_size == expected
     with CacheManager.open(tmp_path) as cm:  # cached beside the size
         assert _row(cm, ref.id).apparent_size == expected
+        # the screens' one value per record carries it too
+        assert cm.records()[ref.id].apparent_size == expected
+
+
+def test_records_carry_the_apparent_size_of_a_held_mutable_measured_now(tmp_path: Path) -> None:
+    with CacheManager.open(tmp_path) as cm:
+        ref = cm.new()
+        with open(ref.mount().upper / "sparse", "wb") as fh:
+            fh.truncate(8 << 20)
+        state = cm.records()[ref.id]
+        assert state.apparent_size >= 8 << 20 > state.size
+        ref.release()
 
 
 # -- an older store ---------------------------------------------------------------------
