@@ -449,6 +449,20 @@ class FleetReader:
         )
         return [FleetRecord(*row) for row in rows]
 
+    def record_rows(self, store: str, *, since_version: int | None = None) -> list[tuple[Any, ...]]:
+        """``records(store, ...)`` as raw tuples in ``FleetRecord``'s field order, for a
+        caller that turns them into its own values one at a time (no second copy)."""
+        where = "store = %s"
+        params: list[Any] = [store]
+        if since_version is not None:
+            where += " AND version > %s"
+            params.append(since_version)
+        return self._rows(
+            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM fleet_record WHERE {where} "
+            "ORDER BY size DESC, id",
+            tuple(params),
+        )
+
     def records_of(self, stores: Sequence[str]) -> list[FleetRecord]:
         """Records of these stores, largest first then by id."""
         rows = self._rows(

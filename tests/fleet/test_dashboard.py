@@ -301,3 +301,39 @@ async def test_store_filter_and_sort(fleet) -> None:
         assert top() == sorted(stores)
         await pilot.press("slash", *"store==ci-runner-2", "enter")
         await wait_for(pilot, lambda: top() == ["ci-runner-2/"], what="the filter")
+
+
+def test_a_row_update_rebuilds_only_its_own_store(fleet) -> None:
+    """A change on one host is read and rebuilt for that host alone: the other stores'
+    rows are the same objects in the new view (not copied), the delta names the changed
+    record, and the view before the change still shows what it showed."""
+    from cachetui.core import ChangeSet
+    from cachetui.fleet_views import FleetRows
+
+    url, ids = fleet
+    service = FleetService(url)
+    try:
+        service.load()
+        for key in list(service.view.stores):
+            service.expand(key)
+        before = service.view
+        target = f"ci-runner-1/{ids['ci-runner-1'][0]}"
+        publish_size(url, "ci-runner-1", split(target), 123_456_789)
+        delta = service.apply(ChangeSet(frozenset({"records:ci-runner-1"}), False))
+        after = delta.view
+        assert isinstance(before.rows, FleetRows) and isinstance(after.rows, FleetRows)
+        assert [k for k in delta.changed if not k.endswith("/")] == [target]
+        assert not (delta.added or delta.removed or delta.reparented)
+        assert after.rows[target].size == 123_456_789
+        assert before.rows[target].size != 123_456_789  # the older view did not move
+        for name in after.rows.records:
+            if name != "ci-runner-1":
+                assert after.rows.records[name] is before.rows.records[name]
+        assert after.children.get("ci-runner-1/") == before.children.get("ci-runner-1/")
+        assert len(after.rows) == len(before.rows) == len(list(after.rows))
+    finally:
+        service.close()
+
+
+def split(key: str) -> str:
+    return key.partition("/")[2]
