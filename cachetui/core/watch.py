@@ -24,8 +24,10 @@ layer newly watched is reported once, for the writes made before its watch exist
 
 Both call ``on_change(ChangeSet(...))`` from their own thread; ``stop()`` sets one stop
 event and joins both promptly. When the file watcher fails (inotify limits, the directory
-replaced), ``on_status`` hears the reason and the watcher retries, with a growing delay;
-``on_status(None)`` says it runs again. A failure is never silent.
+removed or replaced), ``on_status`` hears the reason and the watcher retries, with a
+growing delay; ``on_status(None)`` says it runs again. A failure is never silent: inotify
+itself says nothing when the watched directory is replaced (it goes on watching the old
+one, or nothing), so the watcher checks the directory's identity on every batch.
 """
 
 from __future__ import annotations
@@ -38,10 +40,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cachetui.core.ids import ID_PATTERN
 
 __all__ = ["ChangeFeed", "ChangeSet", "records_for_paths"]
+
+
+class _DirectoryLost(Exception):
+    """The watched directory is missing or was replaced: a watch on it sees nothing."""
+
 
 #: How long after a directory appears it is reported again (seconds).
 RESCAN_DELAYS = (0.05, 0.25)
@@ -88,6 +96,15 @@ def records_for_paths(snapshots_dir: str | Path, paths: Iterable[str]) -> frozen
         if record is not None:
             found.add(record)
     return frozenset(found)
+
+
+def _identity(directory: str) -> tuple[int, int]:
+    """The directory's (device, inode): what a watch is really attached to."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        raise _DirectoryLost("the snapshots directory is missing") from None
+    return st.st_dev, st.st_ino
 
 
 class _Either:
@@ -144,8 +161,8 @@ class ChangeFeed:
         if self._threads:
             return
         self._stop.clear()
-        if self.snapshots_dir.is_dir():
-            self._spawn(self._watch_loop, "cachetui-watch-files")
+        # Even when snapshots/ is missing: the watcher says so, and waits for it.
+        self._spawn(self._watch_loop, "cachetui-watch-files")
         self._spawn(self._poll_loop, "cachetui-watch-metadata")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -194,8 +211,10 @@ class ChangeFeed:
             except Exception as err:  # the directory vanished, or the watcher failed
                 if self._stop.is_set():
                     return
-                reason = f"file watcher stopped: {err}"
+                reason = f"file watcher: {err}"
                 self.errors.append(reason)
+                if self.stopped_reason is None:
+                    failures = 0  # it had run again since the last failure: retry soon
                 self._status(reason)
                 delay = self.retry_delays[min(failures, len(self.retry_delays) - 1)]
                 failures += 1
@@ -216,6 +235,7 @@ class ChangeFeed:
         import watchfiles
 
         base = str(self.snapshots_dir)
+        watched = _identity(base)
         with self._rescan_lock:
             self._rewatch.clear()
             layers = self._layers
@@ -227,7 +247,7 @@ class ChangeFeed:
             while not (self._stop.is_set() or self._rewatch.wait(0.2)):
                 pass
             return
-        for batch in watchfiles.watch(
+        batches = watchfiles.watch(
             *paths,
             watch_filter=None,
             debounce=DEBOUNCE_MS,
@@ -237,24 +257,37 @@ class ChangeFeed:
             yield_on_timeout=True,  # an empty batch: the watcher runs (after a retry)
             raise_interrupt=False,
             ignore_permission_denied=True,
-        ):
-            if self.stopped_reason is not None:
-                self._status(None)
-            # the watches are in place once the first batch (or timeout) comes
-            self._report_new_layers()
-            records: set[str] = set()
-            now = time.monotonic()
-            for change, path in batch:
-                record = _record_of(base, path)
-                if record is None:
-                    continue
-                records.add(record)
-                if change == watchfiles.Change.added and os.path.isdir(path):
-                    with self._rescan_lock:
-                        for delay in RESCAN_DELAYS:
-                            self._rescans.append((now + delay, record))
-            if records:
-                self._emit(ChangeSet(frozenset(records), False))
+        )
+        # Closed here, not whenever the garbage collector reaches a failed generator:
+        # the old inotify watch is gone before a retry starts the next one.
+        with contextlib.closing(batches):
+            for batch in batches:
+                self._take(base, watched, batch)
+
+    def _take(self, base: str, watched: tuple[int, int], batch: set[tuple[Any, str]]) -> None:
+        import watchfiles
+
+        # Every batch, empty ones too (one each 200 ms): a removed or replaced
+        # directory gives at most one event for the directory itself, then silence.
+        if _identity(base) != watched:
+            raise _DirectoryLost("the snapshots directory was replaced")
+        if self.stopped_reason is not None:
+            self._status(None)
+        # the watches are in place once the first batch (or timeout) comes
+        self._report_new_layers()
+        records: set[str] = set()
+        now = time.monotonic()
+        for change, path in batch:
+            record = _record_of(base, path)
+            if record is None:
+                continue
+            records.add(record)
+            if change == watchfiles.Change.added and os.path.isdir(path):
+                with self._rescan_lock:
+                    for delay in RESCAN_DELAYS:
+                        self._rescans.append((now + delay, record))
+        if records:
+            self._emit(ChangeSet(frozenset(records), False))
 
     def _report_new_layers(self) -> None:
         """Layers watched from now on may have been written before: report them once."""
