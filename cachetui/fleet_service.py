@@ -477,7 +477,7 @@ class FleetService:
     def start_watching(
         self, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None = None
     ) -> None:
-        """LISTEN for the agents' notifications (callbacks come from a thread)."""
+        """Listen (``LISTEN``) for the agents' notifications (callbacks come from a thread)."""
         self.stop_watching()
         self._on_change = on_change
         self._stop.clear()

@@ -38,16 +38,16 @@ import peewee
 import psycopg
 
 from cachetui import __version__
-from cachetui.core import RecordState
+from cachetui.core import HolderInfo, RecordState
 from cachetui.core.errors import CacheError
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
-from cachetui.core.state import HolderRow, holder_rows_alive
 from cachetui.core.types import PruneOptions
 from cachetui.core.watch import ChangeFeed, ChangeSet
+from cachetui.fleet import replica_store as replica
 from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import MalformedRequest, execute
 from cachetui.fleet.publisher import Publisher, Registration
-from cachetui.fleet.schema import REQUEST_CHANNEL, migrate
+from cachetui.fleet.schema import REQUEST_CHANNEL
 from cachetui.fleet.url import check_url, describe_error, drop_connection, mask, open_database
 from cachetui.service import CacheService
 
@@ -101,6 +101,16 @@ class _Outage:
 
 
 _drop = drop_connection
+
+
+def _holders_of(rows: Iterable[RecordState]) -> list[HolderInfo]:
+    """Every holder the view shows, once each (a pair's two halves list the same ones):
+    the core's own value, with its liveness, instead of a second read of the store."""
+    found: dict[int, HolderInfo] = {}
+    for row in rows:
+        for holder in row.holders:
+            found[holder.id] = holder
+    return list(found.values())
 
 
 class Agent:
@@ -199,7 +209,7 @@ class Agent:
     def _attach(self) -> None:
         """Schema and registration, at start and again after every outage: the server
         that comes back may be a restored or a new one."""
-        migrate(self.db)
+        replica.migrate(self.db)
         self.publisher.register(
             Registration(
                 self.name, socket.gethostname(), str(self.config.root), __version__, os.getpid()
@@ -216,14 +226,13 @@ class Agent:
                 self._lock_conn.close()
         conn: psycopg.Connection[Any] = psycopg.connect(self.url, autocommit=True,
                                                          connect_timeout=5)  # fmt: skip
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key(),)).fetchone()
-        if not got or not got[0]:
+        if not replica.take_name_lock(conn, self._lock_key()):
             conn.close()
             raise AgentError(
                 f"another agent is serving store {self.name!r} on this fleet database "
                 "(choose another --name)"
             )
-        conn.execute(f"LISTEN {REQUEST_CHANNEL}")
+        replica.listen(conn, REQUEST_CHANNEL)
         self._lock_conn = conn
 
     def run(self) -> int:
@@ -270,14 +279,6 @@ class Agent:
             self._changed.clear()
         return changes
 
-    def _holders(self) -> list[HolderRow]:
-        store = self.service.manager.store
-        with store.read():
-            rows = store.rows(
-                "SELECT id, record, pid, start, host, created_at, counts_use FROM holder"
-            )
-        return holder_rows_alive(rows)
-
     def _publish_loop(self) -> None:
         outage = _Outage(self, "publishing")
         need_sync = False  # start() attached; the first pass is a full snapshot anyway
@@ -303,12 +304,8 @@ class Agent:
                     continue
                 self._watch_mutable_layers(view.rows.values())
                 full = first or need_sync
-                holders = self._holders() if (full or changes.metadata) else None
                 written = self.publisher.publish(
-                    view.rows,
-                    view.totals,
-                    holders if holders is not None else self._known_holders(),
-                    synced=full,
+                    view.rows, view.totals, _holders_of(view.rows.values()), synced=full
                 )
                 if full:
                     took = time.perf_counter() - started
@@ -330,14 +327,6 @@ class Agent:
             self._feed.watch_layers(
                 {name for r in rows if r.mutable for name in (r.layer_id, r.id)}
             )
-
-    def _known_holders(self) -> list[HolderRow]:
-        """Holders as last published (sizes changed, holders did not)."""
-        known = self.publisher.holders or {}
-        return [
-            HolderRow(int(h[0]), h[1], int(h[2]), "", h[3], float(h[4]), True, bool(h[5]))
-            for h in known.values()
-        ]
 
     # -- heartbeat ------------------------------------------------------------------------
 
