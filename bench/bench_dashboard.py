@@ -48,8 +48,7 @@ def build(root: Path, count: int) -> None:
 
 async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
     from cachetui.app import CacheTuiApp
-    from cachetui.core import CacheManager
-    from cachetui.core.watch import ChangeSet
+    from cachetui.core import CacheManager, ChangeSet
 
     figures: dict[str, float] = {}
     started = time.perf_counter()

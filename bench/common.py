@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cachetui.core import CacheManager
-from cachetui.core.ids import new_id
+from cachetui.core import CacheManager, new_id
 
 
 def best_of(runs: int, action: Callable[[], object]) -> float:

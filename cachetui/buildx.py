@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cachetui.core.errors import FilterSyntaxError, InvalidError
-from cachetui.core.types import UsageInfo
+from cachetui.core import FilterSyntaxError, InvalidError, UsageInfo
 from cachetui.units import format_bytes_buildx, format_duration_ago
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from cachetui import __version__, output
 
 if TYPE_CHECKING:
-    from cachetui.core.types import PruneOptions, UsageInfo
+    from cachetui.core import PruneOptions, UsageInfo
 
 __all__ = ["main"]
 
@@ -431,12 +431,11 @@ def _own_line() -> None:
 
 
 def _parse_filters(texts: Sequence[str]) -> tuple[str, ...]:
-    from cachetui.core.errors import FilterSyntaxError
-    from cachetui.core.filters import parse_all
+    from cachetui.core import FilterSyntaxError, parse_filters
 
     for text in texts:
         try:
-            parse_all([text])
+            parse_filters([text])
         except FilterSyntaxError as err:
             shown = err.filter_text or text
             caret = " " * (2 + max(err.position, 0)) + "^"
@@ -460,7 +459,7 @@ def _out(stream: TextIO, lines: Sequence[str] | str) -> None:
 def _read_filters(items: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
     """``--filter`` values as containerd filters, and a Docker ``until`` duration."""
     from cachetui.buildx import read_filters
-    from cachetui.core.errors import FilterSyntaxError
+    from cachetui.core import FilterSyntaxError
 
     try:
         read = read_filters(items)
@@ -538,8 +537,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise CliError("--store and --all-stores need --fleet-url", EXIT_USAGE)
     root = _existing_store(_resolve_root(args))
     from cachetui import buildx
-    from cachetui.core.policy import disk_stat
-    from cachetui.core.types import PruneOptions
+    from cachetui.core import PruneOptions, disk_stat
     from cachetui.units import format_bytes_buildx, parse_duration, parse_size
 
     # Each parser's InvalidError names the flag and the value; main() makes it exit 2.
@@ -687,7 +685,7 @@ def _explain_limit(
     cm: Any, root: Path, policy: PruneOptions, preview: Sequence[UsageInfo]
 ) -> list[str]:
     """The limit a space-limited prune works to, from the core's own calculation."""
-    from cachetui.core.policy import disk_stat, keep_limit
+    from cachetui.core import disk_stat, keep_limit
 
     dstat = disk_stat(root)
     total = sum(info.size for info in cm.disk_usage() if not info.shared)
@@ -705,11 +703,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     if args.rebuild and args.fix:
         raise CliError("--rebuild and --fix are separate steps: run --rebuild first", EXIT_USAGE)
     if args.rebuild:
-        from cachetui.core.rebuild import rebuild
+        from cachetui.core import rebuild_store
 
         if not (root / "snapshots").is_dir():
             _existing_store(root)
-        findings = rebuild(root)
+        findings = rebuild_store(root)
     else:
         with _open(root, read=not args.fix, forget_missing=args.forget_missing) as cm:
             _progress("checking the store...")
@@ -809,8 +807,7 @@ def _remove_demo_store(root: Path, *, keep: bool) -> None:
     if keep:
         _out(sys.stderr, f"kept the demo store {root}")
         return
-    from cachetui.core.errors import SnapshotError
-    from cachetui.core.fsops import remove_tree
+    from cachetui.core import SnapshotError, remove_tree
 
     try:
         remove_tree(root)
@@ -897,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
         args = _build_parser().parse_args(argv)
-        from cachetui.core.errors import CacheError, InvalidError
+        from cachetui.core import CacheError, InvalidError
 
         if args.command is not None:  # the dashboard shows its own messages, not stderr
             _show_core_warnings()

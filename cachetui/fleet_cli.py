@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cachetui import output
-from cachetui.core.errors import InvalidError
-from cachetui.core.types import UsageInfo
+from cachetui.core import InvalidError, UsageInfo
 from cachetui.fleet.reader import FleetReader, FleetRecord, StoreInfo, format_age
 from cachetui.units import format_bytes_buildx, parse_duration
 
@@ -85,7 +84,7 @@ def cmd_agent(args: argparse.Namespace, root: Path) -> int:
 def _load_policy(path: Path, root: Path) -> tuple[list[Any], str]:
     """The GC list from a policy file: the same reader as ``cachetui gc --policy``."""
     from cachetui import gcpolicy
-    from cachetui.core.policy import disk_stat
+    from cachetui.core import disk_stat
 
     policy = gcpolicy.load_policy(path, disk_stat(root))
     for problem in policy.problems:  # warnings, with their lines, as `cachetui gc` shows them
@@ -162,9 +161,9 @@ def _targets(fleet: FleetReader, names: Sequence[str]) -> list[StoreInfo]:
 
 
 def cmd_du(args: argparse.Namespace) -> int:
-    from cachetui.core import filters
+    from cachetui.core import parse_filters, usage_fields
 
-    matcher = filters.parse_all(args.filter)  # a typo is refused before anything is read
+    matcher = parse_filters(args.filter)  # a typo is refused before anything is read
     with FleetReader(args.fleet_url) as fleet:
         targets = _targets(fleet, args.store)
         names = [s.name for s in targets]
@@ -175,7 +174,7 @@ def cmd_du(args: argparse.Namespace) -> int:
             r
             for r in rows
             if matcher.matches(
-                filters.usage_fields(
+                usage_fields(
                     id=r.id,
                     parents=(r.parent,) if r.parent else (),
                     description=r.description,
@@ -264,9 +263,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "prune --fleet-url sends the request without asking: add --force "
             "(or --dry-run to ask the agents for their plan)"
         )
-    from cachetui.core import filters
+    from cachetui.core import parse_filters
 
-    filters.parse_all(args.filter)  # a typo is refused here, before any host is asked
+    parse_filters(args.filter)  # a typo is refused here, before any host is asked
     as_json = args.format == "json"
     failed = 0
     with FleetReader(args.fleet_url) as fleet:

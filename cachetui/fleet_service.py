@@ -32,15 +32,16 @@ from typing import Any
 
 from cachetui.core import (
     ChangeSet,
+    FilterSyntaxError,
     HolderInfo,
     InvalidError,
     NotFoundError,
     PruneOptions,
     RecordState,
     Totals,
+    parse_filters,
+    usage_fields,
 )
-from cachetui.core import filters as filter_language
-from cachetui.core.errors import FilterSyntaxError
 from cachetui.fleet.reader import (
     OFFLINE_AFTER,
     FleetError,
@@ -617,14 +618,14 @@ class FleetService:
     def check_filter(self, text: str) -> None:
         _stores, rest = parse_store_filter(text)
         if rest.strip():
-            filter_language.parse_all(rest)
+            parse_filters(rest)
 
     def matching(self, text: str) -> frozenset[str]:
         """The keys a filter matches; ``store==NAME`` picks stores (their rows and, once
         read, their records). Other selectors need records: the stores they name are
         read here (this runs in a worker)."""
         selectors, rest = parse_store_filter(text)
-        matcher = filter_language.parse_all(rest) if rest.strip() else None
+        matcher = parse_filters(rest) if rest.strip() else None
         with self._lock:
             view = self._view or self.load()
             names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
@@ -645,7 +646,7 @@ class FleetService:
                 continue
             for key in records:
                 row = view.rows[key]
-                fields = filter_language.usage_fields(
+                fields = usage_fields(
                     id=split_key(key)[1],
                     parents=(split_key(row.parent)[1],) if row.parent else (),
                     description=row.description,

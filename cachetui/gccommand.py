@@ -23,8 +23,7 @@ from cachetui import gcreport, output
 from cachetui.units import format_bytes_buildx
 
 if TYPE_CHECKING:
-    from cachetui.core import CacheManager
-    from cachetui.core.types import TierResult, UsageInfo
+    from cachetui.core import CacheManager, TierResult, UsageInfo
     from cachetui.gcpolicy import PolicyList
 
 __all__ = ["add_parser", "load_list", "run_once", "write_lines"]
@@ -81,7 +80,7 @@ def write_lines(lines: list[str] | str, stream: Any = None) -> None:
 def load_list(root: Path, policy_file: str | None) -> PolicyList:
     """The list to run: the file's, else BuildKit's defaults for the disk under ``root``.
     Warnings go to stderr, each with its line."""
-    from cachetui.core.policy import disk_stat
+    from cachetui.core import disk_stat
     from cachetui.gcpolicy import default_policy, load_policy
 
     dstat = disk_stat(root if root.exists() else root.parent)
@@ -102,8 +101,7 @@ def run_once(
 ) -> tuple[int, int, bool]:
     """One real run of ``policy`` under the GC lock, recorded in the store's history.
     Returns (records, bytes, interrupted). ``LockedError`` when another run holds the lock."""
-    from cachetui.core.gclock import GCLock
-    from cachetui.core.types import GCRunInfo
+    from cachetui.core import GCLock, GCRunInfo
 
     with GCLock(cm.root):
         started = time.time()

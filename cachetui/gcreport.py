@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cachetui.core.types import GCRunInfo, Kept, PruneOptions, TierResult
+from cachetui.core import GCRunInfo, Kept, PruneOptions, TierResult
 from cachetui.gcpolicy.lint import describe_duration
 from cachetui.gcpolicy.model import PolicyList
 from cachetui.output import format_table, prune_header, prune_row, rfc3339, usage_json

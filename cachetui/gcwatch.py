@@ -20,9 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cachetui.core.errors import InvalidError, LockedError
-from cachetui.core.policy import disk_stat
-from cachetui.core.types import UsageInfo
+from cachetui.core import InvalidError, LockedError, UsageInfo, disk_stat
 from cachetui.gccommand import load_list, run_once, write_lines
 from cachetui.output import prune_row
 from cachetui.units import format_bytes_buildx, parse_duration

@@ -16,10 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cachetui.core.diskusage import Totals
-from cachetui.core.reconcile import Finding
-from cachetui.core.timestamps import UNKNOWN_TIME
-from cachetui.core.types import PruneOptions, UsageInfo
+from cachetui.core import UNKNOWN_TIME, Finding, PruneOptions, Totals, UsageInfo
 from cachetui.units import format_bytes_buildx, format_duration_ago
 
 __all__ = [

@@ -41,6 +41,7 @@ from cachetui.core import (
     GCResult,
     GCRunInfo,
     HolderInfo,
+    ImmutableRef,
     InvalidError,
     NotFoundError,
     PruneOptions,
@@ -51,10 +52,9 @@ from cachetui.core import (
     disk_stat,
     matching_ids,
     parse_filters,
+    paused_gc,
     totals,
 )
-from cachetui.core.refs import ImmutableRef
-from cachetui.core.state import paused_gc
 from cachetui.gcpolicy import PolicyList
 from cachetui.views import (
     Delta,

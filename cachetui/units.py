@@ -17,7 +17,7 @@ import math
 import re
 from fractions import Fraction
 
-from cachetui.core.errors import InvalidError
+from cachetui.core import InvalidError
 
 __all__ = [
     "MAX_BYTES",

@@ -20,14 +20,17 @@ record's size can be checked with a tool every operator has:
 The walk is iterative and goes through directory fds (``openat`` with ``O_NOFOLLOW``),
 so 5,000-deep chains and names that are not UTF-8 work. Small trees are walked in the
 calling thread. Once a tree turns out large (more than ``PARALLEL_THRESHOLD`` entries)
-and ``workers > 1``, the directories still to visit are shared among forked worker
-processes through a pipe used as a work queue; each returns its sizes and its multiply
-linked inodes, and the parent merges them (hard links de-duplicated across workers).
-Processes, not threads: each entry costs a short ``fstatat`` plus Python work under the
-GIL, and two threads measured slower than one (GIL hand-offs on every stat), while two
-forked processes roughly halve the wall time. Forking happens only for large trees; the
-children run nothing but the walk and leave with ``os._exit``. If a worker fails, the
-tree is measured again in the calling process.
+and ``workers > 1``, the directories still to visit are shared with helper processes
+(:mod:`cachetui.core.measurepool`) through a pipe used as a work queue: each helper gets
+the open directory fds, walks the tasks it takes, and returns its sizes and its multiply
+linked inodes; the caller walks too and merges (hard links de-duplicated across
+workers). Processes, not threads: each entry costs a short ``fstatat`` plus Python work
+under the GIL, and two threads measured slower than one (GIL hand-offs on every stat),
+while two processes roughly halve the wall time. The helpers are started by exec, never
+by ``fork()``: measuring runs in the dashboard, whose other threads make a fork unsafe.
+A helper still starting is not waited for (the walk goes on alone and shares later); a
+helper lives as long as the calling process, so later walks pay no start-up. If a helper
+fails, the tree is measured again in the calling process.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
+from cachetui.core import measurepool
 from cachetui.core.fdpath import DIR_FLAGS, FdPath, Node
 from cachetui.core.fsops import mount_identity
 
@@ -285,85 +289,83 @@ def _drain(walker: _Walker, queue_fd: int, tasks: list[tuple[int, str, str]]) ->
         walker.run(FdPath(base))
 
 
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+def walk_request(
+    request: tuple[int, int | None, list[str], list[tuple[int, str]]], fds: list[int]
+) -> tuple:
+    """A helper's part of a shared walk (run in the helper process).
+
+    ``fds[0]`` is the task queue pipe, ``fds[1:]`` the directories named by ``paths``;
+    each task is ``(directory index, name)``. Returns the helper's counts for ``merge``.
+    """
+    dev, mount, paths, tasks = request
+    walker = _Walker(dev, mount)
+    _drain(walker, fds[0], [(fds[1 + i], name, paths[i]) for i, name in tasks])
+    return walker.result()
 
 
 def _parallel(walker: _Walker, fds: FdPath, workers: int) -> bool:
-    """Share the directories still pending on ``fds`` among ``workers`` processes.
+    """Share the directories still pending on ``fds`` with up to ``workers - 1`` helpers.
 
-    The parent is one of the workers. Returns False (having changed nothing) when the
-    work cannot be shared, so the caller carries on alone.
+    The caller is one of the workers. Returns False (having changed nothing) when the
+    work cannot be shared now (no helper ready yet, or too little to share), so the
+    caller carries on alone and may try again later.
     """
-    tasks: list[tuple[int, str, str]] = []
+    helpers = measurepool.borrow(workers - 1)
+    if not helpers:
+        return False  # none ready yet (one may be starting): carry on alone for now
+    dirs: list[int] = []
+    paths: list[str] = []
+    tasks: list[tuple[int, str, str]] = []  # (fd, name, path) as _drain takes them
+    numbered: list[tuple[int, str]] = []  # (directory index, name) as a helper gets them
     for node in fds.stack:
         if not node.pending:
             continue
+        if len(dirs) == measurepool.MAX_FDS:
+            break  # one message carries at most this many fds: the rest stays here
         try:
             fd = fds.fd(node)
         except OSError:
+            measurepool.give_back(helpers)
             return False
-        path = node.path()
-        tasks.extend((fd, name, path) for name in node.pending)
+        dirs.append(fd)
+        paths.append(node.path())
+        for name in node.pending:
+            tasks.append((fd, name, paths[-1]))
+            numbered.append((len(dirs) - 1, name))
     if len(tasks) < 2:
+        measurepool.give_back(helpers)
         return False
     tasks = tasks[:_MAX_TASKS]
-    queue_r, queue_w = os.pipe()
-    children: list[tuple[int, int]] = []  # (pid, result read fd)
+    numbered = numbered[:_MAX_TASKS]
+    failed = True
     try:
+        queue_r, queue_w = os.pipe()
         try:
-            os.write(queue_w, b"".join(_TASK.pack(i) for i in range(len(tasks))))
-        finally:
-            os.close(queue_w)
-        for _ in range(workers - 1):
-            result_r, result_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                code = 1
-                try:
-                    os.close(result_r)
-                    own = _Walker(walker.dev, walker.mount)
-                    _drain(own, queue_r, tasks)
-                    payload = pickle.dumps(own.result(), protocol=pickle.HIGHEST_PROTOCOL)
-                    view = memoryview(payload)
-                    while view:
-                        view = view[os.write(result_w, view) :]
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(result_w)
-            children.append((pid, result_r))
-        # Tasks taken into the queue are no longer pending here.
-        taken = {(fd, name) for fd, name, _ in tasks}
-        for node in fds.stack:
-            if node.pending and node.fd is not None:
-                node.pending = [n for n in node.pending if (node.fd, n) not in taken]
-        _drain(walker, queue_r, tasks)
-        failed = False
-        for pid, result_r in children:
             try:
-                payload = _read_all(result_r)
+                os.write(queue_w, b"".join(_TASK.pack(i) for i in range(len(tasks))))
             finally:
-                os.close(result_r)
-            _, status = os.waitpid(pid, 0)
-            if status != 0 or not payload:
-                failed = True
-                continue
-            walker.merge(pickle.loads(payload))
-        children.clear()
-        if failed:
-            raise ChildProcessError("a measuring worker failed")
-        return True
+                os.close(queue_w)
+            header = pickle.dumps(
+                (walker.dev, walker.mount, paths, numbered), protocol=pickle.HIGHEST_PROTOCOL
+            )
+            for helper in helpers:
+                helper.request(header, [queue_r, *dirs])
+            # Tasks taken into the queue are no longer pending here.
+            taken = {(fd, name) for fd, name, _ in tasks}
+            for node in fds.stack:
+                if node.pending and node.fd is not None:
+                    node.pending = [n for n in node.pending if (node.fd, n) not in taken]
+            _drain(walker, queue_r, tasks)
+            for helper in helpers:
+                walker.merge(pickle.loads(helper.reply()))
+        finally:
+            os.close(queue_r)
+        failed = False
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise ChildProcessError(f"a measuring helper failed: {err}") from err
     finally:
-        os.close(queue_r)
-        for pid, result_r in children:
-            os.close(result_r)
-            os.waitpid(pid, 0)
+        measurepool.give_back(helpers, failed=failed)
+    return True
 
 
 def _default_workers() -> int:
@@ -381,7 +383,9 @@ def measure(
 
     :param path: the directory to measure (a snapshot layer).
     :param workers: processes to use for a large tree (default: the CPUs available, at
-        most 4); 1 walks in the calling thread only. Small trees never fork.
+        most 4); 1 walks in the calling thread only. Small trees are always walked here;
+        a large one is shared with helper processes (:mod:`cachetui.core.measurepool`),
+        which are never forked from this process.
     :return: a :class:`Measurement`; nothing is raised for filesystem problems.
     """
     root = os.fsdecode(path)
@@ -436,14 +440,16 @@ def measure(
         walker._scan(base, fd)
         fds = FdPath(base)
         try:
-            budget: int | None = PARALLEL_THRESHOLD if workers > 1 and hasattr(os, "fork") else None
+            budget: int | None = PARALLEL_THRESHOLD if workers > 1 else None
             while not walker.run(fds, budget):
                 assert budget is not None
                 try:
                     shared = _parallel(walker, fds, workers)
                 except ChildProcessError:
                     return measure(root, workers=1)
-                budget = None if shared else budget * 2
+                # Not shared: ask again after as many entries more (a helper may be
+                # ready by then).
+                budget = None if shared else budget + PARALLEL_THRESHOLD
         finally:
             fds.close_all()
     finally:

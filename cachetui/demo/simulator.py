@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from cachetui.core import CacheManager, ImmutableRef, MutableRef, PruneOptions
-from cachetui.core.errors import CacheError
+from cachetui.core import CacheError, CacheManager, ImmutableRef, MutableRef, PruneOptions
 
 __all__ = [
     "SIMULATOR_DESCRIPTION_PREFIX",

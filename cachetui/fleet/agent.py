@@ -38,11 +38,17 @@ import peewee
 import psycopg
 
 from cachetui import __version__
-from cachetui.core import HolderInfo, RecordState
-from cachetui.core.errors import CacheError
-from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
-from cachetui.core.types import PruneOptions
-from cachetui.core.watch import ChangeFeed, ChangeSet
+from cachetui.core import (
+    CacheError,
+    ChangeFeed,
+    ChangeSet,
+    DiskStat,
+    HolderInfo,
+    PruneOptions,
+    RecordState,
+    default_gc_policies,
+    disk_stat,
+)
 from cachetui.fleet import replica_store as replica
 from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import MalformedRequest, execute

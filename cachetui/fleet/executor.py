@@ -15,10 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cachetui.core.errors import CacheError
-from cachetui.core.ids import ID_PATTERN
-from cachetui.core.state import RecordRow
-from cachetui.core.types import PruneOptions
+from cachetui.core import ID_PATTERN, CacheError, PruneOptions, RecordRow
 from cachetui.service import CacheService
 from cachetui.views import PlanRow, PrunePlan
 

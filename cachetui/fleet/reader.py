@@ -62,7 +62,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from cachetui.core.errors import CacheError
+from cachetui.core import CacheError
 from cachetui.fleet import replica_store as replica
 from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION
 from cachetui.fleet.url import check_url, describe_error, open_database

@@ -33,8 +33,7 @@ import peewee
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cachetui.core import Totals
-from cachetui.core.errors import StoreError
+from cachetui.core import StoreError, Totals
 from cachetui.fleet.schema import SCHEMA_VERSION
 from cachetui.fleet.url import drop_connection
 from cachetui.fleet.values import FleetHolder, FleetRecord, GcRunInfo, RequestInfo, StoreInfo

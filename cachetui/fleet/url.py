@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 
-from cachetui.core.errors import InvalidError
+from cachetui.core import InvalidError
 
 __all__ = ["FleetURLError", "check_url", "drop_connection", "mask", "open_database"]
 

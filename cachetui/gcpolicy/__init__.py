@@ -13,8 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.policy import DiskStat, default_gc_policies
+from cachetui.core import DiskStat, InvalidError, default_gc_policies
 from cachetui.gcpolicy import buildkitd, daemonjson, native
 from cachetui.gcpolicy.lint import lint
 from cachetui.gcpolicy.model import ERROR, WARNING, PolicyError, PolicyList, Problem, Tier

@@ -24,10 +24,7 @@ import re
 import tomllib
 from typing import Any
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.filters import parse_all
-from cachetui.core.policy import DiskStat, default_gc_policies
-from cachetui.core.types import PruneOptions
+from cachetui.core import DiskStat, InvalidError, PruneOptions, default_gc_policies, parse_filters
 from cachetui.gcpolicy.lines import TomlLines
 from cachetui.gcpolicy.model import ERROR, WARNING, Problem, Tier
 from cachetui.gcpolicy.sizes import go_duration, percentage, ram_in_bytes
@@ -106,7 +103,7 @@ def _tier(
             elif key == "filters":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise InvalidError(f"invalid filters {value!r}: expected a list of strings")
-                parse_all(value)
+                parse_filters(value)
                 values["filters"] = tuple(value)
             elif key == "keepDuration":
                 values["keep_duration"] = go_duration(value, what=what)

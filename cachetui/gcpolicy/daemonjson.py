@@ -23,9 +23,7 @@ import difflib
 import json
 from typing import Any
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.policy import DiskStat, default_gc_policies
-from cachetui.core.types import PruneOptions
+from cachetui.core import DiskStat, InvalidError, PruneOptions, default_gc_policies
 from cachetui.gcpolicy.dockerfilter import translate
 from cachetui.gcpolicy.lines import JsonPath, json_key_lines
 from cachetui.gcpolicy.model import ERROR, WARNING, Problem, Tier

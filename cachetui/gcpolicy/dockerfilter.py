@@ -23,8 +23,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cachetui.core.errors import FilterSyntaxError, InvalidError
-from cachetui.core.filters import Selector, parse_all
+from cachetui.core import FilterSyntaxError, InvalidError, Selector, parse_filters
 from cachetui.units import parse_duration
 
 __all__ = ["MAX_COMBINATIONS", "DockerFilter", "translate"]
@@ -111,7 +110,7 @@ def translate(items: Sequence[str], *, what: str = "filter") -> DockerFilter:
             filters.append(",".join(str(s) for s in (*combo, *ands)))
     for text in filters:
         try:
-            parse_all([text])
+            parse_filters([text])
         except FilterSyntaxError as err:
             shown = ", ".join(repr(i) for i in items)
             raise InvalidError(f"invalid {what} {shown}: {err}") from None

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.types import PruneOptions
+from cachetui.core import InvalidError, PruneOptions
 
 __all__ = ["ERROR", "WARNING", "PolicyError", "PolicyList", "Problem", "Tier"]
 

@@ -26,10 +26,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.filters import parse_all
-from cachetui.core.policy import DiskStat
-from cachetui.core.types import PruneOptions
+from cachetui.core import DiskStat, InvalidError, PruneOptions, parse_filters
 from cachetui.gcpolicy.dockerfilter import translate
 from cachetui.gcpolicy.lines import TomlLines
 from cachetui.gcpolicy.model import ERROR, Problem, Tier
@@ -99,7 +96,7 @@ def read(
                     values["all"] = value
                 elif key == "filters":
                     texts = _strings(value, key)
-                    parse_all(texts)
+                    parse_filters(texts)
                     values["filters"] = tuple(texts)
                 elif key == "docker-filters":
                     values["docker"] = translate(_strings(value, key), what="docker-filters")

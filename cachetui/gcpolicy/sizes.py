@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-from cachetui.core.errors import InvalidError
-from cachetui.core.policy import DiskStat, percent_of_disk
+from cachetui.core import DiskStat, InvalidError, percent_of_disk
 from cachetui.units import parse_duration
 
 __all__ = ["go_duration", "percentage", "ram_in_bytes"]

@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from cachetui.core.errors import CacheError
+from cachetui.core import CacheError
 from cachetui.gcreport import KEPT_ORDER, describe_policy, render_kept
 from cachetui.service import CacheService, GCPreview
 from cachetui.widgets.format import records, size

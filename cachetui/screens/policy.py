@@ -18,8 +18,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
-from cachetui.core.errors import CacheError, PruneInterrupted
-from cachetui.core.types import PruneOptions
+from cachetui.core import CacheError, PruneInterrupted, PruneOptions
 from cachetui.service import CacheService
 from cachetui.units import parse_duration, parse_size
 from cachetui.views import PlanRow, PrunePlan, plan_row

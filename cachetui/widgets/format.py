@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 import humanize
 from rich.text import Text
 
-from cachetui.core import RecordState
-from cachetui.core.timestamps import is_valid
+from cachetui.core import RecordState, is_valid_time
 from cachetui.fleet_views import StoreRow
 from cachetui.output import escape
 from cachetui.units import format_bytes_buildx
@@ -56,7 +55,7 @@ def records(n: int) -> str:
 def ago(epoch: float | None, now: float) -> str:
     if epoch is None:
         return "never"
-    if not is_valid(epoch):
+    if not is_valid_time(epoch):
         return "unknown"  # a stored time that is not one (doctor reports it)
     return humanize.naturaltime(
         datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None),
@@ -65,7 +64,7 @@ def ago(epoch: float | None, now: float) -> str:
 
 
 def timestamp(epoch: float) -> str:
-    if not is_valid(epoch):
+    if not is_valid_time(epoch):
         return "unknown"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from cachetui.core import usage
+from cachetui.core import measurepool, usage
 from cachetui.core.fsops import remove_tree
 from cachetui.core.usage import MeasureIssue, Measurement, measure
 
@@ -164,47 +165,111 @@ def build_wide(top: Path, dirs: int = 40, files: int = 20, *, links: bool = True
             os.link(top / "dir000" / "inner" / "f19", sub / "link")
 
 
+def _no_fork() -> int:
+    raise AssertionError("measure() forked")
+
+
 def test_parallel_walk_equals_du_and_dedups_links_across_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     top = tmp_path / "wide"
     build_wide(top)
     sequential = measure(top, workers=1)
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
     monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 30)
-    monkeypatch.setattr(os, "fork", counting_fork)
+    monkeypatch.setattr(os, "fork", _no_fork)
+    assert measurepool.available(2, timeout=120) == 2
+    before = measurepool.requests()
     parallel = measure(top, workers=3)
-    assert forks, "the parallel path did not run"
-    assert len(forks) == 2
+    assert measurepool.requests() - before == 2, "the walk was not shared with two helpers"
     assert parallel == sequential
     assert parallel.size == du(top)
     assert parallel.apparent_size == du(top, apparent=True)
 
 
-def test_parallel_worker_failure_falls_back_to_one_process(
+def test_parallel_walk_passes_directories_whose_names_are_not_utf8(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    top = tmp_path / "odd"
+    top.mkdir()
+    for i in range(12):
+        sub = os.path.join(bytes(top), b"dir-\xff\xfe-%d" % i)
+        os.mkdir(sub)
+        for j in range(10):
+            with open(os.path.join(sub, b"f\xe9%d" % j), "wb") as fh:
+                fh.write(b"y" * 3000)
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 5)
+    assert measurepool.available(1, timeout=120) == 1
+    before = measurepool.requests()
+    result = measure(top, workers=2)
+    assert measurepool.requests() > before
+    assert result.complete
+    assert result.size == du(top)
+    assert result.files == 12 * 11
+
+
+def test_parallel_helper_death_falls_back_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper killed in the middle of a request: the tree is measured again alone."""
     top = tmp_path / "wide"
     build_wide(top, dirs=10)
-    real_fork = os.fork
-
-    def failing_child_fork() -> int:
-        pid = real_fork()
-        if pid == 0:  # pragma: no cover - child
-            os._exit(3)
-        return pid
-
     monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
-    monkeypatch.setattr(os, "fork", failing_child_fork)
+    assert measurepool.available(1, timeout=120) == 1
+    killed: list[int] = []
+    real_reply = measurepool.Helper.reply
+
+    def kill_then_reply(self: measurepool.Helper) -> bytes:
+        self.proc.kill()
+        self.proc.wait()
+        killed.append(self.proc.pid)
+        return real_reply(self)
+
+    monkeypatch.setattr(measurepool.Helper, "reply", kill_then_reply)
     assert measure(top, workers=2).size == du(top)
+    assert killed, "no helper was asked"
+    monkeypatch.undo()
+    # The dead helper was dropped: a new one serves the next walk.
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
+    assert measurepool.available(1, timeout=120) == 1
+    before = measurepool.requests()
+    assert measure(top, workers=2).size == du(top)
+    assert measurepool.requests() > before
+
+
+MEASURE_WITH_THREADS = """
+import os, sys, threading, time
+forks = []
+os.register_at_fork(before=lambda: forks.append(1))
+from cachetui.core import measurepool, usage
+
+usage.PARALLEL_THRESHOLD = 30
+stop = threading.Event()
+worker = threading.Thread(target=stop.wait, daemon=True)  # a live thread, as in the dashboard
+worker.start()
+assert measurepool.available(1, timeout=120) == 1
+result = usage.measure(sys.argv[1], workers=2)
+stop.set()
+print(result.size, measurepool.requests(), len(forks), threading.active_count())
+"""
+
+
+def test_measuring_beside_live_threads_never_forks(tmp_path: Path) -> None:
+    """In a process with another thread running, a large walk is shared with helpers
+    started by exec, and no ``fork()`` runs (no at-fork hook fires; on Python 3.12 and
+    later, its "multi-threaded, use of fork()" DeprecationWarning would be an error)."""
+    top = tmp_path / "wide"
+    build_wide(top)
+    out = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", MEASURE_WITH_THREADS, str(top)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    size, requests, forks, threads = (int(x) for x in out.stdout.split())
+    assert (size, forks) == (du(top), 0)
+    assert requests >= 1, "the walk was not shared"
+    assert threads == 2
 
 
 def test_unreadable_subdir_via_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
