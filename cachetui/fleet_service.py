@@ -429,7 +429,7 @@ class FleetService:
                 if kind == "store":
                     stores_changed = True
                 elif kind == "records" and arg in self._records:
-                    self._read_changed(arg)
+                    self._read_changed(arg, holders=f"holders:{arg}" in changes.records)
                 elif kind == "gone":
                     gone.setdefault(split_key(arg)[0], set()).add(arg)
                 elif kind == "reload" and arg in self._records:
@@ -444,30 +444,42 @@ class FleetService:
                 self._read_stores()
             return _diff(old, self._build())
 
-    def _read_changed(self, name: str) -> None:
-        """The records of a store written since the version already shown."""
+    def _read_changed(self, name: str, *, holders: bool = True) -> None:
+        """The records of a store written since the version already shown; its holders
+        only when they changed (``holders``): a size written is one query, not two."""
         since = self._versions.get(name, 0)
         fresh = [FleetRecord(*row) for row in self.reader.record_rows(name, since_version=since)]
         info = self._infos.get(name)
         if info is None or not fresh:
             return
-        by_record = _holders_by_record(self.reader.holders(name))
         loaded = dict(self._records.get(name, {}))  # a new dict: the view before keeps its own
-        keys = {split_key(k)[1]: k for k in loaded}
-        for record in fresh:
-            keys.setdefault(record.id, f"{name}/{record.id}")
+        keys = {r.id: f"{name}/{r.id}" for r in fresh}
+        for record in fresh:  # a parent already shown keeps its place
+            if record.parent is not None and record.parent not in keys:
+                parent_key = f"{name}/{record.parent}"
+                if parent_key in loaded:
+                    keys[record.parent] = parent_key
+        by_record: dict[str, list[HolderInfo]] | None = None
+        if holders:
+            by_record = _holders_by_record(self.reader.holders(name))
         reshaped = False
         for record in fresh:
-            row = self._record_row(name, record, by_record.get(record.id, ()), keys)
-            before = loaded.get(row.id)
+            key = keys[record.id]
+            before = loaded.get(key)
+            if by_record is not None:
+                held: Sequence[HolderInfo] = by_record.get(record.id, ())
+            else:  # the holders did not change: the row keeps its own
+                held = before.holders if before is not None else ()
+            row = self._record_row(name, record, held, keys)
             reshaped = reshaped or before is None or before.parent != row.parent
-            loaded[row.id] = row
-        # holders of records not rewritten may have changed too (a release)
-        for key, row in loaded.items():
-            if row.holders or split_key(key)[1] in by_record:
-                held = tuple(by_record.get(split_key(key)[1], ()))
-                if held != row.holders:
-                    loaded[key] = replace(row, holders=held)
+            loaded[key] = row
+        if by_record is not None:
+            # holders of records not rewritten may have changed too (a release)
+            for key, row in loaded.items():
+                if row.holders or row.layer_id in by_record:
+                    now_held = tuple(by_record.get(row.layer_id, ()))
+                    if now_held != row.holders:
+                        loaded[key] = replace(row, holders=now_held)
         self._records[name] = loaded
         if reshaped:
             self._shapes.pop(name, None)
@@ -541,6 +553,8 @@ class FleetService:
                     for record_id in note.payload.get("deleted") or ():
                         tokens.add(f"gone:{store}/{record_id}")
                     tokens.add(f"records:{store}")
+                    if note.payload.get("holders", True):
+                        tokens.add(f"holders:{store}")
                 elif kind in ("store", "gc"):
                     tokens.add(f"store:{store}")
                 elif kind == "request":

@@ -134,7 +134,10 @@ class Publisher:
             replica.delete_holders(self.db, self.store, holders_gone)
             replica.set_store_totals(self.db, self.store, totals, version, synced=synced)
             if news:
-                replica.notify(self.db, CHANNEL, records_payload(self.store, version, deleted))
+                payload = records_payload(
+                    self.store, version, deleted, holders=bool(holders_changed or holders_gone)
+                )
+                replica.notify(self.db, CHANNEL, payload)
             replica.notify(self.db, CHANNEL, {"store": self.store, "kind": "store"})
         # Only once committed does the replica hold it.
         self.version = version

@@ -19,9 +19,10 @@ inside the transaction that made them (listeners never see a change before it is
 committed):
 
 * channel ``CHANNEL`` (``cachetui_fleet``), payload JSON ``{"store", "kind", ...}`` with
-  ``kind`` one of ``records`` (with ``version`` and ``deleted`` ids, or ``"reload": true``
-  when the ids would not fit), ``store`` (heartbeat, totals, registration), ``request``
-  (with ``id`` and ``state``) and ``gc``;
+  ``kind`` one of ``records`` (with ``version``, ``deleted`` ids or ``"reload": true``
+  when the ids would not fit, and ``holders``: whether the holders changed too),
+  ``store`` (heartbeat, totals, registration), ``request`` (with ``id`` and ``state``)
+  and ``gc``;
 * channel ``REQUEST_CHANNEL`` (``cachetui_request``), payload the store's name: wakes the
   agent of that store when a request for it is queued.
 """
@@ -45,9 +46,18 @@ REQUEST_CHANNEL = "cachetui_request"
 MAX_NOTIFY_IDS = 200
 
 
-def records_payload(store: str, version: int, deleted: list[str]) -> dict[str, Any]:
-    """The ``records`` notification: the ids removed, or ``reload`` when too many."""
-    payload: dict[str, Any] = {"store": store, "kind": "records", "version": version}
+def records_payload(
+    store: str, version: int, deleted: list[str], *, holders: bool = True
+) -> dict[str, Any]:
+    """The ``records`` notification: the ids removed, or ``reload`` when too many, and
+    whether the store's holders changed (a listener re-reads them only then; a payload
+    without the key means they may have)."""
+    payload: dict[str, Any] = {
+        "store": store,
+        "kind": "records",
+        "version": version,
+        "holders": holders,
+    }
     if len(deleted) > MAX_NOTIFY_IDS:
         payload["reload"] = True
     else:

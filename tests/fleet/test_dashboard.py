@@ -319,8 +319,14 @@ def test_a_row_update_rebuilds_only_its_own_store(fleet) -> None:
         before = service.view
         target = f"ci-runner-1/{ids['ci-runner-1'][0]}"
         publish_size(url, "ci-runner-1", split(target), 123_456_789)
+        reads: list[str] = []
+        holders = service.reader.holders
+        service.reader.holders = lambda name: reads.append(name) or holders(name)  # type: ignore[method-assign]
+        # a size written: the notification says the holders did not change
         delta = service.apply(ChangeSet(frozenset({"records:ci-runner-1"}), False))
+        assert reads == [], "holders are read only when they changed"
         after = delta.view
+        assert all(after.rows[k].holders == before.rows[k].holders for k in before.rows)
         assert isinstance(before.rows, FleetRows) and isinstance(after.rows, FleetRows)
         assert [k for k in delta.changed if not k.endswith("/")] == [target]
         assert not (delta.added or delta.removed or delta.reparented)
