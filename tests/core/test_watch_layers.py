@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cachetui.core import CacheManager
-from cachetui.core.watch import ChangeFeed, ChangeSet
+from cachetui.core import CacheManager, ChangeFeed, ChangeSet
 
 
 def _until(seen: list[ChangeSet], test: Callable[[set[str]], bool], what: str) -> None:
