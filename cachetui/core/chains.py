@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from cachetui.core import prune as pruning
+from cachetui.core.context import StoreContext
 from cachetui.core.effective_age import below
 from cachetui.core.errors import InvalidError, LockedError
 from cachetui.core.ids import validate_id
-from cachetui.core.records import prune_refusal
+from cachetui.core.records import prune_refusal, record_states
 from cachetui.core.state import StoreState
 from cachetui.core.types import UsageInfo
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = ["ChainPlan", "plan_chain", "prune_chain"]
 
@@ -106,7 +103,7 @@ def _post_order(state: StoreState, roots: Iterable[str], chain: set[str]) -> lis
 
 
 def plan_chain(
-    manager: CacheManager,
+    context: StoreContext,
     ids: Iterable[str],
     *,
     descendants: bool = True,
@@ -116,7 +113,7 @@ def plan_chain(
     if isinstance(ids, str):
         raise InvalidError(f"invalid ids {ids!r}: expected a collection of record ids")
     asked = [validate_id(i) for i in ids]
-    state = state if state is not None else manager.state()
+    state = state if state is not None else context.state()
     missing: list[str] = []
     chain: set[str] = set()
     for record_id in asked:
@@ -156,11 +153,11 @@ def plan_chain(
     order = _post_order(state, tops, chain)
     if blockers or not chain:
         return ChainPlan(tuple(order), (), tuple(blockers), tuple(missing))
-    rows = tuple(pruning.prune(manager, (), ids=order, dry_run=True))
+    rows = tuple(pruning.prune(context, (), ids=order, dry_run=True))
     went = {info.id for info in rows}
     if len(went) != len(chain):
         # The rule prune applies said no to some (a mount inside a layer): name them.
-        states = manager.records()
+        states = record_states(context)
         for record_id in order:
             if record_id not in went:
                 current = states.get(record_id)
@@ -186,15 +183,15 @@ def _ancestors(state: StoreState, record_id: str) -> list[str]:
 
 
 def prune_chain(
-    manager: CacheManager,
+    context: StoreContext,
     ids: Iterable[str],
     *,
     descendants: bool = True,
     on_prune: pruning.OnPrune | None = None,
 ) -> list[UsageInfo]:
     """Prune ``ids`` as one chain, leaves first, or nothing (see ``CacheManager.prune_chain``)."""
-    state = manager.state()
-    plan = plan_chain(manager, ids, descendants=descendants, state=state)
+    state = context.state()
+    plan = plan_chain(context, ids, descendants=descendants, state=state)
     if plan.blockers:
         record_id = plan.blockers[0][0]
         message = f"cannot prune the chain: {plan.refusal}; nothing was removed"
@@ -204,4 +201,4 @@ def prune_chain(
         raise InvalidError(message)
     if not plan.ids:
         return []
-    return pruning.prune(manager, (), ids=plan.ids, on_prune=on_prune)
+    return pruning.prune(context, (), ids=plan.ids, on_prune=on_prune)

@@ -16,19 +16,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cachetui.core import filters as filter_language
+from cachetui.core.context import StoreContext
 from cachetui.core.policy import DiskStat
 from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
-from cachetui.core.types import UsageInfo, to_seconds
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
+from cachetui.core.types import UsageInfo, to_seconds, usage_info_from_epochs
 
 __all__ = ["Layers", "Totals", "disk_usage", "make_usage_info", "measure_missing", "totals"]
 
@@ -75,7 +73,7 @@ def _apparent(row: RecordRow) -> int:
 
 
 def measure_missing(
-    manager: CacheManager,
+    context: StoreContext,
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int] | None = None,
@@ -85,21 +83,25 @@ def measure_missing(
     ``apparent`` receives the apparent sizes measured now (the others are on the rows).
     """
     found = {} if apparent is None else apparent
-    return _sizes(manager, state, rows, found, Layers(manager, state, listing=False))[0]
+    return _sizes(context, state, rows, found, Layers(context, state, listing=False))[0]
 
 
 class Layers:
     """Where each record's bytes are: from one listing of ``snapshots/`` (many rows), or
     by looking at each candidate name (a few rows: a prune batch)."""
 
-    def __init__(self, manager: CacheManager, state: StoreState, *, listing: bool = True) -> None:
+    def __init__(self, context: StoreContext, state: StoreState, *, listing: bool = True) -> None:
         self.state = state
-        self.directory = manager.snapshots.dir
-        self.names: set[str] | None = set(manager.snapshots.names()) if listing else None
+        self.directory = context.snapshots.dir
+        self.names: set[str] | None = set(context.snapshots.names()) if listing else None
         self._health: dict[str, str] = {}
+        self._all_ok: bool | None = None
 
     def locate(self, row: RecordRow) -> str | None:
-        candidates = [row.layer_id]
+        layer = row.layer_id
+        if self.names is not None and layer in self.names:
+            return layer  # the first candidate, and almost always the answer
+        candidates = [layer]
         if row.equal_mutable is not None:
             candidates.append(row.id)
         else:
@@ -114,8 +116,38 @@ class Layers:
                 return name
         return None
 
+    def all_ok(self) -> bool:
+        """Whether every live record's layer is in the listing and every live parent has
+        a live row: then every health is "ok" (one pass, instead of a walk per record)."""
+        if self._all_ok is None:
+            self._all_ok = self._check_all_ok()
+        return self._all_ok
+
+    def _check_all_ok(self) -> bool:
+        names, rows = self.names, self.state.rows
+        if names is None:
+            return False
+        # Records whose id names no directory: normally only the pending commits (their
+        # layer is the mutable's); a set difference finds them without a loop in Python.
+        for rid in rows.keys() - names:
+            row = rows[rid]
+            if not row.deleted and (row.equal_mutable is None or row.equal_mutable not in names):
+                return False
+        referenced = self.state.parent_ids
+        if referenced is not None:
+            return referenced <= rows.keys()  # every parent named has a live row
+        for row in rows.values():
+            parent = row.parent
+            if parent is not None and not row.deleted:
+                above = rows.get(parent)
+                if above is None or above.deleted:
+                    return False
+        return True
+
     def health(self, row: RecordRow) -> str:
         """ "ok", "missing" (its bytes are nowhere) or "broken" (an ancestor's are)."""
+        if self._all_ok or (self._all_ok is None and self.all_ok()):
+            return "ok"
         known = self._health
         path: list[RecordRow] = []
         on_path: set[str] = set()
@@ -146,7 +178,7 @@ class Layers:
 
 
 def _sizes(
-    manager: CacheManager,
+    context: StoreContext,
     state: StoreState,
     rows: Sequence[RecordRow],
     apparent: dict[str, int],
@@ -170,7 +202,7 @@ def _sizes(
             sizes[row.id] = row.size
             continue
         measured_any = True
-        measured = manager.snapshots.measure_name(name)
+        measured = context.snapshots.measure_name(name)
         sizes[row.id] = measured.size
         apparent[row.id] = measured.apparent_size
         if measured.complete and not (row.mutable and state.node_held(row)):
@@ -178,13 +210,13 @@ def _sizes(
             apparent_to_cache[row.id] = measured.apparent_size
             row.size = measured.size
             row.apparent_size = measured.apparent_size
-    if to_cache and not manager.read_only:
-        manager.store_sizes(to_cache, apparent_to_cache)
+    if to_cache and not context.read_only:
+        context.store_sizes(to_cache, apparent_to_cache)
     return sizes, measured_any
 
 
 def disk_usage(
-    manager: CacheManager,
+    context: StoreContext,
     filters: Sequence[str] | str = (),
     *,
     age_limit: float | timedelta | None = None,
@@ -192,15 +224,15 @@ def disk_usage(
 ) -> list[UsageInfo]:
     matcher = filter_language.parse_all(filters)
     limit = None if age_limit is None else to_seconds(age_limit, what="age_limit")
-    state = state if state is not None else manager.state()
+    state = state if state is not None else context.state()
     visible = state.visible()
     in_use = state.in_use_ids()
-    shared = state.shared_ids(manager.is_shared)
-    cutoff = manager.now() - limit if limit else None
-    layers = Layers(manager, state)
+    shared = state.shared_ids(context.is_shared)
+    cutoff = context.now() - limit if limit else None
+    layers = Layers(context, state)
     labels, mounts = state.labels, state.cache_mounts
-    selected: list[RecordRow] = []
-    for row in visible:
+    selected: list[RecordRow] = [] if matcher or cutoff is not None else visible
+    for row in visible if selected is not visible else ():
         if cutoff is not None:
             last = row.last_used_at if row.usage_count else None
             if (last if last is not None else row.created_at) > cutoff:
@@ -222,34 +254,39 @@ def disk_usage(
             continue
         selected.append(row)
     apparent: dict[str, int] = {}
-    sizes, measured_any = _sizes(manager, state, selected, apparent, layers)
+    all_ok = layers.all_ok()
+    if all_ok:
+        # Every layer is where its row says: only unknown sizes and held mutables (their
+        # live size) need a look; every other row's cached size stands.
+        live, held = state.live, state.node_held
+        unsure = [row for row in selected if row.size < 0 or (row.mutable and live and held(row))]
+    else:
+        unsure = selected
+    sizes, measured_any = _sizes(context, state, unsure, apparent, layers)
     if measured_any:
         # Some sizes were measured just now: the store's (size, id) order no longer holds.
+        if selected is visible:
+            selected = list(selected)
         selected.sort(key=attrgetter("id"))
-        selected.sort(key=lambda row: sizes[row.id], reverse=True)  # stable: ids stay sorted
-    # The hot loop of a 100,000-record store: locals and one constructor call per row.
-    info, stamp, utc = UsageInfo, _fromtimestamp, UTC
+        selected.sort(key=lambda row: sizes.get(row.id, row.size), reverse=True)  # stable
+    # The hot loop of a 100,000-record store: locals, one cheap constructor per row, the
+    # two datetimes made only when read (``usage_info_from_epochs``).
+    build, health, size_of = usage_info_from_epochs, layers.health, sizes.get
     result: list[UsageInfo] = []
     append = result.append
     with paused_gc():
         for row in selected:
             rid = row.id
-            last = row.last_used_at if row.usage_count else None
-            try:
-                created = stamp(row.created_at, utc)
-                used = None if last is None else stamp(last, utc)
-            except (OverflowError, ValueError, OSError):
-                # A stored time that is not one (see timestamps): shown as unknown.
-                created, used = to_datetime(row.created_at), _utc(last)
+            parent = row.parent
             append(
-                info(
+                build(
                     rid,
                     row.mutable,
                     rid in in_use,
-                    sizes[rid],
-                    (row.parent,) if row.parent else (),
-                    created,
-                    used,
+                    size_of(rid, row.size),
+                    (parent,) if parent else (),
+                    row.created_at,
+                    row.last_used_at if row.usage_count else None,
                     row.usage_count,
                     row.description,
                     row.record_type or "regular",
@@ -257,7 +294,7 @@ def disk_usage(
                     labels.get(rid, ()),
                     mounts.get(rid),
                     apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
-                    layers.health(row),
+                    "ok" if all_ok else health(row),
                 )
             )
     return result

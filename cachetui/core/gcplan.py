@@ -10,17 +10,15 @@ picture of the store that the decision was made on.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from cachetui.core import prune as pruning
+from cachetui.core.context import StoreContext
+from cachetui.core.diskusage import disk_usage, totals
 from cachetui.core.effective_age import Moment, newest_below, newest_in_subtrees
 from cachetui.core.errors import PruneInterrupted
-from cachetui.core.policy import DiskStat
+from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import GCResult, Kept, PruneOptions, TierResult, UsageInfo
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = ["StopRequested", "run_gc"]
 
@@ -95,7 +93,7 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
 
 
 def run_gc(
-    manager: CacheManager,
+    context: StoreContext,
     policies: Sequence[PruneOptions],
     *,
     dry_run: bool = False,
@@ -140,7 +138,7 @@ def run_gc(
 
     try:
         pruning.prune(
-            manager, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done, disk=disk
+            context, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done, disk=disk
         )
     except PruneInterrupted as err:
         if not isinstance(err.__cause__, StopRequested):
@@ -149,7 +147,7 @@ def run_gc(
         partial = tuple(info for info in err.removed if info.id not in done_ids)
         index = len(tiers)
         if index < len(policies):
-            now = manager.totals()
+            now = totals(disk_usage(context), disk_stat(context.root))
             after = now.total - now.shared
             freed = sum(info.size for info in partial if not info.shared)
             tiers.append(

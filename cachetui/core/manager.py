@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -21,16 +20,17 @@ from pathlib import Path
 from types import TracebackType
 
 from cachetui.core import chains, diskusage, gcplan, opencheck, prune, reconcile
-from cachetui.core.crashpoints import crash_point
-from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
-from cachetui.core.ids import ID_PATTERN, new_id, validate_id
-from cachetui.core.metadata import MetadataOperations, check_new_metadata, write_metadata
+from cachetui.core.context import Clock, StoreContext
+from cachetui.core.errors import InvalidError, NotFoundError, StoreError
+from cachetui.core.ids import ID_PATTERN, validate_id
+from cachetui.core.metadata import MetadataOperations
+from cachetui.core.operations import RecordOperations
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
-from cachetui.core.processes import current_process
 from cachetui.core.records import RecordState, alive_holders, record_states
+from cachetui.core.recordstore import HolderRow, RecordStore
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
-from cachetui.core.state import StoreState, load_state
+from cachetui.core.state import StoreState
 from cachetui.core.store import Store
 from cachetui.core.types import (
     CacheMount,
@@ -38,13 +38,12 @@ from cachetui.core.types import (
     GCRunInfo,
     PruneOptions,
     RecordType,
+    Sharing,
     TierResult,
     UsageInfo,
 )
 
 __all__ = ["CacheManager"]
-
-Clock = Callable[[], float]
 
 
 def _check_root(root: object) -> Path:
@@ -85,8 +84,14 @@ def _layer_entries(directory: Path) -> list[str]:
     return [name for name in names if ID_PATTERN.fullmatch(name)]
 
 
-class CacheManager(MetadataOperations):
-    """The cache manager of one store root. Use ``CacheManager.open(root)``."""
+class CacheManager:
+    """The cache manager of one store root. Use ``CacheManager.open(root)``.
+
+    It checks arguments and hands the work to the parts it is made of: the store's
+    context (rows, layers, clock), the record operations (which the handles call too)
+    and the label and cache-mount operations. It holds no lock of its own: the store's
+    write transaction is the one lock, across threads and processes.
+    """
 
     def __init__(
         self,
@@ -101,13 +106,25 @@ class CacheManager(MetadataOperations):
         self.root = root
         self.store = store
         self.snapshots = snapshots
-        self.clock = clock
-        self.is_shared = is_shared
-        self._lock = threading.RLock()
+        self._context = StoreContext(
+            root, store, snapshots, clock=clock, is_shared=is_shared, id_factory=id_factory
+        )
         self._closed = False
-        self._my_holders: set[int] = set()
-        self._id_factory = id_factory
+        self._ops = RecordOperations(self._context, self._check_usable)
+        self._metadata = MetadataOperations(self._ops)
         self.open_findings: list[reconcile.Finding] = []
+
+    @property
+    def clock(self) -> Clock:
+        return self._context.clock
+
+    @property
+    def is_shared(self) -> Callable[[str], bool] | None:
+        return self._context.is_shared
+
+    def now(self) -> float:
+        """The clock's time, checked (a bad reading raises ``InvalidError``)."""
+        return self._context.now()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -189,7 +206,7 @@ class CacheManager(MetadataOperations):
                 id_factory=id_factory,
             )
             manager.open_findings = reconcile.at_open(
-                manager, repair=repair, forget_missing=forget_missing
+                manager._context, repair=repair, forget_missing=forget_missing
             )
         except BaseException:
             store.close()
@@ -204,7 +221,8 @@ class CacheManager(MetadataOperations):
         if problems:
             store.damaged = problems
             return
-        seen = opencheck.inspect(store, directory)
+        records = RecordStore(store)
+        seen = opencheck.inspect(records, directory)
         problems = seen.problems()
         if problems:
             store.damaged = problems
@@ -213,7 +231,7 @@ class CacheManager(MetadataOperations):
             return
         # Another process's prune may have removed layers between the read and the
         # listing: look once more before calling the disk unmounted.
-        message = opencheck.inspect(store, directory).unmounted_message()
+        message = opencheck.inspect(records, directory).unmounted_message()
         if message is not None:
             raise StoreError(message)
 
@@ -237,19 +255,12 @@ class CacheManager(MetadataOperations):
             return
         self._closed = True
         try:
-            if self._my_holders and not self.read_only:
-                # Only rows still naming this process: an id whose row went (commit moved
-                # it, a prune or a force-release removed it) may now be another's.
-                me = current_process()
-                with self._lock, self.store.write():
-                    self.store.db.cursor().executemany(
-                        "DELETE FROM holder WHERE id = ? AND pid = ? AND start = ? AND host = ?",
-                        [(h, me.pid, me.start, me.host) for h in self._my_holders],
-                    )
+            if not self.read_only:
+                self._ops.drop_own_holders()
         except StoreError:
             pass  # the holders die with this process anyway
         finally:
-            self._my_holders.clear()
+            self._ops.holder_ids.clear()
             self.store.close()
 
     def __enter__(self) -> CacheManager:
@@ -266,7 +277,7 @@ class CacheManager(MetadataOperations):
     @property
     def read_only(self) -> bool:
         """Opened read-only, or degraded because the database failed its integrity check."""
-        return self.store.read_only or bool(self.store.damaged)
+        return self._context.read_only
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -289,135 +300,103 @@ class CacheManager(MetadataOperations):
         Extensions beyond BuildKit's options: ``labels`` (``key=value`` pairs) and, for an
         ``exec.cachemount`` record, ``cache_mount`` (its cache id, target and sharing).
         """
-        self._check_usable()
-        kind = RecordType.parse(record_type)
-        label_map, identity = check_new_metadata(kind, labels, cache_mount)
-        if not isinstance(description, str):
-            raise InvalidError(f"invalid description {description!r}: expected a string")
-        try:
-            description.encode("utf-8")
-        except UnicodeEncodeError as err:
-            # A lone surrogate (from undecodable bytes): SQLite stores UTF-8 only.
-            raise InvalidError(
-                f"invalid description {description!r}: not valid Unicode at position "
-                f"{err.start} ({err.reason})"
-            ) from None
-        if parent is not None:
-            if not isinstance(parent, ImmutableRef):
-                raise InvalidError(f"invalid parent {parent!r}: expected an ImmutableRef")
-            if parent._manager is not self and parent._manager.root != self.root:
-                raise InvalidError(f"parent {parent.id} belongs to another store")
-            parent.finalize()
-        record_id = self._new_id()
-        with self._lock:
-            staged: Path | None = None
-            final: Path | None = None
-            try:
-                with self.store.write():
-                    # Staged inside the write lock: a reconcile in another process never
-                    # sees this new-* directory half made.
-                    staged = self.snapshots.stage()
-                    crash_point("prepare:staged")
-                    if parent is not None:
-                        prow = self._live_row(parent.id)
-                        if prow.mutable or prow.equal_mutable is not None:
-                            raise InvalidError(f"parent {parent.id} is not a finalized record")
-                        self._require_layers(prow)
-                    self.store.Record.insert(
-                        id=record_id,
-                        parent=parent.id if parent is not None else None,
-                        mutable=True,
-                        retain=bool(retain),
-                        description=description,
-                        record_type=kind.value,
-                        created_at=self.now(),
-                    ).execute()
-                    write_metadata(self.store, record_id, label_map, identity)
-                    holder_id = self._add_holder(record_id, counts_use=True)
-                    final = self.snapshots.activate(staged, record_id)
-                    crash_point("prepare:renamed")
-                crash_point("prepare:committed")
-            except BaseException:
-                if final is not None or staged is not None:
-                    self.snapshots.discard(final or staged)  # type: ignore[arg-type]
-                raise
-        return MutableRef(
-            self,
-            record_id,
-            holder_id,
-            parent_id=parent.id if parent is not None else None,
+        return self._ops.new(
+            parent,
             description=description,
-            record_type=kind.value,
+            record_type=record_type,
+            retain=retain,
+            labels=labels,
+            cache_mount=cache_mount,
         )
 
     def get(self, id: str) -> ImmutableRef:
         """A handle on a record; a free mutable is lazily committed (BuildKit's ``Get``)."""
-        self._check_usable()
-        record_id = validate_id(id)
-        with self._lock, self.store.write():
-            row = self._heal(self._live_row(record_id))
-            if row is None:
-                raise NotFoundError(f"{record_id}: not found")
-            self._require_layers(row)
-            if not row.mutable:
-                holder_id = self._add_holder(row.id, counts_use=True)
-                return self._make_ref(ImmutableRef, row, holder_id)  # type: ignore[return-value]
-            if self._live_holders(row.id):
-                raise LockedError(row.id)
-            partner = self._immutable_of(row.id)
-            if partner is not None:
-                if self._live_holders(partner.id):
-                    raise LockedError(row.id)
-                holder_id = self._add_holder(partner.id, counts_use=True)
-                return self._make_ref(ImmutableRef, partner, holder_id)  # type: ignore[return-value]
-            committed = self._insert_commit(row)
-            holder_id = self._add_holder(committed.id, counts_use=True)
-            return self._make_ref(ImmutableRef, committed, holder_id)  # type: ignore[return-value]
+        return self._ops.get(id)
 
     def get_mutable(self, id: str) -> MutableRef:
         """The exclusive handle on a mutable record; drops a free equal immutable."""
-        self._check_usable()
-        record_id = validate_id(id)
-        with self._lock, self.store.write():
-            row = self._heal(self._live_row(record_id))
-            if row is None or not row.mutable:
-                if row is not None and row.id != record_id:
-                    raise NotFoundError(f"{record_id}: finalized as {row.id}")
-                raise InvalidError(f"{record_id} is not mutable")
-            self._require_layers(row)
-            if self._live_holders(row.id):
-                raise LockedError(row.id)
-            partner = self._immutable_of(row.id)
-            if partner is not None:
-                if self._live_holders(partner.id):
-                    raise LockedError(row.id)
-                self.store.execute("DELETE FROM holder WHERE record = ?", (partner.id,))
-                self.store.execute("DELETE FROM record WHERE id = ?", (partner.id,))
-            self.store.execute(
-                "UPDATE record SET size = -1, pending_use = 0 WHERE id = ?", (row.id,)
-            )
-            holder_id = self._add_holder(row.id, counts_use=True)
-            return self._make_ref(MutableRef, row, holder_id)  # type: ignore[return-value]
+        return self._ops.get_mutable(id)
 
-    def _new_id(self) -> str:
-        """A fresh record id: from ``id_factory`` when one was injected (deterministic
-        tests and screenshots), validated like any id from outside."""
-        factory = self._id_factory or new_id
-        return validate_id(factory(), what="generated record id")
+    # -- labels and cache mounts --------------------------------------------------------
+
+    def labels(self, record_id: str) -> dict[str, str]:
+        """A record's labels."""
+        self._check_usable()
+        return self._metadata.labels(record_id)
+
+    def set_labels(
+        self, record_id: str, labels: Mapping[str, str | None], *, replace: bool = False
+    ) -> dict[str, str]:
+        """Add or change labels on a record (and its pair half); a None value removes
+        that label; ``replace`` drops every label not given. Returns the labels now.
+
+        Setting labels never counts as a use and needs no handle.
+        """
+        self._check_usable()
+        return self._metadata.set_labels(record_id, labels, replace=replace)
+
+    def get_cache_mount(
+        self,
+        cache_id: str,
+        *,
+        target: str = "",
+        sharing: Sharing | str = Sharing.SHARED,
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> MutableRef:
+        """A handle on the cache mount ``cache_id``, acquired as BuildKit does for
+        ``--mount=type=cache,id=<cache_id>,sharing=<sharing>`` (see ``metadata``).
+
+        Raises:
+            LockedError: ``locked`` and still held by another holder after ``timeout``.
+        """
+        self._check_usable()
+        return self._metadata.get_cache_mount(
+            cache_id,
+            target=target,
+            sharing=sharing,
+            description=description,
+            labels=labels,
+            timeout=timeout,
+        )
+
+    # -- holders ------------------------------------------------------------------------
+
+    def holders(self, record_id: str) -> list[HolderRow]:
+        """Every holder of a record and of its pair half, with liveness (nothing reaped)."""
+        return self._ops.holders(record_id)
+
+    def layer_path(self, record_id: str) -> Path:
+        """The directory holding a record's own bytes (a pending commit's is the mutable's)."""
+        return self._ops.layer_path(record_id)
+
+    def force_release(self, holder_id: int) -> bool:
+        """Drop one holder row, whoever owns it (the dashboard's force release).
+
+        The record simply becomes free: no use is counted and nothing is removed.
+        Returns whether a holder row was deleted.
+        """
+        return self._ops.force_release(holder_id)
+
+    def store_sizes(self, sizes: dict[str, int], apparent: dict[str, int] | None = None) -> None:
+        """Cache measured sizes, and their apparent sizes when given (never a use, never
+        waiting for the write lock: a read must not block behind another's write)."""
+        self._context.store_sizes(sizes, apparent)
 
     # -- views --------------------------------------------------------------------------
 
     def state(self) -> StoreState:
         """A consistent picture of every record and holder."""
         self._check_usable()
-        return load_state(self.store)
+        return self._context.state()
 
     def disk_usage(
         self, filters: Sequence[str] | str = (), *, age_limit: float | timedelta | None = None
     ) -> list[UsageInfo]:
         """One row per visible record, largest first (see ``docs/api.md``)."""
         self._check_usable()
-        return diskusage.disk_usage(self, filters, age_limit=age_limit)
+        return diskusage.disk_usage(self._context, filters, age_limit=age_limit)
 
     def totals(self, rows: Sequence[UsageInfo] | None = None) -> diskusage.Totals:
         """The totals block over ``rows`` (default: all of disk usage), with the free and
@@ -442,7 +421,7 @@ class CacheManager(MetadataOperations):
         """
         self._check_usable()
         return prune.prune(
-            self,
+            self._context,
             policies if ids is not None else (policies or (PruneOptions(),)),
             dry_run=dry_run,
             on_prune=on_prune,
@@ -460,7 +439,7 @@ class CacheManager(MetadataOperations):
         records that stop it and why (a live holder inside, a child left out).
         """
         self._check_usable()
-        return chains.plan_chain(self, ids, descendants=descendants)
+        return chains.plan_chain(self._context, ids, descendants=descendants)
 
     def prune_chain(
         self,
@@ -478,33 +457,33 @@ class CacheManager(MetadataOperations):
         above it stay (they are then missing from the result).
         """
         self._check_usable()
-        return chains.prune_chain(self, ids, descendants=descendants, on_prune=on_prune)
+        return chains.prune_chain(self._context, ids, descendants=descendants, on_prune=on_prune)
 
     def records(self) -> dict[str, RecordState]:
         """One ``RecordState`` per visible record, by id: the usage row, who holds it,
         retain, pending commit, children, layer path, health and why prune would refuse
         it. Screens build rows, details and refusals from this one value."""
         self._check_usable()
-        return record_states(self)
+        return record_states(self._context)
 
     def alive_holders(self) -> frozenset[int]:
         """The holder ids whose process runs now (liveness re-checked on every call)."""
         self._check_usable()
-        with self._lock:
-            return alive_holders(self)
+        return alive_holders(self._context.records)
 
     def measure(self, record_id: str) -> int:
         """The bytes of a record's own layer measured now (``du -s``), caching nothing."""
         self._check_usable()
         validate_id(record_id)
-        with self._lock, self.store.read():
-            layer = self._live_row(record_id).layer_id
+        records = self._context.records
+        with records.read():
+            layer = records.live_record(record_id).layer_id
         return self.snapshots.measure(layer).size
 
     def gc(self, policies: Iterable[PruneOptions] | None = None) -> list[UsageInfo]:
         """Apply the given policies, or the default tiers modelled on BuildKit's."""
         self._check_usable()
-        return prune.gc(self, policies)
+        return prune.gc(self._context, policies)
 
     def gc_plan(
         self,
@@ -526,7 +505,7 @@ class CacheManager(MetadataOperations):
             list(policies) if policies is not None else default_gc_policies(disk_stat(self.root))
         )
         return gcplan.run_gc(
-            self,
+            self._context,
             chosen,
             dry_run=dry_run,
             explain=explain,
@@ -539,51 +518,14 @@ class CacheManager(MetadataOperations):
     def record_gc_run(self, run: GCRunInfo) -> None:
         """Append one GC run to the store's history."""
         self._check_usable()
-        model = self.store.GCRun
-        with self.store.write():
-            model.create(
-                started_at=run.started_at,
-                duration=run.duration,
-                policy=run.policy,
-                trigger=run.trigger,
-                tiers=run.tiers,
-                records=run.records,
-                bytes=run.bytes,
-                interrupted=run.interrupted,
-                pid=run.pid,
-                host=run.host,
-            )
+        records = self._context.records
+        with records.write():
+            records.add_gc_run(run)
 
     def gc_history(self, limit: int | None = 20) -> list[GCRunInfo]:
         """The last ``limit`` GC runs (all with None), newest first."""
         self._check_usable()
-        if not self.store.has_table("gc_run"):
-            return []  # an older store opened read-only: no run was ever recorded
-        sql = (
-            "SELECT started_at, duration, policy, trigger, tiers, records, bytes, "
-            "interrupted, pid, host FROM gc_run ORDER BY started_at DESC, id DESC"
-        )
-        params: tuple[int, ...] = ()
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = (limit,)
-        with self.store.read():
-            rows = self.store.rows(sql, params)
-        return [
-            GCRunInfo(
-                started_at=r[0],
-                duration=r[1],
-                policy=r[2],
-                trigger=r[3],
-                tiers=r[4],
-                records=r[5],
-                bytes=r[6],
-                interrupted=bool(r[7]),
-                pid=r[8],
-                host=r[9],
-            )
-            for r in rows
-        ]
+        return self._context.records.gc_runs(limit)
 
     def doctor(self, *, fix: bool = False, forget_missing: bool = False) -> list[reconcile.Finding]:
         """Check the store against the disk (changing nothing); with ``fix``, repair what
@@ -591,4 +533,6 @@ class CacheManager(MetadataOperations):
         layer is missing (and their descendants) are forgotten, but not while the layers
         look unmounted unless ``forget_missing``. Nothing is ever deleted."""
         self._check_usable()
-        return reconcile.doctor(self, fix=fix, forget_missing=forget_missing)
+        return reconcile.doctor(
+            self._context, self.open_findings, fix=fix, forget_missing=forget_missing
+        )

@@ -69,7 +69,7 @@ class Helper:
         try:
             code = (
                 "import sys; sys.path.insert(0, sys.argv[1]); "
-                "from cachetui.core.measurepool import serve; serve(int(sys.argv[2]))"
+                "from cachetui.core.usage import serve_helper; serve_helper(int(sys.argv[2]))"
             )
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code, _PACKAGE_PARENT, str(child.fileno())],
@@ -227,13 +227,11 @@ def _read_exactly(sock: socket.socket, length: int) -> bytes:
     return b"".join(chunks)
 
 
-def serve(fd: int, handle: Callable[[Any, list[int]], Any] | None = None) -> None:
-    """The helper's loop: answer requests on socket ``fd`` until it closes."""
+def serve(fd: int, handle: Callable[[Any, list[int]], Any]) -> None:
+    """The helper's loop: answer requests on socket ``fd`` with ``handle`` until it
+    closes (``usage.serve_helper`` passes the walk; this module never imports ``usage``,
+    which imports it)."""
     sock = socket.socket(fileno=fd)
-    if handle is None:
-        from cachetui.core.usage import walk_request
-
-        handle = walk_request
     try:
         sock.sendall(_READY)
     except OSError:

@@ -27,85 +27,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from cachetui.core.errors import InvalidError, LockedError
 from cachetui.core.ids import validate_id
 from cachetui.core.operations import RecordOperations
-from cachetui.core.refs import ImmutableRef, MutableRef
-from cachetui.core.state import HolderRow, read_metadata
-from cachetui.core.store import Store
+from cachetui.core.recordstore import HolderRow
+from cachetui.core.refs import MutableRef
 from cachetui.core.types import CacheMount, RecordType, Sharing, check_labels
 
-__all__ = ["POLL_SECONDS", "MetadataOperations", "write_metadata"]
+__all__ = ["POLL_SECONDS", "MetadataOperations"]
 
 #: How often a ``locked`` acquisition looks again (BuildKit polls every 100 ms).
 POLL_SECONDS = 0.1
 
 
-def write_metadata(
-    store: Store,
-    record_id: str,
-    labels: Mapping[str, str | None],
-    cache_mount: CacheMount | None,
-) -> None:
-    """Inside a write: store a new record's labels and cache-mount identity."""
-    for key, value in labels.items():
-        if value is not None:
-            store.execute(
-                "INSERT OR REPLACE INTO record_label (record, key, value) VALUES (?, ?, ?)",
-                (record_id, key, value),
-            )
-    if cache_mount is not None:
-        store.execute(
-            "INSERT OR REPLACE INTO cache_mount (record, cache_id, target, sharing) "
-            "VALUES (?, ?, ?, ?)",
-            (record_id, cache_mount.cache_id, cache_mount.target, str(cache_mount.sharing)),
-        )
+class MetadataOperations:
+    """The manager's calls for labels and cache mounts, over its record operations."""
 
-
-def check_new_metadata(
-    kind: RecordType, labels: object, cache_mount: object
-) -> tuple[dict[str, str | None], CacheMount | None]:
-    """Validate ``new``'s ``labels`` and ``cache_mount`` arguments before any write."""
-    checked = check_labels({} if labels is None else labels)
-    if cache_mount is None:
-        return checked, None
-    if not isinstance(cache_mount, CacheMount):
-        raise InvalidError(f"invalid cache_mount {cache_mount!r}: expected a CacheMount")
-    if kind is not RecordType.EXEC_CACHEMOUNT:
-        raise InvalidError(
-            f"a cache mount identity needs record_type='exec.cachemount', not {kind.value!r}"
-        )
-    return checked, cache_mount
-
-
-class MetadataOperations(RecordOperations):
-    """The manager's calls for labels and cache mounts (``CacheManager`` builds on it)."""
-
-    if TYPE_CHECKING:
-
-        def get_mutable(self, id: str) -> MutableRef: ...
-        def new(
-            self,
-            parent: ImmutableRef | None = None,
-            *,
-            description: str = "",
-            record_type: RecordType | str = RecordType.REGULAR,
-            retain: bool = False,
-            labels: Mapping[str, str] | None = None,
-            cache_mount: CacheMount | None = None,
-        ) -> MutableRef: ...
+    def __init__(self, operations: RecordOperations) -> None:
+        self._ops = operations
+        self.records = operations.records
 
     # -- labels -------------------------------------------------------------------------
 
     def labels(self, record_id: str) -> dict[str, str]:
         """A record's labels."""
-        self._check_usable()
         validate_id(record_id)
-        with self._lock, self.store.read():
-            self._live_row(record_id)
-            found, _ = read_metadata(self.store, (record_id,))
+        with self.records.read():
+            self.records.live_record(record_id)
+            found, _ = self.records.metadata((record_id,))
         return dict(found.get(record_id, ()))
 
     def set_labels(
@@ -116,31 +66,19 @@ class MetadataOperations(RecordOperations):
 
         Setting labels never counts as a use and needs no handle.
         """
-        self._check_usable()
         validate_id(record_id)
         changes = check_labels(labels, removals=True)
-        with self._lock, self.store.write():
-            row = self._live_row(record_id)
+        records = self.records
+        with records.write():
+            row = records.live_record(record_id)
             ids = [record_id]
-            pending = self._immutable_of(record_id)
+            pending = records.immutable_of(record_id)
             partner = row.equal_mutable or (pending.id if pending is not None else None)
             if partner is not None:
                 ids.append(partner)
             for rid in ids:
-                if replace:
-                    self.store.execute("DELETE FROM record_label WHERE record = ?", (rid,))
-                for key, value in changes.items():
-                    if value is None:
-                        self.store.execute(
-                            "DELETE FROM record_label WHERE record = ? AND key = ?", (rid, key)
-                        )
-                    else:
-                        self.store.execute(
-                            "INSERT OR REPLACE INTO record_label (record, key, value) "
-                            "VALUES (?, ?, ?)",
-                            (rid, key, value),
-                        )
-            found, _ = read_metadata(self.store, (record_id,))
+                records.change_labels(rid, changes, replace=replace)
+            found, _ = records.metadata((record_id,))
         return dict(found.get(record_id, ()))
 
     # -- cache mounts -------------------------------------------------------------------
@@ -165,7 +103,6 @@ class MetadataOperations(RecordOperations):
         Raises:
             LockedError: ``locked`` and still held by another holder after ``timeout``.
         """
-        self._check_usable()
         identity = CacheMount(cache_id, target, sharing)
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
@@ -194,30 +131,23 @@ class MetadataOperations(RecordOperations):
     ) -> tuple[MutableRef | None, HolderRow | None]:
         """One attempt, in one write: the handle, or (None, a holder to wait for)."""
         request = Sharing.parse(identity.sharing)
-        with self._lock, self.store.write():
-            candidates = self.store.rows(
-                "SELECT r.id, c.sharing FROM cache_mount c JOIN record r ON r.id = c.record "
-                "WHERE c.cache_id = ? AND r.mutable = 1 AND r.deleted = 0 "
-                "ORDER BY r.created_at, r.id",
-                (identity.cache_id,),
-            )
+        records = self.records
+        with records.write():
             blocking: HolderRow | None = None
-            for record_id, mode in candidates:
-                partner = self._immutable_of(record_id)
-                held = self._live_holders(record_id)
+            for record_id, mode in records.cache_mount_records(identity.cache_id):
+                partner = records.immutable_of(record_id)
+                held = records.live_holders(record_id)
                 if partner is not None:
-                    held += self._live_holders(partner.id)
+                    held += records.live_holders(partner.id)
                 if not held:
-                    # Free: take it exclusively (get_mutable drops a free pending commit).
-                    return self.get_mutable(record_id), None
+                    # Free: take it exclusively (this drops a free pending commit).
+                    return self._ops.take_mutable(record_id), None
                 if request is Sharing.SHARED and mode == Sharing.SHARED and partner is None:
-                    row = self._live_row(record_id)
-                    holder_id = self._add_holder(record_id, counts_use=True)
-                    return self._make_ref(MutableRef, row, holder_id), None  # type: ignore[return-value]
+                    return self._ops.share_mutable(record_id), None
                 blocking = blocking or held[0]
             if request is Sharing.LOCKED and blocking is not None:
                 return None, blocking
-            ref = self.new(
+            ref = self._ops.new(
                 description=description or f"cached mount {identity.target or identity.cache_id}",
                 record_type=RecordType.EXEC_CACHEMOUNT,
                 retain=True,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cachetui.core.ids import ID_PATTERN
+from cachetui.core.recordstore import RecordStore
 from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
-from cachetui.core.store import Store
 
 __all__ = ["Inspection", "inspect", "list_snapshots"]
 
@@ -164,16 +164,15 @@ class Inspection:
         ]
 
 
-def inspect(store: Store, directory: Path) -> Inspection:
+def inspect(records: RecordStore, directory: Path) -> Inspection:
     """Read the record table's shape (inside the caller's transaction, or its own read)
     and list ``snapshots/``; the listing comes after the read, so a layer created since
     the read is at worst one more name, never a row without its directory."""
-    query = "SELECT id, parent, equal_mutable, mutable, deleted FROM record"
-    if store.db.in_transaction():
-        rows = store.rows(query)
+    if records.in_transaction():
+        rows = records.shapes()
     else:
-        with store.read():
-            rows = store.rows(query)
+        with records.read():
+            rows = records.shapes()
     parent_of: dict[str, str | None] = {}
     pair_of: dict[str, str] = {}
     mutable: set[str] = set()

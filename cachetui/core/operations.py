@@ -1,8 +1,9 @@
-"""Record operations behind the handles: reading rows, holders, commit, finalize, release.
+"""Record operations: creating, getting, committing, finalizing and releasing records.
 
-``RecordOperations`` is the half of ``CacheManager`` that refs call into. Every method
-runs inside one ``BEGIN IMMEDIATE`` write (or is a helper used inside one): the store is
-the only state, so other processes always see a consistent picture.
+``RecordOperations`` does the work behind the manager's ``new``/``get``/``get_mutable``
+and behind every handle (``refs``): the handles call it, not the manager. Each method is
+one ``BEGIN IMMEDIATE`` write over the store's named operations (``recordstore``): the
+store is the only state, so other processes always see a consistent picture.
 
 Release follows BuildKit: a non-retained mutable goes at once; a pair goes
 when its immutable's last handle does, unless either half is retained; overlapping uses
@@ -12,103 +13,48 @@ write, then deletes the tree, then the row.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from cachetui.core.context import StoreContext
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.errors import InvalidError, LockedError, NotFoundError, StoreError
+from cachetui.core.errors import InvalidError, LockedError, NotFoundError
 from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
+from cachetui.core.recordstore import HolderRow, RecordRow
 from cachetui.core.refs import ImmutableRef, MutableRef, Ref
-from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
-from cachetui.core.state import HOLDER_COLUMNS, HolderRow, RecordRow, holder_rows_alive
-from cachetui.core.store import Store
-from cachetui.core.timestamps import checked_clock_value
-from cachetui.core.types import Mount
+from cachetui.core.types import CacheMount, Mount, RecordType, check_new_metadata
 
 __all__ = ["RecordOperations"]
 
 
 class RecordOperations:
-    """Row-level operations shared by the manager's methods and its handles."""
+    """The row-and-layer work of one open store (the manager and its handles call it).
 
-    root: Path
-    store: Store
-    snapshots: DirectorySnapshotter
-    clock: Callable[[], float]
-    _lock: threading.RLock
-    _my_holders: set[int]
+    ``check_usable`` raises when the manager was closed; ``holders`` are the holder ids
+    this process handed out (their rows go when the manager closes).
+    """
+
+    def __init__(self, context: StoreContext, check_usable: Callable[[], None]) -> None:
+        self.context = context
+        self.records = context.records
+        self.snapshots = context.snapshots
+        self.root = context.root
+        self._check_usable = check_usable
+        self.holder_ids: set[int] = set()
 
     @property
     def read_only(self) -> bool:
-        raise NotImplementedError
+        return self.context.read_only
 
-    def _check_usable(self) -> None:
-        raise NotImplementedError
-
-    def now(self) -> float:
-        """The clock's time, checked: a bad reading raises ``InvalidError``, never a
-        timestamp stored that no later read could turn into a date."""
-        return checked_clock_value(self.clock())
-
-    def _new_id(self) -> str:
-        raise NotImplementedError
-
-    # -- reading helpers (inside a transaction) -----------------------------------------
-
-    def _row(self, record_id: str) -> RecordRow | None:
-        columns = self.store.record_columns
-        found = self.store.rows(f"SELECT {columns} FROM record WHERE id = ?", (record_id,))
-        return RecordRow.from_values(found[0]) if found else None
-
-    def _live_row(self, record_id: str) -> RecordRow:
-        row = self._row(record_id)
-        if row is None or row.deleted:
-            raise NotFoundError(f"{record_id}: not found")
-        return row
-
-    def _holders(self, record_id: str) -> list[HolderRow]:
-        return holder_rows_alive(
-            self.store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder WHERE record = ?", (record_id,))
-        )
-
-    def _live_holders(self, record_id: str) -> list[HolderRow]:
-        live = []
-        for holder in self._holders(record_id):
-            if holder.alive:
-                live.append(holder)
-            else:  # its process is gone: reap it
-                self.store.execute("DELETE FROM holder WHERE id = ?", (holder.id,))
-        return live
-
-    def _immutable_of(self, mutable_id: str) -> RecordRow | None:
-        found = self.store.rows(
-            "SELECT id FROM record WHERE equal_mutable = ? AND deleted = 0", (mutable_id,)
-        )
-        return self._row(found[0][0]) if found else None
+    # -- helpers inside a write -----------------------------------------------------------
 
     def _add_holder(self, record_id: str, *, counts_use: bool) -> int:
-        me = current_process()
-        holder_id = int(
-            self.store.Holder.insert(
-                record=record_id,
-                pid=me.pid,
-                start=me.start,
-                host=me.host,
-                created_at=self.now(),
-                counts_use=counts_use,
-            ).execute()
+        holder_id = self.records.add_holder(
+            record_id, current_process(), self.context.now(), counts_use=counts_use
         )
-        self._my_holders.add(holder_id)
+        self.holder_ids.add(holder_id)
         return holder_id
-
-    def _mark_used(self, record_id: str) -> None:
-        self.store.execute(
-            "UPDATE record SET usage_count = usage_count + 1, last_used_at = ? WHERE id = ?",
-            (self.now(), record_id),
-        )
 
     def _make_ref(self, cls: type[Ref], row: RecordRow, holder_id: int) -> Ref:
         return cls(
@@ -121,292 +67,287 @@ class RecordOperations:
         )
 
     def _insert_commit(self, mutable: RecordRow) -> RecordRow:
-        committed_id = self._new_id()
-        now = self.now()
-        self.store.Record.insert(
-            id=committed_id,
+        committed_id = self.context.new_id()
+        self.records.insert_record(
+            committed_id,
             parent=mutable.parent,
             mutable=False,
             equal_mutable=mutable.id,
-            retain=False,
             description=mutable.description,
             record_type=mutable.record_type,
-            created_at=now,
-        ).execute()
+            created_at=self.context.now(),
+        )
         crash_point("commit:inserted")
-        row = self._row(committed_id)
+        row = self.records.record(committed_id)
         assert row is not None
         return row
 
-    # -- where the bytes are: crash shapes of other processes ----------------------------
+    # -- creating and getting -----------------------------------------------------------
 
-    def _locate(self, row: RecordRow) -> str | None:
-        """The name under ``snapshots/`` holding ``row``'s bytes, inside a transaction.
-
-        Normally its layer (a pending commit's is the mutable's). Another process that
-        died mid-finalize leaves them under the immutable's name; one that died inside a
-        removal's transaction leaves them as ``rm-<id>`` while the row is live. None when
-        they are nowhere: the record is "missing".
-        """
-        candidates = [row.layer_id]
-        if row.equal_mutable is not None:
-            candidates.append(row.id)
-        elif row.mutable:
-            partner = self._immutable_of(row.id)
-            if partner is not None:
-                candidates.append(partner.id)
-        directory = self.snapshots.dir
-        for name in (*candidates, *(f"{TRASH_PREFIX}{c}" for c in candidates)):
-            path = directory / name
-            if os.path.isdir(path) and not os.path.islink(path):
-                return name
-        return None
-
-    def _heal(self, row: RecordRow) -> RecordRow | None:
-        """Inside a write: finish or undo what a dead process left on ``row``'s layer.
-
-        Holding the write lock means no other process is inside a finalize or a removal
-        transaction, so these shapes can only be a crash's: a half-finalized pair is
-        finished (the mutable row goes: returns the immutable), a removal that never
-        committed is rolled back (its layer gets its name again). Returns the row as it
-        is now (None if it went).
-        """
-        name = self._locate(row)
-        if name is None or name == row.layer_id:
-            return row
-        if name.startswith(TRASH_PREFIX):
-            self.snapshots.unretire(name[len(TRASH_PREFIX) :])
-            return row
-        # The bytes sit under the immutable's name: finalize renamed, then died.
-        immutable = row if row.equal_mutable is not None else self._row(name)
-        if immutable is None or immutable.equal_mutable is None:
-            return row
-        mutable_id = immutable.equal_mutable
-        self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (immutable.id,))
-        self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
-        self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
-        return self._row(immutable.id)
-
-    def _require_layers(self, row: RecordRow) -> None:
-        """Inside a write: NotFoundError naming the first missing layer of the chain
-        (the record's own, then its ancestors'), healing crash shapes on the way."""
-        current: RecordRow | None = row
-        seen: set[str] = set()
-        while current is not None and current.id not in seen:
-            seen.add(current.id)
-            healed = self._heal(current)
-            if healed is None or self._locate(healed) is None:
-                path = self.snapshots.dir / current.layer_id
-                if current is row:
-                    raise NotFoundError(f"{row.id}: its layer directory {path} is missing")
-                raise NotFoundError(
-                    f"{row.id}: the layer directory {path} of its ancestor {current.id} is missing"
+    def new(
+        self,
+        parent: ImmutableRef | None = None,
+        *,
+        description: str = "",
+        record_type: RecordType | str = RecordType.REGULAR,
+        retain: bool = False,
+        labels: Mapping[str, str] | None = None,
+        cache_mount: CacheMount | None = None,
+    ) -> MutableRef:
+        """``CacheManager.new`` (see there)."""
+        self._check_usable()
+        kind = RecordType.parse(record_type)
+        label_map, identity = check_new_metadata(kind, labels, cache_mount)
+        if not isinstance(description, str):
+            raise InvalidError(f"invalid description {description!r}: expected a string")
+        try:
+            description.encode("utf-8")
+        except UnicodeEncodeError as err:
+            # A lone surrogate (from undecodable bytes): SQLite stores UTF-8 only.
+            raise InvalidError(
+                f"invalid description {description!r}: not valid Unicode at position "
+                f"{err.start} ({err.reason})"
+            ) from None
+        if parent is not None:
+            if not isinstance(parent, ImmutableRef):
+                raise InvalidError(f"invalid parent {parent!r}: expected an ImmutableRef")
+            if parent._ops is not self and parent._ops.root != self.root:
+                raise InvalidError(f"parent {parent.id} belongs to another store")
+            parent.finalize()
+        record_id = self.context.new_id()
+        records = self.records
+        staged: Path | None = None
+        final: Path | None = None
+        try:
+            with records.write():
+                # Staged inside the write lock: a reconcile in another process never
+                # sees this new-* directory half made.
+                staged = self.snapshots.stage()
+                crash_point("prepare:staged")
+                if parent is not None:
+                    prow = records.live_record(parent.id)
+                    if prow.mutable or prow.equal_mutable is not None:
+                        raise InvalidError(f"parent {parent.id} is not a finalized record")
+                    self.context.require_layers(prow)
+                records.insert_record(
+                    record_id,
+                    parent=parent.id if parent is not None else None,
+                    mutable=True,
+                    retain=bool(retain),
+                    description=description,
+                    record_type=kind.value,
+                    created_at=self.context.now(),
                 )
-            if healed.parent is None:
-                return
-            current = self._row(healed.parent)
-            if current is None or current.deleted:
-                raise NotFoundError(f"{row.id}: its ancestor {healed.parent} has no record")
+                records.write_metadata(record_id, label_map, identity)
+                holder_id = self._add_holder(record_id, counts_use=True)
+                final = self.snapshots.activate(staged, record_id)
+                crash_point("prepare:renamed")
+            crash_point("prepare:committed")
+        except BaseException:
+            if final is not None or staged is not None:
+                self.snapshots.discard(final or staged)  # type: ignore[arg-type]
+            raise
+        return MutableRef(
+            self,
+            record_id,
+            holder_id,
+            parent_id=parent.id if parent is not None else None,
+            description=description,
+            record_type=kind.value,
+        )
+
+    def get(self, id: str) -> ImmutableRef:
+        """``CacheManager.get`` (see there)."""
+        self._check_usable()
+        record_id = validate_id(id)
+        records = self.records
+        with records.write():
+            row = self.context.heal(records.live_record(record_id))
+            if row is None:
+                raise NotFoundError(f"{record_id}: not found")
+            self.context.require_layers(row)
+            if not row.mutable:
+                holder_id = self._add_holder(row.id, counts_use=True)
+                return self._make_ref(ImmutableRef, row, holder_id)  # type: ignore[return-value]
+            if records.live_holders(row.id):
+                raise LockedError(row.id)
+            partner = records.immutable_of(row.id)
+            if partner is not None:
+                if records.live_holders(partner.id):
+                    raise LockedError(row.id)
+                holder_id = self._add_holder(partner.id, counts_use=True)
+                return self._make_ref(ImmutableRef, partner, holder_id)  # type: ignore[return-value]
+            committed = self._insert_commit(row)
+            holder_id = self._add_holder(committed.id, counts_use=True)
+            return self._make_ref(ImmutableRef, committed, holder_id)  # type: ignore[return-value]
+
+    def get_mutable(self, id: str) -> MutableRef:
+        """``CacheManager.get_mutable`` (see there)."""
+        self._check_usable()
+        record_id = validate_id(id)
+        with self.records.write():
+            return self.take_mutable(record_id)
+
+    def take_mutable(self, record_id: str) -> MutableRef:
+        """Inside a write: the exclusive handle on a mutable; drops a free equal immutable."""
+        records = self.records
+        row = self.context.heal(records.live_record(record_id))
+        if row is None or not row.mutable:
+            if row is not None and row.id != record_id:
+                raise NotFoundError(f"{record_id}: finalized as {row.id}")
+            raise InvalidError(f"{record_id} is not mutable")
+        self.context.require_layers(row)
+        if records.live_holders(row.id):
+            raise LockedError(row.id)
+        partner = records.immutable_of(row.id)
+        if partner is not None:
+            if records.live_holders(partner.id):
+                raise LockedError(row.id)
+            records.drop_record(partner.id)
+        records.reopen_mutable(row.id)
+        holder_id = self._add_holder(row.id, counts_use=True)
+        return self._make_ref(MutableRef, row, holder_id)  # type: ignore[return-value]
+
+    def share_mutable(self, record_id: str) -> MutableRef:
+        """Inside a write: one more handle on a shared cache mount's mutable."""
+        row = self.records.live_record(record_id)
+        holder_id = self._add_holder(record_id, counts_use=True)
+        return self._make_ref(MutableRef, row, holder_id)  # type: ignore[return-value]
 
     # -- handle operations (called by refs) ---------------------------------------------
 
-    def _owns(self, ref: Ref) -> bool:
-        return bool(
-            self.store.rows(
-                "SELECT 1 FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
-            )
-        )
-
-    def _commit(self, ref: MutableRef) -> ImmutableRef:
+    def commit(self, ref: MutableRef) -> ImmutableRef:
         self._check_usable()
-        with self._lock, self.store.write():
-            row = self._live_row(ref.id)
+        records = self.records
+        with records.write():
+            row = records.live_record(ref.id)
             if not row.mutable:
                 raise InvalidError(f"cannot commit {ref.id}: it is not mutable")
-            if not self._owns(ref):
+            if records.holder_counts_use(ref.holder_id, ref.id) is None:
                 raise InvalidError(f"cannot commit {ref.id}: its handle is no longer held")
-            if len(self._live_holders(row.id)) > 1:  # a shared cache mount's other users
+            if len(records.live_holders(row.id)) > 1:  # a shared cache mount's other users
                 raise LockedError(
                     row.id, f"cannot commit {ref.id}: other holders share it (a shared cache mount)"
                 )
-            if self._immutable_of(row.id) is not None:
+            if records.immutable_of(row.id) is not None:
                 raise InvalidError(f"cannot commit {ref.id}: it already has a pending commit")
             committed = self._insert_commit(row)
             # The immutable owns the mutable from now on: "held" moves to it.
-            self.store.execute(
-                "DELETE FROM holder WHERE id = ? AND record = ?", (ref.holder_id, ref.id)
-            )
-            self._my_holders.discard(ref.holder_id)
+            records.drop_holder(ref.holder_id, ref.id)
+            self.holder_ids.discard(ref.holder_id)
             holder_id = self._add_holder(committed.id, counts_use=True)
             made = self._make_ref(ImmutableRef, committed, holder_id)
         crash_point("commit:committed")
         return made  # type: ignore[return-value]
 
-    def _finalize(self, record_id: str) -> None:
+    def finalize(self, record_id: str) -> None:
         self._check_usable()
-        with self._lock, self.store.write():
-            row = self._heal(self._live_row(record_id))
+        records = self.records
+        with records.write():
+            row = self.context.heal(records.live_record(record_id))
             if row is None or row.equal_mutable is None:
                 return
             mutable_id = row.equal_mutable
             self.snapshots.rename_layer(mutable_id, row.id)
             # If anything below fails, COMMIT included, the layer goes back to its mutable.
-            self.store.on_rollback(lambda: self.snapshots.rename_layer(row.id, mutable_id))
+            records.on_rollback(lambda: self.snapshots.rename_layer(row.id, mutable_id))
             crash_point("finalize:renamed")
-            self.store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
-            self.store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
-            self.store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (row.id,))
+            records.drop_record(mutable_id)
+            records.unpair(row.id)
         crash_point("finalize:committed")
 
-    def _clone(self, ref: ImmutableRef) -> ImmutableRef:
+    def clone(self, ref: ImmutableRef) -> ImmutableRef:
         self._check_usable()
-        with self._lock, self.store.write():
-            row = self._live_row(ref.id)
+        with self.records.write():
+            row = self.records.live_record(ref.id)
             holder_id = self._add_holder(row.id, counts_use=False)
             return self._make_ref(ImmutableRef, row, holder_id)  # type: ignore[return-value]
 
-    def _set_retain(self, record_id: str, value: bool) -> None:
+    def set_retain(self, record_id: str, value: bool) -> None:
         self._check_usable()
-        with self._lock, self.store.write():
-            self._live_row(record_id)
-            self.store.execute(
-                "UPDATE record SET retain = ? WHERE id = ?", (bool(value), record_id)
-            )
+        with self.records.write():
+            self.records.live_record(record_id)
+            self.records.set_retain(record_id, value)
 
-    def _release(self, ref: Ref) -> None:
+    def release(self, ref: Ref) -> None:
         self._check_usable()
+        records = self.records
         doomed: list[str] = []
-        with self._lock, self.store.write():
-            # Holder ids are SQLite rowids and get reused once deleted: match the record
-            # too, so a handle whose row already went never releases someone else's.
-            mine = (ref.holder_id, ref.id)
-            found = self.store.rows(
-                "SELECT counts_use FROM holder WHERE id = ? AND record = ?", mine
-            )
-            self.store.execute("DELETE FROM holder WHERE id = ? AND record = ?", mine)
-            self._my_holders.discard(ref.holder_id)
-            if not found:
+        with records.write():
+            counts_use = records.holder_counts_use(ref.holder_id, ref.id)
+            records.drop_holder(ref.holder_id, ref.id)
+            self.holder_ids.discard(ref.holder_id)
+            if counts_use is None:
                 # The holder was force-released or reaped: the record may be someone
                 # else's now. A stale handle never counts a use nor deletes anything.
                 return
-            row = self._row(ref.id)
+            row = records.record(ref.id)
             if row is not None and not row.deleted:
-                row = self._heal(row)
+                row = self.context.heal(row)
             if row is None or row.deleted:
                 return
-            counts_use = bool(found[0][0])
-            others = self._live_holders(row.id)
+            others = records.live_holders(row.id)
             if row.mutable:
                 if not others:  # a mutable has one holder; never delete under another's
                     doomed = self._release_mutable(row, counts_use)
             else:
                 if counts_use and not any(h.counts_use for h in others):
-                    self._mark_used(row.id)
+                    records.count_use(row.id, self.context.now())
                     if row.equal_mutable is not None:
-                        self.store.execute(
-                            "UPDATE record SET pending_use = 1 WHERE id = ?",
-                            (row.equal_mutable,),
-                        )
+                        records.set_pending_use(row.equal_mutable, True)
                 if not others and row.equal_mutable is not None:
                     doomed = self._release_pair(row)
             if doomed:
-                retired = self._tombstone_or_undo(doomed)
+                retired = self.context.tombstone(doomed)
                 crash_point("release:tombstoned")
         if doomed:
             crash_point("release:committed")
-            self._purge(retired)
+            self.context.purge(retired)
             crash_point("release:removed")
 
     def _release_mutable(self, row: RecordRow, counted: bool) -> list[str]:
         if not row.retain:
             return [row.id]
-        self.store.execute("UPDATE record SET size = -1 WHERE id = ?", (row.id,))
+        self.records.forget_size(row.id)
         if counted:
-            self._mark_used(row.id)
+            self.records.count_use(row.id, self.context.now())
         return []
 
     def _release_pair(self, immutable: RecordRow) -> list[str]:
         """The immutable's last handle went: let go of the mutable it owns (BuildKit 2.8)."""
-        mutable = self._row(immutable.equal_mutable or "")
+        mutable = self.records.record(immutable.equal_mutable or "")
         if mutable is None or mutable.deleted:
             return []
         if not mutable.retain and not immutable.retain:
             return [immutable.id, mutable.id]
         if mutable.pending_use:
-            self._mark_used(mutable.id)
-            self.store.execute("UPDATE record SET pending_use = 0 WHERE id = ?", (mutable.id,))
+            self.records.count_use(mutable.id, self.context.now())
+            self.records.set_pending_use(mutable.id, False)
         return []
 
-    def _tombstone_or_undo(self, record_ids: Sequence[str]) -> list[tuple[str, Path | None]]:
-        """``_tombstone``, undoing the renames if the enclosing write later fails (a
-        failed COMMIT must not leave live records without their layers).
-
-        The renames to ``rm-*`` happen inside the write; when the transaction rolls back
-        (SQLITE_FULL at COMMIT, an error on a later record) the layers are moved back, so
-        a failed removal never leaves a live row without its directory.
-        """
-        retired: list[tuple[str, Path | None]] = []
-        self.store.on_rollback(lambda: self._unretire(retired))
-        return self._tombstone(record_ids, retired)
-
-    def _unretire(self, retired: Sequence[tuple[str, Path | None]]) -> None:
-        for record_id, path in retired:
-            if path is not None:
-                self.snapshots.unretire(record_id)
-
-    def _tombstone(
-        self, record_ids: Sequence[str], retired: list[tuple[str, Path | None]] | None = None
-    ) -> list[tuple[str, Path | None]]:
-        """Inside a write: mark records deleted and move their layers to ``rm-*``."""
-        if retired is None:
-            retired = []
-        for record_id in record_ids:
-            self.store.execute("UPDATE record SET deleted = 1 WHERE id = ?", (record_id,))
-            self.store.execute("DELETE FROM holder WHERE record = ?", (record_id,))
-        for record_id in record_ids:
-            # A pending commit's own name is normally empty; after another process died
-            # mid-finalize it holds the bytes, which go with the record as asked.
-            retired.append((record_id, self.snapshots.retire(record_id)))
-        return retired
-
-    def _purge(self, retired: Sequence[tuple[str, Path | None]]) -> list[str]:
-        """After the tombstones committed: delete the trees, then the rows. Returns failures."""
-        paths = [path for _, path in retired if path is not None]
-        failures = self.snapshots.purge(paths)
-        failed_paths = {str(path) for path, _ in failures}
-        done = [rid for rid, path in retired if path is None or str(path) not in failed_paths]
-        if done:
-            with self._lock, self.store.write():
-                for record_id in done:
-                    self.store.execute(
-                        "DELETE FROM record WHERE id = ? AND deleted = 1", (record_id,)
-                    )
-        if failures:
-            raise failures[0][1]
-        return done
-
-    def _mount(self, ref: Ref) -> Mount:
+    def mount(self, ref: Ref) -> Mount:
         self._check_usable()
-        with self._lock, self.store.read():
-            row = self._live_row(ref.id)
+        records, context = self.records, self.context
+        with records.read():
+            row = records.live_record(ref.id)
             chain = [row]
             parent = row.parent
             seen = {row.id}
             while parent is not None and parent not in seen:
                 seen.add(parent)
-                prow = self._row(parent)
+                prow = records.record(parent)
                 if prow is None or prow.deleted:
                     raise NotFoundError(f"{row.id}: its ancestor {parent} has no record")
                 chain.append(prow)
                 parent = prow.parent
-            healthy = all(self._locate(r) == r.layer_id for r in chain)
+            healthy = all(context.locate(r) == r.layer_id for r in chain)
         if not healthy and not self.read_only:
-            with self._lock, self.store.write():  # a crash shape: finish it, or say what
-                self._require_layers(self._live_row(ref.id))
+            with records.write():  # a crash shape: finish it, or say what
+                context.require_layers(records.live_record(ref.id))
         elif not healthy:
-            with self._lock, self.store.read():
+            with records.read():
                 for r in chain:
-                    if self._locate(r) is None:
+                    if context.locate(r) is None:
                         path = self.snapshots.dir / r.layer_id
                         raise NotFoundError(f"{row.id}: layer directory {path} is missing")
         lowers = [self.snapshots.path(r.layer_id) for r in chain[1:]]
@@ -415,11 +356,11 @@ class RecordOperations:
             return Mount(upper=own, lowers=tuple(lowers))
         return Mount(upper=None, lowers=(own, *lowers))
 
-    def _size(self, ref: Ref) -> int:
+    def size(self, ref: Ref) -> int:
         self._check_usable()
-        with self._lock, self.store.read():
-            row = self._live_row(ref.id)
-            name = self._locate(row)
+        with self.records.read():
+            row = self.records.live_record(ref.id)
+            name = self.context.locate(row)
         if name is None:
             return 0  # missing: nothing to measure, and never cached as empty
         if row.mutable:
@@ -428,29 +369,32 @@ class RecordOperations:
             return row.size
         measured = self.snapshots.measure_name(name)
         if measured.complete and not self.read_only:
-            self.store_sizes({row.id: measured.size}, {row.id: measured.apparent_size})
+            self.context.store_sizes({row.id: measured.size}, {row.id: measured.apparent_size})
         return measured.size
+
+    # -- reads and the dashboard's force release -----------------------------------------
 
     def holders(self, record_id: str) -> list[HolderRow]:
         """Every holder of a record and of its pair half, with liveness (nothing reaped)."""
         self._check_usable()
         validate_id(record_id)
-        with self._lock, self.store.read():
-            row = self._live_row(record_id)
+        records = self.records
+        with records.read():
+            row = records.live_record(record_id)
             partner = row.equal_mutable or (
-                found.id if (found := self._immutable_of(row.id)) else None
+                found.id if (found := records.immutable_of(row.id)) else None
             )
-            result = self._holders(row.id)
+            result = records.holders(row.id)
             if partner is not None:
-                result += self._holders(partner)
+                result += records.holders(partner)
         return result
 
     def layer_path(self, record_id: str) -> Path:
         """The directory holding a record's own bytes (a pending commit's is the mutable's)."""
         self._check_usable()
         validate_id(record_id)
-        with self._lock, self.store.read():
-            return self.snapshots.path(self._live_row(record_id).layer_id)
+        with self.records.read():
+            return self.snapshots.path(self.records.live_record(record_id).layer_id)
 
     def force_release(self, holder_id: int) -> bool:
         """Drop one holder row, whoever owns it (the dashboard's force release).
@@ -463,22 +407,13 @@ class RecordOperations:
             raise InvalidError(f"invalid holder id {holder_id!r}: expected an integer")
         if not 0 < holder_id < 2**63:  # SQLite integers are 64-bit; ids start at 1
             raise InvalidError(f"invalid holder id {holder_id!r}: out of range")
-        with self._lock, self.store.write():
-            return self.store.execute("DELETE FROM holder WHERE id = ?", (holder_id,)) > 0
+        with self.records.write():
+            return self.records.drop_holder(holder_id)
 
-    def store_sizes(self, sizes: dict[str, int], apparent: dict[str, int] | None = None) -> None:
-        """Cache measured sizes, and their apparent sizes when given (never a use, never
-        waiting for the write lock: a read must not block behind another's write)."""
-        if not sizes or self.read_only:
-            return
-        try:
-            # Only a cache: never wait behind another process's write for it.
-            with self._lock, self.store.write(wait=False):
-                self.store.db.execute_sql("SELECT 1")
-                lengths = apparent or {}
-                self.store.db.cursor().executemany(
-                    "UPDATE record SET size = ?, apparent_size = ? WHERE id = ? AND deleted = 0",
-                    [(size, lengths.get(rid, -1), rid) for rid, size in sizes.items()],
-                )
-        except StoreError:
-            pass  # only a cache: a full disk or a busy store must not fail a read
+    def drop_own_holders(self) -> None:
+        """The holder rows this process handed out (a closing manager): only rows still
+        naming this process, since an id whose row went may now be another's."""
+        if self.holder_ids:
+            with self.records.write():
+                self.records.drop_own_holders(self.holder_ids, current_process())
+        self.holder_ids.clear()

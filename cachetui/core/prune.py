@@ -15,14 +15,13 @@ first, ties by id.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
 from cachetui.core import reserve
+from cachetui.core.context import Retired, StoreContext
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError
+from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError, StoreError
 from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
@@ -37,9 +36,6 @@ from cachetui.core.purger import Purger
 from cachetui.core.records import prune_refusal
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import Kept, PruneOptions, RecordType, UsageInfo
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = ["MAX_PRUNE_BATCH", "TierDone", "gc", "prune"]
 
@@ -66,23 +62,23 @@ class _Pass:
 
     def __init__(
         self,
-        manager: CacheManager,
+        context: StoreContext,
         state: StoreState,
         policy: PruneOptions,
         matcher: filter_language.FilterSet,
         only: frozenset[str] | None = None,
         recheck: Recheck | None = None,
     ) -> None:
-        self.manager = manager
+        self.context = context
         self.only = only  # prune by ids: only these records are candidates
         self.recheck = recheck
         self.state = state
         self.policy = policy
         self.matcher = matcher
-        self.shared = state.shared_ids(manager.is_shared)
-        self.cutoff = manager.now() - policy.keep_seconds if policy.keep_seconds else None
+        self.shared = state.shared_ids(context.is_shared)
+        self.cutoff = context.now() - policy.keep_seconds if policy.keep_seconds else None
         self.skipped: set[str] = set()
-        self.layers = Layers(manager, state) if matcher else None
+        self.layers = Layers(context, state) if matcher else None
 
     def eligible(self, row: RecordRow) -> bool:
         state = self.state
@@ -207,12 +203,12 @@ class _Pass:
 
     def total_size(self) -> int:
         visible = [row for row in self.state.visible() if row.id not in self.shared]
-        sizes = measure_missing(self.manager, self.state, visible)
+        sizes = measure_missing(self.context, self.state, visible)
         return sum(sizes.values())
 
 
 def _still_free(
-    manager: CacheManager,
+    context: StoreContext,
     work: _Pass,
     batch: Sequence[RecordRow],
     gone: list[RecordRow] | None = None,
@@ -221,11 +217,11 @@ def _still_free(
     they are *now* (another process may have used one since the selection), and every
     row to remove. Records another process removed meanwhile are appended to ``gone``.
     """
-    store = manager.store
+    records = context.records
     chosen: list[RecordRow] = []
     doomed: list[str] = []
     for row in batch:
-        current = manager._row(row.id)
+        current = records.record(row.id)
         if current is None or current.deleted:
             if gone is not None:
                 gone.append(row)
@@ -234,16 +230,12 @@ def _still_free(
         if current.equal_mutable is not None:
             halves.append(current.equal_mutable)
         else:
-            partner = manager._immutable_of(current.id)
+            partner = records.immutable_of(current.id)
             if partner is not None:
                 halves.append(partner.id)
-        if any(manager._live_holders(half) for half in halves):
+        if any(records.live_holders(half) for half in halves):
             continue
-        marks = ",".join("?" * len(halves))
-        if store.rows(
-            f"SELECT 1 FROM record WHERE parent IN ({marks}) AND deleted = 0 LIMIT 1",
-            tuple(halves),
-        ):
+        if records.has_live_children(halves):
             continue
         if not (work.matches_facts(current) and work.same_filter_fields(row, current)):
             continue
@@ -256,12 +248,12 @@ def _still_free(
 
 
 def _tombstone_batch(
-    manager: CacheManager, work: _Pass, batch: Sequence[RecordRow], gone: list[RecordRow]
-) -> tuple[list[RecordRow], list[tuple[str, Path | None]]]:
+    context: StoreContext, work: _Pass, batch: Sequence[RecordRow], gone: list[RecordRow]
+) -> tuple[list[RecordRow], list[Retired]]:
     """One write: re-check the batch, tombstone what is still free, retire its layers."""
-    with manager._lock, manager.store.write():
-        chosen, doomed = _still_free(manager, work, batch, gone)
-        retired = manager._tombstone_or_undo(doomed) if doomed else []
+    with context.records.write():
+        chosen, doomed = _still_free(context, work, batch, gone)
+        retired = context.tombstone(doomed) if doomed else []
         if doomed:
             crash_point("prune:tombstoned")
     if retired:
@@ -274,7 +266,7 @@ class _Run:
 
     def __init__(
         self,
-        manager: CacheManager,
+        context: StoreContext,
         work: _Pass,
         *,
         dry_run: bool,
@@ -284,7 +276,7 @@ class _Run:
         simulated_free: int,
         disk: DiskStat | None = None,
     ) -> None:
-        self.manager = manager
+        self.context = context
         self.work = work
         self.dry_run = dry_run
         self.on_prune = on_prune
@@ -304,7 +296,7 @@ class _Run:
             dstat = None
             if work.policy.min_free_space:
                 # In a dry run nothing was freed yet by earlier policies: count it here.
-                real = disk if disk is not None else disk_stat(manager.root)
+                real = disk if disk is not None else disk_stat(context.root)
                 dstat = DiskStat(real.total, real.free + simulated_free)
             self.keep = keep_limit(self.total, dstat, work.policy)
 
@@ -362,7 +354,7 @@ class _Run:
         the store (a bind mount has the same ``st_dev``, so the remover's own check could
         only stop half way). The record stays as it is; the prune names the mount.
         """
-        mounted = self.manager.snapshots.mounts_in({row.layer_id for row in batch})
+        mounted = self.context.snapshots.mounts_in({row.layer_id for row in batch})
         if not mounted:
             return batch
         kept: list[RecordRow] = []
@@ -384,13 +376,13 @@ class _Run:
         batch = self._refuse_mounted(batch)
         if not batch:
             return
-        self.sizes.update(measure_missing(self.manager, self.work.state, batch))
+        self.sizes.update(measure_missing(self.context, self.work.state, batch))
         if self.dry_run:
             for row in batch:
                 self.report(row)
             return
         gone: list[RecordRow] = []
-        chosen, retired = _tombstone_batch(self.manager, self.work, batch, gone)
+        chosen, retired = _tombstone_batch(self.context, self.work, batch, gone)
         for row in gone:
             # Removed by another process (its own prune won the race): forget it so its
             # parent can go.
@@ -425,7 +417,7 @@ OnTier = Callable[[TierDone], None]
 
 
 def prune(
-    manager: CacheManager,
+    context: StoreContext,
     policies: Sequence[PruneOptions],
     *,
     dry_run: bool = False,
@@ -459,13 +451,11 @@ def prune(
             raise InvalidError(f"invalid prune policy {policy!r}: expected PruneOptions")
     # Every filter is parsed before anything is selected: a typo deletes nothing.
     matchers = [filter_language.parse_all(policy.filters) for policy in policies]
-    if not dry_run and manager.read_only:
-        from cachetui.core.errors import StoreError
-
+    if not dry_run and context.read_only:
         # Damaged metadata says so: "read-only" alone reads like a flag the user passed.
-        damage = manager.store.damage_message()
+        damage = context.store.damage_message()
         raise StoreError(
-            f"cannot prune {manager.root}: "
+            f"cannot prune {context.root}: "
             + (
                 f"the store is open read-only because {damage}; nothing can be removed "
                 "until `cachetui doctor --rebuild` repairs it"
@@ -475,20 +465,20 @@ def prune(
         )
     removed: list[UsageInfo] = []
     refused: SnapshotError | None = None  # raised once every policy has run
-    shared_state = manager.state() if dry_run else None
-    purger: Purger[RecordRow] = Purger(manager)
-    if not dry_run and reserve.is_low(manager.store.path):
+    shared_state = context.state() if dry_run else None
+    purger: Purger[RecordRow] = Purger(context.snapshots, context.records)
+    if not dry_run and reserve.is_low(context.store.path):
         # A nearly full disk: give SQLite the space set aside for this, so the prune
         # can record its removals (and so free the disk). Set aside again below.
-        reserve.release(manager.store.path)
+        reserve.release(context.store.path)
     try:
         for index, (policy, matcher) in enumerate(zip(policies, matchers, strict=True)):
-            state = shared_state if shared_state is not None else manager.state()
-            work = _Pass(manager, state, policy, matcher, only, recheck)
+            state = shared_state if shared_state is not None else context.state()
+            work = _Pass(context, state, policy, matcher, only, recheck)
             freed = sum(info.size for info in removed if not info.shared) if dry_run else 0
             start = len(removed)
             run = _Run(
-                manager,
+                context,
                 work,
                 dry_run=dry_run,
                 on_prune=on_prune,
@@ -508,16 +498,16 @@ def prune(
     finally:
         purger.close()
         if not dry_run:
-            reserve.ensure(manager.store.path)
+            reserve.ensure(context.store.path)
     if refused is not None and not dry_run:
         raise refused
     return removed
 
 
-def gc(manager: CacheManager, policies: Iterable[PruneOptions] | None) -> list[UsageInfo]:
+def gc(context: StoreContext, policies: Iterable[PruneOptions] | None) -> list[UsageInfo]:
     chosen = (
-        list(policies) if policies is not None else default_gc_policies(disk_stat(manager.root))
+        list(policies) if policies is not None else default_gc_policies(disk_stat(context.root))
     )
     if not chosen:
         return []
-    return prune(manager, chosen)
+    return prune(context, chosen)

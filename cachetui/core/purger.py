@@ -17,14 +17,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from cachetui.core import fsops
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import SnapshotError
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
+from cachetui.core.recordstore import RecordStore
+from cachetui.core.snapshots import DirectorySnapshotter
 
 __all__ = ["Purger"]
 
@@ -42,8 +41,11 @@ class _Batch(Generic[Item]):
 class Purger(Generic[Item]):
     """Removes submitted batches on a thread pool; ``drain`` yields them, oldest first."""
 
-    def __init__(self, manager: CacheManager, *, threads: int = THREADS) -> None:
-        self._manager = manager
+    def __init__(
+        self, snapshots: DirectorySnapshotter, records: RecordStore, *, threads: int = THREADS
+    ) -> None:
+        self._snapshots = snapshots
+        self._records = records
         self._threads = threads
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[_Batch[Item]] = deque()
@@ -54,7 +56,7 @@ class Purger(Generic[Item]):
         paths = [path for _, path in retired if path is not None]
         futures: list[tuple[Path, Future[None]]] = []
         if paths:
-            self._manager.snapshots.check_root()
+            self._snapshots.check_root()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="purge")
             futures = [(path, self._pool.submit(fsops.remove_tree, path)) for path in paths]
@@ -78,11 +80,7 @@ class Purger(Generic[Item]):
                     self.error = self.error or err
             done = [rid for rid, path in batch.retired if path is None or path not in failed]
             if done:
-                manager = self._manager
-                with manager._lock, manager.store.write():
-                    manager.store.db.cursor().executemany(
-                        "DELETE FROM record WHERE id = ? AND deleted = 1", [(r,) for r in done]
-                    )
+                self._records.drop_tombstoned(done)
                 crash_point("prune:removed")
             failed_ids = {rid for rid, path in batch.retired if path in failed}
             yield from (item for item in batch.items if _item_id(item) not in failed_ids)

@@ -32,18 +32,13 @@ from cachetui.core.errors import StoreError
 from cachetui.core.ids import ID_PATTERN
 from cachetui.core.processes import is_alive
 from cachetui.core.reconcile import Finding
+from cachetui.core.recordstore import SIDE_TABLES, fill_rebuilt, salvage
 from cachetui.core.snapshots import check_own_directories
 from cachetui.core.store import RECORD_COLUMNS, Store
 
 __all__ = ["rebuild"]
 
-_HOLDER_COLUMNS = "id, record, pid, start, host, created_at, counts_use"
 _COLUMNS = [c.strip() for c in RECORD_COLUMNS.split(",")]
-#: The side tables of schema version 2 (absent from a version 1 store).
-_SIDE_TABLES = {
-    "record_label": "record, key, value",
-    "cache_mount": "record, cache_id, target, sharing",
-}
 _RECOVERED = "recovered by doctor --rebuild"
 _LOST_PARENT = "lost in a metadata rebuild: its layer is missing"
 _MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -90,39 +85,6 @@ def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
     return row
 
 
-def _read_rows(
-    con: sqlite3.Connection, table: str, columns: str
-) -> tuple[list[tuple[Any, ...]], int]:
-    """Every readable row of ``table``: all at once, or row by row around damaged pages.
-    Returns the rows and how many rowids could not be read."""
-    try:
-        return con.execute(f"SELECT {columns} FROM {table}").fetchall(), 0
-    except sqlite3.DatabaseError as err:
-        if "no such" in str(err):  # an older schema (or a lost table): nothing to read
-            return [], 0
-    try:
-        (top,) = con.execute(f"SELECT max(rowid) FROM {table}").fetchone()
-        top = int(top or 0)
-    except (sqlite3.DatabaseError, TypeError, ValueError):
-        try:
-            (pages,) = con.execute("PRAGMA page_count").fetchone()
-            top = int(pages) * 64
-        except (sqlite3.DatabaseError, TypeError, ValueError):
-            return [], 1
-    rows: list[tuple[Any, ...]] = []
-    unreadable = 0
-    for rowid in range(1, top + 1):
-        try:
-            found = con.execute(
-                f"SELECT {columns} FROM {table} WHERE rowid = ?", (rowid,)
-            ).fetchall()
-        except sqlite3.DatabaseError:
-            unreadable += 1
-            continue
-        rows.extend(found)
-    return rows, unreadable
-
-
 Salvage = tuple[
     list[dict[str, Any]], list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]], list[str]
 ]
@@ -134,42 +96,22 @@ def _salvage(db: Path) -> Salvage:
     if not db.exists() or db.stat().st_size == 0:
         return [], [], {}, ["the metadata file was empty or missing: no row could be read"]
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        found = salvage(db)
     except sqlite3.Error as err:
         return [], [], {}, [f"the metadata file cannot be opened ({err}): no row could be read"]
-    try:
-        raw, unreadable = _read_rows(con, "record", RECORD_COLUMNS)
-        if not raw and _lacks_column(con):  # a version 1 store: no apparent size yet
-            raw, unreadable = _read_rows(
-                con, "record", RECORD_COLUMNS.replace("apparent_size", "-1")
-            )
-        records: list[dict[str, Any]] = []
-        invalid = 0
-        for values in raw:
-            row = _clean_record(values)
-            if row is None:
-                invalid += 1
-            else:
-                records.append(row)
-        if unreadable:
-            notes.append(f"{unreadable} record row(s) sat in damaged pages and could not be read")
-        if invalid:
-            notes.append(f"{invalid} record row(s) held values that are not valid: skipped")
-        holders, _ = _read_rows(con, "holder", _HOLDER_COLUMNS)
-        side = {
-            table: _read_rows(con, table, columns)[0] for table, columns in _SIDE_TABLES.items()
-        }
-    finally:
-        con.close()
-    return records, holders, side, notes
-
-
-def _lacks_column(con: sqlite3.Connection) -> bool:
-    try:
-        con.execute("SELECT apparent_size FROM record LIMIT 0")
-    except sqlite3.DatabaseError as err:
-        return "no such column" in str(err)
-    return False
+    records: list[dict[str, Any]] = []
+    invalid = 0
+    for values in found.records:
+        row = _clean_record(values)
+        if row is None:
+            invalid += 1
+        else:
+            records.append(row)
+    if found.unreadable:
+        notes.append(f"{found.unreadable} record row(s) sat in damaged pages and could not be read")
+    if invalid:
+        notes.append(f"{invalid} record row(s) held values that are not valid: skipped")
+    return records, found.holders, found.side, notes
 
 
 def _layers(snapshots: Path) -> dict[str, float]:
@@ -314,33 +256,26 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     kept = base / f"metadata.db.damaged-{stamp}"
     fresh = base / f"metadata.db.rebuild-{stamp}"
+    side_rows = {
+        table: [
+            r
+            for r in side.get(table, [])
+            if len(r) == columns.count(",") + 1
+            and r[0] in rows
+            and all(isinstance(v, str) for v in r)
+        ]
+        for table, columns in SIDE_TABLES.items()
+    }
+    alive = [
+        h
+        for h in holders
+        if len(h) == 7 and h[1] in rows and isinstance(h[2], int) and is_alive(*h[2:5])
+    ]
     store = Store(fresh)
     try:
-        with store.write():
-            marks = ",".join("?" * len(_COLUMNS))
-            store.db.cursor().executemany(
-                f"INSERT INTO record ({RECORD_COLUMNS}) VALUES ({marks})",
-                [tuple(row[c] for c in _COLUMNS) for row in rows.values()],
-            )
-            for table, columns in _SIDE_TABLES.items():
-                width = columns.count(",") + 1
-                salvaged_rows = [
-                    r
-                    for r in side.get(table, [])
-                    if len(r) == width and r[0] in rows and all(isinstance(v, str) for v in r)
-                ]
-                store.db.cursor().executemany(
-                    f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({','.join('?' * width)})",
-                    salvaged_rows,
-                )
-            alive = [
-                h
-                for h in holders
-                if len(h) == 7 and h[1] in rows and isinstance(h[2], int) and is_alive(*h[2:5])
-            ]
-            store.db.cursor().executemany(
-                f"INSERT INTO holder ({_HOLDER_COLUMNS}) VALUES (?,?,?,?,?,?,?)", alive
-            )
+        fill_rebuilt(
+            store, [tuple(row[c] for c in _COLUMNS) for row in rows.values()], side_rows, alive
+        )
     finally:
         store.close()
     for suffix in ("", "-wal", "-shm"):

@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from cachetui.core import filesystems, opencheck, timestamps, usage
+from cachetui.core import filesystems, opencheck, usage
 from cachetui.core import snapshots as snapshots_module
+from cachetui.core.context import StoreContext
 from cachetui.core.errors import SnapshotError, StoreError
-from cachetui.core.processes import is_alive
 from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
-from cachetui.core.state import load_state
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = ["Finding", "at_open", "doctor", "health_of", "reconcile"]
 
@@ -50,17 +46,6 @@ class Finding:
     subject: str
     message: str
     fixed: bool = False
-
-
-def _reap_dead_holders(manager: CacheManager) -> int:
-    dead = [
-        (hid,)
-        for hid, pid, start, host in manager.store.rows("SELECT id, pid, start, host FROM holder")
-        if not is_alive(pid, start, host)
-    ]
-    if dead:
-        manager.store.db.cursor().executemany("DELETE FROM holder WHERE id = ?", dead)
-    return len(dead)
 
 
 def health_of(seen: opencheck.Inspection) -> dict[str, str]:
@@ -120,11 +105,11 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
 
 
 def at_open(
-    manager: CacheManager, *, repair: bool = True, forget_missing: bool = False
+    context: StoreContext, *, repair: bool = True, forget_missing: bool = False
 ) -> list[Finding]:
     """What every open does: finish crashes (writable, ``repair``, healthy), then warnings."""
     findings: list[Finding] = []
-    if manager.store.damaged:
+    if context.store.damaged:
         findings.append(
             Finding(
                 "degraded",
@@ -133,17 +118,17 @@ def at_open(
                 "`cachetui doctor --rebuild` rebuilds it from the layers",
             )
         )
-    elif repair and not manager.read_only:
-        findings = reconcile(manager, check=True, forget_missing=forget_missing)
-        if manager.store.damaged:
-            return at_open(manager, repair=False)
-    fstype = filesystems.filesystem_type(manager.root)
+    elif repair and not context.read_only:
+        findings = reconcile(context, check=True, forget_missing=forget_missing)
+        if context.store.damaged:
+            return at_open(context, repair=False)
+    fstype = filesystems.filesystem_type(context.root)
     if filesystems.is_network_filesystem(fstype):
         # WAL needs every process on one host; locks over NFS/SMB are unreliable.
         findings.append(
             Finding(
                 "network-filesystem",
-                str(manager.root),
+                str(context.root),
                 f"the store is on {fstype}: use it from one host only "
                 "(SQLite WAL and locking are not safe across machines)",
             )
@@ -151,12 +136,12 @@ def at_open(
     return findings
 
 
-def _damaged(manager: CacheManager) -> list[Finding] | None:
-    """Full integrity check before a repair; on failure the manager goes degraded."""
-    problems = manager.store.integrity_problems(full=True)
+def _damaged(context: StoreContext) -> list[Finding] | None:
+    """Full integrity check before a repair; on failure the store goes degraded."""
+    problems = context.store.integrity_problems(full=True)
     if not problems:
         return None
-    manager.store.damaged = problems
+    context.store.damaged = problems
     return [
         Finding(
             "degraded",
@@ -168,7 +153,7 @@ def _damaged(manager: CacheManager) -> list[Finding] | None:
 
 
 def reconcile(
-    manager: CacheManager, *, check: bool = False, forget_missing: bool = False
+    context: StoreContext, *, check: bool = False, forget_missing: bool = False
 ) -> list[Finding]:
     """Finish or undo what a crash or a dead process left (see the module docstring).
 
@@ -177,15 +162,14 @@ def reconcile(
     is refused (``StoreError``, nothing written) unless ``forget_missing``.
     """
     findings: list[Finding] = []
-    snapshots = manager.snapshots
-    store = manager.store
-    with manager._lock, store.write():
+    snapshots, store, records = context.snapshots, context.store, context.records
+    with records.write():
         if check:
             problems = store.integrity_problems(full=False)
             if problems:
                 store.damaged = problems
                 return []
-        seen = opencheck.inspect(store, snapshots.dir)
+        seen = opencheck.inspect(records, snapshots.dir)
         if check:
             problems = seen.problems()
             if problems:
@@ -194,22 +178,20 @@ def reconcile(
             message = seen.unmounted_message()
             if message is not None and not forget_missing:
                 raise StoreError(message)
-        tombstoned = [rid for (rid,) in store.rows("SELECT id FROM record WHERE deleted = 1")]
+        tombstoned = records.tombstoned_ids()
         half_finalized, unretire = _plan(seen, tombstoned)
         leftovers = _leftovers(seen, set(unretire))
         if half_finalized or unretire or tombstoned or leftovers:
-            degraded = _damaged(manager)
+            degraded = _damaged(context)
             if degraded is not None:
                 return degraded  # nothing written yet: the transaction commits empty
-        reaped = _reap_dead_holders(manager)
+        reaped = records.reap_dead_holders()
         if reaped:
             findings.append(Finding("stale-holder", "-", f"reaped {reaped} dead holder(s)", True))
         for rid in half_finalized:
             # finalize renamed the layer, then died before its rows committed
-            mutable_id = seen.pair_of[rid]
-            store.execute("UPDATE record SET equal_mutable = NULL WHERE id = ?", (rid,))
-            store.execute("DELETE FROM holder WHERE record = ?", (mutable_id,))
-            store.execute("DELETE FROM record WHERE id = ?", (mutable_id,))
+            records.unpair(rid)
+            records.drop_record(seen.pair_of[rid])
             findings.append(
                 Finding("half-finalized", rid, "finished an interrupted finalize", True)
             )
@@ -219,7 +201,7 @@ def reconcile(
             snapshots.unretire(rid)
             findings.append(Finding("rolled-back-removal", rid, "restored its layer", True))
         for rid in tombstoned:
-            store.execute("DELETE FROM holder WHERE record = ?", (rid,))
+            records.drop_holders_of(rid)
             snapshots.retire(rid)
     trash = [snapshots.dir / name for name in leftovers]
     trash += [p for rid in tombstoned if (p := snapshots.trash_path(rid)) not in trash]
@@ -227,12 +209,9 @@ def reconcile(
     failed = {str(path) for path, _ in failures}
     for path, err in failures:
         findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
-    finished = [rid for rid in tombstoned if str(snapshots.trash_path(rid)) not in failed]
-    if finished:
-        with manager._lock, store.write():
-            store.db.cursor().executemany(
-                "DELETE FROM record WHERE id = ? AND deleted = 1", [(rid,) for rid in finished]
-            )
+    records.drop_tombstoned(
+        [rid for rid in tombstoned if str(snapshots.trash_path(rid)) not in failed]
+    )
     for name in leftovers:
         if str(snapshots.dir / name) not in failed:
             findings.append(
@@ -259,10 +238,10 @@ def _movable(snapshots_dir: Path, name: str) -> bool:
     )
 
 
-def _report(manager: CacheManager, seen: opencheck.Inspection) -> list[Finding]:
+def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     """Everything doctor says about rows against the disk (no change)."""
     findings: list[Finding] = []
-    state = load_state(manager.store, include_deleted=True)
+    state = context.state(include_deleted=True)
     for holder in state.holders:
         if not holder.alive:
             message = f"holder pid {holder.pid} on {holder.host} is gone"
@@ -270,12 +249,12 @@ def _report(manager: CacheManager, seen: opencheck.Inspection) -> list[Finding]:
     health = health_of(seen)
     for rid in sorted(health):
         if health[rid] == "missing":
-            layer = manager.snapshots.dir / seen.pair_of.get(rid, rid)
+            layer = context.snapshots.dir / seen.pair_of.get(rid, rid)
             message = f"its layer directory {layer} is missing"
             findings.append(Finding("missing-layer", rid, message))
         else:
             findings.append(Finding("broken", rid, "an ancestor's layer is missing"))
-    for rid, column, value in timestamps.bad_rows(manager.store.rows):
+    for rid, column, value in context.records.bad_timestamps():
         message = f"{column} is {value!r}, not a time (shown as unknown)"
         findings.append(Finding("bad-timestamp", rid, message, False))
     for rid, row in sorted(state.rows.items()):
@@ -284,43 +263,49 @@ def _report(manager: CacheManager, seen: opencheck.Inspection) -> list[Finding]:
     for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
         findings.append(Finding("leftover", name, "staging or trash directory"))
     named = set(seen.parent_of)
-    for name in sorted(manager.snapshots.unknown(named, seen.names)):
+    for name in sorted(context.snapshots.unknown(named, seen.names)):
         message = "directory without a record"
-        if not _movable(manager.snapshots.dir, name):
+        if not _movable(context.snapshots.dir, name):
             message += " (not a layer name or not on this filesystem: left alone)"
         findings.append(Finding("unknown-dir", name, message))
     return findings
 
 
 def doctor(
-    manager: CacheManager, *, fix: bool = False, forget_missing: bool = False
+    context: StoreContext,
+    open_findings: Sequence[Finding] = (),
+    *,
+    fix: bool = False,
+    forget_missing: bool = False,
 ) -> list[Finding]:
-    """Check the store; with ``fix``, repair what is safe (never deleting a layer)."""
-    findings: list[Finding] = list(manager.open_findings)
-    problems = manager.store.integrity_problems(full=True)
+    """Check the store; with ``fix``, repair what is safe (never deleting a layer).
+    ``open_findings`` (what opening found) come first."""
+    findings: list[Finding] = list(open_findings)
+    store = context.store
+    problems = store.integrity_problems(full=True)
     for message in problems:
         findings.append(Finding("integrity", "metadata.db", message))
-    for message in manager.store.damaged:
+    for message in store.damaged:
         if message not in problems:
             findings.append(Finding("damaged", "metadata.db", message))
-    seen = opencheck.inspect(manager.store, manager.snapshots.dir)
-    inconsistent = [] if manager.store.damaged else seen.problems()
+    seen = opencheck.inspect(context.records, context.snapshots.dir)
+    inconsistent = [] if store.damaged else seen.problems()
     for message in inconsistent:
         findings.append(Finding("inconsistent", "metadata.db", message))
-    if not fix or problems or inconsistent or manager.read_only:
-        return findings + _report(manager, seen)
-    return findings + _fix(manager, forget_missing=forget_missing)
+    if not fix or problems or inconsistent or context.read_only:
+        return findings + _report(context, seen)
+    return findings + _fix(context, forget_missing=forget_missing)
 
 
-def _fix(manager: CacheManager, *, forget_missing: bool) -> list[Finding]:
+def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
     """``doctor --fix``: decided and done inside the write lock (see the module doc)."""
     started = time.time()  # wall clock: compared with the directories' ctime
-    store, snapshots = manager.store, manager.snapshots
-    findings: list[Finding] = [f for f in reconcile(manager) if f.kind != "stale-holder"]
+    snapshots, records = context.snapshots, context.records
+    findings: list[Finding] = [f for f in reconcile(context) if f.kind != "stale-holder"]
     moved: list[tuple[str, Path]] = []  # (name, new path)
-    with manager._lock, store.write():
-        seen = opencheck.inspect(store, snapshots.dir)
-        reaped = _reap_dead_holders(manager)
+    with records.write():
+        seen = opencheck.inspect(records, snapshots.dir)
+        reaped = records.reap_dead_holders()
         if reaped:
             findings.append(Finding("stale-holder", "-", f"reaped {reaped} dead holder(s)", True))
         health = health_of(seen)
@@ -332,8 +317,7 @@ def _fix(manager: CacheManager, *, forget_missing: bool) -> list[Finding]:
             health = {}
         forgotten = sorted(health)
         for rid in forgotten:
-            store.execute("DELETE FROM holder WHERE record = ?", (rid,))
-            store.execute("DELETE FROM record WHERE id = ?", (rid,))
+            records.drop_record(rid)
             if health[rid] == "missing":
                 layer = snapshots.dir / seen.pair_of.get(rid, rid)
                 message = f"its layer directory {layer} is missing: record forgotten"

@@ -14,16 +14,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cachetui.core import filters as filter_language
+from cachetui.core.context import StoreContext
 from cachetui.core.diskusage import measure_missing
 from cachetui.core.effective_age import newest_in_subtrees
-from cachetui.core.state import HOLDER_COLUMNS, RecordRow, StoreState, holder_rows_alive
+from cachetui.core.recordstore import RecordRow, RecordStore
+from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
-
-if TYPE_CHECKING:
-    from cachetui.core.manager import CacheManager
 
 __all__ = [
     "HolderInfo",
@@ -136,17 +134,17 @@ def _health(state: StoreState, row: RecordRow, missing: Mapping[str, bool]) -> s
     return "ok"
 
 
-def record_states(manager: CacheManager, state: StoreState | None = None) -> dict[str, RecordState]:
+def record_states(context: StoreContext, state: StoreState | None = None) -> dict[str, RecordState]:
     """One ``RecordState`` per visible record, by id, in disk usage's order."""
-    state = state if state is not None else manager.state()
+    state = state if state is not None else context.state()
     visible = state.visible()
     visible_ids = {row.id for row in visible}
     in_use = state.in_use_ids()
-    shared = state.shared_ids(manager.is_shared)
+    shared = state.shared_ids(context.is_shared)
     apparent: dict[str, int] = {}
-    sizes = measure_missing(manager, state, visible, apparent)
+    sizes = measure_missing(context, state, visible, apparent)
     newest = newest_in_subtrees(state)
-    snapshots_dir = manager.snapshots.dir
+    snapshots_dir = context.snapshots.dir
     present = _layers_on_disk(snapshots_dir)
     missing = {row.layer_id: row.layer_id not in present for row in state.rows.values()}
     holders_of: dict[str, list[HolderInfo]] = {}
@@ -263,10 +261,9 @@ def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) ->
     )
 
 
-def alive_holders(manager: CacheManager) -> frozenset[int]:
+def alive_holders(records: RecordStore) -> frozenset[int]:
     """The ids of the holder rows whose process runs now (a cheap read of the holders:
     a dashboard polls it to see a killed holder stop counting within a second)."""
-    store = manager.store
-    with store.read():
-        values = store.rows(f"SELECT {HOLDER_COLUMNS} FROM holder")
-    return frozenset(h.id for h in holder_rows_alive(values) if h.alive)
+    with records.read():
+        holders = records.all_holders()
+    return frozenset(h.id for h in holders if h.alive)

@@ -3,21 +3,34 @@
 A handle is what callers hold and release. Each one is a holder row in the store naming
 this process, so other processes see the record in use. The record state itself lives in
 the store; handles only remember their record id, their holder row and whether they have
-been released or committed. The work is done by the manager.
+been released or committed. The work is done by the store's record operations
+(``HandleOperations``: ``operations.RecordOperations``), not by the handle.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cachetui.core.errors import InvalidError
 from cachetui.core.types import Mount
 
-if TYPE_CHECKING:
-    from cachetui.core.operations import RecordOperations
+__all__ = ["HandleOperations", "ImmutableRef", "MutableRef", "Ref"]
 
-__all__ = ["ImmutableRef", "MutableRef", "Ref"]
+
+class HandleOperations(Protocol):
+    """What a handle asks of its store (each call is one transaction there)."""
+
+    @property
+    def root(self) -> Path: ...
+    def mount(self, ref: Ref) -> Mount: ...
+    def size(self, ref: Ref) -> int: ...
+    def set_retain(self, record_id: str, value: bool) -> None: ...
+    def release(self, ref: Ref) -> None: ...
+    def clone(self, ref: ImmutableRef) -> ImmutableRef: ...
+    def finalize(self, record_id: str) -> None: ...
+    def commit(self, ref: MutableRef) -> ImmutableRef: ...
 
 
 class Ref:
@@ -27,7 +40,7 @@ class Ref:
 
     def __init__(
         self,
-        manager: RecordOperations,
+        operations: HandleOperations,
         record_id: str,
         holder_id: int,
         *,
@@ -35,7 +48,7 @@ class Ref:
         description: str,
         record_type: str,
     ) -> None:
-        self._manager = manager
+        self._ops = operations
         self._id = record_id
         self._holder_id = holder_id
         self._parent_id = parent_id
@@ -77,21 +90,21 @@ class Ref:
 
     def mount(self) -> Mount:
         self._check_open("mount")
-        return self._manager._mount(self)
+        return self._ops.mount(self)
 
     def size(self) -> int:
         self._check_open("measure")
-        return self._manager._size(self)
+        return self._ops.size(self)
 
     def set_retain(self, value: bool = True) -> None:
         self._check_open("set retain on")
-        self._manager._set_retain(self._id, value)
+        self._ops.set_retain(self._id, value)
 
     def release(self) -> None:
         """Give the handle back; a second call is a no-op."""
         if self._released:
             return
-        self._manager._release(self)
+        self._ops.release(self)
         self._released = True
 
     def __enter__(self) -> Ref:
@@ -117,12 +130,12 @@ class ImmutableRef(Ref):
     def clone(self) -> ImmutableRef:
         """One more handle on the same record; it does not count as a use."""
         self._check_open("clone")
-        return self._manager._clone(self)
+        return self._ops.clone(self)
 
     def finalize(self) -> None:
         """Make a lazy commit permanent; a no-op when there is no equal mutable."""
         self._check_open("finalize")
-        self._manager._finalize(self._id)
+        self._ops.finalize(self._id)
 
 
 class MutableRef(Ref):
@@ -150,7 +163,7 @@ class MutableRef(Ref):
         if self._committed:
             raise InvalidError(f"cannot commit {self._id}: the handle was already committed")
         self._check_open("commit")
-        ref = self._manager._commit(self)
+        ref = self._ops.commit(self)
         self._committed = True
         return ref
 

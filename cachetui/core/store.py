@@ -28,7 +28,7 @@ from cachetui.core.crashpoints import crash_point
 from cachetui.core.errors import StoreError
 from cachetui.core.writelock import WaitingSqliteDatabase
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store", "data_version", "open_version_reader"]
 
 SCHEMA_VERSION = 3
 """1: records, holders, settings. 2: labels, cache mounts, apparent sizes. 3: ``gc_run``
@@ -508,3 +508,19 @@ class Store:
             return [f"{pragma} failed: {err}"]
         messages = [str(row[0]) for row in rows]
         return [] if messages == ["ok"] else messages
+
+
+# -- watching for other connections' commits ---------------------------------------------
+
+
+def open_version_reader(path: Path | str) -> sqlite3.Connection:
+    """A read-only connection of its own for ``data_version`` (``sqlite3.Error`` when
+    the file cannot be read)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=1.0)
+    data_version(conn)
+    return conn
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """SQLite's ``PRAGMA data_version``: it changes whenever another connection commits."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])

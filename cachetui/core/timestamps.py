@@ -7,7 +7,7 @@ clock that returns ``inf``, ``nan``, ``1e20`` or a negative number raises
 hand-edited ``created_at='yesterday'``, a row written by an older build) must never crash
 a read: rows carry :data:`UNREADABLE` in its place (an infinitely recent time, so
 ``keep_duration`` keeps such a record rather than deleting it as "old"), ``UsageInfo``
-shows :data:`UNKNOWN_TIME`, and ``doctor`` reports the row (:func:`bad_rows`).
+shows :data:`UNKNOWN_TIME`, and ``doctor`` reports the row (``RecordStore.bad_timestamps``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ __all__ = [
     "MAX_EPOCH",
     "UNKNOWN_TIME",
     "UNREADABLE",
-    "bad_rows",
     "checked_clock_value",
     "is_valid",
     "to_datetime",
@@ -66,23 +65,3 @@ def to_datetime(value: float) -> datetime:
         return _fromtimestamp(value, UTC)
     except (OverflowError, ValueError, OSError, TypeError):
         return UNKNOWN_TIME
-
-
-_BAD_SQL = """
-SELECT id, 'created_at', created_at FROM record
- WHERE deleted = 0 AND (typeof(created_at) NOT IN ('real', 'integer')
-                        OR NOT created_at BETWEEN 0 AND ?)
-UNION ALL
-SELECT id, 'last_used_at', last_used_at FROM record
- WHERE deleted = 0 AND last_used_at IS NOT NULL
-   AND (typeof(last_used_at) NOT IN ('real', 'integer') OR NOT last_used_at BETWEEN 0 AND ?)
-ORDER BY 1, 2
-"""
-
-
-def bad_rows(rows: Any) -> list[tuple[str, str, Any]]:
-    """``(record id, column, stored value)`` for each stored timestamp that is not valid.
-
-    ``rows`` is the store's ``rows(sql, params)`` method.
-    """
-    return [(str(r[0]), str(r[1]), r[2]) for r in rows(_BAD_SQL, (MAX_EPOCH, MAX_EPOCH))]

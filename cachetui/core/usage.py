@@ -48,8 +48,10 @@ from cachetui.core.fsops import mount_identity
 
 __all__ = ["INCOMPLETE_KINDS", "PARALLEL_THRESHOLD", "MeasureIssue", "Measurement", "measure"]
 
-#: Entries seen before the walk considers sharing the rest among worker processes.
-PARALLEL_THRESHOLD = 5000
+#: Entries seen before the walk considers sharing the rest with helper processes. Low,
+#: because a ready helper costs one message (no fork, no start-up): from about 10,000
+#: entries on, sharing the rest early is what keeps ``measure`` near ``du``'s time.
+PARALLEL_THRESHOLD = 1000
 #: Issue kinds after which ``size`` is only a lower bound.
 # A size with one of these findings is a lower bound (or nothing at all): never cached.
 INCOMPLETE_KINDS = frozenset(
@@ -287,6 +289,11 @@ def _drain(walker: _Walker, queue_fd: int, tasks: list[tuple[int, str, str]]) ->
         base = Node(None, parent_path, parent_fd, None)
         base.pending = [name]
         walker.run(FdPath(base))
+
+
+def serve_helper(fd: int) -> None:
+    """A measuring helper process's main loop (``measurepool`` starts it by exec)."""
+    measurepool.serve(fd, walk_request)
 
 
 def walk_request(

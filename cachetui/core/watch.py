@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cachetui.core.ids import ID_PATTERN
+from cachetui.core.store import data_version, open_version_reader
 
 __all__ = ["ChangeFeed", "ChangeSet", "records_for_paths"]
 
@@ -302,11 +303,7 @@ class ChangeFeed:
         if not self.db_path.exists():
             return None
         try:
-            conn = sqlite3.connect(
-                f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False, timeout=1.0
-            )
-            conn.execute("PRAGMA data_version").fetchone()
-            return conn
+            return open_version_reader(self.db_path)
         except sqlite3.Error as err:
             self.errors.append(f"metadata watcher cannot open {self.db_path}: {err}")
             return None
@@ -316,7 +313,7 @@ class ChangeFeed:
         last: int | None = None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
-                last = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                last = data_version(conn)
         try:
             while not self._stop.wait(self._next_wait()):
                 self._due_rescans()
@@ -325,7 +322,7 @@ class ChangeFeed:
                     if conn is None:
                         continue
                 try:
-                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                    version = data_version(conn)
                 except sqlite3.Error:
                     continue  # busy or being rebuilt: try again next tick
                 if version != last:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import humanize
 from rich.text import Text
 
-from cachetui.core import RecordState, is_valid_time
+from cachetui.core import CacheError, LockedError, NotFoundError, RecordState, is_valid_time
 from cachetui.fleet_views import StoreRow
 from cachetui.output import escape
 from cachetui.units import format_bytes_buildx
@@ -19,6 +19,7 @@ __all__ = [
     "Columns",
     "ago",
     "clock_time",
+    "describe_error",
     "escape",
     "format_row",
     "format_store_row",
@@ -26,6 +27,18 @@ __all__ = [
     "size",
     "timestamp",
 ]
+
+
+def describe_error(err: BaseException) -> str:
+    """One line saying why a store call failed, for a notification."""
+    if isinstance(err, LockedError):
+        return f"{err.id} is locked: another process holds it"
+    if isinstance(err, NotFoundError):
+        return f"not found: {err} (it may have been pruned meanwhile)"
+    if isinstance(err, CacheError | OSError):
+        return str(err) or type(err).__name__
+    return f"{type(err).__name__}: {err}"
+
 
 ICON = 2  # the expand icon (leaves get two spaces)
 

@@ -1,11 +1,12 @@
-"""The header line, the totals bar, the details pane and the filter bar."""
+"""The header line, the totals bar, the details pane, the filter bar and the footer."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Input, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
 
 from cachetui.core import Totals
 from cachetui.fleet_views import StoreRow
@@ -13,6 +14,7 @@ from cachetui.views import DetailsView, state_words
 from cachetui.widgets.format import ago, escape, size, timestamp
 
 __all__ = [
+    "DashboardFooter",
     "DetailsPane",
     "FilterBar",
     "HeaderBar",
@@ -202,3 +204,17 @@ class FilterBar(Vertical):
         caret.append(message, style="red")
         error.update(caret)
         self.add_class("-error")
+
+
+class DashboardFooter(Footer):
+    """Textual's footer, also listing the keys while the app has no focus.
+
+    Textual's footer ignores binding changes while the app is blurred. In a browser
+    (``cachetui serve``) the page may report a blur before the screen is first drawn, and
+    the footer then stayed empty until the page was clicked.
+    """
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        self._bindings_ready = True
+        if self.is_attached and screen is self.screen:
+            self.call_after_refresh(self.recompose)

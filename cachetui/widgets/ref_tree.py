@@ -56,7 +56,7 @@ class RefTree(Tree[str]):
     """The records, parents above their children."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "app.toggle_mark", "Mark", show=True),
+        Binding("space", "toggle_mark", "Mark", show=True),
         Binding("e", "toggle_expand_all", "Expand all", show=False),
         Binding("shift+space", "toggle_expand_all", "Expand all", show=False),
         Binding("right,l", "expand_node", "Expand", show=False),
@@ -72,6 +72,13 @@ class RefTree(Tree[str]):
             super().__init__()
             self.cursor = cursor
             self.marks = marks
+
+    class MarkRequested(Message):
+        """The mark key was pressed on the record under the cursor (the screen decides
+        whether it may be marked: the core's refusal, read-only mode)."""
+
+    class MarksChanged(Message):
+        """Records were marked or unmarked (the totals show what the marks free)."""
 
     class ColumnsChanged(Message):
         """The column widths changed (the header must follow)."""
@@ -387,6 +394,14 @@ class RefTree(Tree[str]):
 
     # -- marks ------------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_mark":  # the screen knows whether marking is on
+            return self.screen.check_action(action, parameters)
+        return True
+
+    def action_toggle_mark(self) -> None:
+        self.post_message(self.MarkRequested())
+
     def toggle_mark(self, record_id: str) -> bool:
         """Mark or unmark; returns whether it is marked now."""
         if record_id in self.marks:
@@ -394,12 +409,15 @@ class RefTree(Tree[str]):
         else:
             self.marks.add(record_id)
         self.relabel([record_id])
+        self.post_message(self.MarksChanged())
         return record_id in self.marks
 
     def drop_marks(self, ids: Iterable[str]) -> None:
         dropped = self.marks.intersection(ids)
-        self.marks.difference_update(dropped)
-        self.relabel(dropped)
+        if dropped:
+            self.marks.difference_update(dropped)
+            self.relabel(dropped)
+            self.post_message(self.MarksChanged())
 
     # -- live updates ---------------------------------------------------------------------
 
@@ -416,6 +434,8 @@ class RefTree(Tree[str]):
         vanished_cursor = cursor if cursor is not None and cursor not in view.rows else None
         if vanished_marks or vanished_cursor:
             self.post_message(self.Vanished(vanished_cursor, vanished_marks))
+        if vanished_marks:
+            self.post_message(self.MarksChanged())
         if self.matches is not None and matches is not None:
             self.matches = matches
             shown = _with_ancestors(matches, view)

@@ -140,7 +140,7 @@ async def test_pause_holds_updates_until_resumed(store, worker_factory):
         worker = Worker(root)
         worker_factory.append(worker)
         worker.send("write blob")
-        await wait_for(pilot, lambda: bool(app._pending), what="a pending change")
+        await wait_for(pilot, lambda: bool(app.main.updates.held), what="a pending change")
         await pilot.pause(0.3)
         assert worker.mutable_id not in app.ref_tree.view.rows
         await pilot.press("P")
