@@ -98,21 +98,24 @@ async def measure_fleet(url: str, host_root: Path, writes: int, expand_all: bool
         # updated from the delta (UI thread), both timed.
         folded: list[float] = []
         shown: list[float] = []
+        cpu: list[float] = []  # the same two, in CPU time of their threads (load-proof)
         apply = service.apply
 
         def timed_apply(changes):  # type: ignore[no-untyped-def]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             delta = apply(changes)
             folded.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
             return delta
 
         service.apply = timed_apply  # type: ignore[method-assign]
         tree_apply = app.ref_tree.apply_delta
 
         def timed_tree_apply(*args, **kwargs):  # type: ignore[no-untyped-def]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             tree_apply(*args, **kwargs)
             shown.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
 
         app.ref_tree.apply_delta = timed_tree_apply  # type: ignore[method-assign]
         cm = CacheManager.open(host_root)
@@ -125,11 +128,12 @@ async def measure_fleet(url: str, host_root: Path, writes: int, expand_all: bool
             await asyncio.sleep(0.01)
 
         async def write_to_screen(label: str, count: int) -> None:
-            latencies, updates, parts = [], [], []
+            latencies, updates, parts, cpus = [], [], [], []
             for i in range(count):
                 before = service.view.rows[key].size if key in service.view.rows else 0
                 folded.clear()
                 shown.clear()
+                cpu.clear()
                 t0 = time.perf_counter()
                 (upper / f"{label}-{i}").write_bytes(b"z" * 65536)
                 deadline = time.monotonic() + 10
@@ -142,6 +146,7 @@ async def measure_fleet(url: str, host_root: Path, writes: int, expand_all: bool
                 if folded and shown:
                     updates.append(folded[-1] + shown[-1])
                     parts.append((folded[-1], shown[-1]))
+                    cpus.append(cpu[-1] + cpu[-2] if len(cpu) > 1 else cpu[-1])
                 await asyncio.sleep(0.1)
             figures[f"write_to_screen_s_median_{label}"] = statistics.median(latencies)
             figures[f"write_to_screen_s_max_{label}"] = max(latencies)
@@ -151,6 +156,7 @@ async def measure_fleet(url: str, host_root: Path, writes: int, expand_all: bool
             if parts:
                 figures[f"fold_ms_median_{label}"] = statistics.median(p[0] for p in parts) * 1000
                 figures[f"tree_ms_median_{label}"] = statistics.median(p[1] for p in parts) * 1000
+                figures[f"cpu_ms_median_{label}"] = statistics.median(cpus) * 1000
 
         await write_to_screen("one", writes)
         figures["peak_rss_one_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -310,7 +316,8 @@ def fleet(args: argparse.Namespace, base: Path) -> None:
             if f"fold_ms_median_{label}" in figures:
                 print(
                     f"    of which               {figures[f'fold_ms_median_{label}']:.1f} ms "
-                    f"folding, {figures[f'tree_ms_median_{label}']:.1f} ms the tree (medians)"
+                    f"folding, {figures[f'tree_ms_median_{label}']:.1f} ms the tree (medians); "
+                    f"{figures[f'cpu_ms_median_{label}']:.1f} ms of CPU in their threads"
                 )
             median = figures[f"write_to_screen_s_median_{label}"]
             print(
