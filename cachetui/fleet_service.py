@@ -39,7 +39,9 @@ from cachetui.core import (
     PruneOptions,
     RecordState,
     Totals,
+    is_expression,
     parse_filters,
+    search_words,
     usage_fields,
 )
 from cachetui.fleet.reader import (
@@ -631,7 +633,7 @@ class FleetService:
 
     def check_filter(self, text: str) -> None:
         _stores, rest = parse_store_filter(text)
-        if rest.strip():
+        if is_expression(rest):
             parse_filters(rest)
 
     def matching(self, text: str) -> frozenset[str]:
@@ -639,7 +641,10 @@ class FleetService:
         read, their records). Other selectors need records: the stores they name are
         read here (this runs in a worker)."""
         selectors, rest = parse_store_filter(text)
-        matcher = parse_filters(rest) if rest.strip() else None
+        # Plain words search the ids and descriptions of the records read so far (the
+        # core's rule tells them apart); typing a word must not read every store.
+        words = search_words(rest) if rest.strip() and not is_expression(rest) else ()
+        matcher = parse_filters(rest) if is_expression(rest) else None
         with self._lock:
             view = self._view or self.load()
             names = [s.name for s in view.stores.values() if _store_matches(s.name, selectors)]
@@ -654,6 +659,16 @@ class FleetService:
             rows = view.rows
             assert isinstance(rows, FleetRows)
             records = list(rows.records.get(name, ()))
+            if words:
+                found.update(
+                    key
+                    for key in records
+                    if all(
+                        w in f"{split_key(key)[1]}\n{view.rows[key].description}".casefold()
+                        for w in words
+                    )
+                )
+                continue
             if matcher is None:
                 found.add(skey)
                 found.update(records)
@@ -668,6 +683,8 @@ class FleetService:
                     in_use=row.in_use,
                     mutable=row.mutable,
                     shared=row.shared,
+                    labels=row.labels,
+                    cache_mount=row.cache_mount,
                 )
                 if matcher.matches(fields):
                     found.add(key)

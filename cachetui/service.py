@@ -17,7 +17,9 @@ The contract a second implementation (another store, a fleet) provides:
   ``ChangeSet`` values, ``on_status`` gets ``None`` (live) or a reason (stopped);
 * ``details(id)``, ``matching(text)``, ``check_filter(text)``;
 * ``plan_prune(ids)``, ``prune_ids(ids, on_prune)``, ``plan_policy(options)``,
-  ``prune_policy(options, on_prune)``;
+  ``prune_policy(options, on_prune)``; optionally ``plan_chain(ids, descendants)``,
+  ``prune_chain(ids, on_prune)`` and ``set_labels(id, changes)`` (the dashboard asks
+  ``hasattr`` and says the action is not available otherwise);
 * ``commit(id)``, ``hold(id)``, ``release(id)``, ``holds()``,
   ``force_release(record_id, holders) -> ReleaseResult``, ``force_release_holders(ids)``.
 """
@@ -50,9 +52,11 @@ from cachetui.core import (
     StoreError,
     UsageInfo,
     disk_stat,
+    is_expression,
     matching_ids,
     parse_filters,
     paused_gc,
+    search_ids,
     totals,
 )
 from cachetui.gcpolicy import PolicyList
@@ -67,6 +71,19 @@ from cachetui.views import (
 )
 
 __all__ = ["CacheService", "GCPreview"]
+
+
+def _state_row(state: RecordState) -> PlanRow:
+    """A plan row from a record's value (a chain that cannot go is listed this way)."""
+    return PlanRow(
+        state.id,
+        state.description,
+        state.size,
+        state.shared,
+        state.mutable,
+        state.last_used_at,
+    )
+
 
 Clock = Callable[[], float]
 OnStatus = Callable[[str | None], None]
@@ -313,6 +330,7 @@ class CacheService:
         else:
             upper, lower_paths = None, (row.layer_path, *lowers)
         sub_size, sub_count = self._subtree(view, record_id)
+        by = row.effective_by
         return DetailsView(
             record=row,
             chain=tuple(chain),
@@ -322,6 +340,7 @@ class CacheService:
             pinned=record_id in view.pinned,
             subtree_size=sub_size,
             subtree_count=sub_count,
+            effective=view.rows.get(by) if by is not None and by != record_id else None,
         )
 
     @staticmethod
@@ -339,17 +358,22 @@ class CacheService:
         return size, count
 
     def matching(self, text: str) -> frozenset[str]:
-        """The ids a filter matches (``FilterSyntaxError`` when it does not parse)."""
+        """The ids a filter expression matches (``FilterSyntaxError`` when it does not
+        parse), or, for plain words, the ids whose id or description holds every word
+        (the core's ``is_expression`` tells them apart)."""
         view = self._view
+        if not is_expression(text):
+            return search_ids(view.rows.values(), text) if view is not None else frozenset()
         if view is None:
             parse_filters(text)
             return frozenset()
-        return matching_ids(view.rows.values(), text if text.strip() else ())
+        return matching_ids(view.rows.values(), text)
 
     @staticmethod
     def check_filter(text: str) -> None:
-        """Raise ``FilterSyntaxError`` (with ``.position``) when ``text`` does not parse."""
-        if text.strip():
+        """Raise ``FilterSyntaxError`` (with ``.position``) when ``text`` is an expression
+        that does not parse (plain words are a search: always fine)."""
+        if is_expression(text):
             parse_filters(text)
 
     # -- prune --------------------------------------------------------------------------
@@ -401,6 +425,59 @@ class CacheService:
             else:
                 refused.append((record_id, state.refusal or "it no longer matches"))
         return PrunePlan(tuple(plan_row(i) for i in result), tuple(refused), tuple(gone))
+
+    def plan_chain(self, ids: Sequence[str], *, descendants: bool = True) -> PrunePlan:
+        """The core's plan for pruning ``ids`` as one chain (with ``descendants``, each
+        with everything below it): the records leaves first and the bytes really freed,
+        or, in ``refused``, the records that stop it and why (nothing is touched)."""
+        with self._lock:
+            plan = self.manager.plan_chain(ids, descendants=descendants)
+        rows = plan.rows
+        if plan.blockers:
+            # Nothing goes: list the chain's records (with their sizes) for the reason.
+            view = self._view
+            listed = [view.rows[i] for i in plan.ids if view is not None and i in view.rows]
+            return PrunePlan(
+                tuple(_state_row(r) for r in listed),
+                plan.blockers,
+                plan.missing,
+                chains=self._tops(plan.ids),
+            )
+        return PrunePlan(
+            tuple(plan_row(i) for i in rows), (), plan.missing, chains=self._tops(plan.ids)
+        )
+
+    def _tops(self, ids: Sequence[str]) -> tuple[str, ...]:
+        """The records of ``ids`` with no ancestor among them (the chains' tops)."""
+        view = self._view
+        chosen = set(ids)
+        if view is None:
+            return tuple(sorted(chosen))
+        return tuple(i for i in ids if not chosen.intersection(view.ancestors(i)))
+
+    def prune_chain(
+        self, ids: Sequence[str], on_prune: Callable[[PlanRow], None] | None = None
+    ) -> PrunePlan:
+        """Prune exactly ``ids`` as one chain, leaves first, or nothing: a record inside
+        held by a live process (``LockedError``) or a child left out (``InvalidError``,
+        a record created below since the confirmation) stops it before anything goes."""
+        self._check_writable()
+
+        def report(info: UsageInfo) -> None:
+            if on_prune is not None:
+                on_prune(plan_row(info))
+
+        with self._lock:
+            manager = self.manager
+            result = manager.prune_chain(ids, descendants=False, on_prune=report)
+            plan = self._plan(result, ids, manager.records())
+        return replace(plan, chains=self._tops(ids))
+
+    def set_labels(self, record_id: str, changes: Mapping[str, str | None]) -> dict[str, str]:
+        """Add, change (a value) or remove (None) labels on a record; the labels now."""
+        self._check_writable()
+        with self._lock:
+            return self.manager.set_labels(record_id, changes)
 
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
         with self._lock:

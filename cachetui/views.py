@@ -104,6 +104,8 @@ class DetailsView:
     pinned: bool
     subtree_size: int  # this record and all its descendants
     subtree_count: int
+    #: The record below whose use is this one's effective age (None: its own use).
+    effective: RecordState | None = None
 
     @property
     def holders(self) -> tuple[HolderInfo, ...]:
@@ -141,10 +143,18 @@ class PrunePlan:
     rows: tuple[PlanRow, ...]
     refused: tuple[tuple[str, str], ...] = ()  # (id, reason)
     gone: tuple[str, ...] = ()  # asked for, but already removed (by someone else)
+    #: A whole-chain prune: the records marked with everything below them (tops first).
+    #: Then ``rows`` are leaves first, and any ``refused`` record stops the whole chain.
+    chains: tuple[str, ...] = ()
 
     @property
     def freed(self) -> int:
         return sum(r.size for r in self.rows if not r.shared and r.size > 0)
+
+    @property
+    def shared_bytes(self) -> int:
+        """Bytes of shared records in the plan: they leave the cache but free nothing."""
+        return sum(r.size for r in self.rows if r.shared and r.size > 0)
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ from cachetui.core.rebuild import rebuild as rebuild_store
 from cachetui.core.reconcile import Finding
 from cachetui.core.records import HolderInfo, RecordState, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
+from cachetui.core.search import is_expression, search_ids, search_words
 from cachetui.core.state import HolderRow, RecordRow, holder_rows_alive, paused_gc
 from cachetui.core.timestamps import UNKNOWN_TIME
 from cachetui.core.timestamps import is_valid as is_valid_time
@@ -94,6 +95,7 @@ __all__ = [
     "default_gc_policies",
     "disk_stat",
     "holder_rows_alive",
+    "is_expression",
     "is_valid_time",
     "keep_limit",
     "matching_ids",
@@ -103,6 +105,8 @@ __all__ = [
     "percent_of_disk",
     "rebuild_store",
     "remove_tree",
+    "search_ids",
+    "search_words",
     "totals",
     "usage_fields",
 ]

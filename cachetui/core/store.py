@@ -235,6 +235,10 @@ class Store:
         #: given a fresh schema that would make every layer look unknown.
         self.in_memory = in_memory
         self._pid = os.getpid()
+        #: The one lock in the process: the threads share one SQLite connection, whose
+        #: transaction is not per thread, so ``write``/``read`` take this lock around it
+        #: (SQLite's own write lock then orders the processes). Reentrant: a write may
+        #: read inside itself. Nothing above the store takes a lock of its own.
         self._lock = threading.RLock()
         self._rollback_hooks: list[Callable[[], None]] = []
         #: What the manager found wrong with the metadata at open (integrity check

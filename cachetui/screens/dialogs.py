@@ -62,17 +62,20 @@ class ConfirmPruneScreen(_YesNo):
             # A fleet's keys are "HOST/ID": say which hosts the request goes to.
             hosts = sorted({r.id.partition("/")[0] for r in plan.rows if "/" in r.id})
             where = f" on {'host' if len(hosts) == 1 else 'hosts'} {', '.join(hosts)}"
-            yield Static(
-                Text.assemble(
-                    ("Prune ", "bold"),
-                    (records(n), "bold"),
-                    (where if hosts else "", "bold"),
-                    ("? This frees ", ""),
-                    (size(plan.freed), "bold green"),
-                    (" (parents that stay are not counted).", ""),
-                ),
-                classes="title",
-            )
+            if plan.chains:
+                yield Static(self._chain_title(plan), classes="title")
+            else:
+                yield Static(
+                    Text.assemble(
+                        ("Prune ", "bold"),
+                        (records(n), "bold"),
+                        (where if hosts else "", "bold"),
+                        ("? This frees ", ""),
+                        (size(plan.freed), "bold green"),
+                        (" (parents that stay are not counted).", ""),
+                    ),
+                    classes="title",
+                )
             listing = Text(no_wrap=True, overflow="ellipsis")
             for row in plan.rows[:MAX_LISTED]:
                 listing.append(f"{row.id}  ", style="bold")
@@ -89,6 +92,22 @@ class ConfirmPruneScreen(_YesNo):
             with VerticalScroll(classes="listing"):
                 yield Static(listing)
             yield from self._footer("y: prune   n / esc: cancel", "Yes, prune")
+
+    @staticmethod
+    def _chain_title(plan: PrunePlan) -> Text:
+        """A whole chain: whose, how many records, leaves first, the bytes really freed."""
+        tops = plan.chains
+        whose = tops[0] if len(tops) == 1 else f"{len(tops)} records"
+        text = Text.assemble(
+            ("Prune the chain of ", "bold"),
+            (whose, "bold"),
+            (f": {records(len(plan.rows))}, leaves first? This frees ", ""),
+            (size(plan.freed), "bold green"),
+        )
+        if plan.shared_bytes:
+            text.append(f" ({size(plan.shared_bytes)} of shared records goes but frees nothing)")
+        text.append(".")
+        return text
 
 
 class ForceReleaseScreen(_YesNo):

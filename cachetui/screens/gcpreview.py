@@ -22,10 +22,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from cachetui.core import CacheError
+from cachetui.core import CacheError, RecordState
 from cachetui.gcreport import KEPT_ORDER, describe_policy, render_kept
 from cachetui.service import CacheService, GCPreview
-from cachetui.widgets.format import records, size
+from cachetui.widgets.format import ago, records, size
 
 __all__ = ["GCPreviewScreen", "render_tiers", "render_why"]
 
@@ -67,8 +67,11 @@ def render_tiers(preview: GCPreview) -> Text:
     return text
 
 
-def render_why(preview: GCPreview, record_id: str | None, now: float) -> Text:
-    """For one record: the reason each tier keeps it, up to the tier that takes it."""
+def render_why(
+    preview: GCPreview, record_id: str | None, now: float, record: RecordState | None = None
+) -> Text:
+    """For one record: the reason each tier keeps it, up to the tier that takes it; with
+    its ``record`` value, its effective age when a use below it is newer than its own."""
     text = Text()
     if record_id is None:
         text.append("Select a record in the tree to see why it is still here.", style="dim")
@@ -89,7 +92,16 @@ def render_why(preview: GCPreview, record_id: str | None, now: float) -> Text:
         else:
             text.append(render_kept(reason, now, tier, size) + "\n")
     if verdicts[-1][1] is not None:
-        text.append("   No tier removes it.", style="bold green")
+        text.append("   No tier removes it.\n", style="bold green")
+    if record is not None and record.effective_by not in (None, record.id):
+        assert record.effective_at is not None
+        text.append("   Effective age: ", style="bold")
+        text.append(ago(record.effective_at, now), style="bold")
+        text.append(
+            f" (the newest use below it, {record.effective_by}). A keep duration looks at "
+            f"its own last use ({ago(record.last_used_at, now)}), but a parent stays as "
+            "long as anything below it stays.\n"
+        )
     text.rstrip()
     return text
 
@@ -155,8 +167,10 @@ class GCPreviewScreen(ModalScreen[None]):
         self.preview = preview
         self.query_one("#gc-title", Static).update(f"GC list (dry run): {preview.policy.source}")
         self.query_one("#gc-tiers", Static).update(render_tiers(preview))
+        view = self.service.view
+        record = view.rows.get(self.selected) if view and self.selected else None
         self.query_one("#gc-why", Static).update(
-            render_why(preview, self.selected, self.service.now())
+            render_why(preview, self.selected, self.service.now(), record)
         )
 
     def action_close(self) -> None:

@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from cachetui.core import CacheError, FilterSyntaxError
+from cachetui.core import CacheError, FilterSyntaxError, is_expression
 from cachetui.fleet_views import FleetView
 from cachetui.messages import (
     DetailsRead,
@@ -459,7 +459,7 @@ class MainScreen(Screen[None]):
             if not bar.has_class("-error"):
                 bar.query_one("#filter-error", Static).update("")
             return
-        bar.show_count(len(matches), len(view.rows))
+        bar.show_count(len(matches), len(view.rows), search=not is_expression(self.filter_text))
 
     # -- which keys work now ------------------------------------------------------------------
 

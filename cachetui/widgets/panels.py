@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from cachetui.core import Totals
+from cachetui.core import RecordState, Totals
 from cachetui.fleet_views import StoreRow
 from cachetui.views import DetailsView, state_words
 from cachetui.widgets.format import ago, escape, size, timestamp
@@ -19,7 +19,9 @@ __all__ = [
     "FilterBar",
     "HeaderBar",
     "TotalsBar",
+    "apparent_note",
     "details_text",
+    "effective_text",
     "header_line",
     "store_details_text",
     "totals_text",
@@ -95,7 +97,7 @@ def details_text(d: DetailsView, now: float) -> Text:
 
     line("ID", r.id)
     kind = "mutable" if r.mutable else "immutable"
-    line("Kind", f"{kind} · {r.record_type} · {size(r.size)}")
+    line("Kind", f"{kind} · {r.record_type} · {size(r.size)}{apparent_note(r)}")
     line("State", ", ".join(state_words(r, d.pinned)) or "free (reclaimable)")
     if r.health == "missing":
         line("Health", Text(f"missing: {r.layer_path} is gone", style="bold red"))
@@ -121,6 +123,12 @@ def details_text(d: DetailsView, now: float) -> Text:
         line("Subtree", f"{d.subtree_count} records, {size(d.subtree_size)}")
     if r.description:
         line("Desc", escape(r.description))
+    if r.labels:
+        line("Labels", escape(", ".join(f"{k}={v}" for k, v in r.labels)))
+    if r.cache_mount is not None:
+        m = r.cache_mount
+        target = f" · target {m.target}" if m.target else ""
+        line("Cache", escape(f"id {m.cache_id}{target} · sharing {m.sharing}"))
     if d.chain:
         chain = " → ".join(f"{cid} ({size(csize)})" for cid, _desc, csize in d.chain[:4])
         more = f" → … {len(d.chain) - 4} more" if len(d.chain) > 4 else ""
@@ -130,6 +138,9 @@ def details_text(d: DetailsView, now: float) -> Text:
     line("Created", f"{timestamp(r.created_at)} ({ago(r.created_at, now)})")
     times = "time" if r.usage_count == 1 else "times"
     line("Used", f"{r.usage_count} {times}, last {ago(r.last_used_at, now)}")
+    effective = effective_text(d, now)
+    if effective is not None:
+        line("Eff. age", effective)
     if d.upper:
         line("Upper", d.upper)
     for i, lower in enumerate(d.lowers[:3]):
@@ -137,6 +148,28 @@ def details_text(d: DetailsView, now: float) -> Text:
     if len(d.lowers) > 3:
         line("", f"… and {len(d.lowers) - 3} more")
     text.rstrip()
+    return text
+
+
+def apparent_note(r: RecordState) -> str:
+    """`` · apparent 64MB`` where the files' lengths read differently from the disk
+    usage (sparse or small files, as ncdu and gdu show); else nothing."""
+    if r.apparent_size < 0 or size(r.apparent_size) == size(r.size):
+        return ""
+    return f" · apparent {size(r.apparent_size)}"
+
+
+def effective_text(d: DetailsView, now: float) -> Text | None:
+    """The effective age when it comes from below: the newest use in the subtree, whose
+    it is, and that it keeps this record (None when the record's own use is the newest)."""
+    below = d.effective
+    r = d.record
+    if below is None or r.effective_at is None:
+        return None
+    verb = "used" if below.usage_count else "created (never used)"
+    text = Text()
+    text.append(ago(r.effective_at, now), style="bold")
+    text.append(f": {below.id} below it was {verb} then; a parent stays while it does")
     return text
 
 
@@ -179,19 +212,29 @@ class DetailsPane(Static):
 
 
 class FilterBar(Vertical):
-    """``/``: a containerd filter, validated as you type, with a caret under the error."""
+    """``/``: plain words (searched in ids and descriptions) or a containerd filter,
+    validated as you type, with a caret under the error. The core's ``is_expression``
+    tells them apart: an operator (``= ! ~``), a comma or a filter key makes a filter."""
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter, e.g. type==regular,mutable  (esc closes)", id="filter")
+        yield Input(
+            placeholder="search words, or a filter: type==regular,mutable  (esc closes)",
+            id="filter",
+        )
         yield Static("", id="filter-error")
 
-    def show_count(self, matched: int, total: int) -> None:
-        """``N of M records match`` (in red when none does)."""
+    def show_count(self, matched: int, total: int, *, search: bool = False) -> None:
+        """``search: N of M records match`` (in red when none does)."""
         error = self.query_one("#filter-error", Static)
         self.remove_class("-error")
         style = "bold red" if matched == 0 else "bold green"
         word = "record matches" if total == 1 else "records match"
-        error.update(Text(f"  {matched} of {total} {word}", style=style))
+        text = Text("  ")
+        text.append("search" if search else "filter", style="bold cyan")
+        text.append(f": {matched} of {total} {word}", style=style)
+        if search:
+            text.append("  (id or description holds every word)", style="dim")
+        error.update(text)
 
     def show_error(self, text: str, position: int | None, message: str = "") -> None:
         error = self.query_one("#filter-error", Static)
