@@ -13,7 +13,8 @@ Method: a profiler (``sys.setprofile`` and ``threading.setprofile``, so worker, 
 Textual threads count too) records every Python function call whose code lives in the
 ``cachetui`` package, from the trigger to the end condition, on the fixture store of the
 UI tests (``tests/ui/store_fixture``), under a Textual Pilot. The polling that waits for
-the end condition is excluded. Reported per path: the distinct ``cachetui`` modules, the
+the end condition is excluded; the prune path stops counting as the call that removed the
+last directory returns. Reported per path: the distinct ``cachetui`` modules, the
 distinct functions, the call events, and the entries into ``cachetui`` (a call with no
 ``cachetui`` caller: a message handler, a worker, a render, a feed callback) and how often
 they switch between the UI thread and other threads: the hops a path makes. Counts are
@@ -50,13 +51,19 @@ class Tracer:
         self.entries: list[tuple[str, str]] = []
         self.on = False
         self.quiet_thread: int | None = None  # the polling thread while it probes
+        # checked as each cachetui call returns: counting stops the moment it holds
+        self.end: Callable[[], bool] | None = None
         self._lock = threading.Lock()
 
     def _profile(self, frame: FrameType, event: str, _arg: Any) -> None:
-        if event != "call" or not self.on:
+        if not self.on or event not in ("call", "return"):
             return
         filename = frame.f_code.co_filename
         if not filename.startswith(PACKAGE):
+            return
+        if event == "return":
+            if self.end is not None and self.end():
+                self.on = False
             return
         if self.quiet_thread == threading.get_ident():
             return
@@ -81,7 +88,8 @@ class Tracer:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
 
-    def start(self) -> None:
+    def start(self, end: Callable[[], bool] | None = None) -> None:
+        self.end = end
         self.calls.clear()
         self.entries.clear()
         self.on = True
@@ -164,13 +172,17 @@ async def trace_prune(root: Path, ids: dict[str, str], tracer: Tracer) -> None:
         await pilot.pause(0.2)
         assert app.marks == {ids["old"], ids["gomod"]}, app.marks
         gone = [root / "snapshots" / ids["old"], root / "snapshots" / ids["gomod"]]
-        tracer.start()
+
+        def removed() -> bool:
+            return not any(p.exists() for p in gone)
+
+        tracer.start(end=removed)  # stops as the call that removed the last one returns
         await pilot.press("d")
         from cachetui.screens.dialogs import ConfirmPruneScreen
 
         await wait(pilot, tracer, lambda: isinstance(app.screen, ConfirmPruneScreen), "dialog")
         await pilot.press("y")
-        await wait(pilot, tracer, lambda: not any(p.exists() for p in gone), "the removal")
+        await wait(pilot, tracer, removed, "the removal")
         tracer.stop()
 
 

@@ -377,7 +377,12 @@ def _open(
     from cachetui.core import CacheManager
 
     _existing_store(root)
-    read_only = read and not os.access(root, os.W_OK | os.X_OK)
+    # A look at a store this user cannot change (its root, metadata or layers) reads it.
+    writable = os.access(root, os.W_OK | os.X_OK) and all(
+        os.access(inside, os.W_OK) or not inside.exists()
+        for inside in (root / "metadata.db", root / "snapshots")
+    )
+    read_only = read and not writable
     _check_access(root, write=not read_only)
     return CacheManager.open(
         root, read_only=read_only, repair=not read, forget_missing=forget_missing

@@ -13,6 +13,7 @@ from cachetui.core import ChangeSet
 from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
 
 __all__ = [
+    "ActionFailed",
     "Committed",
     "DetailsRead",
     "FeedStatus",
@@ -88,15 +89,25 @@ class LoadFailed(Message):
 
 
 class ViewRefreshed(Message):
-    """A change folded into the view: the delta (None when reading failed), the filter's
-    matches when the metadata changed under a filter, and the record to select."""
+    """A change folded into the view, with all the screen needs to show it in one go: the
+    delta (None when reading failed), the filter's matches and what they show when the
+    metadata changed under a filter, the details of the record under the cursor, and the
+    record to select."""
 
     def __init__(
-        self, delta: Delta | None, matches: frozenset[str] | None, select: str | None
+        self,
+        delta: Delta | None,
+        *,
+        matches: frozenset[str] | None = None,
+        shown: frozenset[str] | None = None,
+        details: DetailsView | None = None,
+        select: str | None = None,
     ) -> None:
         super().__init__()
         self.delta = delta
         self.matches = matches
+        self.shown = shown
+        self.details = details
         self.select = select
 
 
@@ -130,12 +141,14 @@ class DetailsRead(Message):
 
 
 class FilterMatched(Message):
-    """What the filter ``text`` matches."""
+    """What the filter ``text`` matches, and what it shows (the matches and their
+    ancestors)."""
 
-    def __init__(self, text: str, matches: frozenset[str]) -> None:
+    def __init__(self, text: str, matches: frozenset[str], shown: frozenset[str]) -> None:
         super().__init__()
         self.text = text
         self.matches = matches
+        self.shown = shown
 
 
 class FilterRejected(Message):
@@ -149,6 +162,15 @@ class FilterRejected(Message):
 
 
 # -- results of the actions -------------------------------------------------------------------
+
+
+class ActionFailed(Message):
+    """A write flow's store call failed: ``title`` names the flow, ``reason`` says why."""
+
+    def __init__(self, title: str, reason: str) -> None:
+        super().__init__()
+        self.title = title
+        self.reason = reason
 
 
 class PrunePlanned(Message):

@@ -385,7 +385,7 @@ class CacheService:
         with self._lock:
             manager = self.manager
             result = manager.prune(ids=ids, dry_run=True)
-            return self._plan(result, ids, manager.records())
+            return self._plan(result, ids, manager.records)
 
     def prune_ids(
         self,
@@ -407,18 +407,23 @@ class CacheService:
         with self._lock:
             manager = self.manager
             result = manager.prune(ids=ids, on_prune=report, recheck=recheck)
-            return self._plan(result, ids, manager.records())
+            return self._plan(result, ids, manager.records)
 
     @staticmethod
     def _plan(
-        result: Sequence[UsageInfo], ids: Sequence[str], now: Mapping[str, RecordState]
+        result: Sequence[UsageInfo],
+        ids: Sequence[str],
+        read_now: Callable[[], Mapping[str, RecordState]],
     ) -> PrunePlan:
+        """The plan for ``ids``: what ``result`` chose, and for the rest the core's reason
+        (read from the store now, only when some id was not chosen: 100,000 records are
+        not re-read to learn nothing)."""
         chosen = {info.id for info in result}
         refused = []
         gone = []
-        for record_id in ids:
-            if record_id in chosen:
-                continue
+        left = [record_id for record_id in ids if record_id not in chosen]
+        now = read_now() if left else {}
+        for record_id in left:
             state = now.get(record_id)
             if state is None:
                 gone.append(record_id)
@@ -470,7 +475,7 @@ class CacheService:
         with self._lock:
             manager = self.manager
             result = manager.prune_chain(ids, descendants=False, on_prune=report)
-            plan = self._plan(result, ids, manager.records())
+            plan = self._plan(result, ids, manager.records)
         return replace(plan, chains=self._tops(ids))
 
     def set_labels(self, record_id: str, changes: Mapping[str, str | None]) -> dict[str, str]:

@@ -150,8 +150,17 @@ SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
 ]
 
 
+def fixed_base() -> Path:
+    """One fixed scratch path, so the store path in the header is the same on every run and a
+    regeneration changes only what really changed on screen."""
+    base = Path(tempfile.gettempdir()) / "cachetui-screenshots"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    return base
+
+
 async def shoot(name: str, size: tuple[int, int], scenario: Scenario, seeded: bool) -> Path:
-    base = Path(tempfile.mkdtemp(prefix="cachetui-shots-"))
+    base = fixed_base()
     try:
         root = base / "store"
         ids = build_fixture_store(root) if seeded else {}
@@ -182,7 +191,7 @@ def shoot_browser() -> Path | None:
     if not CHROMIUM.exists():
         print(f"skipped browser.png: {CHROMIUM} is missing (apt-get install chromium)")
         return None
-    base = Path(tempfile.mkdtemp(prefix="cachetui-shots-"))
+    base = fixed_base()
     try:
         root = base / "store"
         ids = build_fixture_store(root)

@@ -179,6 +179,11 @@ class CacheManager:
                 raise StoreError(f"cannot create store root {path}: {err.strerror}") from err
             if not os.access(path, os.W_OK | os.X_OK):
                 raise StoreError(f"store root {path} is not writable (open it read-only)")
+            for inside in (cls._db_path(path, db_url), path / "snapshots"):
+                # SQLite opens a file it may not write read-only without a word, and the
+                # first change fails later: say it now, as for the root.
+                if inside.exists() and not os.access(inside, os.W_OK):
+                    raise StoreError(f"{inside} is not writable (open the store read-only)")
         elif not path.is_dir():
             raise NotFoundError(f"store root {path} does not exist")
         check_own_directories(path)

@@ -108,7 +108,8 @@ def _one_build(
     try:
         if rng.random() < 0.6:
             mount = _cache_mount(cm)
-        description = f"{SIMULATOR_DESCRIPTION_PREFIX}{step}/6] RUN make build"
+        # The build number, not a step of N: the simulator runs builds without end.
+        description = f"{SIMULATOR_DESCRIPTION_PREFIX}build {step}] RUN make build"
         layer = cm.new(base, description=description)
         upper = layer.mount().upper
         assert upper is not None

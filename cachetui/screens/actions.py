@@ -4,20 +4,22 @@
 flow checks what it can on the UI thread (the core's refusal, as the row says it), runs
 the store call in a worker, and the worker posts a typed message with the result
 (``PrunePlanned``, ``Pruned``, ``Committed``, ...); its handler asks for confirmation
-or says what happened, then asks ``LiveUpdates`` for a re-read. A worker that fails
-ends in ``Worker.StateChanged`` (ERROR): its name is the notification's title.
+or says what happened, then asks ``LiveUpdates`` for a re-read. A store call that fails
+posts ``ActionFailed`` instead (``reports``), titled after its flow.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import work
 from textual.widget import Widget
-from textual.worker import Worker, WorkerState
 
 from cachetui.core import HolderInfo
 from cachetui.messages import (
+    ActionFailed,
     Committed,
     ForceReleased,
     Held,
@@ -39,6 +41,25 @@ if TYPE_CHECKING:
     from cachetui.fleet_service import FleetService
 
 __all__ = ["ActionFlows"]
+
+Worker = Callable[..., None]
+
+
+def reports(title: str) -> Callable[[Worker], Worker]:
+    """A worker whose store call fails posts ``ActionFailed(title, why)`` (a typed message,
+    shown as an error notification titled after its flow)."""
+
+    def wrap(fn: Worker) -> Worker:
+        @functools.wraps(fn)
+        def run(self: ActionFlows, *args: object) -> None:
+            try:
+                fn(self, *args)
+            except Exception as err:
+                self.post_message(ActionFailed(title, describe_error(err)))
+
+        return run
+
+    return wrap
 
 
 class ActionFlows(Widget):
@@ -69,11 +90,8 @@ class ActionFlows(Widget):
             return None
         return record_id, view
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        event.stop()
-        worker = event.worker
-        if event.state == WorkerState.ERROR and worker.error is not None:
-            self.notify(describe_error(worker.error), title=worker.name, severity="error")
+    def on_action_failed(self, message: ActionFailed) -> None:
+        self.notify(message.reason, title=message.title, severity="error")
 
     # -- marks and prune ----------------------------------------------------------------------
 
@@ -106,7 +124,8 @@ class ActionFlows(Widget):
             ids = [record_id]
         self._plan_prune(ids)
 
-    @work(thread=True, group="actions", name="prune", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("prune")
     def _plan_prune(self, ids: list[str]) -> None:
         self.post_message(PrunePlanned(self.service.plan_prune(ids)))
 
@@ -130,7 +149,8 @@ class ActionFlows(Widget):
 
         self.app.push_screen(ConfirmPruneScreen(plan), decided)
 
-    @work(thread=True, group="actions", name="prune failed", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("prune failed")
     def _prune(self, ids: list[str]) -> None:
         self.post_message(Pruned(self.service.prune_ids(ids)))
 
@@ -186,7 +206,8 @@ class ActionFlows(Widget):
             return
         self._commit(record_id)
 
-    @work(thread=True, group="actions", name="commit failed", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("commit failed")
     def _commit(self, record_id: str) -> None:
         self.post_message(Committed(record_id, self.service.commit(record_id)))
 
@@ -199,7 +220,8 @@ class ActionFlows(Widget):
         if record_id is not None:
             self._hold(record_id)
 
-    @work(thread=True, group="actions", name="hold failed", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("hold failed")
     def _hold(self, record_id: str) -> None:
         self.post_message(Held(self.service.hold(record_id)))
 
@@ -217,7 +239,8 @@ class ActionFlows(Widget):
         else:
             self._offer_release(record_id)
 
-    @work(thread=True, group="actions", name="release", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("release")
     def _release(self, record_id: str) -> None:
         self.service.release(record_id)
         self.post_message(Released(record_id))
@@ -226,7 +249,8 @@ class ActionFlows(Widget):
         self.notify(f"released {message.record_id[:12]}")
         self.live.reload()
 
-    @work(thread=True, group="actions", name="release", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("release")
     def _offer_release(self, record_id: str) -> None:
         self.post_message(ReleaseOffered(self.service.details(record_id)))
 
@@ -244,7 +268,8 @@ class ActionFlows(Widget):
 
         self.app.push_screen(ForceReleaseScreen(record_id, others, self.service.now()), decided)
 
-    @work(thread=True, group="actions", name="release", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("release")
     def _force_release(self, record_id: str, holders: tuple[HolderInfo, ...]) -> None:
         self.post_message(ForceReleased(self.service.force_release(record_id, holders)))
 

@@ -4,9 +4,11 @@
 change feed posts ``StoreChanged`` to it from its threads, and so does the dashboard after
 its own actions. A widget handles its messages one after another, and its handler waits
 for the refresh worker: while one refresh runs, the changes that arrive queue up behind
-it and fold into one (``StoreChanged.can_replace``). The worker posts ``ViewRefreshed``,
-which bubbles up to the screen that draws it. While paused, others' changes are held here
-(merged) and sent on resume; the results of the dashboard's own actions never wait.
+it and fold into one (``StoreChanged.can_replace``). The worker builds ``ViewRefreshed``
+(the delta, the filter re-matched, the details under the cursor), which bubbles up to the
+screen that draws it: one trip from the change to the screen, none back. While paused,
+others' changes are held here (merged) and sent on resume; the results of the
+dashboard's own actions never wait.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from textual.worker import WorkerCancelled, WorkerFailed
 
 from cachetui.core import ChangeSet, FilterSyntaxError
 from cachetui.messages import StoreChanged, ViewRefreshed
-from cachetui.views import Delta
 from cachetui.widgets.format import describe_error
+from cachetui.widgets.ref_tree import RefTree, shown_for
 
 if TYPE_CHECKING:
     from cachetui.fleet_service import FleetService
@@ -34,9 +36,10 @@ class LiveUpdates(Widget):
 
     DEFAULT_CSS = "LiveUpdates { display: none; }"
 
-    def __init__(self, service: CacheService | FleetService) -> None:
+    def __init__(self, service: CacheService | FleetService, tree: RefTree) -> None:
         super().__init__(id="live-updates")
         self.service = service
+        self.ref_tree = tree  # where the cursor is: its details come with each refresh
         self.ready = False  # the first view is shown: changes before it are in it
         self.paused = False
         self.filter_text = ""  # what a refresh re-matches when the metadata changed
@@ -77,31 +80,43 @@ class LiveUpdates(Widget):
             changes, select = self.held.merge(changes), select or self.held_select
             self.held, self.held_select = ChangeSet(), None
         worker = self.run_worker(
-            partial(self._refresh, changes, self.filter_text),
+            partial(self._refresh, changes, self.filter_text, self.ref_tree.cursor_id, select),
             thread=True,
             group="refresh",
             exit_on_error=False,
         )
         try:
-            delta, matches = await worker.wait()
+            refreshed = await worker.wait()
         except WorkerCancelled:  # the app is closing
             return
         except WorkerFailed as failed:
             self.notify(describe_error(failed.error), severity="warning")
-            delta, matches = None, None
-        self.post_message(ViewRefreshed(delta, matches, select))
+            refreshed = ViewRefreshed(None, select=select)
+        self.post_message(refreshed)
 
     def _refresh(
-        self, changes: ChangeSet, filter_text: str
-    ) -> tuple[Delta | None, frozenset[str] | None]:
-        """In a worker thread: the change folded into the view, and the new matches."""
+        self, changes: ChangeSet, filter_text: str, cursor: str | None, select: str | None
+    ) -> ViewRefreshed:
+        """In a worker thread: the change folded into the view, with everything the screen
+        shows of it (the filter re-matched, the details under the cursor), so the screen
+        draws it at once and asks the service nothing more."""
         delta = self.service.apply(changes)
-        matches = None
+        if not delta:
+            return ViewRefreshed(delta, select=select)
+        matches = shown = None
         # A size-only change (a file written in a layer) cannot change what matches:
         # the filter keys have no size. Re-match only when the metadata changed.
-        if delta and filter_text and changes.metadata:
+        if filter_text and changes.metadata:
             try:
                 matches = self.service.matching(filter_text)
+                shown = shown_for(matches, delta.view)
             except FilterSyntaxError:
                 matches = None
-        return delta, matches
+        details = None
+        wanted = select if select in delta.view.rows else cursor
+        if wanted is not None and wanted in delta.view.rows:
+            try:
+                details = self.service.details(wanted)
+            except Exception:  # the pane keeps what it shows; the next change retries
+                details = None
+        return ViewRefreshed(delta, matches=matches, shown=shown, details=details, select=select)

@@ -2,8 +2,10 @@
 details pane and the footer, and the keys that work on them.
 
 What it shows comes in as messages: ``StoreLoaded`` once, then ``ViewRefreshed`` from
-``LiveUpdates`` for every change, ``DetailsRead`` for the record under the cursor and
-``FilterMatched`` for the filter; every store read runs in a worker. The write flows are
+``LiveUpdates`` for every change (with the details under the cursor and the filter
+re-matched), ``DetailsRead`` when the cursor moves and ``FilterMatched`` (the matches and
+what they show) when the filter changes; every store read and every match runs in a
+worker, never on the UI thread. The write flows are
 ``ActionFlows``'; this screen only refuses them in read-only mode.
 """
 
@@ -49,7 +51,7 @@ from cachetui.widgets.panels import (
     store_details_text,
     totals_text,
 )
-from cachetui.widgets.ref_tree import SORT_KEYS, RefTree
+from cachetui.widgets.ref_tree import SORT_KEYS, RefTree, shown_for
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -135,8 +137,8 @@ class MainScreen(Screen[None]):
         self.filter_text = ""
         self.details: DetailsView | None = None
         self._details_for: str | None = None
-        self.updates = LiveUpdates(service)
         self.ref_tree = RefTree(service.now, id="tree")
+        self.updates = LiveUpdates(service, self.ref_tree)
         self.flows = ActionFlows(service, self.ref_tree, self.updates)
 
     # -- layout ---------------------------------------------------------------------------
@@ -291,12 +293,18 @@ class MainScreen(Screen[None]):
     def on_view_refreshed(self, message: ViewRefreshed) -> None:
         delta = message.delta
         if delta:
-            self.ref_tree.apply_delta(delta, message.matches)
+            self.ref_tree.apply_delta(delta, message.matches, message.shown)
             if message.select is not None and message.select in delta.view.rows:
                 self.ref_tree.select_id(message.select)
             self._update_totals()
             self._update_filter_count()
-            self._request_details(force=True)
+            details = message.details
+            cursor = self.ref_tree.cursor_id
+            if details is not None and details.record.id == cursor:
+                self._details_for = cursor
+                self._show_details(details)
+            else:  # the cursor moved meanwhile (or its record went away)
+                self._request_details(force=True)
         self.refreshes += 1
 
     def reload(self, *, own: bool = True) -> None:
@@ -366,9 +374,10 @@ class MainScreen(Screen[None]):
         self.post_message(DetailsRead(details))
 
     def on_details_read(self, message: DetailsRead) -> None:
-        details = message.details
-        if details.record.id != self.ref_tree.cursor_id:
-            return
+        if message.details.record.id == self.ref_tree.cursor_id:
+            self._show_details(message.details)
+
+    def _show_details(self, details: DetailsView) -> None:
         self.details = details
         view = self.service.view
         if isinstance(view, FleetView) and details.record.id in view.stores:
@@ -420,7 +429,9 @@ class MainScreen(Screen[None]):
         except FilterSyntaxError as err:
             self.post_message(FilterRejected(text, err.position, str(err).split(": ", 1)[-1]))
             return
-        self.post_message(FilterMatched(text, matches))
+        view = self.service.view
+        shown = shown_for(matches, view) if view is not None else matches
+        self.post_message(FilterMatched(text, matches, shown))
 
     def on_filter_rejected(self, message: FilterRejected) -> None:
         if message.text == self._filter_input():  # else a newer text is being matched
@@ -428,7 +439,7 @@ class MainScreen(Screen[None]):
 
     def on_filter_matched(self, message: FilterMatched) -> None:
         if message.text == self._filter_input():  # else a newer text is being matched
-            self._apply_filter(message.text, message.matches)
+            self._apply_filter(message.text, message.matches, message.shown)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter":
@@ -439,7 +450,12 @@ class MainScreen(Screen[None]):
             return
         self.ref_tree.focus()
 
-    def _apply_filter(self, text: str, matches: frozenset[str] | None) -> None:
+    def _apply_filter(
+        self,
+        text: str,
+        matches: frozenset[str] | None,
+        shown: frozenset[str] | None = None,
+    ) -> None:
         """Show what ``text`` matches (every match revealed, ancestors as context)."""
         self._set_filter_text(text.strip())
         if not self.filter_text or matches is None:
@@ -447,7 +463,7 @@ class MainScreen(Screen[None]):
             self.ref_tree.set_filter(None)
             self._update_filter_count()
             return
-        self.ref_tree.set_filter(matches)
+        self.ref_tree.set_filter(matches, shown)
         self._update_filter_count()
         self._request_details()
 

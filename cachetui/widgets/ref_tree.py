@@ -29,7 +29,7 @@ from cachetui.fleet_views import FleetView
 from cachetui.views import Delta, StoreView
 from cachetui.widgets.format import Columns, format_row, format_store_row
 
-__all__ = ["SORT_KEYS", "RefTree"]
+__all__ = ["SORT_KEYS", "RefTree", "shown_for"]
 
 SORT_KEYS = ("size", "last used", "name")
 
@@ -44,8 +44,9 @@ def _sort_key(kind: str) -> SortKey:
     return lambda r: (-r.size, r.id)
 
 
-def _with_ancestors(matches: frozenset[str], view: StoreView) -> frozenset[str]:
-    """What a filter shows: the matching records and every ancestor of one."""
+def shown_for(matches: frozenset[str], view: StoreView) -> frozenset[str]:
+    """What a filter shows: the matching records and every ancestor of one (a worker
+    computes it with the matches: 100,000 matches take a while)."""
     shown = set(matches)
     for record_id in matches:
         shown.update(view.ancestors(record_id))
@@ -339,9 +340,12 @@ class RefTree(Tree[str]):
         if self.view is not None:
             self.show(self.view)
 
-    def set_filter(self, matches: frozenset[str] | None) -> None:
+    def set_filter(
+        self, matches: frozenset[str] | None, shown: frozenset[str] | None = None
+    ) -> None:
         """Show only matching records, with their ancestors (dimmed) as context, every
-        match revealed; None shows all again, with the expansion from before the filter."""
+        match revealed; None shows all again, with the expansion from before the filter.
+        ``shown`` is ``shown_for(matches, view)`` when the caller has it already."""
         was_filtered = self.matches is not None
         if matches is not None and not was_filtered:
             self._before_filter = (self.expanded_ids(), self.cursor_id)
@@ -360,7 +364,7 @@ class RefTree(Tree[str]):
             if target is not None:
                 self.select_id(target)
             return
-        self.shown = _with_ancestors(matches, self.view)
+        self.shown = shown if shown is not None else shown_for(matches, self.view)
         self.clear()
         self.nodes.clear()
         self._populated.clear()
@@ -421,9 +425,15 @@ class RefTree(Tree[str]):
 
     # -- live updates ---------------------------------------------------------------------
 
-    def apply_delta(self, delta: Delta, matches: frozenset[str] | None = None) -> None:
+    def apply_delta(
+        self,
+        delta: Delta,
+        matches: frozenset[str] | None = None,
+        shown: frozenset[str] | None = None,
+    ) -> None:
         """Patch the tree in place: relabel changed rows, insert added ones, drop removed,
-        move rows whose sort key changed; the cursor and marks stay on their records."""
+        move rows whose sort key changed; the cursor and marks stay on their records.
+        ``matches`` (and ``shown``, see ``set_filter``) re-match a filter."""
         cursor = self.cursor_id
         cursor_line = self.cursor_line
         old = self.view
@@ -438,7 +448,8 @@ class RefTree(Tree[str]):
             self.post_message(self.MarksChanged())
         if self.matches is not None and matches is not None:
             self.matches = matches
-            shown = _with_ancestors(matches, view)
+            if shown is None:
+                shown = shown_for(matches, view)
             if shown != self.shown:  # records entered or left the filter
                 self.shown = shown
                 self.show(view)

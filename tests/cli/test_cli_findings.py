@@ -8,12 +8,10 @@ the demo's temporary store, and a dry run that frees far more than the limit ask
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from cachetui.core import CacheManager
 from cachetui.units import format_bytes_buildx
 from tests.cli.test_cli import Store, build_store, removed_ids, run
 from tests.conftest import FakeClock, write_file
+from tests.terminal import Terminal, needs_tmux
 
 DAY = 86400.0
 
@@ -133,96 +132,24 @@ def test_version() -> None:
 # -- a real terminal: tmux -----------------------------------------------------------------
 
 
-class Tmux:
-    """One private tmux server (its own socket) with one shell window."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.socket = f"cli-structure-{uuid.uuid4().hex[:10]}"
-        self.session = "t"
-        env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color", "TMPDIR": str(tmp_path)}
-        subprocess.run(
-            [
-                "tmux",
-                "-L",
-                self.socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                self.session,
-                "-x",
-                "100",
-                "-y",
-                "30",
-                "bash --norc --noprofile",
-            ],
-            check=True,
-            env=env,
-            timeout=30,
-        )
-
-    def _tmux(self, *args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-
-    def type(self, text: str) -> None:
-        self._tmux("send-keys", "-t", self.session, "-l", text)
-        self._tmux("send-keys", "-t", self.session, "Enter")
-
-    def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", self.session, *keys)
-
-    def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", self.session)
-
-    def exit_code(self, timeout: float = 60) -> int:
-        """The ``EXIT=<n>`` line the typed command ends with (not the typed line itself)."""
-        found: list[int] = []
-
-        def ended(text: str) -> bool:
-            found[:] = [int(m) for m in re.findall(r"^EXIT=(\d+)\s*$", text, re.MULTILINE)]
-            return bool(found)
-
-        self.wait_for(ended, "the exit code", timeout)
-        return found[-1]
-
-    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.screen()
-            if predicate(text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n{text}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], timeout=30, check=False)
-
-
 @pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    if shutil.which("tmux") is None and os.environ.get("CI") != "true":
-        pytest.skip("needs tmux")
-    terminal = Tmux(tmp_path)
+def tmux(tmp_path: Path) -> Iterator[Terminal]:
+    needs_tmux()
+    terminal = Terminal(tmp_path, width=100, height=30)
     try:
         yield terminal
     finally:
         terminal.close()
 
 
-def test_ctrl_c_at_the_prompt_prints_the_message_on_its_own_line(store: Store, tmux: Tmux) -> None:
+def test_ctrl_c_at_the_prompt_prints_the_message_on_its_own_line(
+    store: Store, tmux: Terminal
+) -> None:
     tmux.type(f"cachetui prune --root {store.root}; echo EXIT=$?")
     tmux.wait_for(lambda s: "[y/N]" in s, "the confirmation prompt")
     tmux.keys("C-c")
     assert tmux.exit_code() == 130
-    screen = tmux.screen()
+    screen = tmux.history()
     lines = [line.rstrip() for line in screen.splitlines()]
     assert "cachetui: interrupted" in lines, screen
     prompt = next(line for line in lines if "[y/N]" in line)
@@ -235,7 +162,9 @@ def _demo_roots(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_demo_without_root_says_where_and_cleans_up(tmp_path: Path, tmux: Tmux, keep: bool) -> None:
+def test_demo_without_root_says_where_and_cleans_up(
+    tmp_path: Path, tmux: Terminal, keep: bool
+) -> None:
     canary = tmp_path / "canary"
     canary.mkdir()
     (canary / "precious").write_text("keep me")
@@ -248,7 +177,7 @@ def test_demo_without_root_says_where_and_cleans_up(tmp_path: Path, tmux: Tmux, 
     (layer / "link-out").symlink_to(canary)  # removing the store must not follow it
     tmux.keys("q")
     assert tmux.exit_code() == 0, tmux.screen()
-    screen = tmux.screen()
+    screen = tmux.history()
     said = " ".join(screen.split())
     assert f"demo store: {root}" in said
     if keep:

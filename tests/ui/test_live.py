@@ -275,3 +275,26 @@ async def test_filter_follows_live_changes(store, worker_factory):
         await wait_for(pilot, lambda: ids["frontend"] in app.ref_tree.nodes, what="now in use")
         worker.send("release")
         await wait_for(pilot, lambda: ids["frontend"] not in app.ref_tree.nodes, what="free again")
+
+
+async def test_details_follow_a_size_change_under_the_cursor(store, worker_factory):
+    """The refresh that brings a new size brings the details of the record under the
+    cursor with it: the pane agrees with the row."""
+    root, _ids = store
+    app = make_app(root, live=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        worker = Worker(root)
+        worker_factory.append(worker)
+        new = worker.mutable_id
+        await wait_for(pilot, lambda: new in app.ref_tree.nodes, what="the new record")
+        app.ref_tree.select_id(new)
+        await wait_for(pilot, lambda: app.details is not None and app.details.record.id == new)
+        worker.send("write blob")
+        await wait_for(
+            pilot,
+            lambda: app.details is not None and app.details.record.size >= 3_000_000,
+            what="the details to show the new size",
+        )
+        assert app.details.record == app.ref_tree.view.rows[new]
+        assert size(app.details.record.size) in app.ref_tree.label_for(new).plain

@@ -233,3 +233,21 @@ def test_read_only_header_80x24(snap_compare, snap_store):
 
     app = make_app(root, read_only=True)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_missing_and_broken_records_80x24(snap_compare, snap_store):
+    """A layer directory gone from disk: its record says missing, every record above it
+    broken (the core's health, the same value as du's FLAGS), and the details say which
+    directory is gone."""
+    root, ids = snap_store
+    shutil.rmtree(root / "snapshots" / ids["build"])  # three records sit above it
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        app.ref_tree.select_id(ids["strip"])  # reveals the whole chain
+        await settle(pilot)
+        app.ref_tree.select_id(ids["build"])
+        await wait_for(pilot, lambda: app.details and app.details.record.id == ids["build"])
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)

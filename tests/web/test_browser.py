@@ -120,8 +120,12 @@ def test_read_only_in_a_browser(browser: Any, store: Store, tmp_path: Path) -> N
     with served(store.root, "--read-only", log=tmp_path / "serve.log") as url:
         page = DashboardPage.open(browser, url)
         lines = page.wait_for(
-            lambda ls: page.row(ls, store.base_id) is not None and "Quit" in ls[-1],
-            "the tree and the footer",
+            lambda ls: (
+                page.row(ls, store.base_id) is not None
+                and "Quit" in ls[-1]
+                and details_id(ls) is not None
+            ),
+            "the tree, the details and the footer",
         )
         footer = lines[-1]
         for write_key in ("Prune", "Commit", "Hold", "Release"):
