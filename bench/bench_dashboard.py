@@ -9,9 +9,11 @@ cost a transaction each and measure nothing the dashboard does. A few mutable re
 then added through the API (``cm.new()``), so the live test writes into a real layer.
 
 Each measurement runs in a fresh subprocess (``--measure``) so the peak memory
-(``ru_maxrss``) is the dashboard's alone. Goals (issue #5): first paint < 0.5 s and one
-row update < 50 ms at 10,000 records, a file write reaching the screen in < 0.2 s
-(median), peak memory < 200 MB; at 100,000 records the screen must still open.
+(``ru_maxrss``) is the dashboard's alone. Goals: first paint < 0.5 s (with the subtree
+columns) and one row update < 20 ms at 10,000 records, a file write reaching the screen
+in < 0.2 s (median), peak memory < 200 MB; at 100,000 records first paint < 1 s and a
+row update < 20 ms. The load average is printed with the figures: on a shared machine
+they scale with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -52,12 +55,16 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
 
     figures: dict[str, float] = {}
     started = time.perf_counter()
+    cpu_started = time.process_time()
     app = CacheTuiApp(root, live=live_test, preload=True)
     async with app.run_test(size=(140, 40)) as pilot:
         while not (app.loaded or app.load_error):
             await asyncio.sleep(0.005)
         await pilot.pause()
         figures["first_paint_s"] = time.perf_counter() - started
+        # CPU seconds of the process (every thread) until then: on a loaded machine the
+        # wall time grows with the load, this much less
+        figures["first_paint_cpu_s"] = time.process_time() - cpu_started
         figures["records"] = len(app.service.view.rows) if app.service.view else 0
         if app.load_error:
             raise SystemExit(app.load_error)
@@ -65,7 +72,10 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
         assert view is not None
 
         # one row update: re-measure one record and patch its node, then repaint
-        live_ids = [r.id for r in view.rows.values() if r.description.startswith("live layer")]
+        # the cheap read: iterating the values would build every record's value, which
+        # the dashboard itself never does
+        brief = getattr(view, "brief", view.rows.__getitem__)  # (older trees had no brief)
+        live_ids = [i for i in view.rows if brief(i).description.startswith("live layer")]
         target = live_ids[0]
         app.ref_tree.select_id(target)
         await pilot.pause()
@@ -87,7 +97,7 @@ async def measure(root: Path, writes: int, live_test: bool) -> dict[str, float]:
             t0 = time.perf_counter()
             delta = app.service.apply(ChangeSet(frozenset({target})))
             app.ref_tree.apply_delta(delta)
-            app._update_totals()
+            app.main._update_totals()
             patch.append(time.perf_counter() - t0)
             while drawn[0] < t0 and time.perf_counter() - t0 < 2:
                 await asyncio.sleep(0.0005)
@@ -155,16 +165,19 @@ def main() -> None:
             t0 = time.perf_counter()
             build(root, count)
             print(f"built {count:,} records in {time.perf_counter() - t0:.1f} s")
+            load_before = os.getloadavg()[0]
             figures = run_child(root, args.writes, live_test)
             if live_test:  # first paint varies with the machine's load: best of three
                 for _ in range(2):
                     again = run_child(root, 1, False)
-                    figures["first_paint_s"] = min(figures["first_paint_s"], again["first_paint_s"])
+                    for key in ("first_paint_s", "first_paint_cpu_s"):
+                        figures[key] = min(figures[key], again[key])
             print(f"  records on screen       {int(figures['records']):,}")
             print(
                 f"  first paint             {figures['first_paint_s']:.3f} s "
                 "(records on screen, from App() to the first frame)"
             )
+            print(f"  ... CPU time            {figures['first_paint_cpu_s']:.3f} s (all threads)")
             print(
                 f"  one row update          {figures['row_patch_ms_median']:.1f} ms median "
                 "(re-measure + patch the node + totals)"
@@ -179,6 +192,8 @@ def main() -> None:
                     f"median, {figures['write_to_screen_s_max']:.3f} s max"
                 )
             print(f"  peak memory (RSS)       {figures['peak_rss_mb']:.0f} MB")
+            after = os.getloadavg()[0]
+            print(f"  load average            {load_before:.2f} before, {after:.2f} after")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

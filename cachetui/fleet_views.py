@@ -91,6 +91,15 @@ class FleetView(StoreView):
     pending: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # key -> "prune sent"
     stale_since: float | None = None  # the fleet database went away at (local clock)
 
+    def subtree_size(self, record_id: str) -> int:
+        """A store's total as its agent reports it (its records may not be read yet)."""
+        store = self.stores.get(record_id)
+        return store.total if store is not None else StoreView.subtree_size(self, record_id)
+
+    def subtree_count(self, record_id: str) -> int:
+        store = self.stores.get(record_id)
+        return store.records if store is not None else StoreView.subtree_count(self, record_id)
+
 
 class FleetRows(Mapping[str, RecordState]):
     """A fleet view's rows without one big copy: the stores' rows, and each loaded store's

@@ -49,6 +49,7 @@ from cachetui.core import (
     PruneOptions,
     RecordRow,
     RecordState,
+    RecordStates,
     StoreError,
     UsageInfo,
     disk_stat,
@@ -56,11 +57,13 @@ from cachetui.core import (
     matching_ids,
     parse_filters,
     paused_gc,
+    resized_totals,
     search_ids,
-    totals,
 )
 from cachetui.gcpolicy import PolicyList
+from cachetui.subtree import Layered, Subtrees
 from cachetui.views import (
+    Brief,
     Delta,
     DetailsView,
     PlanRow,
@@ -100,6 +103,11 @@ class GCPreview:
     policy: PolicyList
     result: GCResult
     runs: tuple[GCRunInfo, ...] = ()  # the last GC runs recorded in the store, newest first
+
+
+def _brief_key(brief: Brief) -> tuple[object, ...]:
+    return (brief.size, brief.last_used_at, brief.usage_count, brief.description,
+            getattr(brief, "in_use", None), getattr(brief, "shared", None))  # fmt: skip
 
 
 class CacheService:
@@ -223,9 +231,11 @@ class CacheService:
     # -- loading ------------------------------------------------------------------------
 
     def load(self) -> StoreView:
-        """Read the whole store and build the view (a few hundred ms for 100k records)."""
-        # 100,000 records build as many values: the cyclic collector would run dozens of
-        # full passes over them for nothing (a third of the open time).
+        """Read the whole store and build the view: the tree's shape, the totals and the
+        subtree totals now, each record's value when it is first read (a screen reads
+        the rows it shows; 100,000 records open in a fraction of a second)."""
+        # The picture of 100,000 records is as many objects: the cyclic collector would
+        # run dozens of full passes over them for nothing.
         with self._lock, paused_gc():
             manager = self.manager
             self._alive = manager.alive_holders()
@@ -234,20 +244,24 @@ class CacheService:
             self._view = view
             return view
 
-    def _build(self, rows: Mapping[str, RecordState]) -> StoreView:
+    def _build(self, rows: RecordStates) -> StoreView:
+        """The view over ``rows`` from their cheap reads only (no record's value built)."""
         children: dict[str | None, list[str]] = {}
-        layer_of: dict[str, str] = {}
-        for rid, row in rows.items():
-            children.setdefault(row.parent, []).append(rid)
-            layer_of[row.layer_id] = rid
-            layer_of[rid] = rid
-        self._layer_of = layer_of
+        for rid, parent in rows.parents.items():
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = [rid]
+            else:
+                kids.append(rid)
+        self._layer_of = rows.other_layers()  # the others' layer is their own id
+        shape = MappingProxyType({k: tuple(v) for k, v in children.items()})
         return StoreView(
-            rows=MappingProxyType(dict(rows)),
-            children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
-            totals=totals(list(rows.values()), self._dstat()),
+            rows=rows,
+            children=shape,
+            totals=rows.totals(self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
+            subtrees=Subtrees.build(shape, rows.sizes.__getitem__, rows.parents),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -271,42 +285,63 @@ class CacheService:
             return self._remeasure(old, changes.records)
 
     def _remeasure(self, old: StoreView, layer_ids: Iterable[str]) -> Delta:
+        """Re-measure the records whose files changed. The new view shares the old
+        one's rows and carries the changed ones on top; the totals and every ancestor's
+        subtree total move by the differences (no pass over all records)."""
         manager = self.manager
-        rows = dict(old.rows)
-        changed = []
+        rows = old.rows
+        changed: dict[str, RecordState] = {}
         for layer in layer_ids:
-            record_id = self._layer_of.get(layer)
-            if record_id is None or record_id not in rows:
+            record_id = self._layer_of.get(layer, layer)
+            if record_id not in rows or record_id in changed:
                 continue
             try:
                 size = manager.measure(record_id)
             except (CacheError, OSError):
                 continue
             if rows[record_id].size != size:
-                rows[record_id] = replace(rows[record_id], size=size)
-                changed.append(record_id)
+                changed[record_id] = replace(rows[record_id], size=size)
         if not changed:
             return Delta(old)
+        before = {i: rows[i].size for i in changed}
+        layered = rows if isinstance(rows, Layered) else Layered(rows)
         view = replace(
-            old, rows=MappingProxyType(rows), totals=totals(list(rows.values()), self._dstat())
+            old,
+            rows=layered.replaced(changed),
+            totals=resized_totals(
+                old.totals, [(changed[i], before[i]) for i in changed], self._dstat()
+            ),
+            subtrees=old.trees.resized(
+                {i: max(changed[i].size, 0) - max(before[i], 0) for i in changed},
+                old.ancestors,
+            ),
         )
         self._view = view
         return Delta(view, changed=tuple(changed))
 
     @staticmethod
     def _diff(old: StoreView, new: StoreView) -> Delta:
-        added = tuple(i for i in new.rows if i not in old.rows)
-        removed = tuple(i for i in old.rows if i not in new.rows)
+        """What changed between two reads. A record whose value was never read from the
+        old view (never on screen) is compared by its cheap fields (place, size, use,
+        name): its whole value is built only when it is shown."""
+        old_rows, new_rows = old.rows, new.rows
+        added = tuple(i for i in new_rows if i not in old_rows)
+        removed = tuple(i for i in old_rows if i not in new_rows)
         changed = []
         reparented = []
         pins = old.pinned ^ new.pinned
-        for record_id, row in new.rows.items():
-            before = old.rows.get(record_id)
-            if before is None or (before == row and record_id not in pins):
+        was_built = getattr(old_rows, "is_built", None)
+        for record_id in new_rows:
+            if record_id not in old_rows:
                 continue
-            if before.parent != row.parent:
+            if old.parent_of(record_id) != new.parent_of(record_id):
                 reparented.append(record_id)
-            else:
+            elif record_id in pins:
+                changed.append(record_id)
+            elif was_built is None or was_built(record_id):
+                if old_rows[record_id] != new_rows[record_id]:
+                    changed.append(record_id)
+            elif _brief_key(old.brief(record_id)) != _brief_key(new.brief(record_id)):
                 changed.append(record_id)
         return Delta(new, tuple(changed), added, removed, tuple(reparented))
 
@@ -329,7 +364,7 @@ class CacheService:
             upper, lower_paths = row.layer_path, lowers
         else:
             upper, lower_paths = None, (row.layer_path, *lowers)
-        sub_size, sub_count = self._subtree(view, record_id)
+        sub_size, sub_count = view.subtree_size(record_id), view.subtree_count(record_id)
         by = row.effective_by
         return DetailsView(
             record=row,
@@ -342,20 +377,6 @@ class CacheService:
             subtree_count=sub_count,
             effective=view.rows.get(by) if by is not None and by != record_id else None,
         )
-
-    @staticmethod
-    def _subtree(view: StoreView, record_id: str) -> tuple[int, int]:
-        size = count = 0
-        stack = [record_id]
-        while stack:
-            current = stack.pop()
-            row = view.rows.get(current)
-            if row is None:
-                continue
-            size += max(row.size, 0)
-            count += 1
-            stack.extend(view.child_ids(current))
-        return size, count
 
     def matching(self, text: str) -> frozenset[str]:
         """The ids a filter expression matches (``FilterSyntaxError`` when it does not

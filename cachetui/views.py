@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cachetui.core import HolderInfo, RecordState, Totals, UsageInfo
+from cachetui.subtree import Subtrees
 
 __all__ = [
+    "Brief",
     "Delta",
     "DetailsView",
     "PlanRow",
@@ -32,6 +35,20 @@ __all__ = [
     "plan_row",
     "state_words",
 ]
+
+
+class Brief(Protocol):
+    """The fields a sort reads (a ``RecordState`` has them; so has the core's cheaper
+    ``RecordBrief``)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def last_used_at(self) -> float | None: ...
+    @property
+    def usage_count(self) -> int: ...
+    @property
+    def description(self) -> str: ...
 
 
 def state_words(row: RecordState, pinned: bool = False) -> tuple[str, ...]:
@@ -61,6 +78,27 @@ class StoreView:
     totals: Totals
     read_only: bool = False
     pinned: frozenset[str] = field(default_factory=frozenset)  # held by this dashboard
+    #: Subtree totals; summed on first use when the builder did not provide them (a
+    #: service that keeps them up to date by deltas passes them in).
+    subtrees: Subtrees | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def trees(self) -> Subtrees:
+        """Every record's subtree size and count (built once per view, on first use)."""
+        subtrees = self.subtrees
+        if subtrees is None:
+            subtrees = Subtrees.build(self.children, lambda i: self.brief(i).size)
+            # a cache of a value derived from the frozen fields, not a change of them
+            object.__setattr__(self, "subtrees", subtrees)
+        return subtrees
+
+    def subtree_size(self, record_id: str) -> int:
+        """The bytes of the record and everything below it."""
+        return self.trees.size(record_id)
+
+    def subtree_count(self, record_id: str) -> int:
+        """How many records the subtree holds (the record itself included)."""
+        return self.trees.count(record_id)
 
     def roots(self) -> tuple[str, ...]:
         return self.children.get(None, ())
@@ -68,12 +106,29 @@ class StoreView:
     def child_ids(self, record_id: str | None) -> tuple[str, ...]:
         return self.children.get(record_id, ())
 
+    def parent_of(self, record_id: str) -> str | None:
+        """The record above it (None for a root or an unknown id), without building the
+        record's whole value when the rows can say it cheaply."""
+        rows = self.rows
+        cheap = getattr(rows, "parent_of", None)
+        if cheap is not None:
+            return cheap(record_id) if record_id in rows else None
+        row = rows.get(record_id)
+        return row.parent if row is not None else None
+
+    def brief(self, record_id: str) -> Brief:
+        """What sorting needs of a record (its size, last use, usage count and name),
+        without building its whole value when the rows can say it cheaply."""
+        rows = self.rows
+        cheap = getattr(rows, "brief", None)
+        return cheap(record_id) if cheap is not None else rows[record_id]
+
     def ancestors(self, record_id: str) -> list[str]:
         chain: list[str] = []
-        row = self.rows.get(record_id)
-        while row is not None and row.parent is not None and row.parent not in chain:
-            chain.append(row.parent)
-            row = self.rows.get(row.parent)
+        parent = self.parent_of(record_id)
+        while parent is not None and parent not in chain:
+            chain.append(parent)
+            parent = self.parent_of(parent)
         return chain
 
 

@@ -10,7 +10,7 @@ Textual (a test keeps it that way).
 """
 
 from cachetui.core.chains import ChainPlan
-from cachetui.core.diskusage import Totals, totals
+from cachetui.core.diskusage import Totals, resized_totals, totals, totals_of
 from cachetui.core.errors import (
     CacheError,
     FilterSyntaxError,
@@ -36,7 +36,7 @@ from cachetui.core.policy import (
 )
 from cachetui.core.rebuild import rebuild as rebuild_store
 from cachetui.core.reconcile import Finding
-from cachetui.core.records import HolderInfo, RecordState, matching_ids
+from cachetui.core.records import HolderInfo, RecordBrief, RecordState, RecordStates, matching_ids
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.search import is_expression, search_ids, search_words
 from cachetui.core.state import HolderRow, RecordRow, holder_rows_alive, paused_gc
@@ -82,8 +82,10 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "RecordBrief",
     "RecordRow",
     "RecordState",
+    "RecordStates",
     "RecordType",
     "Selector",
     "Sharing",
@@ -105,8 +107,10 @@ __all__ = [
     "percent_of_disk",
     "rebuild_store",
     "remove_tree",
+    "resized_totals",
     "search_ids",
     "search_words",
     "totals",
+    "totals_of",
     "usage_fields",
 ]

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from cachetui.core.state import RecordRow, StoreState
 
-__all__ = ["Moment", "below", "newest_below", "newest_in_subtrees", "use_moment"]
+__all__ = [
+    "Moment",
+    "NewestInSubtrees",
+    "below",
+    "newest_below",
+    "newest_in_subtrees",
+    "use_moment",
+]
 
 #: (epoch seconds, record id): a moment and the record it belongs to.
 Moment = tuple[float, str]
@@ -92,3 +99,103 @@ def newest_below(state: StoreState, record_id: str, newest: dict[str, Moment]) -
         if candidate is not None and (best is None or candidate[0] > best[0]):
             best = candidate
     return best
+
+
+class NewestInSubtrees:
+    """``newest_in_subtrees(state)``, computed per record when asked: the same values
+    (ties settled the same way), but only for the subtrees of the records read. A screen
+    over 100,000 records asks about the rows it shows, not about every record.
+
+    One walk down a record's subtree (no recursion), each result remembered.
+    """
+
+    def __init__(self, state: StoreState) -> None:
+        self._state = state
+        self._memo: dict[str, Moment] = {}
+        self._reached: dict[str, bool] = {}
+
+    def _raw(self, rid: str) -> Moment:
+        row = self._state.rows[rid]
+        last = row.last_used_at
+        return (last if row.usage_count and last is not None else row.created_at, rid)
+
+    def _live(self, rid: str | None) -> bool:
+        if rid is None:
+            return False
+        row = self._state.rows.get(rid)
+        return row is not None and not row.deleted
+
+    def _own(self, rid: str) -> Moment:
+        """Its own moment, a pair's halves carrying the newer of the two (the mutable's
+        on a tie)."""
+        state = self._state
+        row = state.rows[rid]
+        if rid in state.immutable_of:  # the mutable half
+            other = state.immutable_of[rid]
+            if self._live(other):
+                a, b = self._raw(rid), self._raw(other)
+                return a if a[0] >= b[0] else b
+        elif (
+            row.equal_mutable is not None
+            and state.immutable_of.get(row.equal_mutable) == rid
+            and self._live(row.equal_mutable)
+        ):
+            a, b = self._raw(row.equal_mutable), self._raw(rid)
+            return a if a[0] >= b[0] else b
+        return self._raw(rid)
+
+    def _reachable(self, rid: str) -> bool:
+        """Whether walking up from it ends at a root (not on or under a parent loop)."""
+        known = self._reached
+        path: list[str] = []
+        seen: set[str] = set()
+        current: str | None = rid
+        verdict = False
+        while current is not None:
+            cached = known.get(current)
+            if cached is not None:
+                verdict = cached
+                break
+            if current in seen:  # a loop: damaged metadata
+                verdict = False
+                break
+            seen.add(current)
+            path.append(current)
+            parent = self._state.rows[current].parent
+            if not self._live(parent):
+                verdict = True
+                break
+            current = parent
+        for node in path:
+            known[node] = verdict
+        return verdict
+
+    def get(self, rid: str) -> Moment | None:
+        """The newest moment in ``rid``'s subtree and whose it is (None: no such record)."""
+        memo = self._memo
+        found = memo.get(rid)
+        if found is not None:
+            return found
+        if not self._live(rid):
+            return None
+        if not self._reachable(rid):
+            memo[rid] = self._own(rid)
+            return memo[rid]
+        children = self._state.children
+        stack: list[tuple[str, bool]] = [(rid, False)]
+        while stack:
+            node, done = stack.pop()
+            if node in memo:
+                continue
+            kids = children.get(node, ())
+            if not done:
+                stack.append((node, True))
+                stack.extend((kid, False) for kid in kids if kid not in memo)
+                continue
+            best = self._own(node)
+            for kid in reversed(kids):  # as the pass from the leaves up meets them
+                moment = memo[kid]
+                if moment[0] > best[0]:
+                    best = moment
+            memo[node] = best
+        return memo[rid]

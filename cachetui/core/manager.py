@@ -26,7 +26,7 @@ from cachetui.core.ids import ID_PATTERN, validate_id
 from cachetui.core.metadata import MetadataOperations
 from cachetui.core.operations import RecordOperations
 from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
-from cachetui.core.records import RecordState, alive_holders, record_states
+from cachetui.core.records import RecordStates, alive_holders
 from cachetui.core.recordstore import HolderRow, RecordStore
 from cachetui.core.refs import ImmutableRef, MutableRef
 from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
@@ -464,12 +464,13 @@ class CacheManager:
         self._check_usable()
         return chains.prune_chain(self._context, ids, descendants=descendants, on_prune=on_prune)
 
-    def records(self) -> dict[str, RecordState]:
+    def records(self) -> RecordStates:
         """One ``RecordState`` per visible record, by id: the usage row, who holds it,
         retain, pending commit, children, layer path, health and why prune would refuse
-        it. Screens build rows, details and refusals from this one value."""
+        it. Screens build rows, details and refusals from this one value. A read-only
+        mapping whose values are built when first read (a screen reads the rows it shows)."""
         self._check_usable()
-        return record_states(self._context)
+        return RecordStates(self._context)
 
     def alive_holders(self) -> frozenset[int]:
         """The holder ids whose process runs now (liveness re-checked on every call)."""

@@ -11,21 +11,26 @@ its health, and the prune eligibility rule with its reason. Prune uses the same 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
-from cachetui.core.diskusage import measure_missing
-from cachetui.core.effective_age import newest_in_subtrees
+from cachetui.core.diskusage import Totals, measure_missing, totals_of
+from cachetui.core.effective_age import NewestInSubtrees
+from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
 from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
 
 __all__ = [
     "HolderInfo",
+    "RecordBrief",
     "RecordState",
+    "RecordStates",
     "alive_holders",
     "matching_ids",
     "prune_refusal",
@@ -123,83 +128,208 @@ def _halves(state: StoreState, row: RecordRow) -> tuple[str, ...]:
     return (row.id,) if partner is None else (row.id, partner.id)
 
 
-def _health(state: StoreState, row: RecordRow, missing: Mapping[str, bool]) -> str:
-    """ "missing" when its own layer is gone, "broken" when an ancestor's is, else "ok"."""
-    if missing.get(row.layer_id, False):
-        return "missing"
-    for ancestor in state.chain(row.id)[1:]:
-        parent = state.rows.get(ancestor)
-        if parent is not None and missing.get(parent.layer_id, False):
-            return "broken"
-    return "ok"
+class RecordBrief(NamedTuple):
+    """What sorting and accounting need of a record, without building its full value."""
+
+    size: int
+    last_used_at: float | None  # None when never used
+    usage_count: int
+    description: str
+    in_use: bool
+    shared: bool
 
 
-def record_states(context: StoreContext, state: StoreState | None = None) -> dict[str, RecordState]:
-    """One ``RecordState`` per visible record, by id, in disk usage's order."""
-    state = state if state is not None else context.state()
-    visible = state.visible()
-    visible_ids = {row.id for row in visible}
-    in_use = state.in_use_ids()
-    shared = state.shared_ids(context.is_shared)
-    apparent: dict[str, int] = {}
-    sizes = measure_missing(context, state, visible, apparent)
-    newest = newest_in_subtrees(state)
-    snapshots_dir = context.snapshots.dir
-    present = _layers_on_disk(snapshots_dir)
-    missing = {row.layer_id: row.layer_id not in present for row in state.rows.values()}
-    holders_of: dict[str, list[HolderInfo]] = {}
-    for h in state.holders:
-        holders_of.setdefault(h.record, []).append(
-            HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, h.counts_use)
+class RecordStates(Mapping[str, RecordState]):
+    """One ``RecordState`` per visible record, by id, in disk usage's order, each built
+    the first time it is asked for.
+
+    Everything that needs the whole store (the visible set, in use, shared, sizes, the
+    layers on disk, holders, the effective ages) is computed once, here; a record's own
+    value is then a few lookups. A dashboard over 100,000 records builds the values of
+    the rows it shows, not of every record. The cheap parts (``parent_of``, ``brief``,
+    ``layer_of``) never build a value.
+    """
+
+    def __init__(self, context: StoreContext, state: StoreState | None = None) -> None:
+        state = state if state is not None else context.state()
+        self._state = state
+        visible = state.visible()
+        self._visible = {row.id: row for row in visible}
+        self._in_use = state.in_use_ids()
+        self._shared = state.shared_ids(context.is_shared)
+        self._apparent: dict[str, int] = {}
+        # one listing of snapshots/ for a whole store, a look at each name for a few
+        self._sizes = measure_missing(
+            context, state, visible, self._apparent, listing=len(visible) > 64
         )
-    via = _in_use_via(state)
+        self._newest = NewestInSubtrees(state)  # per subtree, as records are read
+        self._snapshots = context.snapshots.dir
+        self._present = _layers_on_disk(self._snapshots)
+        holders_of: dict[str, list[HolderInfo]] = {}
+        for h in state.holders:
+            holders_of.setdefault(h.record, []).append(
+                HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, h.counts_use)
+            )
+        self._holders_of = holders_of
+        self._via = _in_use_via(state)
+        self._health: dict[str, str] = {}
+        self._built: dict[str, RecordState] = {}
 
-    def shown(record_id: str | None) -> str | None:
+    # -- the Mapping ---------------------------------------------------------------------
+
+    def __getitem__(self, record_id: str) -> RecordState:
+        built = self._built.get(record_id)
+        if built is None:
+            built = self._build(self._visible[record_id])
+            self._built[record_id] = built  # a second thread may build it too: equal
+        return built
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._visible
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._visible)
+
+    def __len__(self) -> int:
+        return len(self._visible)
+
+    # -- cheap reads ----------------------------------------------------------------------
+
+    def is_built(self, record_id: str) -> bool:
+        return record_id in self._built
+
+    @cached_property
+    def parents(self) -> Mapping[str, str | None]:
+        """Every visible record's parent (what ``self[record_id].parent`` says)."""
+        visible, shown = self._visible, self._shown
+        return {
+            rid: row.parent if row.parent is None or row.parent in visible else shown(row.parent)
+            for rid, row in visible.items()
+        }
+
+    def parent_of(self, record_id: str) -> str | None:
+        """The visible record above it (what ``self[record_id].parent`` says)."""
+        return self.parents[record_id]
+
+    def layer_of(self, record_id: str) -> str:
+        return self._visible[record_id].layer_id
+
+    def other_layers(self) -> dict[str, str]:
+        """Layer directory -> record, for the records whose layer is not named by their
+        own id (a pending commit writes into its mutable's directory)."""
+        return {row.layer_id: rid for rid, row in self._visible.items() if row.layer_id != rid}
+
+    @property
+    def sizes(self) -> Mapping[str, int]:
+        """Every visible record's size (what ``self[record_id].size`` says)."""
+        return self._sizes
+
+    def size_of(self, record_id: str) -> int:
+        return self._sizes[record_id]
+
+    def totals(self, dstat: DiskStat | None = None) -> Totals:
+        """The totals block over every visible record (``totals``' rule, from the sizes
+        and the in-use and shared sets: no record's value is built)."""
+        in_use, shared = self._in_use, self._shared
+        return totals_of(
+            ((size, rid in in_use, rid in shared) for rid, size in self._sizes.items()),
+            len(self._sizes),
+            dstat,
+        )
+
+    def brief(self, record_id: str) -> RecordBrief:
+        row = self._visible[record_id]
+        return RecordBrief(
+            self._sizes[record_id],
+            row.last_used_at if row.usage_count else None,
+            row.usage_count,
+            row.description,
+            record_id in self._in_use,
+            record_id in self._shared,
+        )
+
+    # -- building one value ----------------------------------------------------------------
+
+    def _shown(self, record_id: str | None) -> str | None:
         """The visible record standing for ``record_id`` (itself, or its pair half)."""
-        if record_id is None or record_id in visible_ids:
+        if record_id is None or record_id in self._visible:
             return record_id
+        state = self._state
         row = state.rows.get(record_id)
         partner = state.partner(row) if row is not None else None
-        return partner.id if partner is not None and partner.id in visible_ids else None
+        return partner.id if partner is not None and partner.id in self._visible else None
 
-    result: dict[str, RecordState] = {}
-    for row in visible:
+    def _health_of(self, row: RecordRow) -> str:
+        """ "missing" when its own layer is gone, "broken" when an ancestor's is, else
+        "ok" (the chain's verdicts are remembered: a chain is walked once)."""
+        if row.layer_id not in self._present:
+            return "missing"
+        known = self._health
+        rows = self._state.rows
+        path: list[str] = []
+        seen: set[str] = set()
+        verdict = "ok"
+        current = rows.get(row.parent) if row.parent is not None else None
+        while current is not None and current.id not in seen:
+            cached = known.get(current.id)
+            if cached is not None:
+                verdict = cached
+                break
+            if current.layer_id not in self._present:
+                verdict = "broken"
+                break
+            seen.add(current.id)
+            path.append(current.id)
+            current = rows.get(current.parent) if current.parent is not None else None
+        # every record on the path has the same verdict about the layers above it
+        for rid in path:
+            known[rid] = verdict
+        return verdict
+
+    def _build(self, row: RecordRow) -> RecordState:
+        state = self._state
         rid = row.id
         partner = state.partner(row)
-        holders = list(holders_of.get(rid, ()))
+        holders = list(self._holders_of.get(rid, ()))
         if partner is not None:
-            holders += holders_of.get(partner.id, ())
+            holders += self._holders_of.get(partner.id, ())
         held = state.node_held(row)
-        effective = newest.get(rid)
-        result[rid] = RecordState(
+        in_use = rid in self._in_use
+        effective = self._newest.get(rid)
+        return RecordState(
             id=rid,
-            parent=shown(row.parent),
+            parent=self.parents[rid],
             mutable=row.mutable,
-            in_use=rid in in_use,
-            size=sizes.get(rid, max(row.size, 0)),
+            in_use=in_use,
+            size=self._sizes[rid],
             created_at=row.created_at,
             last_used_at=row.last_used_at if row.usage_count else None,
             usage_count=row.usage_count,
             description=row.description,
             record_type=row.record_type or "regular",
-            shared=rid in shared,
-            health=_health(state, row, missing),
+            shared=rid in self._shared,
+            health=self._health_of(row),
             held=held,
             holders=tuple(sorted(holders, key=lambda h: h.id)),
-            in_use_via=None if held or rid not in in_use else shown(via.get(rid)),
+            in_use_via=None if held or not in_use else self._shown(self._via.get(rid)),
             retain=row.retain or bool(partner and partner.retain),
             pending_commit=partner is not None,
             has_children=state.has_children(row),
             layer_id=row.layer_id,
-            layer_path=str(snapshots_dir / row.layer_id),
+            layer_path=str(self._snapshots / row.layer_id),
             refusal=prune_refusal(state, row),
             labels=state.labels.get(rid, ()),
             cache_mount=state.cache_mounts.get(rid),
-            apparent_size=apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
+            apparent_size=self._apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
             effective_at=effective[0] if effective is not None else None,
-            effective_by=shown(effective[1]) if effective is not None else None,
+            effective_by=self._shown(effective[1]) if effective is not None else None,
         )
-    return result
+
+
+def record_states(context: StoreContext, state: StoreState | None = None) -> dict[str, RecordState]:
+    """One ``RecordState`` per visible record, by id, in disk usage's order (all built)."""
+    states = RecordStates(context, state)
+    return {record_id: states[record_id] for record_id in states}
 
 
 def _in_use_via(state: StoreState) -> dict[str, str]:

@@ -12,6 +12,7 @@ worker, never on the UI thread. The write flows are
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -39,7 +40,7 @@ from cachetui.screens.help import HelpScreen
 from cachetui.screens.live import LiveUpdates
 from cachetui.service import CacheService
 from cachetui.views import Delta, DetailsView, StoreView
-from cachetui.widgets.format import describe_error, escape, header_text
+from cachetui.widgets.format import describe_error, escape
 from cachetui.widgets.panels import (
     DashboardFooter,
     DetailsPane,
@@ -51,7 +52,8 @@ from cachetui.widgets.panels import (
     store_details_text,
     totals_text,
 )
-from cachetui.widgets.ref_tree import SORT_KEYS, RefTree, shown_for
+from cachetui.widgets.ref_tree import RefTree, shown_for
+from cachetui.widgets.sorting import SORTS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -77,7 +79,7 @@ WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "ho
 MAIN_ACTIONS = WRITE_ACTIONS | {
     "refuse_read_only",
     "filter",
-    "cycle_sort",
+    "sort_by",
     "pause",
     "resume",
     "toggle_details",
@@ -101,7 +103,11 @@ class MainScreen(Screen[None]):
         Binding("h", "hold", "Hold"),
         Binding("u", "release", "Release"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("s", "cycle_sort", "Sort"),
+        *(
+            # ncdu's and gdu's keys; the same key again reverses the order
+            Binding(spec.key, f"sort_by('{spec.kind}')", "Sort", show=spec.key == "s")
+            for spec in SORTS
+        ),
         Binding("P", "pause", "Pause", key_display="P"),
         Binding("P", "resume", "Resume", key_display="P"),
         Binding("i", "toggle_details", "Details", show=False),
@@ -186,9 +192,7 @@ class MainScreen(Screen[None]):
         header.update(
             header_line(escape(self.place), read_only=reason, live=self._live_state(), width=width)
         )
-        self.query_one("#columns", Static).update(
-            header_text(self.ref_tree.columns, self.ref_tree.sort)
-        )
+        self.query_one("#columns", Static).update(self.ref_tree.columns.header(self.ref_tree.sort))
 
     def _update_totals(self) -> None:
         view = self.service.view
@@ -199,7 +203,7 @@ class MainScreen(Screen[None]):
         text = totals_text(
             view.totals,
             live=self._live_state(),
-            sort=self.ref_tree.sort,
+            sort=self.ref_tree.sort.label,
             marks=len(marks),
             marked_bytes=marked_bytes,
         )
@@ -505,9 +509,10 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(read_only=self.read_only))
 
-    def action_cycle_sort(self) -> None:
-        tree = self.ref_tree
-        tree.set_sort(SORT_KEYS[(SORT_KEYS.index(tree.sort) + 1) % len(SORT_KEYS)])
+    def action_sort_by(self, kind: str) -> None:
+        self.ref_tree.action_sort_by(kind)
+
+    def on_ref_tree_sort_changed(self) -> None:
         self._update_totals()
         self._update_header()
 
@@ -570,7 +575,12 @@ class MainScreen(Screen[None]):
     def system_commands(self) -> Iterable[SystemCommand]:
         """The command palette's entries for this screen."""
         yield SystemCommand("Help", "Show every key", self.action_help)
-        yield SystemCommand("Sort", "Cycle the sort: size, last used, name", self.action_cycle_sort)
+        for spec in SORTS:
+            yield SystemCommand(
+                f"Sort by {spec.label}",
+                f"{spec.help} (key {spec.key}; again reverses)",
+                partial(self.action_sort_by, spec.kind),
+            )
         yield SystemCommand("Filter", "Filter records (containerd syntax)", self.action_filter)
         yield SystemCommand(
             "Pause / resume", "Pause or resume live updates", self.action_toggle_live

@@ -13,8 +13,8 @@ deepest line shown needs (its guides plus a readable minimum of the id).
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import ClassVar
 
 from rich.style import Style
@@ -24,24 +24,13 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets._tree import TOGGLE_STYLE, TreeNode
 
-from cachetui.core import RecordState
 from cachetui.fleet_views import FleetView
 from cachetui.views import Delta, StoreView
-from cachetui.widgets.format import Columns, format_row, format_store_row
+from cachetui.widgets.columns import Layout
+from cachetui.widgets.rows import format_row, format_store_row
+from cachetui.widgets.sorting import Sort, SortKey, sort_key
 
-__all__ = ["SORT_KEYS", "RefTree", "shown_for"]
-
-SORT_KEYS = ("size", "last used", "name")
-
-SortKey = Callable[[RecordState], tuple[object, ...]]
-
-
-def _sort_key(kind: str) -> SortKey:
-    if kind == "last used":
-        return lambda r: (r.last_used_at is None, -(r.last_used_at or 0.0), r.id)
-    if kind == "name":
-        return lambda r: ((r.description or "~").lower(), r.id)
-    return lambda r: (-r.size, r.id)
+__all__ = ["RefTree", "shown_for"]
 
 
 def shown_for(matches: frozenset[str], view: StoreView) -> frozenset[str]:
@@ -84,6 +73,9 @@ class RefTree(Tree[str]):
     class ColumnsChanged(Message):
         """The column widths changed (the header must follow)."""
 
+    class SortChanged(Message):
+        """The sort changed (the header's arrow and the totals bar must follow)."""
+
     class RecordsWanted(Message):
         """A fleet's store row was opened before its records were read."""
 
@@ -99,11 +91,10 @@ class RefTree(Tree[str]):
         self.marks: set[str] = set()
         self.now = now
         self.view: StoreView | None = None
-        self.sort = "size"
+        self.sort = Sort()
         self.shown: frozenset[str] | None = None  # None: no filter
         self.matches: frozenset[str] | None = None
-        self.base_columns = Columns()
-        self.columns = Columns()
+        self.columns = Layout.for_width(160)
         self.max_depth = 0
         self.nodes: dict[str, TreeNode[str]] = {}
         self._populated: set[str | None] = set()
@@ -129,16 +120,22 @@ class RefTree(Tree[str]):
             store = view.stores.get(record_id)
             if store is not None:
                 return format_store_row(
-                    store, now=self.now(), columns=self.columns, stale=view.stale_since, dim=dim
+                    store,
+                    now=self.now(),
+                    layout=self.columns,
+                    fleet_total=view.totals.total,
+                    stale=view.stale_since,
+                    dim=dim,
                 )
         row = view.rows[record_id]
         return format_row(
             row,
+            view=view,
             depth=self._depth(record_id),
             marked=record_id in self.marks,
             pinned=record_id in view.pinned,
             now=self.now(),
-            columns=self.columns,
+            layout=self.columns,
             dim=dim,
             pending=view.pending.get(record_id) if isinstance(view, FleetView) else None,
         )
@@ -148,9 +145,7 @@ class RefTree(Tree[str]):
         ids = self.view.child_ids(parent)
         if self.shown is not None:
             ids = tuple(i for i in ids if i in self.shown)
-        key = _sort_key(self.sort)
-        rows = self.view.rows
-        return sorted(ids, key=lambda i: key(rows[i]))
+        return sorted(ids, key=sort_key(self.sort, self.view))
 
     def _has_visible_children(self, record_id: str) -> bool:
         assert self.view is not None
@@ -251,7 +246,7 @@ class RefTree(Tree[str]):
 
     def _build(self) -> None:
         super()._build()
-        if not hasattr(self, "base_columns"):  # _build runs inside Tree.__init__
+        if not hasattr(self, "max_depth"):  # _build runs inside Tree.__init__
             return
         lines = self._tree_lines_cached or []
         depth = max((len(line.path) - 1 for line in lines), default=0)
@@ -260,21 +255,18 @@ class RefTree(Tree[str]):
             self._set_columns()
 
     def _set_columns(self) -> None:
-        base = self.base_columns
-        region = max(base.name, base.guide * self.max_depth + base.min_id)
-        columns = replace(base, name=region)
-        if columns != self.columns:
-            self.columns = columns
+        layout = Layout.for_width(self.size.width or 160, self.max_depth)
+        if layout != self.columns:
+            self.columns = layout
             self._line_cache.clear()  # the rendered strips, not the tree's lines
             self.refresh()
             self.post_message(self.ColumnsChanged())
 
     def on_resize(self) -> None:
-        base = Columns.for_width(self.size.width)
-        if base != self.base_columns:
-            self.base_columns = base
-            self.guide_depth = base.guide
-            self._set_columns()
+        before = self.columns
+        self._set_columns()
+        if self.columns != before:
+            self.guide_depth = self.columns.guide
             self._invalidate()
 
     # -- building ---------------------------------------------------------------------------
@@ -332,13 +324,18 @@ class RefTree(Tree[str]):
             if node is None:
                 return
             node.expand()
-        parent = self.view.rows[record_id].parent
-        self._populate(parent)
+        self._populate(self.view.parent_of(record_id))
 
-    def set_sort(self, kind: str) -> None:
-        self.sort = kind
+    def set_sort(self, sort: Sort) -> None:
+        """Sort every level by ``sort`` (the cursor and the expansion stay)."""
+        self.sort = sort
         if self.view is not None:
             self.show(self.view)
+        self.post_message(self.SortChanged())
+
+    def action_sort_by(self, kind: str) -> None:
+        """A sort key: that sort, or the same one reversed when it is already on."""
+        self.set_sort(self.sort.pressed(kind))
 
     def set_filter(
         self, matches: frozenset[str] | None, shown: frozenset[str] | None = None
@@ -464,66 +461,104 @@ class RefTree(Tree[str]):
                 self._forget(node)
                 node.remove()
         touched_parents: set[str] = set()
-        key = _sort_key(self.sort)
+        key = sort_key(self.sort, view)
         for record_id in (*delta.added, *delta.reparented):
-            row = view.rows.get(record_id)
-            if row is None or (self.shown is not None and record_id not in self.shown):
+            if record_id not in view.rows or (
+                self.shown is not None and record_id not in self.shown
+            ):
                 continue
-            if row.parent is not None:
-                touched_parents.add(row.parent)
+            parent_id = view.parent_of(record_id)
+            if parent_id is not None:
+                touched_parents.add(parent_id)
             self._insert(record_id, key)
-        for record_id in delta.removed:
+        for record_id in (*delta.removed, *delta.reparented):
             if old is not None and record_id in old.rows:
-                old_parent = old.rows[record_id].parent
-                if old_parent is not None:
-                    touched_parents.add(old_parent)
-        for record_id in delta.changed:
-            self._reposition(record_id, key)
-        for parent_id in {view.rows[c].parent for c in delta.changed if c in view.rows}:
-            self._resort(parent_id, key)
-        self.relabel({*delta.changed, *touched_parents})
+                touched_parents.update(i for i in old.ancestors(record_id) if i in view.rows)
+        # A record's size is in every ancestor's subtree total: they change with it.
+        above: set[str] = set(touched_parents)
+        for record_id in (*delta.changed, *delta.added, *delta.reparented):
+            if record_id in view.rows:
+                above.update(view.ancestors(record_id))
+        moved = set(delta.changed)
+        if self.sort.kind == "subtree":
+            moved |= above
+        self._reorder(moved, key)
+        if old is not None and old.totals.total != view.totals.total and self.columns.has("share"):
+            # every row's share of the store moved a little: redraw what is on screen
+            self._line_cache.clear()
+            self.refresh()
+        self.relabel({*delta.changed, *above})
         if cursor is not None and cursor in self.nodes:
             self.select_id(cursor, expand=False)
         else:
             self._after_vanish(vanished_cursor, old, cursor_line)
 
+    def _reorder(self, ids: Iterable[str], key: SortKey) -> None:
+        """Put rows whose sort value changed back in their place: one moved row per
+        parent by bisection, several siblings at once by sorting that parent again."""
+        assert self.view is not None
+        view = self.view
+        by_parent: dict[str | None, list[str]] = {}
+        for record_id in ids:
+            node = self.nodes.get(record_id)
+            if node is not None and node.parent is not None:
+                by_parent.setdefault(node.parent.data, []).append(record_id)
+        # deepest parents first, so a parent's place is decided after its children's
+        for parent_id in sorted(
+            by_parent, key=lambda i: -1 if i is None else len(view.ancestors(i)), reverse=True
+        ):
+            children = by_parent[parent_id]
+            if len(children) == 1:
+                self._reposition(children[0], key)
+            else:
+                self._resort(parent_id, key)
+
     def _insert(self, record_id: str, key: SortKey) -> None:
         assert self.view is not None
         view = self.view
-        row = view.rows[record_id]
-        if row.parent not in self._populated:
+        parent_id = view.parent_of(record_id)
+        if parent_id not in self._populated:
             return
-        parent = self._node_of(row.parent)
+        parent = self._node_of(parent_id)
         if parent is None or record_id in self.nodes:
             return
-        keys = [
-            key(view.rows[c.data])
-            for c in parent.children
-            if c.data is not None and c.data in view.rows
-        ]
-        index = bisect.bisect_left(keys, key(row))
-        self._add(parent, record_id, before=index if index < len(keys) else None)
+        rows = view.rows
+        siblings = [c for c in parent.children if c.data is not None and c.data in rows]
+        index = bisect.bisect_left(siblings, key(record_id), key=lambda c: key(c.data or ""))
+        before = None
+        if index < len(siblings):
+            before = parent.children.index(siblings[index])
+        self._add(parent, record_id, before=before)
 
     def _reposition(self, record_id: str, key: SortKey) -> None:
-        """Move a row whose sort key changed to its place among its siblings."""
+        """Move a row whose sort key changed to its place among its siblings (its
+        neighbours are compared first: most changes leave a row where it is)."""
         assert self.view is not None
         node = self.nodes.get(record_id)
         if node is None or node.parent is None:
             return
         view = self.view
-        siblings = [c.data for c in node.parent.children if c.data in view.rows]
-        keys = [key(view.rows[s]) for s in siblings if s is not None]
-        if keys == sorted(keys):
+        siblings = node.parent.children
+        index = siblings.index(node)
+        mine = key(record_id)
+        before = siblings[index - 1].data if index > 0 else None
+        after = siblings[index + 1].data if index + 1 < len(siblings) else None
+        if (before is None or before not in view.rows or key(before) <= mine) and (
+            after is None or after not in view.rows or mine <= key(after)
+        ):
             return
         expanded = {
             rid
             for rid in self.expanded_ids()
             if rid == record_id or record_id in view.ancestors(rid)
         }
+        cursor = self.cursor_id
         self._forget(node)
         node.remove()
         self._insert(record_id, key)
         self._restore(expanded, None)
+        if cursor is not None and cursor not in self.nodes:
+            self.select_id(cursor)
 
     def _resort(self, parent_id: str | None, key: SortKey) -> None:
         """Rebuild one parent's children in order when moving single rows was not enough
@@ -534,16 +569,19 @@ class RefTree(Tree[str]):
             return
         view = self.view
         ids = [c.data for c in parent.children if c.data is not None and c.data in view.rows]
-        keys = [key(view.rows[i]) for i in ids]
-        if keys == sorted(keys):
+        keys = [key(i) for i in ids]
+        if all(a <= b for a, b in itertools.pairwise(keys)):
             return
         expanded = self.expanded_ids()
+        cursor = self.cursor_id
         for child in list(parent.children):
             self._forget(child)
             child.remove()
         self._populated.discard(parent_id)
         self._populate(parent_id)
         self._restore(expanded, None)
+        if cursor is not None and cursor not in self.nodes:
+            self.select_id(cursor)
 
     def _after_vanish(self, vanished: str | None, old: StoreView | None, line: int) -> None:
         """The record under the cursor went away: go to its nearest surviving ancestor

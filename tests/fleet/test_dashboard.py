@@ -293,10 +293,10 @@ async def test_store_filter_and_sort(fleet) -> None:
         top = lambda: [n.data for n in tree.root.children]  # noqa: E731
         stores = app.service.view.stores
         assert top() == sorted(stores, key=lambda k: -stores[k].reclaimable)
-        await pilot.press("s")  # by free space, least free first
+        await pilot.press("M")  # by free space, least free first
         await settle(pilot)
         assert top() == sorted(stores, key=lambda k: stores[k].free_fraction)
-        await pilot.press("s")  # by name
+        await pilot.press("n")  # by name
         await settle(pilot)
         assert top() == sorted(stores)
         await pilot.press("slash", *"store==ci-runner-2", "enter")

@@ -14,6 +14,7 @@ from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.help import HelpScreen
 from cachetui.screens.policy import PolicyPruneScreen
 from cachetui.views import state_words
+from cachetui.widgets.sorting import Sort
 from tests.ui.conftest import loaded, make_app, settle, wait_for
 from tests.ui.store_fixture import FixedClock
 
@@ -67,21 +68,21 @@ async def test_expand_collapse_and_details(store):
         assert app.ref_tree.cursor_id == ids["alpine"]
 
 
-async def test_sort_cycles_and_keeps_cursor(store):
+async def test_sort_keys_keep_the_cursor(store):
     root, ids = store
     app = make_app(root)
     async with app.run_test(size=(130, 36)) as pilot:
         await loaded(pilot)
         app.ref_tree.select_id(ids["gomod"])
-        await pilot.press("s")
-        assert app.ref_tree.sort == "last used"
+        await pilot.press("M")
+        assert app.ref_tree.sort == Sort("last used")
         assert top_level(app)[0] == ids["frontend"]  # used 5 minutes ago
         assert app.ref_tree.cursor_id == ids["gomod"]
-        await pilot.press("s")
-        assert app.ref_tree.sort == "name"
+        await pilot.press("n")
+        assert app.ref_tree.sort == Sort("name")
         assert top_level(app)[0] == ids["frontend"]  # "docker/dockerfile" sorts first
-        await pilot.press("s")
-        assert app.ref_tree.sort == "size"
+        await pilot.press("S")
+        assert app.ref_tree.sort == Sort("size")
         assert app.ref_tree.cursor_id == ids["gomod"]
 
 
@@ -406,10 +407,10 @@ async def test_main_keys_are_off_while_a_dialog_is_open(store):
         app.ref_tree.select_id(ids["frontend"])
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPruneScreen))
-        await pilot.press("d", "p", "s", "question_mark")
+        await pilot.press("d", "p", "s", "M", "question_mark")
         await settle(pilot)
         assert len(app.screen_stack) == 2
-        assert app.ref_tree.sort == "size"
+        assert app.ref_tree.sort == Sort("size")
         await pilot.press("n")
         await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
@@ -441,7 +442,13 @@ async def test_command_palette_runs_dashboard_commands(store):
         await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(app.screen_stack) == 1)
-        await pilot.press("s")
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Sort by last used")
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.screen_stack) == 1)
+        await settle(pilot)
         header = str(app.query_one("#columns", Static).render())
         assert "LAST USED ▼" in header
 

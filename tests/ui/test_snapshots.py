@@ -235,6 +235,32 @@ def test_read_only_header_80x24(snap_compare, snap_store):
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+def test_sorted_by_subtree_size(snap_compare, snap_store):
+    """The subtree columns at the default size, sorted by subtree size (``s``)."""
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(130, 36), run_before=run_before)
+
+
+def test_sorted_by_subtree_size_reversed_80x24(snap_compare, snap_store):
+    """``s`` twice: smallest subtree first; the columns that fit 80 columns."""
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+        await pilot.press("s", "s")
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_missing_and_broken_records_80x24(snap_compare, snap_store):
     """A layer directory gone from disk: its record says missing, every record above it
     broken (the core's health, the same value as du's FLAGS), and the details say which
