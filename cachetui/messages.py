@@ -14,6 +14,7 @@ from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreVi
 
 __all__ = [
     "ActionFailed",
+    "ChainPlanned",
     "Committed",
     "DetailsRead",
     "FeedStatus",
@@ -178,6 +179,16 @@ class PrunePlanned(Message):
 
     def __init__(self, plan: PrunePlan) -> None:
         super().__init__()
+        self.plan = plan
+
+
+class ChainPlanned(Message):
+    """The core's plan for ``root`` with everything below it: mark it, or say what
+    stops it."""
+
+    def __init__(self, root: str, plan: PrunePlan) -> None:
+        super().__init__()
+        self.root = root
         self.plan = plan
 
 

@@ -133,11 +133,31 @@ async def policy_80x24(pilot, app, ids):
     await wait_for(pilot, lambda: screen.plan is not None)
 
 
+async def chain_confirmation(pilot, app, ids):
+    app.ref_tree.select_id(ids["build"])
+    await settle(pilot)
+    await pilot.press("x")
+    await wait_for(pilot, lambda: len(app.marks) == 4)
+    await settle(pilot)
+    await pilot.press("d")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+
+
+async def search(pilot, app, ids):
+    await pilot.press("slash")
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.press(*"go build")
+    await wait_for(pilot, lambda: app.ref_tree.matches is not None)
+
+
 SCREENS: list[tuple[str, tuple[int, int], Scenario, bool]] = [
     ("main", (130, 36), deep_tree, True),
     ("marked", (130, 36), main_screen, True),
     ("details", (130, 36), details, True),
     ("prune-confirmation", (120, 34), prune_confirmation, True),
+    ("chain-prune-confirmation", (120, 34), chain_confirmation, True),
+    ("search", (120, 34), search, True),
     ("policy-preview", (120, 40), policy_preview, True),
     ("gc-preview", (120, 40), gc_preview, True),
     ("help", (120, 34), help_screen, True),

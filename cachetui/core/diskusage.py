@@ -308,18 +308,18 @@ def _usage_rows(
     """The rows of a 100,000-record store, built a column at a time: each column is one
     ``map`` in C over the records (no Python loop step per row and field), the two
     datetimes made only when read (``usage_infos_from_columns``)."""
-    count = len(selected)
-    ids = list(map(_ID, selected))
-    parent_ids = list(map(_PARENT, selected))
-    as_tuple = {parent: (parent,) for parent in set(parent_ids) if parent}
-    kinds = list(map(_KIND, selected))
-    if not all(kinds):
-        kinds = [kind or "regular" for kind in kinds]
-    cached_sizes = map(_SIZE, selected)
-    apparents: Iterable[int] = map(_apparent, selected)
-    if apparent:
-        apparents = map(apparent.get, ids, apparents)
-    with paused_gc():
+    with paused_gc():  # a pass per column allocates too: one collection at the end
+        count = len(selected)
+        ids = list(map(_ID, selected))
+        parent_ids = list(map(_PARENT, selected))
+        as_tuple = {parent: (parent,) for parent in set(parent_ids) if parent}
+        kinds = list(map(_KIND, selected))
+        if not all(kinds):
+            kinds = [kind or "regular" for kind in kinds]
+        cached_sizes = map(_SIZE, selected)
+        apparents: Iterable[int] = map(_apparent, selected)
+        if apparent:
+            apparents = map(apparent.get, ids, apparents)
         return usage_infos_from_columns(
             ids,
             map(_MUTABLE, selected),

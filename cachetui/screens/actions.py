@@ -1,4 +1,5 @@
-"""The dashboard's write flows: mark, prune, prune by policy, commit, hold, release.
+"""The dashboard's write flows: mark (a record, or a whole chain), prune, prune by policy,
+label, commit, hold, release.
 
 ``ActionFlows`` is a widget that is never drawn; the main screen's keys call it. Each
 flow checks what it can on the UI thread (the core's refusal, as the row says it), runs
@@ -20,6 +21,7 @@ from textual.widget import Widget
 from cachetui.core import HolderInfo
 from cachetui.messages import (
     ActionFailed,
+    ChainPlanned,
     Committed,
     ForceReleased,
     Held,
@@ -30,6 +32,7 @@ from cachetui.messages import (
 )
 from cachetui.screens.dialogs import ConfirmPruneScreen, ForceReleaseScreen
 from cachetui.screens.gcpreview import GCPreviewScreen
+from cachetui.screens.labels import LabelScreen
 from cachetui.screens.live import LiveUpdates
 from cachetui.screens.policy import PolicyPruneScreen
 from cachetui.service import CacheService
@@ -74,6 +77,8 @@ class ActionFlows(Widget):
         self.service = service
         self.ref_tree = tree
         self.live = live
+        #: Chains marked with ``x``: each top record and every record of its chain.
+        self.chains: dict[str, frozenset[str]] = {}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -100,13 +105,90 @@ class ActionFlows(Widget):
         if selected is None:
             return
         record_id, view = selected
+        root = self._chain_of(record_id)
+        if root is not None:
+            self.notify(
+                f"{record_id[:12]} is marked with the chain of {root[:12]} (x on it unmarks it)",
+                severity="warning",
+            )
+            return
         if record_id not in self.ref_tree.marks:
             reason = view.rows[record_id].refusal  # the core's rule, as prune applies it
             if reason is not None:
-                self.notify(f"cannot mark {record_id[:12]}: {reason}", severity="warning")
+                hint = " (x marks it with everything below it)" if view.child_ids(record_id) else ""
+                self.notify(f"cannot mark {record_id[:12]}: {reason}{hint}", severity="warning")
                 return
         self.ref_tree.toggle_mark(record_id)
         self.ref_tree.action_cursor_down()
+
+    # -- whole chains -----------------------------------------------------------------------
+
+    def _chain_of(self, record_id: str) -> str | None:
+        """The chain (marked with ``x``) this record belongs to, by its top record."""
+        marks = self.ref_tree.marks
+        for root, ids in list(self.chains.items()):
+            if not ids <= marks:  # some went away (pruned elsewhere): no longer a chain
+                del self.chains[root]
+                continue
+            if record_id in ids:
+                return root
+        return None
+
+    def mark_chain(self) -> None:
+        """``x``: mark the record with everything below it, if the core says the chain
+        can go; on a marked chain's top record, unmark the chain."""
+        selected = self._selected_row()
+        if selected is None:
+            return
+        record_id, _view = selected
+        root = self._chain_of(record_id)
+        if root is not None:
+            if root != record_id:
+                self.notify(
+                    f"{record_id[:12]} is in the chain of {root[:12]} (x on it unmarks it)",
+                    severity="warning",
+                )
+                return
+            self.ref_tree.drop_marks(self.chains.pop(root))
+            self.notify(f"unmarked the chain of {root[:12]}")
+            return
+        if not isinstance(self.service, CacheService):
+            self.notify("a whole chain is marked on its host: not on a fleet", severity="warning")
+            return
+        self._plan_chain(self.service, record_id)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    @reports("mark chain")
+    def _plan_chain(self, service: CacheService, record_id: str) -> None:
+        self.post_message(ChainPlanned(record_id, service.plan_chain([record_id])))
+
+    def on_chain_planned(self, message: ChainPlanned) -> None:
+        root, plan = message.root, message.plan
+        if plan.refused:
+            blocker, reason = plan.refused[0]
+            more = f" (and {len(plan.refused) - 1} more)" if len(plan.refused) > 1 else ""
+            self.notify(
+                f"cannot mark the chain of {root[:12]}: {blocker[:12]} inside it: {reason}{more}",
+                severity="warning",
+            )
+            return
+        if not plan.rows:
+            self.notify(f"{root[:12]} is gone (removed meanwhile)", severity="warning")
+            self.live.reload()
+            return
+        ids = frozenset(plan.ids)
+        for other in [r for r in self.chains if r in ids]:
+            del self.chains[other]  # a chain inside this one: now part of it
+        self.chains[root] = ids
+        self.ref_tree.add_marks(ids)
+        node = self.ref_tree.nodes.get(root)
+        if node is not None and node.allow_expand and not node.is_expanded:
+            self.ref_tree.select_id(root, expand=False)
+            self.ref_tree.action_toggle_expand_all()  # show every record that is marked
+        self.notify(
+            f"marked the chain of {root[:12]}: {records(len(ids))}, frees {size(plan.freed)} "
+            "(d prunes it)"
+        )
 
     def prune(self) -> None:
         view = self.service.view
@@ -119,20 +201,35 @@ class ActionFlows(Widget):
                 return
             reason = view.rows[record_id].refusal
             if reason is not None:
-                self.notify(f"cannot prune {record_id[:12]}: {reason}", severity="warning")
+                hint = " (x marks it with everything below it)" if view.child_ids(record_id) else ""
+                self.notify(f"cannot prune {record_id[:12]}: {reason}{hint}", severity="warning")
                 return
             ids = [record_id]
-        self._plan_prune(ids)
+        chains = any(self._chain_of(i) is not None for i in ids)
+        self._plan_prune(ids, chains)
 
     @work(thread=True, group="actions", exit_on_error=False)
     @reports("prune")
-    def _plan_prune(self, ids: list[str]) -> None:
-        self.post_message(PrunePlanned(self.service.plan_prune(ids)))
+    def _plan_prune(self, ids: list[str], chains: bool = False) -> None:
+        service = self.service
+        if chains and isinstance(service, CacheService):
+            # Exactly the marks, as one chain: leaves first, or nothing (the core's plan).
+            self.post_message(PrunePlanned(service.plan_chain(ids, descendants=False)))
+            return
+        self.post_message(PrunePlanned(service.plan_prune(ids)))
 
     def on_prune_planned(self, message: PrunePlanned) -> None:
         plan = message.plan
         if plan.gone:
             self.ref_tree.drop_marks(plan.gone)
+        if plan.chains and plan.refused:
+            blocker, reason = plan.refused[0]
+            self.notify(
+                f"cannot prune the chain: {blocker[:12]} inside it: {reason}; nothing was removed",
+                severity="warning",
+            )
+            self.live.reload()
+            return
         if not plan.rows:
             reasons = [f"{i[:12]}: {r}" for i, r in plan.refused]
             reasons += [f"{i[:12]}: already gone" for i in plan.gone]
@@ -145,18 +242,23 @@ class ActionFlows(Widget):
 
         def decided(yes: bool | None) -> None:
             if yes:
-                self._prune(list(plan.ids))
+                self._prune(list(plan.ids), bool(plan.chains))
 
         self.app.push_screen(ConfirmPruneScreen(plan), decided)
 
     @work(thread=True, group="actions", exit_on_error=False)
     @reports("prune failed")
-    def _prune(self, ids: list[str]) -> None:
-        self.post_message(Pruned(self.service.prune_ids(ids)))
+    def _prune(self, ids: list[str], chains: bool = False) -> None:
+        service = self.service
+        if chains and isinstance(service, CacheService):
+            self.post_message(Pruned(service.prune_chain(ids)))  # leaves first, or nothing
+            return
+        self.post_message(Pruned(service.prune_ids(ids)))
 
     def on_pruned(self, message: Pruned) -> None:
         result = message.result
         self.ref_tree.drop_marks((*result.ids, *result.gone))
+        self._chain_of("")  # forget the chains that went
         parts = [f"pruned {records(len(result.rows))}, freed {size(result.freed)}"]
         if result.gone:
             parts.append(f"{records(len(result.gone))} already gone")
@@ -189,6 +291,28 @@ class ActionFlows(Widget):
             self.notify("the GC preview is per host: run it on the host", severity="warning")
             return
         self.app.push_screen(GCPreviewScreen(self.service, self.ref_tree.cursor_id))
+
+    # -- labels -----------------------------------------------------------------------------------
+
+    def labels(self) -> None:
+        """``L``: set or remove labels on the selected record (the core checks them)."""
+        selected = self._selected_row()
+        if selected is None:
+            return
+        record_id, view = selected
+        if not isinstance(self.service, CacheService):
+            self.notify("labels are set on the host: not on a fleet", severity="warning")
+            return
+        set_labels = self.service.set_labels
+
+        def done(labels: dict[str, str] | None) -> None:
+            if labels is None:
+                return
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+            self.notify(f"labels of {record_id[:12]}: {shown}")
+            self.live.reload()
+
+        self.app.push_screen(LabelScreen(record_id, view.rows[record_id].labels, set_labels), done)
 
     # -- commit, hold, release ------------------------------------------------------------------
 

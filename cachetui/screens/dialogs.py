@@ -97,9 +97,9 @@ class ConfirmPruneScreen(_YesNo):
     def _chain_title(plan: PrunePlan) -> Text:
         """A whole chain: whose, how many records, leaves first, the bytes really freed."""
         tops = plan.chains
-        whose = tops[0] if len(tops) == 1 else f"{len(tops)} records"
+        whose = f"the chain of {tops[0]}" if len(tops) == 1 else f"{len(tops)} chains"
         text = Text.assemble(
-            ("Prune the chain of ", "bold"),
+            ("Prune ", "bold"),
             (whose, "bold"),
             (f": {records(len(plan.rows))}, leaves first? This frees ", ""),
             (size(plan.freed), "bold green"),

@@ -32,6 +32,8 @@ KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("View", "r", "reload everything now", False),
     ("View", "g", "the GC list tier by tier; why the selected record stays", False),
     ("Act", "space", "mark or unmark the record for deletion", True),
+    ("Act", "x", "mark (or unmark) the record with its whole chain below it", True),
+    ("Act", "L", "set (team=infra) or remove (team-) labels on the record", True),
     ("Act", "d", "prune the marked records (or the selected one), after a confirmation", True),
     ("Act", "p", "prune by policy: dry run first, then prune", True),
     ("Act", "c", "commit the selected free mutable record", True),

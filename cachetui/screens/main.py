@@ -65,6 +65,8 @@ __all__ = ["WRITE_ACTIONS", "MainScreen"]
 #: Write keys and what they do (in read-only mode each says why it is off).
 WRITE_KEYS = {
     "space": "mark",
+    "x": "mark a whole chain",
+    "L": "label",
     "d": "prune",
     "p": "prune by policy",
     "c": "commit",
@@ -73,7 +75,9 @@ WRITE_KEYS = {
 }
 
 #: Actions that change the store: hidden and refused in read-only mode.
-WRITE_ACTIONS = frozenset({"toggle_mark", "prune", "prune_policy", "commit", "hold", "release"})
+WRITE_ACTIONS = frozenset(
+    {"toggle_mark", "mark_chain", "labels", "prune", "prune_policy", "commit", "hold", "release"}
+)
 
 #: Keys of the main screen that are off (and not listed in its footer) under a dialog.
 MAIN_ACTIONS = WRITE_ACTIONS | {
@@ -97,6 +101,8 @@ class MainScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("d", "prune", "Prune"),
+        Binding("x", "mark_chain", "Mark chain", show=False),
+        Binding("L", "labels", "Label", key_display="L", show=False),
         Binding("p", "prune_policy", "Policy"),
         Binding("g", "gc_preview", "GC list", show=False),
         Binding("c", "commit", "Commit"),
@@ -553,6 +559,14 @@ class MainScreen(Screen[None]):
         if not self._refuse_read_only():
             self.flows.prune()
 
+    def action_mark_chain(self) -> None:
+        if not self._refuse_read_only():
+            self.flows.mark_chain()
+
+    def action_labels(self) -> None:
+        if not self._refuse_read_only():
+            self.flows.labels()
+
     def action_prune_policy(self) -> None:
         if not self._refuse_read_only():
             self.flows.prune_policy()
@@ -589,6 +603,10 @@ class MainScreen(Screen[None]):
         yield SystemCommand("Details", "Show or hide the details pane", self.action_toggle_details)
         if not self.read_only:
             yield SystemCommand("Prune marked", "Prune the marked records", self.action_prune)
+            yield SystemCommand(
+                "Mark chain", "Mark the record with everything below it", self.action_mark_chain
+            )
+            yield SystemCommand("Label", "Set or remove labels on the record", self.action_labels)
             yield SystemCommand("Prune by policy", "Dry run, then prune", self.action_prune_policy)
             yield SystemCommand("Commit", "Commit the selected mutable", self.action_commit)
             yield SystemCommand("Hold", "Pin the selected record", self.action_hold)

@@ -115,7 +115,11 @@ def details_text(d: DetailsView, now: float) -> Text:
         line("In use", Text(f"descendant {d.in_use_because} is held", style="dark_orange"))
     else:
         line("In use", "no")
-    if d.prune_refused:
+    if d.prune_refused and r.has_children and not r.in_use:
+        # Alone it cannot go; with everything below it, it can (x marks the chain).
+        line("Prune", Text(f"refused alone: {d.prune_refused}", style="red"))
+        line("", Text("x marks it with its whole chain (see Subtree)", style="dim"))
+    elif d.prune_refused:
         line("Prune", Text(f"refused: {d.prune_refused}", style="red"))
     else:
         line("Prune", Text(f"would free {size(d.prune_frees)}", style="green"))

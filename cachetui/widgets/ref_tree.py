@@ -413,6 +413,14 @@ class RefTree(Tree[str]):
         self.post_message(self.MarksChanged())
         return record_id in self.marks
 
+    def add_marks(self, ids: Iterable[str]) -> None:
+        """Mark these records (a whole chain at once)."""
+        added = set(ids) - self.marks
+        if added:
+            self.marks.update(added)
+            self.relabel(added)
+            self.post_message(self.MarksChanged())
+
     def drop_marks(self, ids: Iterable[str]) -> None:
         dropped = self.marks.intersection(ids)
         if dropped:

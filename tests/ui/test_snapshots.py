@@ -277,3 +277,63 @@ def test_missing_and_broken_records_80x24(snap_compare, snap_store):
         await settle(pilot)
 
     assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+# -- whole chains: marked with x, pruned in one confirmation ------------------------------
+
+
+async def _chain_marked(pilot, app: CacheTuiApp, ids: dict[str, str]) -> None:
+    app.ref_tree.select_id(ids["build"])
+    await settle(pilot)
+    await pilot.press("x")
+    await wait_for(pilot, lambda: len(app.marks) == 4, what="the chain's marks")
+    app.clear_notifications()
+    await settle(pilot)
+
+
+def test_chain_marked(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _chain_marked(pilot, app, ids)
+
+    assert snap_compare(make_app(root), terminal_size=(130, 36), run_before=run_before)
+
+
+def test_chain_marked_80x24(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await pilot.press("i")  # the details pane off: room for the chain
+        await _chain_marked(pilot, app, ids)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+async def _chain_confirmation(pilot, app: CacheTuiApp, ids: dict[str, str]) -> None:
+    await _chain_marked(pilot, app, ids)
+    await pilot.press("d")
+    await wait_for(pilot, lambda: len(app.screen_stack) > 1, what="the confirmation")
+    await settle(pilot)
+
+
+def test_chain_prune_confirmation(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _chain_confirmation(pilot, app, ids)
+
+    assert snap_compare(make_app(root), terminal_size=(120, 34), run_before=run_before)
+
+
+def test_chain_prune_confirmation_80x24(snap_compare, snap_store):
+    root, ids = snap_store
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _chain_confirmation(pilot, app, ids)
+
+    assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
