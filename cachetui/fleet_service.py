@@ -22,10 +22,11 @@ the same App shows a fleet: same columns, keys and panes. What differs:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -56,7 +57,14 @@ from cachetui.fleet.reader import (
 )
 from cachetui.fleet.requests import submit, wait
 from cachetui.fleet.url import mask
-from cachetui.fleet_views import FleetView, StoreRow, split_key, store_key
+from cachetui.fleet_views import (
+    FleetChildren,
+    FleetRows,
+    FleetView,
+    StoreRow,
+    split_key,
+    store_key,
+)
 from cachetui.views import Delta, DetailsView, PlanRow, PrunePlan, ReleaseResult
 
 __all__ = ["FleetService", "parse_store_filter"]
@@ -67,6 +75,8 @@ Notice = Callable[[str, str], None]  # (message, severity)
 
 #: How long an action waits for its agent's result before giving up on the screen.
 REQUEST_WAIT = 120.0
+#: Where a record's id sits in the reader's raw record rows (``FleetRecord``'s order).
+_ID = [f.name for f in fields(FleetRecord)].index("id")
 
 
 def parse_store_filter(text: str) -> tuple[list[tuple[str, str]], str]:
@@ -135,6 +145,10 @@ class FleetService:
         self._skew = 0.0  # server clock - local monotonic clock, from the last read
         self._records: dict[str, dict[str, RecordState]] = {}  # loaded stores: key -> row
         self._versions: dict[str, int] = {}  # loaded stores: the version last read
+        # each loaded store's tree shape, until its records are added, removed or moved
+        self._shapes: dict[str, dict[str, tuple[str, ...]]] = {}
+        # the refusal every record of a loaded store carries while it is offline
+        self._refused: dict[str, str | None] = {}
         self._pending: dict[str, str] = {}
         self._stale_since: float | None = None
         self._watcher: threading.Thread | None = None
@@ -243,26 +257,20 @@ class FleetService:
 
     def _record_row(
         self,
-        store: StoreRow,
+        name: str,
         record: FleetRecord,
         holders: Sequence[HolderInfo],
-        known: set[str],
+        keys: dict[str, str],
     ) -> RecordState:
-        key = f"{store.name}/{record.id}"
-        parent = f"{store.name}/{record.parent}" if record.parent in known else store.key
-        if not store.online:
-            refusal: str | None = store.offline_reason()
-        elif record.held:
-            live = [h for h in holders if h.alive]
-            who = live[0].where if live else "a running process"
-            refusal = f"it is held by {who}"
-        elif record.has_children:
-            refusal = "it has child records (prune them first)"
-        else:
-            refusal = None
+        """A record's row as an online store shows it (an offline store's rows get their
+        refusal in ``_mark_liveness``). ``keys`` maps the store's record ids to their row keys:
+        a parent key is the parent's own string, not a copy (200,000 rows on screen)."""
+        key = keys[record.id]
+        parent = keys.get(record.parent) if record.parent is not None else None
+        refusal = self._refused.get(name) or _refusal(record.held, holders, record.has_children)
         return RecordState(
             id=key,
-            parent=parent,
+            parent=parent if parent is not None else store_key(name),
             mutable=record.mutable,
             in_use=record.in_use,
             size=record.size,
@@ -270,7 +278,7 @@ class FleetService:
             last_used_at=record.last_used_at,
             usage_count=record.usage_count,
             description=record.description,
-            record_type=record.record_type,
+            record_type=sys.intern(record.record_type),
             shared=record.shared,
             health="ok",
             held=record.held,
@@ -280,7 +288,8 @@ class FleetService:
             pending_commit=record.pending_commit,
             has_children=record.has_children,
             layer_id=record.id,
-            layer_path=f"{store.root.rstrip('/')}/snapshots/{record.id}",
+            # the layer is on its host: ``details`` says where from the store's root
+            layer_path="",
             refusal=refusal,
         )
 
@@ -296,50 +305,72 @@ class FleetService:
         """Every record and holder of one store, replacing what was loaded."""
         info = self._infos.get(name)
         if info is None:
-            self._records.pop(name, None)
+            self._forget(name)
             return
-        records = self.reader.records(name)
-        holders = self.reader.holders(name)
-        self._versions[name] = max((r.version for r in records), default=info.version)
-        self._records[name] = self._rows_of(self._store_row(info), records, holders)
+        rows = self.reader.record_rows(name)
+        holders = _holders_by_record(self.reader.holders(name))
+        keys = {row[_ID]: f"{name}/{row[_ID]}" for row in rows}
+        loaded: dict[str, RecordState] = {}
+        version: int | None = None
+        for row in rows:
+            record = FleetRecord(*row)  # one at a time: never 10,000 of them at once
+            state = self._record_row(name, record, holders.get(record.id, ()), keys)
+            loaded[state.id] = state
+            if version is None or record.version > version:
+                version = record.version
+        self._versions[name] = version if version is not None else info.version
+        self._records[name] = loaded
+        self._shapes.pop(name, None)
 
-    def _rows_of(
-        self, store: StoreRow, records: Iterable[FleetRecord], holders: Iterable[FleetHolder]
-    ) -> dict[str, RecordState]:
-        by_record: dict[str, list[HolderInfo]] = {}
-        for h in holders:
-            by_record.setdefault(h.record, []).append(
-                HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, True)
-            )
-        records = list(records)
-        known = {r.id for r in records}
-        rows: dict[str, RecordState] = {}
-        for record in records:
-            row = self._record_row(store, record, by_record.get(record.id, ()), known)
-            rows[row.id] = row
-        return rows
+    def _forget(self, name: str) -> None:
+        self._records.pop(name, None)
+        self._shapes.pop(name, None)
+        self._refused.pop(name, None)
+
+    def _shape(self, name: str, loaded: Mapping[str, RecordState]) -> dict[str, tuple[str, ...]]:
+        """One store's tree shape (parent key -> child keys), kept while it holds."""
+        shape = self._shapes.get(name)
+        if shape is None:
+            lists: dict[str, list[str]] = {}
+            for key, row in loaded.items():
+                lists.setdefault(row.parent or store_key(name), []).append(key)
+            shape = {parent: tuple(keys) for parent, keys in lists.items()}
+            self._shapes[name] = shape
+        return shape
+
+    def _mark_liveness(self, name: str, row: StoreRow) -> None:
+        """An offline store's records stay, each refused with the reason; back online,
+        each gets its own refusal again. Rows are replaced only when the store changes
+        between the two (once per outage, not per redraw), in a new dict."""
+        state = "stopped" if row.status.startswith("stopped") else "offline"
+        reason = None if row.online else f"host {name} is {state}: no action can reach it"
+        loaded = self._records.get(name)
+        if loaded is None or self._refused.get(name) == reason:
+            return
+        self._refused[name] = reason
+        self._records[name] = {
+            k: replace(r, refusal=reason or _refusal(r.held, r.holders, r.has_children))
+            for k, r in loaded.items()
+        }
 
     def _build(self) -> FleetView:
         stores: dict[str, StoreRow] = {}
-        rows: dict[str, RecordState] = {}
-        children: dict[str | None, list[str]] = {None: []}
+        placeholders: dict[str, RecordState] = {}
+        records: dict[str, Mapping[str, RecordState]] = {}
+        shapes: dict[str, Mapping[str, tuple[str, ...]]] = {}
         unloaded = set()
         for name in sorted(self._infos):
             row = self._store_row(self._infos[name])
             stores[row.key] = row
-            rows[row.key] = self._placeholder(row)
-            children[None].append(row.key)
+            placeholders[row.key] = self._placeholder(row)
             loaded = self._records.get(name)
             if loaded is None:
                 if row.records:
                     unloaded.add(row.key)
                 continue
-            if not row.online:  # its records stay, refused with the reason
-                loaded = {k: replace(r, refusal=row.offline_reason()) for k, r in loaded.items()}
-                self._records[name] = loaded
-            for key, record in loaded.items():
-                rows[key] = record
-                children.setdefault(record.parent, []).append(key)
+            self._mark_liveness(name, row)
+            records[name] = self._records[name]
+            shapes[name] = self._shape(name, loaded)
         sums = list(stores.values())
         totals = Totals(
             total=sum(s.total for s in sums),
@@ -352,8 +383,8 @@ class FleetService:
             disk_total=sum(s.disk_total for s in sums),
         )
         view = FleetView(
-            rows=MappingProxyType(rows),
-            children=MappingProxyType({k: tuple(v) for k, v in children.items()}),
+            rows=FleetRows(placeholders, records),
+            children=FleetChildren(tuple(placeholders), shapes),
             totals=totals,
             read_only=self.read_only,
             stores=MappingProxyType(stores),
@@ -386,55 +417,74 @@ class FleetService:
     def apply(self, changes: ChangeSet) -> Delta:
         """Fold notifications in: ``changes.records`` holds ``store:NAME``,
         ``records:NAME``, ``gone:NAME/ID`` and ``request:ID`` tokens; ``metadata``
-        re-reads everything (after a reconnect)."""
+        re-reads everything (after a reconnect). Only what changed is read and rebuilt:
+        the other stores' rows are shared with the view before."""
         with self._lock:
             old = self._view
             if old is None or changes.metadata:
                 new = self.load()
                 return Delta(new, added=tuple(new.rows)) if old is None else _diff(old, new)
             stores_changed = False
+            gone: dict[str, set[str]] = {}
             for token in sorted(changes.records):
                 kind, _, arg = token.partition(":")
                 if kind == "store":
                     stores_changed = True
                 elif kind == "records" and arg in self._records:
-                    self._read_changed(arg)
+                    self._read_changed(arg, holders=f"holders:{arg}" in changes.records)
                 elif kind == "gone":
-                    name = split_key(arg)[0]
-                    loaded = self._records.get(name)
-                    if loaded is not None:
-                        loaded.pop(arg, None)
+                    gone.setdefault(split_key(arg)[0], set()).add(arg)
                 elif kind == "reload" and arg in self._records:
                     self._read_records(arg)
+            for name, keys in gone.items():
+                loaded = self._records.get(name)
+                if loaded is not None and not keys.isdisjoint(loaded):
+                    # a new dict: the view before keeps its own
+                    self._records[name] = {k: r for k, r in loaded.items() if k not in keys}
+                    self._shapes.pop(name, None)
             if stores_changed or any(t.startswith(("records:", "gone:")) for t in changes.records):
                 self._read_stores()
             return _diff(old, self._build())
 
-    def _read_changed(self, name: str) -> None:
-        """The records of a store written since the version already shown."""
+    def _read_changed(self, name: str, *, holders: bool = True) -> None:
+        """The records of a store written since the version already shown; its holders
+        only when they changed (``holders``): a size written is one query, not two."""
         since = self._versions.get(name, 0)
-        fresh = self.reader.records(name, since_version=since)
+        fresh = [FleetRecord(*row) for row in self.reader.record_rows(name, since_version=since)]
         info = self._infos.get(name)
         if info is None or not fresh:
             return
-        holders = self.reader.holders(name)
-        loaded = self._records.setdefault(name, {})
-        known = {split_key(k)[1] for k in loaded} | {r.id for r in fresh}
-        by_record: dict[str, list[HolderInfo]] = {}
-        for h in holders:
-            by_record.setdefault(h.record, []).append(
-                HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, True)
-            )
-        store = self._store_row(info)
+        loaded = dict(self._records.get(name, {}))  # a new dict: the view before keeps its own
+        keys = {r.id: f"{name}/{r.id}" for r in fresh}
+        for record in fresh:  # a parent already shown keeps its place
+            if record.parent is not None and record.parent not in keys:
+                parent_key = f"{name}/{record.parent}"
+                if parent_key in loaded:
+                    keys[record.parent] = parent_key
+        by_record: dict[str, list[HolderInfo]] | None = None
+        if holders:
+            by_record = _holders_by_record(self.reader.holders(name))
+        reshaped = False
         for record in fresh:
-            row = self._record_row(store, record, by_record.get(record.id, ()), known)
-            loaded[row.id] = row
-        # holders of records not rewritten may have changed too (a release)
-        for key, row in list(loaded.items()):
-            record_id = split_key(key)[1]
-            held = tuple(by_record.get(record_id, ()))
-            if held != row.holders:
-                loaded[key] = replace(row, holders=held)
+            key = keys[record.id]
+            before = loaded.get(key)
+            if by_record is not None:
+                held: Sequence[HolderInfo] = by_record.get(record.id, ())
+            else:  # the holders did not change: the row keeps its own
+                held = before.holders if before is not None else ()
+            row = self._record_row(name, record, held, keys)
+            reshaped = reshaped or before is None or before.parent != row.parent
+            loaded[key] = row
+        if by_record is not None:
+            # holders of records not rewritten may have changed too (a release)
+            for key, row in loaded.items():
+                if row.holders or row.layer_id in by_record:
+                    now_held = tuple(by_record.get(row.layer_id, ()))
+                    if now_held != row.holders:
+                        loaded[key] = replace(row, holders=now_held)
+        self._records[name] = loaded
+        if reshaped:
+            self._shapes.pop(name, None)
         self._versions[name] = max([since, *(r.version for r in fresh)])
 
     # -- live ---------------------------------------------------------------------------
@@ -442,7 +492,7 @@ class FleetService:
     def start_watching(
         self, on_change: Callable[[ChangeSet], None], on_status: OnStatus | None = None
     ) -> None:
-        """LISTEN for the agents' notifications (callbacks come from a thread)."""
+        """Listen (``LISTEN``) for the agents' notifications (callbacks come from a thread)."""
         self.stop_watching()
         self._on_change = on_change
         self._stop.clear()
@@ -505,6 +555,8 @@ class FleetService:
                     for record_id in note.payload.get("deleted") or ():
                         tokens.add(f"gone:{store}/{record_id}")
                     tokens.add(f"records:{store}")
+                    if note.payload.get("holders", True):
+                        tokens.add(f"holders:{store}")
                 elif kind in ("store", "gc"):
                     tokens.add(f"store:{store}")
                 elif kind == "request":
@@ -547,15 +599,16 @@ class FleetService:
                 chain.append((a.id, a.description, a.size))
         store = view.stores.get(store_key(split_key(key)[0]))
         base = f"{store.root.rstrip('/')}/snapshots/" if store else ""
-        lowers = tuple(base + split_key(a[0])[1] for a in chain)
+        lowers = tuple(base + view.rows[a[0]].layer_id for a in chain)
+        layer = base + row.layer_id  # on its host: the rows do not carry it (memory)
         upper: str | None
         lower_paths: tuple[str, ...]
         if row.record_type == "store":
             upper, lower_paths = None, ()
         elif row.mutable:
-            upper, lower_paths = row.layer_path, lowers
+            upper, lower_paths = layer, lowers
         else:
-            upper, lower_paths = None, (row.layer_path, *lowers)
+            upper, lower_paths = None, (layer, *lowers)
         size = count = 0
         stack = [key]
         while stack:
@@ -603,7 +656,9 @@ class FleetService:
         found: set[str] = set()
         for name in names:
             skey = store_key(name)
-            records = [k for k in view.rows if k.startswith(skey) and k != skey]
+            rows = view.rows
+            assert isinstance(rows, FleetRows)
+            records = list(rows.records.get(name, ()))
             if words:
                 found.update(
                     key
@@ -830,23 +885,69 @@ class FleetService:
         return ReleaseResult(key, tuple(chosen[:count]), tuple(h.id for h in chosen[count:]), ())
 
 
+def _refusal(held: bool, holders: Sequence[HolderInfo], has_children: bool) -> str | None:
+    """Why a record of an online store cannot be pruned (None: it can)."""
+    if held:
+        live = [h for h in holders if h.alive]
+        who = live[0].where if live else "a running process"
+        return f"it is held by {who}"
+    if has_children:
+        return "it has child records (prune them first)"
+    return None
+
+
+def _holders_by_record(holders: Iterable[FleetHolder]) -> dict[str, list[HolderInfo]]:
+    by_record: dict[str, list[HolderInfo]] = {}
+    for h in holders:
+        by_record.setdefault(h.record, []).append(
+            HolderInfo(h.id, h.record, h.pid, h.host, h.created_at, h.alive, True)
+        )
+    return by_record
+
+
 def _diff(old: FleetView, new: FleetView) -> Delta:
-    added = tuple(k for k in new.rows if k not in old.rows)
-    removed = tuple(k for k in old.rows if k not in new.rows)
-    changed = []
-    reparented = []
-    for key, row in new.rows.items():
-        before = old.rows.get(key)
+    """What changed between two views. A store whose records are the same dict in both
+    (nothing of it was read) is skipped whole; inside one that changed, a row that is the
+    same object is unchanged: a row update costs its store, not the fleet."""
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    reparented: list[str] = []
+    old_rows, new_rows = old.rows, new.rows
+    assert isinstance(old_rows, FleetRows) and isinstance(new_rows, FleetRows)
+    for key, row in new_rows.stores.items():
+        before = old_rows.stores.get(key)
         if before is None:
-            continue
-        if before.parent != row.parent:
-            reparented.append(key)
-        elif (
-            before != row
-            or old.pending.get(key) != new.pending.get(key)
-            or (row.record_type == "store" and old.stores.get(key) != new.stores.get(key))
-        ):
+            added.append(key)
+        elif before != row or old.stores.get(key) != new.stores.get(key):
             changed.append(key)
+    removed.extend(k for k in old_rows.stores if k not in new_rows.stores)
+    for name, records in new_rows.records.items():
+        earlier = old_rows.records.get(name)
+        if earlier is records:
+            continue
+        if earlier is None:
+            added.extend(records)
+            continue
+        for key, row in records.items():
+            was = earlier.get(key)
+            if was is row:
+                continue
+            if was is None:
+                added.append(key)
+            elif was.parent != row.parent:
+                reparented.append(key)
+            elif was != row:
+                changed.append(key)
+        removed.extend(k for k in earlier if k not in records)
+    for name, earlier in old_rows.records.items():
+        if name not in new_rows.records:
+            removed.extend(earlier)
+    listed = set(changed)
+    for key in old.pending.keys() | new.pending.keys():
+        if old.pending.get(key) != new.pending.get(key) and key in new_rows and key not in listed:
+            changed.append(key)
+            listed.add(key)
     if old.stale_since != new.stale_since or old.unloaded != new.unloaded:
-        changed.extend(k for k in new.stores if k not in changed)
-    return Delta(new, tuple(changed), added, removed, tuple(reparented))
+        changed.extend(k for k in new.stores if k not in listed)
+    return Delta(new, tuple(changed), tuple(added), tuple(removed), tuple(reparented))

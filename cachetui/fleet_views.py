@@ -11,13 +11,22 @@ same for every row). Nothing here imports PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cachetui.core import RecordState
 from cachetui.views import StoreView
 
-__all__ = ["FleetView", "StoreRow", "display_id", "split_key", "store_key"]
+__all__ = [
+    "FleetChildren",
+    "FleetRows",
+    "FleetView",
+    "StoreRow",
+    "display_id",
+    "split_key",
+    "store_key",
+]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -90,3 +99,69 @@ class FleetView(StoreView):
     def subtree_count(self, record_id: str) -> int:
         store = self.stores.get(record_id)
         return store.records if store is not None else StoreView.subtree_count(self, record_id)
+
+
+class FleetRows(Mapping[str, RecordState]):
+    """A fleet view's rows without one big copy: the stores' rows, and each loaded store's
+    own dict of records. A view never changes: a store whose records change gets a new
+    dict, and the stores that did not change share theirs with the view before (a row
+    update then costs its store, not 200,000 rows)."""
+
+    __slots__ = ("_len", "records", "stores")
+
+    def __init__(
+        self, stores: Mapping[str, RecordState], records: Mapping[str, Mapping[str, RecordState]]
+    ) -> None:
+        self.stores = stores
+        self.records = records
+        self._len = len(stores) + sum(len(r) for r in records.values())
+
+    def __getitem__(self, key: str) -> RecordState:
+        if not isinstance(key, str):
+            raise KeyError(key)
+        name, _, record_id = key.partition("/")
+        if not record_id:
+            return self.stores[key]
+        records = self.records.get(name)
+        if records is None:
+            raise KeyError(key)
+        return records[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.stores
+        for records in self.records.values():
+            yield from records
+
+    def __len__(self) -> int:
+        return self._len
+
+
+class FleetChildren(Mapping["str | None", tuple[str, ...]]):
+    """A fleet view's tree shape: the stores at the top, then each loaded store's own
+    shape (parent key -> child keys), shared between views like ``FleetRows``."""
+
+    __slots__ = ("shapes", "top")
+
+    def __init__(
+        self, top: tuple[str, ...], shapes: Mapping[str, Mapping[str, tuple[str, ...]]]
+    ) -> None:
+        self.top = top
+        self.shapes = shapes
+
+    def __getitem__(self, key: str | None) -> tuple[str, ...]:
+        if key is None:
+            return self.top
+        if not isinstance(key, str):
+            raise KeyError(key)
+        shape = self.shapes.get(key.partition("/")[0])
+        if shape is None:
+            raise KeyError(key)
+        return shape[key]
+
+    def __iter__(self) -> Iterator[str | None]:
+        yield None
+        for shape in self.shapes.values():
+            yield from shape
+
+    def __len__(self) -> int:
+        return 1 + sum(len(s) for s in self.shapes.values())

@@ -14,6 +14,14 @@ Two background threads, no Textual import:
   or the dashboard's own manager) commits, which covers records created, committed,
   released or pruned elsewhere.
 
+``watch_layers(ids)`` narrows the file watcher to those layers (each watched
+recursively) instead of the whole ``snapshots`` tree: inotify needs one watch per
+directory, and a host with thousands of committed layers (each a whole filesystem tree)
+would spend the user's ``fs.inotify.max_user_watches`` on directories that never change,
+after which the kernel silently refuses the watch on a new layer and its writes go
+unseen. The fleet agent watches only its mutable layers (the ones builds write); every
+layer newly watched is reported once, for the writes made before its watch existed.
+
 Both call ``on_change(ChangeSet(...))`` from their own thread; ``stop()`` sets one stop
 event and joins both promptly. When the file watcher fails (inotify limits, the directory
 removed or replaced), ``on_status`` hears the reason and the watcher retries, with a
@@ -100,6 +108,16 @@ def _identity(directory: str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+class _Either:
+    """Set when either event is (what ``watchfiles.watch`` polls to stop)."""
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or self.second.is_set()
+
+
 class ChangeFeed:
     """Watch a store root and report changed records and metadata."""
 
@@ -124,6 +142,19 @@ class ChangeFeed:
         self.on_status = on_status
         self.retry_delays = retry_delays
         self.stopped_reason: str | None = None  # why the file watcher is not running now
+        self._layers: frozenset[str] | None = None  # None: the whole snapshots tree
+        self._unreported: frozenset[str] = frozenset()  # watched from the next batch on
+        self._rewatch = threading.Event()
+
+    def watch_layers(self, layer_ids: Iterable[str]) -> None:
+        """Watch only these layers' directories from now on (see the module's notes)."""
+        wanted = frozenset(layer_ids)
+        with self._rescan_lock:
+            if wanted == self._layers:
+                return
+            self._unreported |= wanted - (self._layers or frozenset())
+            self._layers = wanted
+        self._rewatch.set()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -175,7 +206,9 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 self._watch_once()
-                return  # stopped
+                if self._stop.is_set():
+                    return
+                continue  # the layers to watch changed
             except Exception as err:  # the directory vanished, or the watcher failed
                 if self._stop.is_set():
                     return
@@ -204,12 +237,23 @@ class ChangeFeed:
 
         base = str(self.snapshots_dir)
         watched = _identity(base)
+        with self._rescan_lock:
+            self._rewatch.clear()
+            layers = self._layers
+        if layers is None:
+            paths = [base]
+        else:
+            paths = [p for p in (os.path.join(base, i) for i in sorted(layers)) if os.path.isdir(p)]
+        if not paths:  # nothing to watch until the layers change
+            while not (self._stop.is_set() or self._rewatch.wait(0.2)):
+                pass
+            return
         batches = watchfiles.watch(
-            base,
+            *paths,
             watch_filter=None,
             debounce=DEBOUNCE_MS,
             step=STEP_MS,
-            stop_event=self._stop,
+            stop_event=_Either(self._stop, self._rewatch),
             rust_timeout=200,
             yield_on_timeout=True,  # an empty batch: the watcher runs (after a retry)
             raise_interrupt=False,
@@ -230,6 +274,8 @@ class ChangeFeed:
             raise _DirectoryLost("the snapshots directory was replaced")
         if self.stopped_reason is not None:
             self._status(None)
+        # the watches are in place once the first batch (or timeout) comes
+        self._report_new_layers()
         records: set[str] = set()
         now = time.monotonic()
         for change, path in batch:
@@ -243,6 +289,13 @@ class ChangeFeed:
                         self._rescans.append((now + delay, record))
         if records:
             self._emit(ChangeSet(frozenset(records), False))
+
+    def _report_new_layers(self) -> None:
+        """Layers watched from now on may have been written before: report them once."""
+        with self._rescan_lock:
+            fresh, self._unreported = self._unreported, frozenset()
+        if fresh:
+            self._emit(ChangeSet(fresh, False))
 
     # -- metadata and delayed rescans ---------------------------------------------------
 

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,17 +43,18 @@ from cachetui.core import (
     ChangeFeed,
     ChangeSet,
     DiskStat,
-    HolderRow,
+    HolderInfo,
     PruneOptions,
+    RecordState,
     default_gc_policies,
     disk_stat,
-    holder_rows_alive,
 )
+from cachetui.fleet import replica_store as replica
 from cachetui.fleet import requests as queue
 from cachetui.fleet.executor import MalformedRequest, execute
 from cachetui.fleet.publisher import Publisher, Registration
-from cachetui.fleet.schema import REQUEST_CHANNEL, migrate
-from cachetui.fleet.url import check_url, describe_error, mask, open_database
+from cachetui.fleet.schema import REQUEST_CHANNEL
+from cachetui.fleet.url import check_url, describe_error, drop_connection, mask, open_database
 from cachetui.service import CacheService
 
 __all__ = ["Agent", "AgentConfig", "AgentError"]
@@ -105,16 +106,17 @@ class _Outage:
         self.delay = BACKOFF_START
 
 
-def _drop(db: peewee.Database) -> None:
-    """Forget this thread's connection after a failure (it may be broken mid-transaction)."""
-    try:
-        db.close()
-    except Exception:
-        state = db._state  # type: ignore[attr-defined]  # peewee refuses to close inside a transaction it thinks is open
-        with contextlib.suppress(Exception):
-            if state.conn is not None:
-                state.conn.close()
-        state.reset()
+_drop = drop_connection
+
+
+def _holders_of(rows: Iterable[RecordState]) -> list[HolderInfo]:
+    """Every holder the view shows, once each (a pair's two halves list the same ones):
+    the core's own value, with its liveness, instead of a second read of the store."""
+    found: dict[int, HolderInfo] = {}
+    for row in rows:
+        for holder in row.holders:
+            found[holder.id] = holder
+    return list(found.values())
 
 
 class Agent:
@@ -166,6 +168,11 @@ class Agent:
         self._feed = ChangeFeed(
             self.service.manager.root, self._on_change, db_path=self.service.manager.store.path
         )
+        # Only the layers builds write (the mutable ones) are watched, set after each
+        # read of the store: committed layers never change, and watching every directory
+        # of thousands of them exhausts the host's inotify watches (then the kernel
+        # silently refuses the watch on a new layer and its sizes go stale).
+        self._feed.watch_layers(())
         self._feed.start()
         for target, name in (
             (self._publish_loop, "publish"),
@@ -208,7 +215,7 @@ class Agent:
     def _attach(self) -> None:
         """Schema and registration, at start and again after every outage: the server
         that comes back may be a restored or a new one."""
-        migrate(self.db)
+        replica.migrate(self.db)
         self.publisher.register(
             Registration(
                 self.name, socket.gethostname(), str(self.config.root), __version__, os.getpid()
@@ -225,14 +232,13 @@ class Agent:
                 self._lock_conn.close()
         conn: psycopg.Connection[Any] = psycopg.connect(self.url, autocommit=True,
                                                          connect_timeout=5)  # fmt: skip
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key(),)).fetchone()
-        if not got or not got[0]:
+        if not replica.take_name_lock(conn, self._lock_key()):
             conn.close()
             raise AgentError(
                 f"another agent is serving store {self.name!r} on this fleet database "
                 "(choose another --name)"
             )
-        conn.execute(f"LISTEN {REQUEST_CHANNEL}")
+        replica.listen(conn, REQUEST_CHANNEL)
         self._lock_conn = conn
 
     def run(self) -> int:
@@ -279,14 +285,6 @@ class Agent:
             self._changed.clear()
         return changes
 
-    def _holders(self) -> list[HolderRow]:
-        store = self.service.manager.store
-        with store.read():
-            rows = store.rows(
-                "SELECT id, record, pid, start, host, created_at, counts_use FROM holder"
-            )
-        return holder_rows_alive(rows)
-
     def _publish_loop(self) -> None:
         outage = _Outage(self, "publishing")
         need_sync = False  # start() attached; the first pass is a full snapshot anyway
@@ -310,13 +308,10 @@ class Agent:
                     view = self.service.apply(changes).view
                 else:
                     continue
+                self._watch_mutable_layers(view.rows.values())
                 full = first or need_sync
-                holders = self._holders() if (full or changes.metadata) else None
                 written = self.publisher.publish(
-                    view.rows,
-                    view.totals,
-                    holders if holders is not None else self._known_holders(),
-                    synced=full,
+                    view.rows, view.totals, _holders_of(view.rows.values()), synced=full
                 )
                 if full:
                     took = time.perf_counter() - started
@@ -333,13 +328,11 @@ class Agent:
                 need_sync = True  # compare and repair once the server is back
                 self.stop_event.wait(outage.failed(err))
 
-    def _known_holders(self) -> list[HolderRow]:
-        """Holders as last published (sizes changed, holders did not)."""
-        known = self.publisher.holders or {}
-        return [
-            HolderRow(int(h[0]), h[1], int(h[2]), "", h[3], float(h[4]), True, bool(h[5]))
-            for h in known.values()
-        ]
+    def _watch_mutable_layers(self, rows: Iterable[RecordState]) -> None:
+        if self._feed is not None:
+            self._feed.watch_layers(
+                {name for r in rows if r.mutable for name in (r.layer_id, r.id)}
+            )
 
     # -- heartbeat ------------------------------------------------------------------------
 

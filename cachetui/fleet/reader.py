@@ -56,21 +56,31 @@ from __future__ import annotations
 
 import json
 import select
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-import peewee
 import psycopg
 
-from cachetui.core import CacheError, RecordState
-from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION, schema_version
+from cachetui.core import CacheError
+from cachetui.fleet import replica_store as replica
+from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION
 from cachetui.fleet.url import check_url, describe_error, open_database
+from cachetui.fleet.values import (
+    OFFLINE_AFTER,
+    FleetHolder,
+    FleetRecord,
+    GcRunInfo,
+    Notification,
+    RequestInfo,
+    StoreInfo,
+    format_age,
+)
 
 __all__ = [
     "OFFLINE_AFTER",
     "FleetError",
+    "FleetHolder",
     "FleetReader",
     "FleetRecord",
     "GcRunInfo",
@@ -82,8 +92,7 @@ __all__ = [
     "format_age",
 ]
 
-#: A store whose heartbeat is older than this (seconds) is offline.
-OFFLINE_AFTER = 10.0
+T = TypeVar("T")
 
 
 class FleetError(CacheError):
@@ -94,199 +103,6 @@ class OfflineError(FleetError):
     """An action on a store that is offline; the message says since when."""
 
 
-def format_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-@dataclass(frozen=True, slots=True)
-class StoreInfo:
-    name: str
-    host: str
-    root: str
-    agent_version: str
-    agent_pid: int
-    started_at: float | None
-    heartbeat_at: float | None
-    stopped_at: float | None
-    synced_at: float | None
-    disk_total: int
-    disk_free: int
-    records: int
-    total: int
-    reclaimable: int
-    in_use: int
-    shared: int
-    last_gc_at: float | None
-    last_gc_freed: int | None
-    last_gc_records: int | None
-    last_error: str
-    version: int
-    now: float  # the server's clock when read
-
-    @property
-    def age(self) -> float:
-        """Seconds since the last heartbeat (how old what is known about the store is)."""
-        return self.now - self.heartbeat_at if self.heartbeat_at is not None else float("inf")
-
-    @property
-    def online(self) -> bool:
-        return self.stopped_at is None and self.age <= OFFLINE_AFTER
-
-    @property
-    def status(self) -> str:
-        if self.online:
-            return "online"
-        if self.stopped_at is not None:
-            return f"stopped {format_age(self.now - self.stopped_at)} ago"
-        if self.heartbeat_at is None:
-            return "offline (never heard from)"
-        return f"offline for {format_age(self.age)}"
-
-    def offline_reason(self) -> str | None:
-        """Why an action on this store is refused now (None when it is online)."""
-        if self.online:
-            return None
-        return (
-            f"store {self.name} is {self.status}: its records are as of "
-            f"{format_age(self.age)} ago and no action can reach it"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FleetRecord:
-    store: str
-    id: str
-    parent: str | None
-    mutable: bool
-    in_use: bool
-    held: bool
-    retain: bool
-    pending_commit: bool
-    record_type: str
-    description: str
-    size: int
-    created_at: float
-    last_used_at: float | None
-    usage_count: int
-    shared: bool
-    has_children: bool
-    version: int
-
-    @property
-    def reclaimable(self) -> bool:
-        return not self.in_use
-
-    def view(self) -> RecordState:
-        """The dashboard's row for this record. The replica carries the core's facts
-        (held, children), not the holders or the layer, so the refusal is said from those
-        facts and the health is the agent's to report."""
-        if self.held:
-            refusal: str | None = "it is held by a running process"
-        elif self.has_children:
-            refusal = "it has child records (prune them first)"
-        else:
-            refusal = None
-        return RecordState(
-            id=self.id,
-            parent=self.parent,
-            mutable=self.mutable,
-            in_use=self.in_use,
-            size=self.size,
-            created_at=self.created_at,
-            last_used_at=self.last_used_at,
-            usage_count=self.usage_count,
-            description=self.description,
-            record_type=self.record_type,
-            shared=self.shared,
-            health="ok",
-            held=self.held,
-            holders=(),
-            in_use_via=None,
-            retain=self.retain,
-            pending_commit=self.pending_commit,
-            has_children=self.has_children,
-            layer_id=self.id,
-            layer_path="",
-            refusal=refusal,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FleetHolder:
-    store: str
-    id: int
-    record: str
-    pid: int
-    host: str
-    created_at: float
-    alive: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    id: int
-    store: str
-    kind: str
-    payload: dict[str, Any]
-    state: str  # pending, taken, done, failed, expired
-    created_at: float
-    expires_at: float
-    taken_at: float | None
-    finished_at: float | None
-    attempts: int
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: str | None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("done", "failed", "expired")
-
-
-@dataclass(frozen=True, slots=True)
-class GcRunInfo:
-    id: int
-    store: str
-    trigger: str
-    started_at: float
-    finished_at: float
-    records: int
-    freed: int
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    channel: str
-    payload: dict[str, Any]
-
-    @property
-    def store(self) -> str:
-        return str(self.payload.get("store", ""))
-
-    @property
-    def kind(self) -> str:
-        return str(self.payload.get("kind", ""))
-
-
-def _columns(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
-_STORE_COLUMNS = [c for c in _columns(StoreInfo) if c != "now"]
-_RECORD_COLUMNS = _columns(FleetRecord)
-_HOLDER_COLUMNS = _columns(FleetHolder)
-_REQUEST_COLUMNS = _columns(RequestInfo)
-_GC_COLUMNS = _columns(GcRunInfo)
-
-
 class Listener:
     """A LISTEN connection: ``wait(timeout)`` returns the notifications that arrived."""
 
@@ -295,7 +111,7 @@ class Listener:
         try:
             self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
             for channel in channels:
-                self.conn.execute(f"LISTEN {channel}")
+                replica.listen(self.conn, channel)
         except psycopg.Error as err:
             raise FleetError(describe_error(err, url)) from None
 
@@ -339,7 +155,9 @@ class Listener:
 
 
 class FleetReader:
-    """Read-only queries over the fleet database (one connection per thread)."""
+    """Read-only queries over the fleet database (one connection per thread; a
+    connection a server restart broke is replaced on its first read, see
+    ``replica_store``)."""
 
     def __init__(self, url: str) -> None:
         self.url = check_url(url)
@@ -358,18 +176,17 @@ class FleetReader:
         if not self.db.is_closed():
             self.db.close()
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A named read, with the schema checked once; database errors as ``FleetError``."""
         try:
             if not self._checked:
                 self._check_schema()
-            return list(self.db.execute_sql(sql, params).fetchall())
-        except (peewee.DatabaseError, peewee.InterfaceError, psycopg.Error) as err:
-            # A dropped connection is reopened by the next call.
-            self.db.close()
+            return operation(self.db, *args, **kwargs)
+        except replica.DB_ERRORS as err:
             raise FleetError(describe_error(err, self.url)) from None
 
     def _check_schema(self) -> None:
-        version = schema_version(self.db)
+        version = replica.schema_version(self.db)
         if version == 0:
             raise FleetError(
                 "the fleet database has no fleet schema yet: start an agent "
@@ -385,19 +202,11 @@ class FleetReader:
     # -- stores ---------------------------------------------------------------------------
 
     def stores(self) -> list[StoreInfo]:
-        rows = self._rows(
-            f"SELECT {', '.join(_STORE_COLUMNS)}, extract(epoch from clock_timestamp())::float8 "
-            "FROM fleet_store ORDER BY name"
-        )
-        return [StoreInfo(*row) for row in rows]
+        return self._read(replica.read_stores)
 
     def store(self, name: str) -> StoreInfo | None:
-        rows = self._rows(
-            f"SELECT {', '.join(_STORE_COLUMNS)}, extract(epoch from clock_timestamp())::float8 "
-            "FROM fleet_store WHERE name = %s",
-            (name,),
-        )
-        return StoreInfo(*rows[0]) if rows else None
+        found = self._read(replica.read_stores, name)
+        return found[0] if found else None
 
     def check_online(self, name: str) -> StoreInfo:
         """The store, or ``OfflineError`` (unknown, stopped or silent past the limit)."""
@@ -416,83 +225,39 @@ class FleetReader:
         self, store: str | None = None, *, since_version: int | None = None
     ) -> list[FleetRecord]:
         """Records of one store (or all, by store), largest first then by id."""
-        where: list[str] = []
-        params: list[Any] = []
-        if store is not None:
-            where.append("store = %s")
-            params.append(store)
-        if since_version is not None:
-            where.append("version > %s")
-            params.append(since_version)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM fleet_record {clause} "
-            "ORDER BY size DESC, id, store",
-            tuple(params),
-        )
-        return [FleetRecord(*row) for row in rows]
+        stores = [store] if store is not None else None
+        return self._read(replica.read_records, stores, since_version=since_version)
+
+    def record_rows(self, store: str, *, since_version: int | None = None) -> list[tuple[Any, ...]]:
+        """``records(store, ...)`` as raw tuples in ``FleetRecord``'s field order, for a
+        caller that turns them into its own values one at a time (no second copy)."""
+        return self._read(replica.read_record_rows, [store], since_version=since_version)
 
     def records_of(self, stores: Sequence[str]) -> list[FleetRecord]:
         """Records of these stores, largest first then by id."""
-        rows = self._rows(
-            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM fleet_record WHERE store = ANY(%s) "
-            "ORDER BY size DESC, id, store",
-            (list(stores),),
-        )
-        return [FleetRecord(*row) for row in rows]
+        return self._read(replica.read_records, list(stores))
 
     def iter_records(self, stores: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
         """Raw tuples in ``FleetRecord`` column order (for 200,000 rows without objects)."""
-        clause, params = "", tuple[Any, ...]()
-        if stores:
-            clause, params = "WHERE store = ANY(%s)", (stores,)
-        yield from self._rows(
-            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM fleet_record {clause} "
-            "ORDER BY size DESC, id, store",
-            params,
-        )
+        yield from self._read(replica.read_record_rows, stores or None)
 
     def holders(self, store: str) -> list[FleetHolder]:
-        rows = self._rows(
-            f"SELECT {', '.join(_HOLDER_COLUMNS)} FROM fleet_holder WHERE store = %s ORDER BY id",
-            (store,),
-        )
-        return [FleetHolder(*row) for row in rows]
+        return self._read(replica.read_holders, store)
 
     # -- requests and GC ----------------------------------------------------------------
 
     def request(self, request_id: int) -> RequestInfo | None:
-        rows = self._rows(
-            f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM fleet_request WHERE id = %s",
-            (request_id,),
-        )
-        return RequestInfo(*rows[0]) if rows else None
+        return self._read(replica.read_request, request_id)
 
     def requests(self, store: str | None = None, *, open_only: bool = False) -> list[RequestInfo]:
-        where, params = [], []
-        if store is not None:
-            where.append("store = %s")
-            params.append(store)
-        if open_only:
-            where.append("state IN ('pending', 'taken')")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(
-            f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM fleet_request {clause} ORDER BY id",
-            tuple(params),
-        )
-        return [RequestInfo(*row) for row in rows]
+        return self._read(replica.read_requests, store, open_only=open_only)
 
     def gc_runs(self, store: str, *, limit: int = 20) -> list[GcRunInfo]:
-        rows = self._rows(
-            f"SELECT {', '.join(_GC_COLUMNS)} FROM fleet_gc_run WHERE store = %s "
-            "ORDER BY id DESC LIMIT %s",
-            (store, limit),
-        )
-        return [GcRunInfo(*row) for row in rows]
+        return self._read(replica.read_gc_runs, store, limit)
 
     def server_now(self) -> float:
         """The server's clock (epoch seconds): deadlines and ages are measured by it."""
-        return float(self._rows("SELECT extract(epoch from clock_timestamp())::float8")[0][0])
+        return self._read(replica.server_now)
 
     def listen(self) -> Listener:
         return Listener(self.url)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
-from psycopg.types.json import Jsonb
 
+from cachetui.fleet import replica_store as replica
 from cachetui.fleet.reader import (
     FleetError,
     FleetReader,
@@ -40,7 +40,7 @@ from cachetui.fleet.reader import (
     OfflineError,
     RequestInfo,
 )
-from cachetui.fleet.schema import CHANNEL, NOW, REQUEST_CHANNEL, notify
+from cachetui.fleet.schema import CHANNEL, REQUEST_CHANNEL
 
 __all__ = [
     "DEFAULT_TTL",
@@ -83,71 +83,44 @@ def submit(
     ttl: float = DEFAULT_TTL,
 ) -> int:
     """Queue a request and wake its store's agent (one transaction); returns its id."""
-    with db.atomic():
-        row = db.execute_sql(
-            "INSERT INTO fleet_request (store, kind, payload, expires_at) "
-            "VALUES (%s, %s, %s, extract(epoch from clock_timestamp())::float8 + %s) RETURNING id",
-            (store, kind, Jsonb(payload), ttl),
-        ).fetchone()
-        request_id = int(row[0])
-        notify(db, REQUEST_CHANNEL, store)
-        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
-                             "state": "pending"})  # fmt: skip
+    with replica.transaction(db):
+        request_id = replica.insert_request(db, store, kind, payload, ttl)
+        replica.notify(db, REQUEST_CHANNEL, store)
+        _announce(db, store, request_id, "pending")
     return request_id
+
+
+def _announce(db: peewee.PostgresqlDatabase, store: str, request_id: int, state: str) -> None:
+    replica.notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
+                                 "state": state})  # fmt: skip
 
 
 def expire_due(db: peewee.PostgresqlDatabase, store: str | None = None) -> list[int]:
     """Mark pending requests past their deadline as expired; returns their ids."""
-    with db.atomic():
-        where = "AND store = %s" if store is not None else ""
-        params: tuple[Any, ...] = (store,) if store is not None else ()
-        rows = db.execute_sql(
-            "UPDATE fleet_request SET state = 'expired', "
-            "finished_at = extract(epoch from clock_timestamp())::float8, "
-            "error = 'expired: no agent took it in time' "
-            f"WHERE state = 'pending' AND expires_at <= {NOW} "
-            f"{where} RETURNING id, store",
-            params,
-        ).fetchall()
-        for request_id, request_store in rows:
-            notify(db, CHANNEL, {"store": request_store, "kind": "request",
-                                 "id": int(request_id), "state": "expired"})  # fmt: skip
-    return [int(r[0]) for r in rows]
+    with replica.transaction(db):
+        expired = replica.expire_requests(db, store)
+        for request_id, request_store in expired:
+            _announce(db, request_store, request_id, "expired")
+    return [request_id for request_id, _ in expired]
 
 
 def take(db: peewee.PostgresqlDatabase, store: str) -> TakenRequest | None:
     """The oldest request for ``store`` that can run now, marked taken (or None)."""
-    with db.atomic():
-        row = db.execute_sql(
-            "SELECT id, kind, payload, state, attempts FROM fleet_request "
-            "WHERE store = %s AND (state = 'taken' OR (state = 'pending' AND "
-            "expires_at > extract(epoch from clock_timestamp())::float8)) "
-            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            (store,),
-        ).fetchone()
-        if row is None:
+    with replica.transaction(db):
+        claimed = replica.claim_request(db, store)
+        if claimed is None:
             return None
-        request_id, kind, payload, state, attempts = row
-        db.execute_sql(
-            "UPDATE fleet_request SET state = 'taken', attempts = attempts + 1, "
-            "taken_at = extract(epoch from clock_timestamp())::float8 WHERE id = %s",
-            (request_id,),
-        )
-        notify(db, CHANNEL, {"store": store, "kind": "request", "id": int(request_id),
-                             "state": "taken"})  # fmt: skip
-    return TakenRequest(int(request_id), str(kind), payload, int(attempts) + 1, state == "taken")
+        request_id, kind, payload, state, attempts = claimed
+        _announce(db, store, request_id, "taken")
+    return TakenRequest(request_id, kind, payload, attempts + 1, state == "taken")
 
 
 def report_progress(
     db: peewee.PostgresqlDatabase, store: str, request_id: int, progress: dict[str, Any]
 ) -> None:
-    with db.atomic():
-        db.execute_sql(
-            "UPDATE fleet_request SET progress = %s WHERE id = %s AND state = 'taken'",
-            (Jsonb(progress), request_id),
-        )
-        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
-                             "state": "taken"})  # fmt: skip
+    with replica.transaction(db):
+        replica.set_request_progress(db, request_id, progress)
+        _announce(db, store, request_id, "taken")
 
 
 def finish(
@@ -160,15 +133,9 @@ def finish(
 ) -> None:
     """Write the outcome: ``done`` with a result, or ``failed`` with an error."""
     state = "failed" if error is not None else "done"
-    with db.atomic():
-        db.execute_sql(
-            "UPDATE fleet_request SET state = %s, result = %s, error = %s, "
-            "finished_at = extract(epoch from clock_timestamp())::float8 "
-            "WHERE id = %s AND state = 'taken'",
-            (state, Jsonb(result) if result is not None else None, error, request_id),
-        )
-        notify(db, CHANNEL, {"store": store, "kind": "request", "id": request_id,
-                             "state": state})  # fmt: skip
+    with replica.transaction(db):
+        replica.finish_request(db, request_id, state, result, error)
+        _announce(db, store, request_id, state)
 
 
 def wait(

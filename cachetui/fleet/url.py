@@ -8,6 +8,7 @@ printed, logged or shown: every message about a URL goes through ``mask()``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +16,7 @@ import peewee
 
 from cachetui.core import InvalidError
 
-__all__ = ["FleetURLError", "check_url", "mask", "open_database"]
+__all__ = ["FleetURLError", "check_url", "drop_connection", "mask", "open_database"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 _MASK = "***"
@@ -94,6 +95,20 @@ def open_database(url: str, *, connect_timeout: float = 5.0) -> peewee.Postgresq
         # a server that dies mid-statement must not hang the agent forever
         options="-c statement_timeout=60000",
     )
+
+
+def drop_connection(db: peewee.Database) -> None:
+    """Forget this thread's connection after a failure; the next statement opens a new
+    one. Peewee refuses to close inside a transaction it believes open (the server may
+    have dropped it mid-transaction), so the state is then reset by hand."""
+    try:
+        db.close()
+    except Exception:
+        state = db._state  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            if state.conn is not None:
+                state.conn.close()
+        state.reset()
 
 
 def describe_error(err: BaseException, url: str) -> str:

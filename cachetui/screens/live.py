@@ -91,9 +91,6 @@ class LiveUpdates(Widget):
             return
         except WorkerFailed as failed:
             self.notify(describe_error(failed.error), severity="warning")
-            # The changes that failed to apply (a connection that broke mid-read) would
-            # otherwise be lost until the next one: re-read everything a moment later.
-            self.set_timer(1.0, partial(self.reload, own=False))
             refreshed = ViewRefreshed(None, select=select)
         self.post_message(refreshed)
 

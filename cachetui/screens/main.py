@@ -11,7 +11,6 @@ worker, never on the UI thread. The write flows are
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
@@ -331,17 +330,11 @@ class MainScreen(Screen[None]):
         expand = getattr(self.service, "expand", None)
         if expand is None:
             return
-        # A connection broken by a server restart fails the first read after it; the
-        # reader then reconnects, so one more try a moment later reads the records.
-        for attempt in (1, 2):
-            try:
-                delta: Delta = expand(key)
-                break
-            except Exception as err:
-                if attempt == 2:
-                    self.post_message(Notice(describe_error(err), "error"))
-                    return
-                time.sleep(1.0)
+        try:
+            delta: Delta = expand(key)
+        except Exception as err:
+            self.post_message(Notice(describe_error(err), "error"))
+            return
         self.post_message(RecordsRead(key, delta))
 
     def on_records_read(self, message: RecordsRead) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import peewee
 
-from cachetui.fleet.schema import CHANNEL, migrate, notify
+from cachetui.fleet.replica_store import migrate, notify
+from cachetui.fleet.schema import CHANNEL
 from cachetui.fleet.url import open_database
 from tests.ui.store_fixture import DAY, HOUR, MB, T0
 

@@ -156,3 +156,44 @@ def test_agent_stopped_past_the_heartbeat_limit(fleet_url: str, tmp_path: Path) 
         assert _ids(root) == set(ids)
     finally:
         assert agent.stop() == 0
+
+
+def test_threads_read_and_write_at_once_after_a_server_restart(
+    pg: PgCluster, fleet_url: str, tmp_path: Path
+) -> None:
+    """Every thread keeps its own connection (the dashboard's workers come from a pool);
+    after a restart each is dead, and each thread's first read, and first request sent,
+    must still succeed."""
+    import concurrent.futures
+
+    root = tmp_path / "h1"
+    make_store(root, 3, size=10)
+    agent = AgentProc(root, fleet_url, "h1", log_dir=tmp_path).start()
+    try:
+        agent.wait_log("synchronised")
+        with FleetReader(fleet_url) as fleet, concurrent.futures.ThreadPoolExecutor(4) as pool:
+            barrier = __import__("threading").Barrier(4)
+
+            def read() -> int:
+                barrier.wait(10)  # four threads, four connections
+                return len(fleet.records("h1"))
+
+            def send() -> int:
+                barrier.wait(10)
+                return queue.submit(fleet.db, "ghost", "hold", {"id": "x"}, ttl=600)
+
+            assert list(pool.map(lambda _: read(), range(4))) == [3, 3, 3, 3]
+            pg.stop()
+            pg.start()
+            # no retry here: the first write on every thread goes through (its dead
+            # connection fails at BEGIN, before anything was sent, and is replaced)
+            sent = list(pool.map(lambda _: send(), range(4)))
+            assert len(set(sent)) == 4
+            assert sorted(r.id for r in fleet.requests("ghost")) == sorted(sent)
+            pg.stop()
+            pg.start()
+            # and the first read on every thread answers
+            assert list(pool.map(lambda _: read(), range(4))) == [3, 3, 3, 3]
+            assert [s.name for s in fleet.stores()] == ["h1"]
+    finally:
+        agent.stop()

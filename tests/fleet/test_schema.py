@@ -10,7 +10,8 @@ import pytest
 from cachetui.core import CacheManager, PruneOptions, StoreError
 from cachetui.fleet.publisher import Publisher, Registration
 from cachetui.fleet.reader import FleetError, FleetReader
-from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION, migrate, notify, schema_version
+from cachetui.fleet.replica_store import migrate, notify, schema_version
+from cachetui.fleet.schema import CHANNEL, SCHEMA_VERSION
 from cachetui.fleet.url import FleetURLError, check_url, describe_error, mask, open_database
 from cachetui.service import CacheService
 from tests.fleet.helpers import make_store
