@@ -73,6 +73,7 @@ class ColumnSpec:
     drop_rank: int | None = None  # lower drops earlier; None: never dropped
     sort: str | None = None  # the sort whose arrow this column's title carries
     wide_only: bool = False  # shown only from ``WIDE`` columns on (the type column)
+    min_width: int = 0  # shown only on a tree at least this wide (0: any width)
 
 
 def cell(text: str, width: int, *, right: bool = False) -> str:
@@ -157,6 +158,31 @@ def _uses(ctx: RowContext, width: int) -> Text:
     return Text(str(ctx.row.usage_count))
 
 
+def _apparent(ctx: RowContext, width: int) -> Text:
+    """The files' lengths, only where they read differently from the disk usage (sparse
+    files, many small files), as ncdu and gdu show both."""
+    apparent = ctx.row.apparent_size
+    if apparent < 0 or size(apparent) == size(ctx.row.size):
+        return Text("")
+    return Text(size(apparent), style="dim")
+
+
+def _cache(ctx: RowContext, width: int) -> Text:
+    """A cache mount's id and sharing mode: three ``/root/.m2`` mounts are told apart by
+    their ids, and a ``locked`` one explains why a second build waits."""
+    mount = ctx.row.cache_mount
+    if mount is None:
+        return Text("")
+    text = Text(mount.cache_id)
+    if mount.sharing != "shared":
+        text.append(f" ({mount.sharing})", style="dim")
+    return text
+
+
+def _labels(ctx: RowContext, width: int) -> Text:
+    return Text(",".join(f"{key}={value}" for key, value in ctx.row.labels), style="dim")
+
+
 #: The fixed columns, in screen order. When space is short: the state narrows, the type
 #: goes, the share loses its bar, then the item count, the usage count, the share and
 #: last use go; the sizes and the state stay at any width.
@@ -173,6 +199,11 @@ COLUMNS: list[ColumnSpec] = [
         "last", "LAST USED", 14, _last, sort="last used", narrow=11, narrow_rank=30, drop_rank=50
     ),
     ColumnSpec("uses", "USES", 5, _uses, right=True, sort="uses", drop_rank=30),
+    # What tells records apart beyond their sizes: shown on a tree wide enough to keep
+    # the description readable beside them, and always in the details pane.
+    ColumnSpec("apparent", "APPARENT", 8, _apparent, right=True, drop_rank=12, min_width=150),
+    ColumnSpec("cache", "CACHE MOUNT", 18, _cache, drop_rank=11, min_width=150),
+    ColumnSpec("labels", "LABELS", 18, _labels, drop_rank=10, min_width=150),
 ]
 
 #: From this width on, every column keeps its full width (the type column shows).
@@ -219,7 +250,7 @@ class Layout:
         else:
             name, guide, min_id = 10, 2, 8
         name = max(name, guide * depth + min_id)
-        shown = [s for s in specs if not s.wide_only or width >= WIDE]
+        shown = [s for s in specs if (not s.wide_only or width >= WIDE) and width >= s.min_width]
         widths = {s.key: s.width for s in shown}
 
         def fixed() -> int:

@@ -115,10 +115,12 @@ def test_layout_keeps_the_description_readable(width):
 
 
 def test_layout_drops_columns_in_order_as_the_terminal_narrows():
-    wide = Layout.for_width(200)
+    wide = Layout.for_width(149)
     assert [s.key for s, _ in wide.columns] == [
         "size", "subtree", "share", "items", "state", "type", "last", "uses",
     ]  # fmt: skip
+    wider = Layout.for_width(200)
+    assert [s.key for s, _ in wider.columns][-3:] == ["apparent", "cache", "labels"]
     assert wide.width_of("share") >= 11  # bar and percent
     narrow = Layout.for_width(80, 2)
     assert not narrow.has("type") and not narrow.has("items")

@@ -113,6 +113,40 @@ async def test_details_show_labels_cache_mount_and_apparent_size(store):
         )
 
 
+async def test_a_wide_tree_shows_labels_cache_mounts_and_apparent_size_as_columns(store):
+    root, ids = store
+    with CacheManager.open(root) as cm:
+        cm.set_labels(ids["old"], {"team": "infra"})
+        ref = cm.get_cache_mount("maven-api", target="/root/.m2", sharing="locked")
+        with open(ref.mount().upper / "sparse", "wb") as fh:
+            fh.truncate(50_000_000)
+        ref.release()
+    app = make_app(root)
+    async with app.run_test(size=(210, 40)) as pilot:
+        await loaded(pilot)
+        title = str(app.query_one("#columns", Static).render())
+        assert "APPARENT" in title and "CACHE MOUNT" in title and "LABELS" in title
+        await wait_for(pilot, lambda: "maven-api (locked)" in _screen(app))
+        lines = _screen(app).splitlines()
+        [mount_line] = [line for line in lines if "maven-api (locked)" in line]
+        assert "50MB" in mount_line  # the sparse file's length beside its few kB on disk
+        [old_line] = [line for line in lines if ids["old"][:10] in line and "RUN" in line]
+        assert "team=infra" in old_line
+    # narrower, the description keeps its width: the three columns give way first
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        title = str(app.query_one("#columns", Static).render())
+        assert "LABELS" not in title and "CACHE MOUNT" not in title
+
+
+def _screen(app) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(
+        "".join(segment.text for segment in strip)
+        for strip in app.screen._compositor.render_strips()
+    )
+
+
 async def test_details_show_the_effective_age_from_below(store):
     root, ids = store
     app = make_app(root)
