@@ -142,8 +142,12 @@ class Subtrees:
             index += 1
         size = {record_id: max(size_of(record_id), 0) for record_id in order}
         count = dict.fromkeys(order, 1)
-        for record_id in reversed(order):  # children before their parents
-            above = parent.get(record_id)
+        # Children before their parents: the reverse of the breadth-first order. A
+        # plain dict's lookups are the cheapest (this loop runs once per record).
+        above_of = parent if type(parent) is dict else dict(parent)
+        above_get = above_of.get
+        for record_id in reversed(order):
+            above = above_get(record_id)
             if above is not None:
                 size[above] += size[record_id]
                 count[above] += count[record_id]

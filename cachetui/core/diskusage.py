@@ -88,25 +88,37 @@ def measure_missing(
     apparent: dict[str, int] | None = None,
     *,
     listing: bool = False,
+    names: set[str] | None = None,
 ) -> dict[str, int]:
     """Sizes for rows: cached, live for held mutables, measured (and cached) when unknown.
 
     ``apparent`` receives the apparent sizes measured now (the others are on the rows).
     ``listing``: find the layers from one listing of ``snapshots/`` (many rows) rather
-    than by looking at each name (a few rows).
+    than by looking at each name (a few rows); ``names``: that listing, when the caller
+    has just read it.
     """
     found = {} if apparent is None else apparent
-    return _sizes(context, state, rows, found, Layers(context, state, listing=listing))[0]
+    layers = Layers(context, state, listing=listing, names=names)
+    return _sizes(context, state, rows, found, layers)[0]
 
 
 class Layers:
     """Where each record's bytes are: from one listing of ``snapshots/`` (many rows), or
     by looking at each candidate name (a few rows: a prune batch)."""
 
-    def __init__(self, context: StoreContext, state: StoreState, *, listing: bool = True) -> None:
+    def __init__(
+        self,
+        context: StoreContext,
+        state: StoreState,
+        *,
+        listing: bool = True,
+        names: set[str] | None = None,
+    ) -> None:
         self.state = state
         self.directory = context.snapshots.dir
-        self.names: set[str] | None = set(context.snapshots.names()) if listing else None
+        if listing and names is None:
+            names = set(context.snapshots.names())
+        self.names: set[str] | None = names if listing else None
         self._health: dict[str, str] = {}
         self._all_ok: bool | None = None
 

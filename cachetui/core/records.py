@@ -158,13 +158,14 @@ class RecordStates(Mapping[str, RecordState]):
         self._in_use = state.in_use_ids()
         self._shared = state.shared_ids(context.is_shared)
         self._apparent: dict[str, int] = {}
-        # one listing of snapshots/ for a whole store, a look at each name for a few
+        self._snapshots = context.snapshots.dir
+        # one listing of snapshots/ serves both the sizes and the layers present
+        names, self._present = _listing(self._snapshots)
+        # that listing for a whole store, a look at each name for a few
         self._sizes = measure_missing(
-            context, state, visible, self._apparent, listing=len(visible) > 64
+            context, state, visible, self._apparent, listing=len(visible) > 64, names=names
         )
         self._newest = NewestInSubtrees(state)  # per subtree, as records are read
-        self._snapshots = context.snapshots.dir
-        self._present = _layers_on_disk(self._snapshots)
         holders_of: dict[str, list[HolderInfo]] = {}
         for h in state.holders:
             holders_of.setdefault(h.record, []).append(
@@ -354,13 +355,21 @@ def _in_use_via(state: StoreState) -> dict[str, str]:
     return via
 
 
-def _layers_on_disk(snapshots_dir: Path) -> frozenset[str]:
-    """The layer directories present (one directory read, not a stat per record)."""
+def _listing(snapshots_dir: Path) -> tuple[set[str] | None, frozenset[str]]:
+    """Every entry under ``snapshots/`` and the layer directories among them (one
+    directory read, not a stat per record). The entries are None when the directory
+    cannot be read: the sizes then read it themselves, and say why."""
+    names: set[str] = set()
+    dirs: list[str] = []
     try:
         with os.scandir(snapshots_dir) as entries:
-            return frozenset(e.name for e in entries if e.is_dir(follow_symlinks=False))
+            for entry in entries:
+                names.add(entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.append(entry.name)
     except OSError:
-        return frozenset()
+        return None, frozenset()
+    return names, frozenset(dirs)
 
 
 def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) -> frozenset[str]:
