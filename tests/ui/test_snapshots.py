@@ -16,8 +16,9 @@ import pytest
 from textual.widgets import Input
 
 from cachetui.app import CacheTuiApp
+from cachetui.core import CacheManager
 from tests.ui.conftest import loaded, make_app, settle, wait_for
-from tests.ui.store_fixture import build_fixture_store
+from tests.ui.store_fixture import T0, FixedClock, build_fixture_store, counter_ids
 
 SNAP_ROOT = Path("/tmp/cachetui-snapshots")
 
@@ -337,3 +338,29 @@ def test_chain_prune_confirmation_80x24(snap_compare, snap_store):
         await _chain_confirmation(pilot, app, ids)
 
     assert snap_compare(make_app(root), terminal_size=(80, 24), run_before=run_before)
+
+
+# -- what tells records apart: labels, cache mounts, apparent size ------------------------
+
+
+def test_labels_cache_mount_and_apparent_size_columns(snap_compare, snap_store):
+    """A tree 200 columns wide: the apparent size where it differs from the disk usage
+    (a sparse file), a cache mount's id and sharing mode, and labels."""
+    root, ids = snap_store
+    clock = FixedClock(T0 - 3 * 3600)
+    with CacheManager.open(root, clock=clock, id_factory=counter_ids(iter(["mavenapi"]))) as cm:
+        cm.set_labels(ids["old"], {"team": "release"})
+        cm.set_labels(ids["build"], {"team": "infra", "tier": "ci"})
+        maven = cm.get_cache_mount("maven-api", target="/root/.m2", sharing="locked")
+        with open(maven.mount().upper / "sparse", "wb") as fh:
+            fh.truncate(50_000_000)
+        maven.release()
+
+    async def run_before(pilot):
+        app = await loaded(pilot)
+        await _expand(pilot, app, ids)
+        app.ref_tree.select_id(ids["build"])
+        await wait_for(pilot, lambda: app.details and app.details.record.id == ids["build"])
+        await settle(pilot)
+
+    assert snap_compare(make_app(root), terminal_size=(200, 40), run_before=run_before)
