@@ -23,7 +23,7 @@ from typing import Protocol
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
 from cachetui.core.policy import DiskStat
-from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
+from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter, real_directories
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds, usage_info_from_epochs
@@ -118,6 +118,10 @@ class Layers:
         self.directory = context.snapshots.dir
         if listing and names is None:
             names = set(context.snapshots.names())
+        if listing and names is not None:
+            # Only real directories hold a layer's bytes: a layer replaced by a symlink is
+            # missing (as the look at each name below decides too), never healthy.
+            names = real_directories(context.snapshots.dir, names)
         self.names: set[str] | None = names if listing else None
         self._health: dict[str, str] = {}
         self._all_ok: bool | None = None

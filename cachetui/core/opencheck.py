@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cachetui.core.ids import ID_PATTERN
 from cachetui.core.recordstore import RecordStore
-from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
+from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX, real_directories
 
 __all__ = ["Inspection", "inspect", "list_snapshots"]
 
@@ -54,6 +54,8 @@ class Inspection:
     snapshots_exist: bool
     names: set[str]
     immutable_of: dict[str, str] = field(default_factory=dict)
+    #: The names that are real directories (what can hold a layer's bytes).
+    layer_dirs: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.immutable_of = {m: i for i, m in self.pair_of.items()}
@@ -116,11 +118,12 @@ class Inspection:
         partner = self.immutable_of.get(rid)
         if partner is not None:
             candidates.append(partner)
+        dirs = self.layer_dirs
         for name in candidates:
-            if name in self.names:
+            if name in dirs:
                 return name
         for name in candidates:
-            if f"{TRASH_PREFIX}{name}" in self.names:
+            if f"{TRASH_PREFIX}{name}" in dirs:
                 return f"{TRASH_PREFIX}{name}"
         return None
 
@@ -130,11 +133,11 @@ class Inspection:
 
     def missing(self) -> list[str]:
         """Live records (pair immutables included) whose bytes are nowhere on disk."""
-        names, pair_of = self.names, self.pair_of
+        dirs, pair_of = self.layer_dirs, self.pair_of
         return [
             rid
             for rid in self.parent_of
-            if pair_of.get(rid, rid) not in names and self.layer_holder(rid) is None
+            if pair_of.get(rid, rid) not in dirs and self.layer_holder(rid) is None
         ]
 
     def unmounted_message(self) -> str | None:
@@ -142,8 +145,8 @@ class Inspection:
         named = self.named_layers()
         if not named:
             return None
-        names = self.names
-        absent = [rid for rid in named if rid not in names and self.layer_holder(rid) is None]
+        dirs = self.layer_dirs
+        absent = [rid for rid in named if rid not in dirs and self.layer_holder(rid) is None]
         if self.snapshots_exist and len(absent) * 2 <= len(named):
             return None
         where = str(self.directory)
@@ -188,4 +191,6 @@ def inspect(records: RecordStore, directory: Path) -> Inspection:
         if is_mutable:
             mutable.add(rid)
     exists, names = list_snapshots(directory)
-    return Inspection(directory, parent_of, pair_of, mutable, all_ids, exists, names)
+    inspection = Inspection(directory, parent_of, pair_of, mutable, all_ids, exists, names)
+    inspection.layer_dirs = real_directories(directory, names)
+    return inspection

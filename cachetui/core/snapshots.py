@@ -79,6 +79,17 @@ def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
     return SnapshotError(f"cannot {action} {path}: {reason}", path=str(path))
 
 
+def real_directories(directory: Path, names: set[str]) -> set[str]:
+    """The ``names`` under ``directory`` that are directories themselves, not links to
+    one: a layer replaced by a symlink holds none of the record's bytes (opening it is
+    refused), so it must count as missing, never as a healthy layer."""
+    try:
+        with os.scandir(directory) as entries:
+            return {e.name for e in entries if e.name in names and e.is_dir(follow_symlinks=False)}
+    except FileNotFoundError:
+        return set()
+
+
 class DirectorySnapshotter:
     """Layer directories under ``<root>/snapshots``."""
 

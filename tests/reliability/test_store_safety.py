@@ -291,6 +291,30 @@ def test_du_table_names_missing_and_broken_records(root: Path, tmp_path: Path) -
     assert {row[0] for row in rows(root)} >= set(ids)  # a read forgets nothing
 
 
+def test_a_layer_replaced_by_a_symlink_is_missing_not_healthy(
+    root: Path, tmp_path: Path, canary: Path
+) -> None:
+    """A layer directory replaced by a symlink (here to a directory outside the store)
+    holds none of the record's bytes: ``du`` says missing and broken below it, as for a
+    layer that is gone, ``doctor`` does not call the store clean, and neither follows the
+    link nor touches what it points at."""
+    ids = make_store(root, 4, chain=3)  # ids[0] <- ids[1] <- ids[2]; ids[3] alone
+    layer = root / "snapshots" / ids[0]
+    shutil.move(layer, tmp_path / "away")
+    layer.symlink_to(canary)
+    du = cli("du", "--root", str(root))
+    assert du.returncode == 0, du.stderr
+    line = {rid: next(x for x in du.stdout.splitlines() if x.startswith(rid)) for rid in ids}
+    assert line[ids[0]].rstrip().endswith("missing"), du.stdout
+    assert line[ids[1]].rstrip().endswith("broken") and line[ids[2]].rstrip().endswith("broken")
+    assert not line[ids[3]].rstrip().endswith(("missing", "broken")), du.stdout
+    doctor = cli("doctor", "--root", str(root))
+    assert "clean" not in doctor.stdout.lower(), doctor.stdout
+    assert ids[0] in doctor.stdout + doctor.stderr
+    assert layer.is_symlink()  # a read changes nothing
+    assert (canary / "canary").read_bytes() == b"alive" * 1000
+
+
 def flip_parent_byte(root: Path, rid: str) -> None:
     """Flip one byte of a record's stored parent id in the table's page (not the index)."""
     db = sqlite3.connect(root / "metadata.db")
