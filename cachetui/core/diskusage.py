@@ -23,7 +23,7 @@ from typing import Protocol
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
 from cachetui.core.policy import DiskStat
-from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter, real_directories
+from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter, list_entries
 from cachetui.core.state import RecordRow, StoreState, paused_gc
 from cachetui.core.timestamps import to_datetime
 from cachetui.core.types import UsageInfo, to_seconds, usage_info_from_epochs
@@ -94,8 +94,8 @@ def measure_missing(
 
     ``apparent`` receives the apparent sizes measured now (the others are on the rows).
     ``listing``: find the layers from one listing of ``snapshots/`` (many rows) rather
-    than by looking at each name (a few rows); ``names``: that listing, when the caller
-    has just read it.
+    than by looking at each name (a few rows); ``names``: the real directories of that
+    listing, when the caller has just read it.
     """
     found = {} if apparent is None else apparent
     layers = Layers(context, state, listing=listing, names=names)
@@ -117,11 +117,10 @@ class Layers:
         self.state = state
         self.directory = context.snapshots.dir
         if listing and names is None:
-            names = set(context.snapshots.names())
-        if listing and names is not None:
-            # Only real directories hold a layer's bytes: a layer replaced by a symlink is
-            # missing (as the look at each name below decides too), never healthy.
-            names = real_directories(context.snapshots.dir, names)
+            try:
+                names = list_entries(self.directory)[1]
+            except FileNotFoundError:
+                names = set()
         self.names: set[str] | None = names if listing else None
         self._health: dict[str, str] = {}
         self._all_ok: bool | None = None

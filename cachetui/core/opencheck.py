@@ -20,13 +20,12 @@ committed): those are crash shapes that the next write finishes or undoes, not l
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cachetui.core.ids import ID_PATTERN
 from cachetui.core.recordstore import RecordStore
-from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX, real_directories
+from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX, list_entries
 
 __all__ = ["Inspection", "inspect", "list_snapshots"]
 
@@ -34,12 +33,13 @@ __all__ = ["Inspection", "inspect", "list_snapshots"]
 _MAX_PROBLEMS = 20
 
 
-def list_snapshots(directory: Path) -> tuple[bool, set[str]]:
-    """Whether ``snapshots/`` exists, and every name directly under it."""
+def list_snapshots(directory: Path) -> tuple[bool, set[str], set[str]]:
+    """Whether ``snapshots/`` exists, every name directly under it, and the real
+    directories among them (what can hold a layer's bytes)."""
     try:
-        return True, set(os.listdir(directory))
+        return (True, *list_entries(directory))
     except FileNotFoundError:
-        return False, set()
+        return False, set(), set()
 
 
 @dataclass
@@ -190,7 +190,7 @@ def inspect(records: RecordStore, directory: Path) -> Inspection:
             pair_of[rid] = str(equal_mutable)
         if is_mutable:
             mutable.add(rid)
-    exists, names = list_snapshots(directory)
-    inspection = Inspection(directory, parent_of, pair_of, mutable, all_ids, exists, names)
-    inspection.layer_dirs = real_directories(directory, names)
-    return inspection
+    exists, names, dirs = list_snapshots(directory)
+    return Inspection(
+        directory, parent_of, pair_of, mutable, all_ids, exists, names, layer_dirs=dirs
+    )

@@ -10,7 +10,6 @@ its health, and the prune eligibility rule with its reason. Prune uses the same 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +22,7 @@ from cachetui.core.diskusage import Totals, measure_missing, totals_of
 from cachetui.core.effective_age import NewestInSubtrees
 from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
+from cachetui.core.snapshots import list_entries
 from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
 
@@ -160,10 +160,11 @@ class RecordStates(Mapping[str, RecordState]):
         self._apparent: dict[str, int] = {}
         self._snapshots = context.snapshots.dir
         # one listing of snapshots/ serves both the sizes and the layers present
-        names, self._present = _listing(self._snapshots)
+        dirs = _layer_dirs(self._snapshots)
+        self._present = frozenset(dirs or ())
         # that listing for a whole store, a look at each name for a few
         self._sizes = measure_missing(
-            context, state, visible, self._apparent, listing=len(visible) > 64, names=names
+            context, state, visible, self._apparent, listing=len(visible) > 64, names=dirs
         )
         self._newest = NewestInSubtrees(state)  # per subtree, as records are read
         holders_of: dict[str, list[HolderInfo]] = {}
@@ -355,21 +356,13 @@ def _in_use_via(state: StoreState) -> dict[str, str]:
     return via
 
 
-def _listing(snapshots_dir: Path) -> tuple[set[str] | None, frozenset[str]]:
-    """Every entry under ``snapshots/`` and the layer directories among them (one
-    directory read, not a stat per record). The entries are None when the directory
-    cannot be read: the sizes then read it themselves, and say why."""
-    names: set[str] = set()
-    dirs: list[str] = []
+def _layer_dirs(snapshots_dir: Path) -> set[str] | None:
+    """The real directories under ``snapshots/`` (one directory read, not a stat per
+    record); None when it cannot be read: the sizes then read it themselves, and say why."""
     try:
-        with os.scandir(snapshots_dir) as entries:
-            for entry in entries:
-                names.add(entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    dirs.append(entry.name)
+        return list_entries(snapshots_dir)[1]
     except OSError:
-        return None, frozenset()
-    return names, frozenset(dirs)
+        return None
 
 
 def matching_ids(states: Iterable[RecordState], filters: str | Sequence[str]) -> frozenset[str]:

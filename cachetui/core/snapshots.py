@@ -79,15 +79,19 @@ def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
     return SnapshotError(f"cannot {action} {path}: {reason}", path=str(path))
 
 
-def real_directories(directory: Path, names: set[str]) -> set[str]:
-    """The ``names`` under ``directory`` that are directories themselves, not links to
-    one: a layer replaced by a symlink holds none of the record's bytes (opening it is
-    refused), so it must count as missing, never as a healthy layer."""
-    try:
-        with os.scandir(directory) as entries:
-            return {e.name for e in entries if e.name in names and e.is_dir(follow_symlinks=False)}
-    except FileNotFoundError:
-        return set()
+def list_entries(directory: Path) -> tuple[set[str], set[str]]:
+    """Every name directly under ``directory``, and the real directories among them, in
+    one directory read. Only a real directory holds a layer's bytes: a layer replaced by
+    a symlink (opening it is refused) must count as missing, never as a healthy layer.
+    Raises ``OSError`` as ``os.scandir`` does."""
+    names: set[str] = set()
+    dirs: set[str] = set()
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            names.add(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                dirs.add(entry.name)
+    return names, dirs
 
 
 class DirectorySnapshotter:
