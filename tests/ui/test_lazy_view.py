@@ -100,3 +100,35 @@ def test_cheap_reads_agree_with_every_value(store):
         assert dict(rows.items()) == record_states(service.manager)
     finally:
         service.close()
+
+
+async def test_the_first_picture_is_kept_from_the_collector_and_still_freed(tmp_path):
+    """The preloaded picture is moved out of the cyclic collector's reach (it would
+    traverse it while the first frame is drawn), yet a reload frees it (reference
+    counting: it holds no cycles), and closing the dashboard hands the rest back."""
+    import gc
+    import weakref
+
+    root = tmp_path / "store"
+    bulk_store(root, 200)
+    gc.collect()
+    frozen_before = gc.get_freeze_count()
+    app = make_app(root, preload=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        first = app.service.view
+        assert first is not None
+        assert gc.get_freeze_count() > frozen_before
+        gone = weakref.ref(first.rows)
+        del first
+        with CacheManager.open(root) as cm:  # a change: the screen takes a new picture
+            cm.new(description="a new layer", retain=True).release()
+        app.reload()
+        await settle(pilot)
+        view = app.service.view
+        assert view is not None and len(view.rows) == 201
+        assert app.ref_tree.view is view
+        assert gone() is None, "the first picture outlived its reload"
+    app.shutdown()
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
