@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cachetui.core import CacheManager, totals
-from cachetui.core.records import RecordStates, record_states
+from cachetui.core.records import RecordStates
 from cachetui.service import CacheService
 from cachetui.subtree import Subtrees
 from tests.ui.conftest import loaded, make_app, settle
@@ -63,7 +63,7 @@ async def test_opening_builds_only_the_rows_on_screen(tmp_path):
         built = sum(1 for rid in ids if rows.is_built(rid))
         assert built <= 60, built  # the lines on screen and the cursor's details
         # the totals and the subtree totals are the ones the values give
-        everything = record_states(app.service.manager)
+        everything = dict(app.service.manager.records().items())  # every value, read afresh
         assert view.totals == totals(list(everything.values()), fixed_disk_stat(root))
         fresh = Subtrees.build(view.children, lambda i: everything[i].size)
         first = app.ref_tree.root.children[0].data
@@ -97,7 +97,7 @@ def test_cheap_reads_agree_with_every_value(store):
             healths.add(value.health)
         assert healths == {"ok", "missing", "broken"}
         # built one at a time or all at once: the same values
-        assert dict(rows.items()) == record_states(service.manager)
+        assert dict(rows.items()) == dict(service.manager.records().items())
     finally:
         service.close()
 
