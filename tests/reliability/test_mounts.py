@@ -9,6 +9,7 @@ the suite runs as root) a refused mount fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -200,4 +201,60 @@ def test_a_chain_plan_names_a_layer_that_is_a_mount_point(
         child,
         f"its layer {path} is itself a mount point (unmount it first)",
     )
+    canary_intact(canary)
+
+
+def _doctor(root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cachetui", "doctor", *flags, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+
+
+def test_doctor_reports_a_layer_that_is_a_mount_point_and_fix_leaves_it(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Prune refuses such a layer, so doctor must not call the store clean; ``--fix``
+    neither moves nor removes anything across the mount: it says the operator must act."""
+    rid, path = _layer(cm, content=0)
+    mount(canary, path)
+    cm.close()
+    reason = f"its layer {path} is itself a mount point (unmount it first)"
+    look = _doctor(cm.root, "--format", "json")
+    assert look.returncode == 1, look.stdout + look.stderr
+    found = [json.loads(line) for line in look.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [("mounted-layer", rid, False)]
+    assert reason in found[0]["message"] and "operator must unmount" in found[0]["message"]
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stdout + fix.stderr
+    assert "store is clean" not in fix.stdout
+    assert "mounted-layer" in fix.stdout and rid in fix.stdout
+    assert os.listdir(cm.root / "snapshots") == [rid]
+    assert not (cm.root / "lost+found").exists()
+    assert fsops.mounts_below(path) == [str(path)]  # still mounted
+    canary_intact(canary)
+    with CacheManager.open(cm.root) as again:
+        assert [u.id for u in again.disk_usage()] == [rid]
+
+
+def test_doctor_fix_does_not_move_a_directory_without_a_record_that_holds_a_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    stray = cm.snapshots.dir / "0123456789abcdefghijklmno"
+    (stray / "mnt").mkdir(parents=True)
+    mount(canary, stray / "mnt")
+    old = os.stat(stray).st_mtime - 3600
+    os.utime(stray, (old, old))  # older than the fix: it would be moved if it could go
+    cm.close()
+    fix = _doctor(cm.root, "--fix", "--format", "json")
+    found = [json.loads(line) for line in fix.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [
+        ("unknown-dir", stray.name, False)
+    ], fix.stderr
+    assert "a filesystem is mounted in it" in found[0]["message"]
+    assert fsops.mounts_below(stray) == [str(stray / "mnt")]
+    assert not (cm.root / "lost+found" / stray.name).exists()
     canary_intact(canary)
