@@ -256,8 +256,7 @@ def _mounted(
         Finding(
             "mounted-layer",
             rid,
-            f"{mounted[rid][1]}; prune keeps it and doctor leaves it: the operator must "
-            "unmount it",
+            f"{mounted[rid][1]}; prune keeps it and doctor leaves it: the operator must unmount it",
         )
         for rid in sorted(layers & set(mounted))
     ]
@@ -325,7 +324,11 @@ def doctor(
         findings.append(Finding("inconsistent", "metadata.db", message))
     if not fix or problems or inconsistent or context.read_only:
         return findings + _report(context, seen)
-    return findings + _fix(context, forget_missing=forget_missing)
+    fixed = _fix(context, forget_missing=forget_missing)
+    # The fix finishes crashes again (reconcile), as the open did: what the open already
+    # said and the fix found again (a leftover that cannot be removed) is said once.
+    again = set(fixed)
+    return [f for f in findings if f not in again] + fixed
 
 
 def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:

@@ -258,3 +258,24 @@ def test_doctor_fix_does_not_move_a_directory_without_a_record_that_holds_a_moun
     assert fsops.mounts_below(stray) == [str(stray / "mnt")]
     assert not (cm.root / "lost+found" / stray.name).exists()
     canary_intact(canary)
+
+
+def test_doctor_fix_says_an_unremovable_leftover_once(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Opening to fix and the fix itself both try to remove a crash's leftover; one that
+    cannot go (a directory is mounted in it) is one line of the report, not two."""
+    rid, _path = _layer(cm)
+    leftover = cm.snapshots.dir / "new-0123456789abcdefghijklmno"
+    (leftover / "mnt").mkdir(parents=True)
+    mount(canary, leftover / "mnt")
+    cm.close()
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stderr
+    lines = fix.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "SUBJECT", "FIXED", "MESSAGE"]
+    assert len(lines) == 2, fix.stdout
+    assert lines[1].split()[:3] == ["leftover", leftover.name, "no"]
+    assert f"refusing to remove {leftover / 'mnt'}" in lines[1]
+    canary_intact(canary)
+    assert sorted(os.listdir(cm.snapshots.dir)) == sorted([rid, leftover.name])
