@@ -18,6 +18,7 @@ from cachetui.core.errors import (
     LockedError,
     NotFoundError,
     PruneInterrupted,
+    PruneRefused,
     SnapshotError,
     StoreError,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "NotFoundError",
     "PruneInterrupted",
     "PruneOptions",
+    "PruneRefused",
     "RecordBrief",
     "RecordRow",
     "RecordState",

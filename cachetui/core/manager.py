@@ -416,13 +416,17 @@ class CacheManager:
         on_prune: Callable[[UsageInfo], None] | None = None,
         ids: Iterable[str] | None = None,
         recheck: prune.Recheck | None = None,
+        refused: list[tuple[str, str]] | None = None,
     ) -> list[UsageInfo]:
         """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
         ``ids`` (instead of policies) prunes exactly those records; the ones that stay
         carry their reason in ``records()[id].refusal``. ``recheck`` (an extension: the
         fleet's "used since you confirmed") is called with each chosen record inside the
-        transaction that removes it; False keeps it.
+        transaction that removes it; False keeps it. A record whose layer has a filesystem
+        mounted in it stays, and the rest goes on: a real prune then raises
+        ``PruneRefused`` (what went, and every record kept with the mount point); a dry
+        run adds ``(id, reason)`` of each to ``refused`` when given (an extension).
         """
         self._check_usable()
         return prune.prune(
@@ -432,6 +436,7 @@ class CacheManager:
             on_prune=on_prune,
             recheck=recheck,
             ids=ids,
+            refused=refused,
         )
 
     def plan_chain(self, ids: Iterable[str], *, descendants: bool = True) -> chains.ChainPlan:

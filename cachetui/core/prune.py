@@ -21,7 +21,12 @@ from cachetui.core import reserve
 from cachetui.core.context import Retired, StoreContext
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError, StoreError
+from cachetui.core.errors import (
+    InvalidError,
+    PruneInterrupted,
+    PruneRefused,
+    StoreError,
+)
 from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
@@ -502,11 +507,12 @@ def prune(
         purger.close()
         if not dry_run:
             reserve.ensure(context.store.path)
+    reasons = [(record_id, reason) for record_id, (reason, _) in refusals.items()]
     if refused is not None:
-        refused.extend((record_id, reason) for record_id, (reason, _) in refusals.items())
-    if refusals and not dry_run:
-        record_id, (reason, point) = next(iter(refusals.items()))
-        raise SnapshotError(f"refusing to prune {record_id}: {reason}", path=point)
+        refused.extend(reasons)
+    if reasons and not dry_run:
+        # Everything else went: say so, with every record kept and why.
+        raise PruneRefused(removed, reasons, path=next(iter(refusals.values()))[1])
     return removed
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, PruneOptions, SnapshotError, fsops, usage
+from cachetui.core import CacheManager, PruneOptions, PruneRefused, SnapshotError, fsops, usage
 from tests.mounting import CANARY, canary, canary_intact, mount
 from tests.reliability.workers import child_env
 
@@ -279,3 +279,68 @@ def test_doctor_fix_says_an_unremovable_leftover_once(
     assert f"refusing to remove {leftover / 'mnt'}" in lines[1]
     canary_intact(canary)
     assert sorted(os.listdir(cm.snapshots.dir)) == sorted([rid, leftover.name])
+
+
+def test_prune_goes_on_past_every_mounted_layer_and_reports_each(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """As BuildKit skips what it cannot release: the mounted layers stay, every other
+    record goes, and the refusal lists each record kept (and what went)."""
+    kept_bind, bind_path = _layer(cm)
+    kept_tmpfs, tmpfs_path = _layer(cm)
+    others = [_layer(cm) for _ in range(3)]
+    (bind_path / "mnt").mkdir()
+    mount(canary, bind_path / "mnt")
+    mount(None, tmpfs_path)
+    (tmpfs_path / "mounted").write_bytes(CANARY)
+    with pytest.raises(PruneRefused) as refused:
+        cm.prune(PruneOptions(all=True))
+    assert sorted(info.id for info in refused.value.removed) == sorted(r for r, _ in others)
+    assert sorted(refused.value.refusals) == sorted(
+        [
+            (kept_bind, f"{bind_path / 'mnt'} is mounted inside its layer (unmount it first)"),
+            (kept_tmpfs, f"its layer {tmpfs_path} is itself a mount point (unmount it first)"),
+        ]
+    )
+    assert "(and 1 more record)" in str(refused.value)
+    assert sorted(u.id for u in cm.disk_usage()) == sorted([kept_bind, kept_tmpfs])
+    for _rid, path in others:
+        assert not path.exists()
+    assert (bind_path / "own").read_bytes() == b"o" * 8192
+    assert (tmpfs_path / "mounted").read_bytes() == CANARY
+    canary_intact(canary)
+    # A dry run lists neither, and says why when asked.
+    why: list[tuple[str, str]] = []
+    assert cm.prune(PruneOptions(all=True), dry_run=True, refused=why) == []
+    assert sorted(why) == sorted(refused.value.refusals)
+
+
+def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    kept, path = _layer(cm)
+    others = [_layer(cm) for _ in range(2)]
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    cm.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--all", "--force", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cachetui: refusing to prune {kept}: {path / 'mnt'} is mounted inside its layer "
+        "(unmount it first)"
+    ]
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "RECLAIMABLE"]
+    listed = sorted(line.split()[0].rstrip("*") for line in lines[1:-1])  # * marks a mutable
+    assert listed == sorted(r for r, _ in others)
+    assert lines[-1].startswith("Total:")
+    for _rid, other in others:
+        assert not other.exists()
+    assert os.listdir(cm.snapshots.dir) == [kept]
+    canary_intact(canary)
