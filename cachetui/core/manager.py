@@ -36,6 +36,7 @@ from cachetui.core.types import (
     CacheMount,
     GCResult,
     GCRunInfo,
+    GCTotals,
     PruneOptions,
     RecordType,
     Sharing,
@@ -527,16 +528,23 @@ class CacheManager:
         )
 
     def record_gc_run(self, run: GCRunInfo) -> None:
-        """Append one GC run to the store's history."""
+        """Append one GC run to the store's history, dropping the oldest beyond the
+        newest 1000 in the same write (their sums stay in ``gc_totals``)."""
         self._check_usable()
         records = self._context.records
         with records.write():
             records.add_gc_run(run)
 
     def gc_history(self, limit: int | None = 20) -> list[GCRunInfo]:
-        """The last ``limit`` GC runs (all with None), newest first."""
+        """The last ``limit`` GC runs (all that are kept with None), newest first. The
+        history keeps the newest ``GC_RUNS_KEPT`` (1000) runs."""
         self._check_usable()
         return self._context.records.gc_runs(limit)
+
+    def gc_totals(self) -> GCTotals:
+        """Every GC run ever recorded, summed (those the history dropped too)."""
+        self._check_usable()
+        return self._context.records.gc_totals()
 
     def doctor(self, *, fix: bool = False, forget_missing: bool = False) -> list[reconcile.Finding]:
         """Check the store against the disk (changing nothing); with ``fix``, repair what
