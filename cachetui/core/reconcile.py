@@ -235,6 +235,10 @@ def reconcile(
     return findings
 
 
+#: Why doctor leaves a directory without a record alone when a filesystem is mounted in it.
+MOUNTED_UNKNOWN = "a filesystem is mounted in it: left alone, the operator must unmount it"
+
+
 def _same_device(path: Path, root: Path) -> bool:
     try:
         return os.lstat(path).st_dev == os.stat(root).st_dev
@@ -251,6 +255,27 @@ def _movable(snapshots_dir: Path, name: str) -> bool:
         and not os.path.islink(path)
         and _same_device(path, snapshots_dir)
     )
+
+
+def _mounted(
+    context: StoreContext, seen: opencheck.Inspection, unknown: Sequence[str]
+) -> tuple[list[Finding], set[str]]:
+    """Layers (of records, and directories no record names) with a filesystem mounted in
+    them, or that are mount points themselves: a finding for each record's, and the
+    unknown names to leave alone. Prune refuses such a layer; nothing here moves or
+    removes one either (its files may live outside the store): the operator unmounts it.
+    """
+    layers = set(seen.named_layers())
+    mounted = context.snapshots.mount_refusals(layers | set(unknown))
+    findings = [
+        Finding(
+            "mounted-layer",
+            rid,
+            f"{mounted[rid][1]}; prune keeps it and doctor leaves it: the operator must unmount it",
+        )
+        for rid in sorted(layers & set(mounted))
+    ]
+    return findings, set(unknown) & set(mounted)
 
 
 def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
@@ -278,9 +303,14 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
         findings.append(Finding("leftover", name, "staging or trash directory"))
     named = set(seen.parent_of)
-    for name in sorted(context.snapshots.unknown(named, seen.names)):
+    unknown = sorted(context.snapshots.unknown(named, seen.names))
+    mounted_findings, mounted = _mounted(context, seen, unknown)
+    findings += mounted_findings
+    for name in unknown:
         message = "directory without a record"
-        if not _movable(context.snapshots.dir, name):
+        if name in mounted:
+            message += f" ({MOUNTED_UNKNOWN})"
+        elif not _movable(context.snapshots.dir, name):
             message += " (not a layer name or not on this filesystem: left alone)"
         findings.append(Finding("unknown-dir", name, message))
     return findings
@@ -309,7 +339,11 @@ def doctor(
         findings.append(Finding("inconsistent", "metadata.db", message))
     if not fix or problems or inconsistent or context.read_only:
         return findings + _report(context, seen)
-    return findings + _fix(context, forget_missing=forget_missing)
+    fixed = _fix(context, forget_missing=forget_missing)
+    # The fix finishes crashes again (reconcile), as the open did: what the open already
+    # said and the fix found again (a leftover that cannot be removed) is said once.
+    again = set(fixed)
+    return [f for f in findings if f not in again] + fixed
 
 
 def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
@@ -342,7 +376,14 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
                     Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
         named = set(seen.parent_of) - set(forgotten)
-        for name in sorted(snapshots.unknown(named, seen.names)):
+        unknown = sorted(snapshots.unknown(named, seen.names))
+        mounted_findings, mounted = _mounted(context, seen, unknown)
+        findings += mounted_findings
+        for name in unknown:
+            if name in mounted:
+                message = f"directory without a record ({MOUNTED_UNKNOWN})"
+                findings.append(Finding("unknown-dir", name, message))
+                continue
             if not _movable(snapshots.dir, name):
                 message = "directory without a record (not a layer name or not on this "
                 message += "filesystem: left alone)"
