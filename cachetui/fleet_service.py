@@ -58,6 +58,7 @@ from cachetui.fleet.reader import (
 from cachetui.fleet.requests import submit, wait
 from cachetui.fleet.url import mask
 from cachetui.fleet_views import (
+    DESCRIPTION,
     SIZE,
     FleetChildren,
     FleetRows,
@@ -630,23 +631,26 @@ class FleetService:
             skey = store_key(name)
             rows = view.rows
             assert isinstance(rows, FleetRows)
-            records = list(rows.records.get(name, ()))
+            loaded = rows.records.get(name)
+            if loaded is None:
+                if matcher is None and not words:
+                    found.add(skey)
+                continue
             if words:
+                # the packed description: no record's whole value is built to search it
+                prefix = loaded.prefix
                 found.update(
-                    key
-                    for key in records
-                    if all(
-                        w in f"{split_key(key)[1]}\n{view.rows[key].description}".casefold()
-                        for w in words
-                    )
+                    prefix + record_id
+                    for record_id, value in loaded.packed.items()
+                    if all(w in f"{record_id}\n{value[DESCRIPTION]}".casefold() for w in words)
                 )
                 continue
             if matcher is None:
                 found.add(skey)
-                found.update(records)
+                found.update(loaded)
                 continue
-            for key in records:
-                row = view.rows[key]
+            for key in loaded:
+                row = loaded[key]
                 fields = usage_fields(
                     id=split_key(key)[1],
                     parents=(split_key(row.parent)[1],) if row.parent else (),
