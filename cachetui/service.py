@@ -261,7 +261,7 @@ class CacheService:
             totals=rows.totals(self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
-            subtrees=Subtrees.build(shape, rows.sizes.__getitem__, rows.parents),
+            subtrees=Subtrees.lazy(shape, rows.sizes.__getitem__),
         )
 
     def _dstat(self) -> DiskStat | None:

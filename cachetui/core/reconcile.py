@@ -34,6 +34,7 @@ from cachetui.core import snapshots as snapshots_module
 from cachetui.core.context import StoreContext
 from cachetui.core.errors import SnapshotError, StoreError
 from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
+from cachetui.core.state import load_state
 
 __all__ = ["Finding", "at_open", "doctor", "health_of", "reconcile"]
 
@@ -82,9 +83,11 @@ def _plan(seen: opencheck.Inspection, tombstoned: list[str]) -> tuple[list[str],
         for rid, mutable_id in seen.pair_of.items()
         if mutable_id not in seen.names and rid in seen.names
     ]
+    # whole-set operations first: normally every record's layer is listed
+    unlisted = seen.parent_of.keys() - seen.pair_of.keys() - seen.names
     unretire = [
         rid
-        for rid in seen.named_layers()
+        for rid in (seen.named_layers() if unlisted else ())
         if rid not in seen.names and f"{TRASH_PREFIX}{rid}" in seen.names
     ]
     return half_finalized, unretire
@@ -94,7 +97,9 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
     """``new-*`` (only a crash leaves one: prepare stages inside the write lock) and
     ``rm-*`` whose record is not live (its removal was asked for)."""
     found = []
-    for name in seen.names:
+    # a live record's name is its layer, never a leftover (a live id is never one of
+    # these names: no prefix is an id): the rest are few
+    for name in seen.names - seen.parent_of.keys():
         if name.startswith(STAGING_PREFIX):
             found.append(name)
         elif name.startswith(TRASH_PREFIX):
@@ -169,8 +174,10 @@ def reconcile(
             if problems:
                 store.damaged = problems
                 return []
-        seen = opencheck.inspect(records, snapshots.dir)
-        if check:
+            # The whole picture, read once: the checks use its shape, and the first
+            # reader after the open (a dashboard) takes it instead of reading it again.
+            picture = load_state(records, include_deleted=True)
+            seen = opencheck.inspect_state(picture, snapshots.dir)
             problems = seen.problems()
             if problems:
                 store.damaged = problems
@@ -178,10 +185,17 @@ def reconcile(
             message = seen.unmounted_message()
             if message is not None and not forget_missing:
                 raise StoreError(message)
+            if picture.parent_ids is not None:  # no tombstones: every row read is live
+                context.hand_on(picture, seen.layer_dirs)
+        else:
+            seen = opencheck.inspect(records, snapshots.dir)
         tombstoned = records.tombstoned_ids()
         half_finalized, unretire = _plan(seen, tombstoned)
         leftovers = _leftovers(seen, set(unretire))
         if half_finalized or unretire or tombstoned or leftovers:
+            # Layers are about to move: the picture's listing would no longer be true.
+            # (A change of rows needs no care: the picture checks for one when taken.)
+            context.drop_handed_on()
             degraded = _damaged(context)
             if degraded is not None:
                 return degraded  # nothing written yet: the transaction commits empty

@@ -151,7 +151,9 @@ class RecordStates(Mapping[str, RecordState]):
     """
 
     def __init__(self, context: StoreContext, state: StoreState | None = None) -> None:
-        state = state if state is not None else context.state()
+        dirs: set[str] | None = None
+        if state is None:
+            state, dirs = context.picture()  # the open's, when nothing changed since
         self._state = state
         visible = state.visible()
         self._visible = {row.id: row for row in visible}
@@ -160,7 +162,8 @@ class RecordStates(Mapping[str, RecordState]):
         self._apparent: dict[str, int] = {}
         self._snapshots = context.snapshots.dir
         # one listing of snapshots/ serves both the sizes and the layers present
-        dirs = _layer_dirs(self._snapshots)
+        if dirs is None:
+            dirs = _layer_dirs(self._snapshots)
         self._present = frozenset(dirs or ())
         # that listing for a whole store, a look at each name for a few
         self._sizes = measure_missing(

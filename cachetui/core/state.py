@@ -202,11 +202,14 @@ def load_state(records: RecordStore, *, include_deleted: bool = False) -> StoreS
     immutable_of: dict[str, str] = {}
     parents: set[str] = set()
     make, add_parent = RecordRow, parents.add
+    any_deleted = False
     with paused_gc():
         for (rid, parent, mutable, equal, retain, text, kind, created, last, count, size,
              deleted, pending, apparent) in record_rows:  # fmt: skip
-            if deleted and not include_deleted:
-                continue
+            if deleted:
+                any_deleted = True
+                if not include_deleted:
+                    continue
             row = rows[rid] = make(
                 rid,
                 parent,
@@ -239,5 +242,7 @@ def load_state(records: RecordStore, *, include_deleted: bool = False) -> StoreS
         immutable_of=immutable_of,
         labels=labels,
         cache_mounts=cache_mounts,
-        parent_ids=None if include_deleted else frozenset(parents),
+        # every row read is live: the parents they name are known (even when tombstones
+        # were asked for, there were none)
+        parent_ids=None if include_deleted and any_deleted else frozenset(parents),
     )

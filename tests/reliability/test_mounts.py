@@ -12,61 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cachetui.core import CacheManager, PruneOptions, SnapshotError, fsops, usage
+from tests.mounting import CANARY, canary, canary_intact, mount
 from tests.reliability.workers import child_env
 
-CANARY = b"alive" * 2000
-
-
-def _cannot(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI runs as root and must mount: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
-    """``mount(source, target)`` bind-mounts; ``mount(None, target)`` mounts a tmpfs.
-
-    Afterwards every mount below ``tmp_path`` goes, deepest first, wherever a failing
-    prune may have moved it.
-    """
-
-    def do(source: Path | None, target: Path) -> None:
-        if os.geteuid() != 0:
-            _cannot("mounting needs root")
-        command = (
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "cachetui-test", str(target)]
-            if source is None
-            else ["mount", "--bind", str(source), str(target)]
-        )
-        done = subprocess.run(command, capture_output=True)
-        if done.returncode:
-            _cannot(f"cannot mount here: {done.stderr.decode().strip()}")
-
-    yield do
-    for point in sorted(fsops.mounts_below(tmp_path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
-@pytest.fixture
-def canary(tmp_path: Path) -> Path:
-    """A directory outside the store whose files must survive everything."""
-    outside = tmp_path / "outside"
-    (outside / "deep").mkdir(parents=True)
-    (outside / "canary").write_bytes(CANARY)
-    (outside / "deep" / "canary").write_bytes(CANARY)
-    return outside
-
-
-def _canary_intact(canary: Path) -> None:
-    assert (canary / "canary").read_bytes() == CANARY
-    assert (canary / "deep" / "canary").read_bytes() == CANARY
+__all__ = ["canary", "mount"]  # fixtures, used by name
 
 
 def _layer(cm: CacheManager, content: int = 8192) -> tuple[str, Path]:
@@ -96,7 +51,7 @@ def test_measure_never_crosses_a_mount(
     assert not measured.complete  # never cached: the mount may go away
     # The same walk shared among worker processes agrees.
     assert usage.measure(path, workers=2).size == before
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 @pytest.mark.parametrize("kind", ["bind", "tmpfs"])
@@ -117,13 +72,13 @@ def test_prune_refuses_a_layer_with_a_mount_and_names_it(
     assert [u.id for u in cm.disk_usage()] == [rid]
     assert (path / "own").read_bytes() == b"o" * 8192
     if kind == "bind":
-        _canary_intact(canary)
+        canary_intact(canary)
     else:
         assert (path / "sub" / "mnt" / "mounted").read_bytes() == CANARY
     assert os.listdir(cm.snapshots.dir) == [rid]
     # A dry run does not list it.
     assert cm.prune(PruneOptions(all=True), dry_run=True) == []
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_layer_that_is_itself_a_bind_mount(
@@ -135,7 +90,7 @@ def test_layer_that_is_itself_a_bind_mount(
     assert {f.kind for f in cm.snapshots.measure(rid).findings} == {"mount-point"}
     with pytest.raises(SnapshotError, match=f"refusing to prune {rid}"):
         cm.prune(PruneOptions(all=True))
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_remover_stops_at_a_bind_mount(
@@ -147,14 +102,14 @@ def test_remover_stops_at_a_bind_mount(
     mount(canary, tree / "a" / "mnt")
     with pytest.raises(SnapshotError, match="a directory is mounted there"):
         fsops.remove_tree(tree)
-    _canary_intact(canary)
+    canary_intact(canary)
     # A mount point at the top is refused before anything is removed.
     top = tmp_path / "top"
     top.mkdir()
     mount(canary, top)
     with pytest.raises(SnapshotError, match="is a mount point"):
         fsops.remove_tree(top)
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_mounts_below_reads_escaped_names(tmp_path: Path, mount: Callable[..., None]) -> None:
@@ -184,7 +139,7 @@ def test_cli_prune_names_the_mount(
         f"cachetui: refusing to prune {rid}: {path / 'mnt'} is mounted inside its layer "
         "(unmount it first)"
     ]
-    _canary_intact(canary)
+    canary_intact(canary)
     du = subprocess.run(
         [sys.executable, "-m", "cachetui", "du", "--format", "json", "--root", str(cm.root)],
         capture_output=True,
@@ -193,3 +148,56 @@ def test_cli_prune_names_the_mount(
         timeout=60,
     )
     assert du.returncode == 0 and rid in du.stdout
+
+
+def _chain(cm: CacheManager) -> tuple[str, str, Path]:
+    """A parent with one child; returns (parent id, child id, the child's layer)."""
+    base = cm.new(retain=True)
+    (base.mount().upper / "base").write_bytes(b"b" * 4096)  # type: ignore[operator]
+    parent = base.commit()
+    parent.finalize()
+    base.release()
+    child = cm.new(parent, retain=True)
+    path = child.mount().upper
+    assert path is not None
+    (path / "own").write_bytes(b"c" * 4096)
+    child.release()
+    parent.release()
+    return parent.id, child.id, path
+
+
+def test_a_chain_plan_names_the_mount_as_prune_does(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """The core's chain plan gives prune's own reason (the mount point), never a vague
+    one, and a chain prune removes nothing."""
+    parent, child, path = _chain(cm)
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    plan = cm.plan_chain([parent])
+    reason = f"{path / 'mnt'} is mounted inside its layer (unmount it first)"
+    assert plan.rows == ()
+    assert plan.blockers[0] == (child, reason)
+    assert plan.refusal is not None and plan.refusal.startswith(f"{child} inside the chain: ")
+    assert reason in plan.refusal
+    # prune's own refusal uses the same words
+    with pytest.raises(SnapshotError) as refused:
+        cm.prune(ids=[child])
+    assert str(refused.value) == f"refusing to prune {child}: {reason}"
+    with pytest.raises(Exception, match="mounted inside its layer"):
+        cm.prune_chain([parent])
+    assert {u.id for u in cm.disk_usage()} >= {parent, child}
+    canary_intact(canary)
+
+
+def test_a_chain_plan_names_a_layer_that_is_a_mount_point(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    parent, child, path = _chain(cm)
+    mount(canary, path)
+    plan = cm.plan_chain([parent])
+    assert plan.blockers[0] == (
+        child,
+        f"its layer {path} is itself a mount point (unmount it first)",
+    )
+    canary_intact(canary)

@@ -18,7 +18,10 @@ from textual.widgets import Input, Static
 
 from cachetui.screens.dialogs import ConfirmPruneScreen
 from cachetui.screens.labels import LabelScreen, parse_label_words
+from tests.mounting import canary, canary_intact, mount
 from tests.ui.conftest import loaded, make_app, settle, wait_for
+
+__all__ = ["canary", "mount"]  # fixtures, used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -147,6 +150,25 @@ async def test_a_record_held_by_another_process_stops_the_chain(store, holders):
             assert (root / "snapshots" / ids[name]).exists()
         again.stop()
     assert (canary / "keep").read_bytes() == CANARY
+
+
+async def test_a_mount_inside_the_chain_is_named_when_marking_it(store, canary, mount):
+    """The chain's refusal on screen is the core's: the mount point, in prune's words."""
+    root, ids = store
+    layer = root / "snapshots" / ids["dist"]
+    (layer / "mnt").mkdir()
+    mount(canary, layer / "mnt")
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        await _mark_chain(pilot, app, ids["build"])
+        note = app.notes[-1][1]
+        assert f"cannot mark the chain of {ids['build'][:12]}: {ids['dist'][:12]} inside" in note
+        assert f"{layer / 'mnt'} is mounted inside its layer (unmount it first)" in note
+        assert app.marks == set()
+        for name in CHAIN:
+            assert (root / "snapshots" / ids[name]).exists()
+    canary_intact(canary)
 
 
 async def test_x_unmarks_and_a_record_inside_a_chain_is_not_marked_alone(store):
