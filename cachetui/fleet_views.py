@@ -12,7 +12,7 @@ A loaded store keeps its records packed (``StoreRecords``): one small tuple of t
 replica's facts per record id, and the record's ``RecordState`` is built from it when it
 is read (a row drawn, the details pane, a refusal), by one rule, so all three agree. A
 fleet of 200,000 records then holds 200,000 small tuples, not 200,000 full values and
-their 200,000 keys; the subtree totals are summed per store, when a row of it is drawn.
+their 200,000 keys; a subtree's totals are summed when its row is first drawn.
 """
 
 from __future__ import annotations
@@ -360,17 +360,18 @@ class StoreRecords(Mapping[str, RecordState]):
 
     @property
     def trees(self) -> Subtrees:
-        """Every record's subtree size and count, by record id (summed on first use)."""
+        """Every record's subtree size and count, by record id, each subtree summed when
+        first asked for (the rows drawn: a store of 10,000 is not summed whole)."""
         trees = self._trees
         if trees is None:
             packed = self.packed
-            trees = Subtrees.build(self.shape, lambda i: packed[i][SIZE])
+            trees = Subtrees.lazy(self.shape, lambda i: packed[i][SIZE])
             self._trees = trees
         return trees
 
     @property
     def summed(self) -> Subtrees | None:
-        """The subtree totals if they were summed already (None: not yet)."""
+        """The subtree totals if any were asked for already (None: not yet)."""
         return self._trees
 
 

@@ -97,7 +97,7 @@ def test_an_offline_store_refuses_every_record_and_the_delta_says_so() -> None:
     assert sorted(delta.changed) == ["host/a", "host/b", "host/c", "host/d"]
 
 
-def test_a_size_change_moves_its_subtree_totals_without_summing_again() -> None:
+def test_a_size_change_moves_its_subtree_totals_and_the_view_before_keeps_its_own() -> None:
     old = chain()
     before = view_of(old)
     assert before.subtree_size("host/a") == 600
