@@ -21,7 +21,7 @@ from cachetui.core import reserve
 from cachetui.core.context import Retired, StoreContext
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError, StoreError
+from cachetui.core.errors import InvalidError, PruneInterrupted, PruneRefused, StoreError
 from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
@@ -437,8 +437,8 @@ def prune(
     ``disk`` stands in for the store's filesystem where ``min_free_space`` reads it (a
     preview for a given disk; tests). ``refused`` (a dry run's caller: a chain's plan)
     gets ``(id, reason)`` of each record kept because a filesystem is mounted in its
-    layer; a real prune raises ``SnapshotError`` naming the first once everything else
-    has gone.
+    layer; a real prune goes on with the rest and then raises ``PruneRefused`` (what
+    went, and every record kept with its reason).
     """
     only: frozenset[str] | None = None
     if ids is not None:
@@ -502,11 +502,12 @@ def prune(
         purger.close()
         if not dry_run:
             reserve.ensure(context.store.path)
+    reasons = [(record_id, reason) for record_id, (reason, _) in refusals.items()]
     if refused is not None:
-        refused.extend((record_id, reason) for record_id, (reason, _) in refusals.items())
-    if refusals and not dry_run:
-        record_id, (reason, point) = next(iter(refusals.items()))
-        raise SnapshotError(f"refusing to prune {record_id}: {reason}", path=point)
+        refused.extend(reasons)
+    if reasons and not dry_run:
+        # Everything else went: say so, with every record kept and why.
+        raise PruneRefused(removed, reasons, path=next(iter(refusals.values()))[1])
     return removed
 
 

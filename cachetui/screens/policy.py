@@ -251,14 +251,17 @@ class PolicyPruneScreen(ModalScreen[int]):
             bar = self.query_one("#progress", ProgressBar)
             bar.update(total=max(len(result.rows), 1), progress=max(len(result.rows), 1))
             n = len(result.rows)
-            self._summary(
-                Text.assemble(
-                    ("Done: ", "bold"),
-                    (f"removed {records(n)}, freed ", ""),
-                    (size(result.freed), "bold green"),
-                    (".", ""),
-                )
+            summary = Text.assemble(
+                ("Done: ", "bold"),
+                (f"removed {records(n)}, freed ", ""),
+                (size(result.freed), "bold green"),
+                (".", ""),
             )
+            if result.refused:
+                # The rest went; what the core would not remove is said with its reason.
+                summary.append(f"\nKept {records(len(result.refused))}: ", style="bold yellow")
+                summary.append("; ".join(f"{i[:12]}: {r}" for i, r in result.refused))
+            self._summary(summary)
         else:
             self.freed = sum(r.size for r in self.done if not r.shared)
             n = len(self.done)

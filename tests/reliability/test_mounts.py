@@ -9,6 +9,7 @@ the suite runs as root) a refused mount fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, PruneOptions, SnapshotError, fsops, usage
+from cachetui.core import CacheManager, PruneOptions, PruneRefused, SnapshotError, fsops, usage
 from tests.mounting import CANARY, canary, canary_intact, mount
 from tests.reliability.workers import child_env
 
@@ -200,4 +201,146 @@ def test_a_chain_plan_names_a_layer_that_is_a_mount_point(
         child,
         f"its layer {path} is itself a mount point (unmount it first)",
     )
+    canary_intact(canary)
+
+
+def _doctor(root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cachetui", "doctor", *flags, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+
+
+def test_doctor_reports_a_layer_that_is_a_mount_point_and_fix_leaves_it(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Prune refuses such a layer, so doctor must not call the store clean; ``--fix``
+    neither moves nor removes anything across the mount: it says the operator must act."""
+    rid, path = _layer(cm, content=0)
+    mount(canary, path)
+    cm.close()
+    reason = f"its layer {path} is itself a mount point (unmount it first)"
+    look = _doctor(cm.root, "--format", "json")
+    assert look.returncode == 1, look.stdout + look.stderr
+    found = [json.loads(line) for line in look.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [("mounted-layer", rid, False)]
+    assert reason in found[0]["message"] and "operator must unmount" in found[0]["message"]
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stdout + fix.stderr
+    assert "store is clean" not in fix.stdout
+    assert "mounted-layer" in fix.stdout and rid in fix.stdout
+    assert os.listdir(cm.root / "snapshots") == [rid]
+    assert not (cm.root / "lost+found").exists()
+    assert fsops.mounts_below(path) == [str(path)]  # still mounted
+    canary_intact(canary)
+    with CacheManager.open(cm.root) as again:
+        assert [u.id for u in again.disk_usage()] == [rid]
+
+
+def test_doctor_fix_does_not_move_a_directory_without_a_record_that_holds_a_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    stray = cm.snapshots.dir / "0123456789abcdefghijklmno"
+    (stray / "mnt").mkdir(parents=True)
+    mount(canary, stray / "mnt")
+    old = os.stat(stray).st_mtime - 3600
+    os.utime(stray, (old, old))  # older than the fix: it would be moved if it could go
+    cm.close()
+    fix = _doctor(cm.root, "--fix", "--format", "json")
+    found = [json.loads(line) for line in fix.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [
+        ("unknown-dir", stray.name, False)
+    ], fix.stderr
+    assert "a filesystem is mounted in it" in found[0]["message"]
+    assert fsops.mounts_below(stray) == [str(stray / "mnt")]
+    assert not (cm.root / "lost+found" / stray.name).exists()
+    canary_intact(canary)
+
+
+def test_doctor_fix_says_an_unremovable_leftover_once(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Opening to fix and the fix itself both try to remove a crash's leftover; one that
+    cannot go (a directory is mounted in it) is one line of the report, not two."""
+    rid, _path = _layer(cm)
+    leftover = cm.snapshots.dir / "new-0123456789abcdefghijklmno"
+    (leftover / "mnt").mkdir(parents=True)
+    mount(canary, leftover / "mnt")
+    cm.close()
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stderr
+    lines = fix.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "SUBJECT", "FIXED", "MESSAGE"]
+    assert len(lines) == 2, fix.stdout
+    assert lines[1].split()[:3] == ["leftover", leftover.name, "no"]
+    assert f"refusing to remove {leftover / 'mnt'}" in lines[1]
+    canary_intact(canary)
+    assert sorted(os.listdir(cm.snapshots.dir)) == sorted([rid, leftover.name])
+
+
+def test_prune_goes_on_past_every_mounted_layer_and_reports_each(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """As BuildKit skips what it cannot release: the mounted layers stay, every other
+    record goes, and the refusal lists each record kept (and what went)."""
+    kept_bind, bind_path = _layer(cm)
+    kept_tmpfs, tmpfs_path = _layer(cm)
+    others = [_layer(cm) for _ in range(3)]
+    (bind_path / "mnt").mkdir()
+    mount(canary, bind_path / "mnt")
+    mount(None, tmpfs_path)
+    (tmpfs_path / "mounted").write_bytes(CANARY)
+    with pytest.raises(PruneRefused) as refused:
+        cm.prune(PruneOptions(all=True))
+    assert sorted(info.id for info in refused.value.removed) == sorted(r for r, _ in others)
+    assert sorted(refused.value.refusals) == sorted(
+        [
+            (kept_bind, f"{bind_path / 'mnt'} is mounted inside its layer (unmount it first)"),
+            (kept_tmpfs, f"its layer {tmpfs_path} is itself a mount point (unmount it first)"),
+        ]
+    )
+    assert "(and 1 more record)" in str(refused.value)
+    assert sorted(u.id for u in cm.disk_usage()) == sorted([kept_bind, kept_tmpfs])
+    for _rid, path in others:
+        assert not path.exists()
+    assert (bind_path / "own").read_bytes() == b"o" * 8192
+    assert (tmpfs_path / "mounted").read_bytes() == CANARY
+    canary_intact(canary)
+    # A dry run lists neither, and says why when asked.
+    why: list[tuple[str, str]] = []
+    assert cm.prune(PruneOptions(all=True), dry_run=True, refused=why) == []
+    assert sorted(why) == sorted(refused.value.refusals)
+
+
+def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    kept, path = _layer(cm)
+    others = [_layer(cm) for _ in range(2)]
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    cm.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--all", "--force", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cachetui: refusing to prune {kept}: {path / 'mnt'} is mounted inside its layer "
+        "(unmount it first)"
+    ]
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "RECLAIMABLE"]
+    listed = sorted(line.split()[0].rstrip("*") for line in lines[1:-1])  # * marks a mutable
+    assert listed == sorted(r for r, _ in others)
+    assert lines[-1].startswith("Total:")
+    for _rid, other in others:
+        assert not other.exists()
+    assert os.listdir(cm.snapshots.dir) == [kept]
     canary_intact(canary)

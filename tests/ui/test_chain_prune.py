@@ -18,6 +18,7 @@ from textual.widgets import Input, Static
 
 from cachetui.screens.dialogs import ConfirmPruneScreen
 from cachetui.screens.labels import LabelScreen, parse_label_words
+from cachetui.screens.policy import PolicyPruneScreen
 from tests.mounting import canary, canary_intact, mount
 from tests.ui.conftest import loaded, make_app, settle, wait_for
 
@@ -256,3 +257,34 @@ def test_label_words_follow_kubectl() -> None:
     for bad in ("", "team", "=x", "-"):
         with pytest.raises(ValueError):
             parse_label_words(bad)
+
+
+async def test_a_policy_prune_goes_past_a_mounted_layer_and_says_why_it_stayed(
+    store, canary, mount
+):
+    """``p``: the mounted layer stays with the core's reason on screen; the rest goes."""
+    root, ids = store
+    layer = root / "snapshots" / ids["old"]
+    (layer / "mnt").mkdir()
+    mount(canary, layer / "mnt")
+    app = make_app(root)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
+        screen = app.screen
+        screen.query_one("#filters", Input).value = "type==regular"
+        await pilot.pause()
+        screen.action_preview()
+        await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
+        planned = set(screen.plan.ids)
+        assert planned and ids["old"] not in planned
+        screen.action_prune()
+        await wait_for(pilot, lambda: screen.finished, what="the prune")
+        summary = str(screen.query_one("#summary", Static).render())
+        assert summary.startswith(f"Done: removed {len(planned)} records")
+        assert f"Kept 1 record: {ids['old'][:12]}: {layer / 'mnt'} is mounted inside" in summary
+        for record_id in planned:
+            assert not (root / "snapshots" / record_id).exists()
+        assert (root / "snapshots" / ids["old"]).is_dir()
+    canary_intact(canary)
