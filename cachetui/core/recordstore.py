@@ -32,6 +32,8 @@ from cachetui.core.types import CacheMount, GCRunInfo
 
 __all__ = [
     "HOLDER_COLUMNS",
+    "PENDING_COMMITS_SQL",
+    "USAGE_ROWS_SQL",
     "HolderRow",
     "RecordRow",
     "RecordStore",
@@ -155,6 +157,15 @@ _USAGE_COLUMNS = (
     "id, mutable, size, parent, IFNULL(created_at, 1e999), last_used_at, usage_count, "
     "description, NULLIF(record_type, 'regular'), apparent_size"
 )
+#: Every live record, largest first, then by id: one walk of the ``record_usage`` index.
+USAGE_ROWS_SQL = f"SELECT {_USAGE_COLUMNS} FROM record WHERE deleted = 0 ORDER BY size DESC, id"
+#: The live pending commits, in the same order. "IS NOT NULL" as two ranges, "+deleted"
+#: and "+size" (no index's condition nor order): SQLite then reads the few from the
+#: equal_mutable index, not every row through disk usage's.
+PENDING_COMMITS_SQL = (
+    "SELECT id, equal_mutable FROM record "
+    "WHERE (equal_mutable >= '' OR equal_mutable < '') AND +deleted = 0 ORDER BY +size DESC, id"
+)
 
 
 def _marks(count: int) -> str:
@@ -232,22 +243,14 @@ class RecordStore:
     def usage_rows(self) -> list[tuple[Any, ...]]:
         """Every live record as ``state.UsageTuple``, largest first, then by id (disk
         usage's order)."""
-        columns = _USAGE_COLUMNS
+        sql = USAGE_ROWS_SQL
         if not self.store.record_columns.endswith("apparent_size"):  # an older store
-            columns = columns.replace("apparent_size", "-1")
-        return self.store.rows(
-            f"SELECT {columns} FROM record WHERE deleted = 0 ORDER BY size DESC, id"
-        )
+            sql = sql.replace("apparent_size", "-1")
+        return self.store.rows(sql)
 
     def pending_commits(self) -> list[tuple[str, str]]:
         """``(immutable, mutable)`` of every live pending commit, in disk usage's order."""
-        # "IS NOT NULL" as two ranges, so that SQLite reads the few from the index.
-        found = self.store.rows(
-            "SELECT id, equal_mutable FROM record "
-            "WHERE (equal_mutable >= '' OR equal_mutable < '') AND deleted = 0 "
-            "ORDER BY size DESC, id"
-        )
-        return [(rid, mutable) for rid, mutable in found]
+        return [(rid, mutable) for rid, mutable in self.store.rows(PENDING_COMMITS_SQL)]
 
     def records_by_id(self, record_ids: Iterable[str]) -> list[RecordRow]:
         """The live rows among ``record_ids`` (a handful: one statement)."""
