@@ -542,7 +542,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise CliError("--store and --all-stores need --fleet-url", EXIT_USAGE)
     root = _existing_store(_resolve_root(args))
     from cachetui import buildx
-    from cachetui.core import PruneOptions, disk_stat
+    from cachetui.core import PruneOptions, PruneRefused, disk_stat
     from cachetui.units import format_bytes_buildx, parse_duration, parse_size
 
     # Each parser's InvalidError names the flag and the value; main() makes it exit 2.
@@ -642,15 +642,22 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             if preview:
                 _progress(f"removed {count} of about {len(preview)} records")
 
+        refusals: list[tuple[str, str]] = []
         try:
             removed = cm.prune(policy, on_prune=on_prune)
+        except PruneRefused as refused:
+            # The rest went (as BuildKit skips what it cannot release): report it, then
+            # every record kept with its reason, and exit 1.
+            removed, refusals = refused.removed, refused.refusals
         finally:
             _progress_done()
         if template is not None and template.table:
             _out(sys.stdout, buildx.render_template(template, removed, now))
         elif not as_json and template is None:
             _out(sys.stdout, f"Total:\t{format_bytes_buildx(sum(i.size for i in removed))}")
-    return EXIT_OK
+        for record_id, reason in refusals:
+            _out(sys.stderr, f"{_PROG}: refusing to prune {record_id}: {reason}")
+    return EXIT_FAILURE if refusals else EXIT_OK
 
 
 def _reserved_space(args: argparse.Namespace) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from cachetui.core import ChangeSet
-from cachetui.views import Delta, DetailsView, PrunePlan, ReleaseResult, StoreView
+from cachetui.views import Delta, DetailsView, PlanRow, PrunePlan, ReleaseResult, StoreView
 
 __all__ = [
     "ActionFailed",
@@ -22,8 +22,14 @@ __all__ = [
     "FilterRejected",
     "ForceReleased",
     "Held",
+    "LabelsRefused",
+    "LabelsSet",
     "LoadFailed",
     "Notice",
+    "PolicyPlanFailed",
+    "PolicyPlanned",
+    "PolicyPruneEnded",
+    "PolicyPruneProgress",
     "PrunePlanned",
     "Pruned",
     "RecordsRead",
@@ -239,3 +245,67 @@ class ForceReleased(Message):
     def __init__(self, result: ReleaseResult) -> None:
         super().__init__()
         self.result = result
+
+
+# -- the dialogs' own workers -------------------------------------------------------------
+# Each is posted to the dialog that started the worker and handled there; none bubbles up
+# to the App (a dialog's result is the dialog's business). The GC list's are declared on
+# its screen (``GCPreviewScreen.Planned``): they carry the service's ``GCPreview``, and
+# this module stays below the service.
+
+
+class PolicyPlanned(Message, bubble=False):
+    """The dry run of the policy typed in the prune-by-policy dialog."""
+
+    def __init__(self, plan: PrunePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+
+class PolicyPlanFailed(Message, bubble=False):
+    """The dry run of the policy was refused; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class PolicyPruneProgress(Message, bubble=False):
+    """One record of a running policy prune is gone."""
+
+    def __init__(self, row: PlanRow) -> None:
+        super().__init__()
+        self.row = row
+
+
+class PolicyPruneEnded(Message, bubble=False):
+    """A policy prune ended: with its ``result`` when it ran to the end, else with the
+    ``error`` that stopped it and, when it was stopped between batches, what really went
+    (``went``; None when the core could not say, and the progress counted is kept)."""
+
+    def __init__(
+        self,
+        result: PrunePlan | None,
+        error: str | None = None,
+        went: tuple[PlanRow, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
+        self.went = went
+
+
+class LabelsSet(Message, bubble=False):
+    """The core set the labels: the record's labels as they are now."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        super().__init__()
+        self.labels = labels
+
+
+class LabelsRefused(Message, bubble=False):
+    """The core refused the labels typed in; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason

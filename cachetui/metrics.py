@@ -43,7 +43,7 @@ class StoreCollector(Collector):
         with self._lock, CacheManager.open(self.root, read_only=True) as cm:
             rows = cm.disk_usage()
             summary = cm.totals(rows)
-            runs = cm.gc_history(None)
+            runs = cm.gc_totals()
         records = GaugeMetricFamily(
             "cachetui_records", "Cache records by type and state", labels=["type", "state"]
         )
@@ -75,27 +75,25 @@ class StoreCollector(Collector):
             "Size of the filesystem holding the store",
             value=summary.disk_total,
         )
-        yield CounterMetricFamily("cachetui_gc_runs", "GC runs recorded", value=len(runs))
+        # Summed over every run ever recorded (the history keeps only the newest):
+        # a counter never goes down.
+        yield CounterMetricFamily("cachetui_gc_runs", "GC runs recorded", value=runs.runs)
         yield CounterMetricFamily(
-            "cachetui_gc_removed_records",
-            "Records removed by GC runs",
-            value=sum(r.records for r in runs),
+            "cachetui_gc_removed_records", "Records removed by GC runs", value=runs.records
         )
         yield CounterMetricFamily(
-            "cachetui_gc_removed_bytes",
-            "Bytes removed by GC runs",
-            value=sum(r.bytes for r in runs),
+            "cachetui_gc_removed_bytes", "Bytes removed by GC runs", value=runs.bytes
         )
         yield SummaryMetricFamily(
             "cachetui_gc_run_duration_seconds",
             "Duration of GC runs",
-            count_value=len(runs),
-            sum_value=sum(r.duration for r in runs),
+            count_value=runs.runs,
+            sum_value=runs.duration,
         )
         yield GaugeMetricFamily(
             "cachetui_gc_last_run_timestamp_seconds",
             "When the last GC run started (Unix seconds; 0 if none)",
-            value=max((r.started_at for r in runs), default=0.0),
+            value=runs.last_started_at,
         )
 
 

@@ -47,6 +47,7 @@ from cachetui.core import (
     InvalidError,
     NotFoundError,
     PruneOptions,
+    PruneRefused,
     RecordRow,
     RecordState,
     RecordStates,
@@ -261,7 +262,7 @@ class CacheService:
             totals=rows.totals(self._dstat()),
             read_only=self.read_only,
             pinned=frozenset(self._holds),
-            subtrees=Subtrees.build(shape, rows.sizes.__getitem__, rows.parents),
+            subtrees=Subtrees.lazy(shape, rows.sizes.__getitem__),
         )
 
     def _dstat(self) -> DiskStat | None:
@@ -403,10 +404,11 @@ class CacheService:
         """Dry run of pruning exactly these records (the marks), against the store now."""
         if not ids:
             return PrunePlan(())
+        refused: list[tuple[str, str]] = []
         with self._lock:
             manager = self.manager
-            result = manager.prune(ids=ids, dry_run=True)
-            return self._plan(result, ids, manager.records)
+            result = manager.prune(ids=ids, dry_run=True, refused=refused)
+            return self._plan(result, ids, manager.records, dict(refused))
 
     def prune_ids(
         self,
@@ -427,21 +429,28 @@ class CacheService:
 
         with self._lock:
             manager = self.manager
-            result = manager.prune(ids=ids, on_prune=report, recheck=recheck)
-            return self._plan(result, ids, manager.records)
+            try:
+                result = manager.prune(ids=ids, on_prune=report, recheck=recheck)
+                because: dict[str, str] = {}
+            except PruneRefused as refused:  # the rest went: say which stayed, and why
+                result, because = refused.removed, dict(refused.refusals)
+            return self._plan(result, ids, manager.records, because)
 
     @staticmethod
     def _plan(
         result: Sequence[UsageInfo],
         ids: Sequence[str],
         read_now: Callable[[], Mapping[str, RecordState]],
+        because: Mapping[str, str] | None = None,
     ) -> PrunePlan:
         """The plan for ``ids``: what ``result`` chose, and for the rest the core's reason
-        (read from the store now, only when some id was not chosen: 100,000 records are
-        not re-read to learn nothing)."""
+        (``because``: prune's own, a mount in the layer; else read from the store now,
+        only when some id was not chosen: 100,000 records are not re-read to learn
+        nothing)."""
         chosen = {info.id for info in result}
         refused = []
         gone = []
+        because = because or {}
         left = [record_id for record_id in ids if record_id not in chosen]
         now = read_now() if left else {}
         for record_id in left:
@@ -449,7 +458,8 @@ class CacheService:
             if state is None:
                 gone.append(record_id)
             else:
-                refused.append((record_id, state.refusal or "it no longer matches"))
+                reason = because.get(record_id) or state.refusal or "it no longer matches"
+                refused.append((record_id, reason))
         return PrunePlan(tuple(plan_row(i) for i in result), tuple(refused), tuple(gone))
 
     def plan_chain(self, ids: Sequence[str], *, descendants: bool = True) -> PrunePlan:
@@ -534,7 +544,12 @@ class CacheService:
                 on_prune(plan_row(info))
 
         with self._lock:
-            result = self.manager.prune(options, on_prune=report)
+            try:
+                result = self.manager.prune(options, on_prune=report)
+            except PruneRefused as refused:  # the rest went: say which stayed, and why
+                return PrunePlan(
+                    tuple(plan_row(i) for i in refused.removed), tuple(refused.refusals)
+                )
         return PrunePlan(tuple(plan_row(i) for i in result))
 
     # -- commit, hold, release ----------------------------------------------------------

@@ -84,10 +84,10 @@ class StoreView:
 
     @property
     def trees(self) -> Subtrees:
-        """Every record's subtree size and count (built once per view, on first use)."""
+        """Every record's subtree size and count (each summed when first asked for)."""
         subtrees = self.subtrees
         if subtrees is None:
-            subtrees = Subtrees.build(self.children, lambda i: self.brief(i).size)
+            subtrees = Subtrees.lazy(self.children, lambda i: self.brief(i).size)
             # a cache of a value derived from the frozen fields, not a change of them
             object.__setattr__(self, "subtrees", subtrees)
         return subtrees

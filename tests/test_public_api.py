@@ -137,3 +137,16 @@ def test_the_import_linter_contract_breaks_on_a_private_import(tmp_path: Path) -
     assert result.returncode != 0, result.stdout
     assert "cachetui.units -> cachetui.core.usage" in result.stdout
     assert "only the core imports its own modules" in result.stdout
+
+
+def test_workers_post_typed_messages_not_callbacks() -> None:
+    """Every dashboard worker reports back with a typed message (``post_message``), never
+    by running a callback on the UI thread (``call_from_thread``): one way in for what a
+    thread learns, handled where the message says."""
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "call_from_thread" in line
+    ]
+    assert found == []

@@ -153,16 +153,22 @@ def plan_chain(
     order = _post_order(state, tops, chain)
     if blockers or not chain:
         return ChainPlan(tuple(order), (), tuple(blockers), tuple(missing))
-    rows = tuple(pruning.prune(context, (), ids=order, dry_run=True))
+    refused: list[tuple[str, str]] = []
+    rows = tuple(pruning.prune(context, (), ids=order, dry_run=True, refused=refused))
     went = {info.id for info in rows}
     if len(went) != len(chain):
-        # The rule prune applies said no to some (a mount inside a layer): name them.
+        # The rule prune applies said no to some: name them with prune's own reason (a
+        # mount inside a layer), and the records above them with why they stay.
+        because = dict(refused)
         states = record_states(context)
         for record_id in order:
-            if record_id not in went:
+            if record_id in went:
+                continue
+            reason = because.get(record_id)
+            if reason is None:
                 current = states.get(record_id)
                 reason = current.refusal if current is not None else None
-                blockers.append((record_id, reason or "prune would keep it"))
+            blockers.append((record_id, reason or "prune would keep it"))
         return ChainPlan(tuple(order), (), tuple(blockers), tuple(missing))
     return ChainPlan(tuple(info.id for info in rows), rows, (), tuple(missing))
 

@@ -47,7 +47,8 @@ def newest_in_subtrees(state: StoreState) -> dict[str, Moment]:
     Two passes over the store, no recursion (chains can be thousands deep): parents
     before children from the roots down, then each record's moment pushed to its parent
     from the leaves up. Records on a loop in damaged metadata are never reached from a
-    root and keep their own moment.
+    root and keep their own moment; a record whose parent row is missing or removed
+    (damaged metadata) is a root.
     """
     rows = state.rows
     # use_moment, inlined: this runs over every record at every load.
@@ -76,11 +77,11 @@ def newest_in_subtrees(state: StoreState) -> dict[str, Moment]:
     while i < len(order):
         kids = children.get(order[i])
         if kids:
-            order.extend(kids)
+            order.extend(kid for kid in kids if kid in newest)
         i += 1
     for rid in reversed(order):
         parent = rows[rid].parent
-        if parent is not None:
+        if parent is not None and parent in newest:  # else a root: no live parent row
             mine, theirs = newest[rid], newest[parent]
             if mine[0] > theirs[0]:
                 newest[parent] = mine

@@ -9,6 +9,7 @@ CacheError(Exception)
 ├─ PruneInterrupted      on_prune raised; .removed lists what did go
 ├─ StoreError            metadata store cannot be used (corrupt, newer schema, busy)
 └─ SnapshotError         a snapshot directory cannot be written, measured or removed; .path
+    └─ PruneRefused      a prune kept records with a mount in their layer; .removed, .refusals
 ```
 
 Every message names the record id or the bad input.
@@ -26,6 +27,7 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "PruneInterrupted",
+    "PruneRefused",
     "SnapshotError",
     "StoreError",
 ]
@@ -87,3 +89,21 @@ class PruneInterrupted(CacheError):
     def __init__(self, removed: Sequence[Any]) -> None:
         super().__init__(f"prune interrupted after removing {len(removed)} record(s)")
         self.removed = list(removed)
+
+
+class PruneRefused(SnapshotError):
+    """A prune went through and kept some records it must not remove: a filesystem is
+    mounted in their layer (removing it would delete files outside the store). BuildKit
+    skips what it cannot release and goes on; so does prune, and raises this at the end.
+    ``removed`` lists every record that went; ``refusals`` is ``(id, reason)`` for each
+    record kept, in order; ``path`` is the first one's mount point."""
+
+    def __init__(
+        self, removed: Sequence[Any], refusals: Sequence[tuple[str, str]], *, path: str
+    ) -> None:
+        record_id, reason = refusals[0]
+        more = len(refusals) - 1
+        also = f" (and {more} more record{'s' if more != 1 else ''})" if more else ""
+        super().__init__(f"refusing to prune {record_id}: {reason}{also}", path=path)
+        self.removed = list(removed)
+        self.refusals = list(refusals)

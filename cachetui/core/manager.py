@@ -36,6 +36,7 @@ from cachetui.core.types import (
     CacheMount,
     GCResult,
     GCRunInfo,
+    GCTotals,
     PruneOptions,
     RecordType,
     Sharing,
@@ -416,13 +417,17 @@ class CacheManager:
         on_prune: Callable[[UsageInfo], None] | None = None,
         ids: Iterable[str] | None = None,
         recheck: prune.Recheck | None = None,
+        refused: list[tuple[str, str]] | None = None,
     ) -> list[UsageInfo]:
         """Remove unused records by policy, children before parents (see ``docs/api.md``).
 
         ``ids`` (instead of policies) prunes exactly those records; the ones that stay
         carry their reason in ``records()[id].refusal``. ``recheck`` (an extension: the
         fleet's "used since you confirmed") is called with each chosen record inside the
-        transaction that removes it; False keeps it.
+        transaction that removes it; False keeps it. A record whose layer has a filesystem
+        mounted in it stays, and the rest goes on: a real prune then raises
+        ``PruneRefused`` (what went, and every record kept with the mount point); a dry
+        run adds ``(id, reason)`` of each to ``refused`` when given (an extension).
         """
         self._check_usable()
         return prune.prune(
@@ -432,6 +437,7 @@ class CacheManager:
             on_prune=on_prune,
             recheck=recheck,
             ids=ids,
+            refused=refused,
         )
 
     def plan_chain(self, ids: Iterable[str], *, descendants: bool = True) -> chains.ChainPlan:
@@ -522,16 +528,23 @@ class CacheManager:
         )
 
     def record_gc_run(self, run: GCRunInfo) -> None:
-        """Append one GC run to the store's history."""
+        """Append one GC run to the store's history, dropping the oldest beyond the
+        newest 1000 in the same write (their sums stay in ``gc_totals``)."""
         self._check_usable()
         records = self._context.records
         with records.write():
             records.add_gc_run(run)
 
     def gc_history(self, limit: int | None = 20) -> list[GCRunInfo]:
-        """The last ``limit`` GC runs (all with None), newest first."""
+        """The last ``limit`` GC runs (all that are kept with None), newest first. The
+        history keeps the newest ``GC_RUNS_KEPT`` (1000) runs."""
         self._check_usable()
         return self._context.records.gc_runs(limit)
+
+    def gc_totals(self) -> GCTotals:
+        """Every GC run ever recorded, summed (those the history dropped too)."""
+        self._check_usable()
+        return self._context.records.gc_totals()
 
     def doctor(self, *, fix: bool = False, forget_missing: bool = False) -> list[reconcile.Finding]:
         """Check the store against the disk (changing nothing); with ``fix``, repair what

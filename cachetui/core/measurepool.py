@@ -38,6 +38,7 @@ __all__ = [
     "available",
     "borrow",
     "give_back",
+    "process_state",
     "requests",
     "serve",
     "started",
@@ -47,9 +48,13 @@ _LENGTH = struct.Struct("=Q")
 _READY = b"R"
 #: The kernel takes at most 253 fds in one SCM_RIGHTS message.
 MAX_FDS = 250
-#: How long a request waits for a helper's reply before calling it failed (seconds): a
-#: walk of a million entries takes a few seconds; a helper stopped with SIGSTOP never ends.
+#: How long a request waits for a running helper's reply before calling it failed
+#: (seconds): a walk of a million entries takes a few seconds on a busy machine.
 REPLY_TIMEOUT = 600.0
+#: How often a request waiting for a reply looks whether its helper still runs (seconds):
+#: one stopped (SIGSTOP, a debugger) or gone fails the request at once, and the caller
+#: measures in-process instead of waiting out ``REPLY_TIMEOUT``.
+CHECK_INTERVAL = 0.2
 #: The directory holding the ``cachetui`` package this process runs, so a helper imports
 #: the same code (not another installed copy).
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
@@ -93,6 +98,18 @@ class Helper:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def trouble(self) -> str | None:
+        """Why this helper cannot answer (exited, or stopped), or None while it runs."""
+        code = self.proc.poll()
+        if code is not None:
+            return f"exited with status {code}"
+        state = process_state(self.proc.pid)
+        if state in ("T", "t"):
+            return f"is stopped (process {self.proc.pid} in state {state})"
+        if state in ("Z", "X"):
+            return f"exited (process {self.proc.pid} in state {state})"
+        return None
+
     def check_ready(self) -> bool:
         """True once the helper has said it is ready (never blocks)."""
         if self.ready:
@@ -113,15 +130,38 @@ class Helper:
         _requests += 1
 
     def reply(self) -> bytes:
-        """The helper's answer to the last request."""
-        self.sock.settimeout(REPLY_TIMEOUT)
+        """The helper's answer to the last request; ``HelperError`` as soon as the helper
+        is seen stopped or gone, or after ``REPLY_TIMEOUT`` without an answer."""
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        self.sock.settimeout(CHECK_INTERVAL)
         try:
-            (length,) = _LENGTH.unpack(_read_exactly(self.sock, _LENGTH.size))
-            return _read_exactly(self.sock, length)
+            (length,) = _LENGTH.unpack(self._receive(_LENGTH.size, deadline))
+            return self._receive(length, deadline)
         except (OSError, struct.error) as err:
             raise HelperError(f"a measuring helper failed: {err}") from err
         finally:
             self.sock.settimeout(None)
+
+    def _receive(self, length: int, deadline: float) -> bytes:
+        """``length`` bytes from the helper, looking at it between short waits."""
+        chunks: list[bytes] = []
+        while length:
+            try:
+                chunk = self.sock.recv(min(length, 1 << 20))
+            except TimeoutError:
+                why = self.trouble()
+                if why is not None:
+                    raise HelperError(f"a measuring helper {why}") from None
+                if time.monotonic() >= deadline:
+                    raise HelperError(
+                        f"a measuring helper did not answer within {REPLY_TIMEOUT:.0f}s"
+                    ) from None
+                continue
+            if not chunk:
+                raise HelperError("a measuring helper closed its socket")
+            chunks.append(chunk)
+            length -= len(chunk)
+        return b"".join(chunks)
 
     def close(self) -> None:
         """Stop the helper now. It holds nothing but a walk of our own directories, and
@@ -160,7 +200,8 @@ def borrow(count: int) -> list[Helper]:
     lent: list[Helper] = []
     with _lock:
         for helper in list(_helpers):
-            if not helper.alive():
+            if not helper.busy and helper.trouble() is not None:
+                # Gone, or stopped (it would never answer): replaced below.
                 _helpers.remove(helper)
                 helper.close()
         for helper in _helpers:
@@ -214,6 +255,19 @@ def _stop_all() -> None:
     with _lock:
         while _helpers:
             _helpers.pop().close()
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` from ``/proc`` (``R``, ``S``, ``T`` stopped,
+    ``Z`` ...), or None when it cannot be read (gone, or no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ...": the name may hold spaces and parentheses; the last ")" ends it.
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return fields[0].decode("ascii", "replace") if fields else None
 
 
 def _read_exactly(sock: socket.socket, length: int) -> bytes:

@@ -21,7 +21,7 @@ from cachetui.core import reserve
 from cachetui.core.context import Retired, StoreContext
 from cachetui.core.crashpoints import crash_point
 from cachetui.core.diskusage import Layers, make_usage_info, measure_missing
-from cachetui.core.errors import InvalidError, PruneInterrupted, SnapshotError, StoreError
+from cachetui.core.errors import InvalidError, PruneInterrupted, PruneRefused, StoreError
 from cachetui.core.ids import validate_id
 from cachetui.core.policy import (
     Candidate,
@@ -284,8 +284,9 @@ class _Run:
         self.purger = purger
         self.sizes: dict[str, int] = {}
         self.failure: Exception | None = None  # what on_prune raised: stop choosing
-        #: The first record refused because a filesystem is mounted in its layer.
-        self.refused: SnapshotError | None = None
+        #: (record id, reason, mount point) of each record refused because a filesystem
+        #: is mounted in its layer.
+        self.refusals: list[tuple[str, str, str]] = []
         self.gc_mode = work.policy.has_space_limit
         # GC mode needs each removal accounted before choosing the next one.
         self.depth = 0 if self.gc_mode else PIPELINE_DEPTH
@@ -352,24 +353,21 @@ class _Run:
 
         Deleting such a layer would empty the mounted directory, which lives outside
         the store (a bind mount has the same ``st_dev``, so the remover's own check could
-        only stop half way). The record stays as it is; the prune names the mount.
+        only stop half way). The record stays as it is, and ``refusals`` names the mount
+        (the rest of the prune goes on).
         """
-        mounted = self.context.snapshots.mounts_in({row.layer_id for row in batch})
+        mounted = self.context.snapshots.mount_refusals({row.layer_id for row in batch})
         if not mounted:
             return batch
         kept: list[RecordRow] = []
         for row in batch:
-            points = mounted.get(row.layer_id)
-            if not points:
+            found = mounted.get(row.layer_id)
+            if found is None:
                 kept.append(row)
                 continue
             self.work.skipped.add(row.id)
-            if self.refused is None:
-                self.refused = SnapshotError(
-                    f"refusing to prune {row.id}: {points[0]} is mounted inside its layer "
-                    "(unmount it first)",
-                    path=points[0],
-                )
+            point, reason = found
+            self.refusals.append((row.id, reason, point))
         return kept
 
     def _remove(self, batch: list[RecordRow]) -> None:
@@ -426,6 +424,7 @@ def prune(
     recheck: Recheck | None = None,
     on_tier: OnTier | None = None,
     disk: DiskStat | None = None,
+    refused: list[tuple[str, str]] | None = None,
 ) -> list[UsageInfo]:
     """Apply ``policies`` in order; returns what was (or would be) removed, in order.
 
@@ -436,7 +435,10 @@ def prune(
     remove it, with the record as it is then: False keeps it.
     ``on_tier`` is called after each policy with a ``TierDone`` (the GC plan uses it).
     ``disk`` stands in for the store's filesystem where ``min_free_space`` reads it (a
-    preview for a given disk; tests).
+    preview for a given disk; tests). ``refused`` (a dry run's caller: a chain's plan)
+    gets ``(id, reason)`` of each record kept because a filesystem is mounted in its
+    layer; a real prune goes on with the rest and then raises ``PruneRefused`` (what
+    went, and every record kept with its reason).
     """
     only: frozenset[str] | None = None
     if ids is not None:
@@ -464,7 +466,7 @@ def prune(
             )
         )
     removed: list[UsageInfo] = []
-    refused: SnapshotError | None = None  # raised once every policy has run
+    refusals: dict[str, tuple[str, str]] = {}  # id -> (reason, mount point), in order
     shared_state = context.state() if dry_run else None
     purger: Purger[RecordRow] = Purger(context.snapshots, context.records)
     if not dry_run and reserve.is_low(context.store.path):
@@ -490,7 +492,8 @@ def prune(
             run.run()
             if purger.error is not None:
                 raise purger.error
-            refused = refused or run.refused
+            for record_id, reason, point in run.refusals:
+                refusals.setdefault(record_id, (reason, point))
             if on_tier is not None:
                 on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:
@@ -499,8 +502,12 @@ def prune(
         purger.close()
         if not dry_run:
             reserve.ensure(context.store.path)
-    if refused is not None and not dry_run:
-        raise refused
+    reasons = [(record_id, reason) for record_id, (reason, _) in refusals.items()]
+    if refused is not None:
+        refused.extend(reasons)
+    if reasons and not dry_run:
+        # Everything else went: say so, with every record kept and why.
+        raise PruneRefused(removed, reasons, path=next(iter(refusals.values()))[1])
     return removed
 
 

@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import filterfalse
 from pathlib import Path
 
 from cachetui.core import filesystems, opencheck, usage
@@ -34,6 +35,7 @@ from cachetui.core import snapshots as snapshots_module
 from cachetui.core.context import StoreContext
 from cachetui.core.errors import SnapshotError, StoreError
 from cachetui.core.snapshots import STAGING_PREFIX, TRASH_PREFIX
+from cachetui.core.state import load_state
 
 __all__ = ["Finding", "at_open", "doctor", "health_of", "reconcile"]
 
@@ -82,10 +84,11 @@ def _plan(seen: opencheck.Inspection, tombstoned: list[str]) -> tuple[list[str],
         for rid, mutable_id in seen.pair_of.items()
         if mutable_id not in seen.names and rid in seen.names
     ]
+    # the records not listed under their own name, found at C speed (normally only
+    # pending commits' immutables, whose layer is the mutable's)
+    unlisted = filterfalse(seen.names.__contains__, seen.parent_of)
     unretire = [
-        rid
-        for rid in seen.named_layers()
-        if rid not in seen.names and f"{TRASH_PREFIX}{rid}" in seen.names
+        rid for rid in unlisted if rid not in seen.pair_of and f"{TRASH_PREFIX}{rid}" in seen.names
     ]
     return half_finalized, unretire
 
@@ -94,7 +97,9 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
     """``new-*`` (only a crash leaves one: prepare stages inside the write lock) and
     ``rm-*`` whose record is not live (its removal was asked for)."""
     found = []
-    for name in seen.names:
+    # a live record's name is its layer, never a leftover (a live id is never one of
+    # these names: no prefix is an id): the rest are few
+    for name in seen.names.difference(seen.parent_of):
         if name.startswith(STAGING_PREFIX):
             found.append(name)
         elif name.startswith(TRASH_PREFIX):
@@ -169,8 +174,11 @@ def reconcile(
             if problems:
                 store.damaged = problems
                 return []
-        seen = opencheck.inspect(records, snapshots.dir)
-        if check:
+            # The whole picture, read once: the checks use its shape, and the first
+            # reader after the open (a dashboard) takes it instead of reading it again.
+            # (That reader orders what it shows itself: the table's order will do.)
+            picture = load_state(records, include_deleted=True, ordered=False)
+            seen = opencheck.inspect_state(picture, snapshots.dir)
             problems = seen.problems()
             if problems:
                 store.damaged = problems
@@ -178,10 +186,17 @@ def reconcile(
             message = seen.unmounted_message()
             if message is not None and not forget_missing:
                 raise StoreError(message)
+            if picture.parent_ids is not None:  # no tombstones: every row read is live
+                context.hand_on(picture, seen.layer_dirs)
+        else:
+            seen = opencheck.inspect(records, snapshots.dir)
         tombstoned = records.tombstoned_ids()
         half_finalized, unretire = _plan(seen, tombstoned)
         leftovers = _leftovers(seen, set(unretire))
         if half_finalized or unretire or tombstoned or leftovers:
+            # Layers are about to move: the picture's listing would no longer be true.
+            # (A change of rows needs no care: the picture checks for one when taken.)
+            context.drop_handed_on()
             degraded = _damaged(context)
             if degraded is not None:
                 return degraded  # nothing written yet: the transaction commits empty
@@ -220,6 +235,10 @@ def reconcile(
     return findings
 
 
+#: Why doctor leaves a directory without a record alone when a filesystem is mounted in it.
+MOUNTED_UNKNOWN = "a filesystem is mounted in it: left alone, the operator must unmount it"
+
+
 def _same_device(path: Path, root: Path) -> bool:
     try:
         return os.lstat(path).st_dev == os.stat(root).st_dev
@@ -236,6 +255,27 @@ def _movable(snapshots_dir: Path, name: str) -> bool:
         and not os.path.islink(path)
         and _same_device(path, snapshots_dir)
     )
+
+
+def _mounted(
+    context: StoreContext, seen: opencheck.Inspection, unknown: Sequence[str]
+) -> tuple[list[Finding], set[str]]:
+    """Layers (of records, and directories no record names) with a filesystem mounted in
+    them, or that are mount points themselves: a finding for each record's, and the
+    unknown names to leave alone. Prune refuses such a layer; nothing here moves or
+    removes one either (its files may live outside the store): the operator unmounts it.
+    """
+    layers = set(seen.named_layers())
+    mounted = context.snapshots.mount_refusals(layers | set(unknown))
+    findings = [
+        Finding(
+            "mounted-layer",
+            rid,
+            f"{mounted[rid][1]}; prune keeps it and doctor leaves it: the operator must unmount it",
+        )
+        for rid in sorted(layers & set(mounted))
+    ]
+    return findings, set(unknown) & set(mounted)
 
 
 def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
@@ -263,9 +303,14 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
         findings.append(Finding("leftover", name, "staging or trash directory"))
     named = set(seen.parent_of)
-    for name in sorted(context.snapshots.unknown(named, seen.names)):
+    unknown = sorted(context.snapshots.unknown(named, seen.names))
+    mounted_findings, mounted = _mounted(context, seen, unknown)
+    findings += mounted_findings
+    for name in unknown:
         message = "directory without a record"
-        if not _movable(context.snapshots.dir, name):
+        if name in mounted:
+            message += f" ({MOUNTED_UNKNOWN})"
+        elif not _movable(context.snapshots.dir, name):
             message += " (not a layer name or not on this filesystem: left alone)"
         findings.append(Finding("unknown-dir", name, message))
     return findings
@@ -294,7 +339,11 @@ def doctor(
         findings.append(Finding("inconsistent", "metadata.db", message))
     if not fix or problems or inconsistent or context.read_only:
         return findings + _report(context, seen)
-    return findings + _fix(context, forget_missing=forget_missing)
+    fixed = _fix(context, forget_missing=forget_missing)
+    # The fix finishes crashes again (reconcile), as the open did: what the open already
+    # said and the fix found again (a leftover that cannot be removed) is said once.
+    again = set(fixed)
+    return [f for f in findings if f not in again] + fixed
 
 
 def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
@@ -327,7 +376,14 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
                     Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
         named = set(seen.parent_of) - set(forgotten)
-        for name in sorted(snapshots.unknown(named, seen.names)):
+        unknown = sorted(snapshots.unknown(named, seen.names))
+        mounted_findings, mounted = _mounted(context, seen, unknown)
+        findings += mounted_findings
+        for name in unknown:
+            if name in mounted:
+                message = f"directory without a record ({MOUNTED_UNKNOWN})"
+                findings.append(Finding("unknown-dir", name, message))
+                continue
             if not _movable(snapshots.dir, name):
                 message = "directory without a record (not a layer name or not on this "
                 message += "filesystem: left alone)"

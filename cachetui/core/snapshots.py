@@ -39,6 +39,7 @@ __all__ = [
     "TRASH_PREFIX",
     "DirectorySnapshotter",
     "check_own_directories",
+    "mount_refusal",
 ]
 
 STAGING_PREFIX = "new-"
@@ -46,6 +47,15 @@ TRASH_PREFIX = "rm-"
 #: Where ``doctor --fix`` moves directories that no record names (under the store root).
 LOST_FOUND = "lost+found"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def mount_refusal(layer: str, point: str) -> str:
+    """Why a layer with a filesystem mounted in it is never removed, in the words every
+    refusal of it uses (prune, a chain's plan, doctor): removing it would delete the
+    mounted files, which live outside the store."""
+    if os.path.realpath(layer) == os.path.realpath(point):
+        return f"its layer {point} is itself a mount point (unmount it first)"
+    return f"{point} is mounted inside its layer (unmount it first)"
 
 
 def check_own_directories(root: Path) -> None:
@@ -84,13 +94,10 @@ def list_entries(directory: Path) -> tuple[set[str], set[str]]:
     one directory read. Only a real directory holds a layer's bytes: a layer replaced by
     a symlink (opening it is refused) must count as missing, never as a healthy layer.
     Raises ``OSError`` as ``os.scandir`` does."""
-    names: set[str] = set()
-    dirs: set[str] = set()
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            names.add(entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                dirs.add(entry.name)
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    names = {entry.name for entry in entries}
+    dirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
     return names, dirs
 
 
@@ -218,6 +225,14 @@ class DirectorySnapshotter:
                 return [(paths[0], err)]
             return []
         return [(Path(p), e) for p, e in fsops.remove_trees(paths)]
+
+    def mount_refusals(self, snapshot_ids: set[str]) -> dict[str, tuple[str, str]]:
+        """For each of these layers that has a mount point inside it (or is one): the
+        first such point and the reason it is not removed (``mount_refusal``)."""
+        return {
+            layer: (points[0], mount_refusal(str(self.dir / layer), points[0]))
+            for layer, points in self.mounts_in(snapshot_ids).items()
+        }
 
     def mounts_in(self, snapshot_ids: set[str]) -> dict[str, list[str]]:
         """The mount points inside each of these layers (only layers that have one).

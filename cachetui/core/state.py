@@ -395,24 +395,30 @@ def count_live(holders: Iterable[HolderRow], live: dict[str, int]) -> dict[str, 
     return live
 
 
-def load_state(records: RecordStore, *, include_deleted: bool = False) -> StoreState:
-    """Read every record and holder in one consistent snapshot.
+def load_state(
+    records: RecordStore, *, include_deleted: bool = False, ordered: bool = True
+) -> StoreState:
+    """Read every record and holder in one consistent snapshot; the rows in disk usage's
+    order (largest first, then by id) unless not ``ordered`` (the table's order).
 
     100,000 rows pass through here for every disk usage: the loop builds each row and
     notes its pair and its parent in one go (``RecordRow.from_values`` inlined)."""
     with records.read():
-        record_rows = records.all_records()
+        record_rows = records.all_records(ordered=ordered)
         holders = records.all_holders()
         labels, cache_mounts = records.metadata()
     rows: dict[str, RecordRow] = {}
     immutable_of: dict[str, str] = {}
     parents: set[str] = set()
     make, add_parent = RecordRow, parents.add
+    any_deleted = False
     with paused_gc():
         for (rid, parent, mutable, equal, retain, text, kind, created, last, count, size,
              deleted, pending, apparent) in record_rows:  # fmt: skip
-            if deleted and not include_deleted:
-                continue
+            if deleted:
+                any_deleted = True
+                if not include_deleted:
+                    continue
             row = rows[rid] = make(
                 rid,
                 parent,
@@ -445,7 +451,9 @@ def load_state(records: RecordStore, *, include_deleted: bool = False) -> StoreS
         immutable_of=immutable_of,
         labels=labels,
         cache_mounts=cache_mounts,
-        parent_ids=None if include_deleted else frozenset(parents),
+        # every row read is live: the parents they name are known (even when tombstones
+        # were asked for, there were none)
+        parent_ids=None if include_deleted and any_deleted else frozenset(parents),
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "CacheMount",
     "GCResult",
     "GCRunInfo",
+    "GCTotals",
     "Kept",
     "Mount",
     "PruneOptions",
@@ -454,3 +455,16 @@ class GCRunInfo:
     interrupted: bool = False
     pid: int = 0
     host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GCTotals:
+    """Every GC run ever recorded in the store, summed (metrics' counters): the history
+    keeps only the newest runs, and what it drops is added here first, so the totals
+    never go down. ``last_started_at`` is 0.0 when no run was recorded."""
+
+    runs: int = 0
+    records: int = 0
+    bytes: int = 0
+    duration: float = 0.0
+    last_started_at: float = 0.0

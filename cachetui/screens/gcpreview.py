@@ -19,6 +19,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
@@ -111,6 +112,20 @@ class GCPreviewScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
+    class Planned(Message, bubble=False):
+        """The worker's dry run of the GC list, tier by tier."""
+
+        def __init__(self, preview: GCPreview) -> None:
+            super().__init__()
+            self.preview = preview
+
+    class PlanFailed(Message, bubble=False):
+        """The GC list (a policy file) was refused; ``reason`` says why."""
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
     def __init__(self, service: CacheService, selected: str | None = None) -> None:
         super().__init__()
         self.service = service
@@ -156,14 +171,15 @@ class GCPreviewScreen(ModalScreen[None]):
         try:
             preview = self.service.plan_gc(path)
         except CacheError as err:
-            self.app.call_from_thread(self._failed, str(err))
+            self.post_message(self.PlanFailed(str(err)))
             return
-        self.app.call_from_thread(self._show, preview)
+        self.post_message(self.Planned(preview))
 
-    def _failed(self, message: str) -> None:
-        self.query_one("#gc-tiers", Static).update(Text(message, style="bold red"))
+    def on_gcpreview_screen_plan_failed(self, message: PlanFailed) -> None:
+        self.query_one("#gc-tiers", Static).update(Text(message.reason, style="bold red"))
 
-    def _show(self, preview: GCPreview) -> None:
+    def on_gcpreview_screen_planned(self, message: Planned) -> None:
+        preview = message.preview
         self.preview = preview
         self.query_one("#gc-title", Static).update(f"GC list (dry run): {preview.policy.source}")
         self.query_one("#gc-tiers", Static).update(render_tiers(preview))

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from cachetui.core import CacheError
+from cachetui.messages import LabelsRefused, LabelsSet
 from cachetui.widgets.format import escape
 
 __all__ = ["LabelScreen", "parse_label_words"]
@@ -105,9 +106,15 @@ class LabelScreen(ModalScreen[dict[str, str] | None]):
         try:
             now = self.set_labels(self.record_id, changes)
         except CacheError as err:
-            self.app.call_from_thread(self._error, str(err))
+            self.post_message(LabelsRefused(str(err)))
             return
-        self.app.call_from_thread(self.dismiss, now)
+        self.post_message(LabelsSet(now))
+
+    def on_labels_refused(self, message: LabelsRefused) -> None:
+        self._error(message.reason)
+
+    def on_labels_set(self, message: LabelsSet) -> None:
+        self.dismiss(message.labels)
 
     def _error(self, message: str) -> None:
         self.query_one("#label-error", Static).update(Text(message, style="bold red"))

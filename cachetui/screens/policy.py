@@ -2,7 +2,7 @@
 
 The screen shows the dry-run result (records and bytes) before anything is removed, then
 a progress bar while the prune runs, and the freed total at the end. All store work goes
-through the service in thread workers.
+through the service in thread workers, which post typed messages back to this screen.
 """
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from cachetui.core import CacheError, PruneInterrupted, PruneOptions
+from cachetui.messages import (
+    PolicyPlanFailed,
+    PolicyPlanned,
+    PolicyPruneEnded,
+    PolicyPruneProgress,
+)
 from cachetui.service import CacheService
 from cachetui.units import parse_duration, parse_size
 from cachetui.views import PlanRow, PrunePlan, plan_row
@@ -154,11 +160,15 @@ class PolicyPruneScreen(ModalScreen[int]):
         try:
             plan = self.service.plan_policy(options)
         except CacheError as err:
-            self.app.call_from_thread(self._summary, Text(str(err), style="bold red"))
+            self.post_message(PolicyPlanFailed(str(err)))
             return
-        self.app.call_from_thread(self._show_plan, plan)
+        self.post_message(PolicyPlanned(plan))
 
-    def _show_plan(self, plan: PrunePlan) -> None:
+    def on_policy_plan_failed(self, message: PolicyPlanFailed) -> None:
+        self._summary(Text(message.reason, style="bold red"))
+
+    def on_policy_planned(self, message: PolicyPlanned) -> None:
+        plan = message.plan
         self.plan = plan
         n = len(plan.rows)
         self._summary(
@@ -202,7 +212,7 @@ class PolicyPruneScreen(ModalScreen[int]):
     @work(thread=True, exclusive=True, group="policy-prune", exit_on_error=False)
     def _prune(self, options: PruneOptions) -> None:
         def progress(row: PlanRow) -> None:
-            self.app.call_from_thread(self._advance, row)
+            self.post_message(PolicyPruneProgress(row))
             if self._cancel.is_set():
                 # The core stops choosing records; batches already tombstoned still go.
                 raise _Cancelled
@@ -212,20 +222,25 @@ class PolicyPruneScreen(ModalScreen[int]):
         except PruneInterrupted as stopped:
             # Batches already under way were finished: count what really went.
             went = tuple(plan_row(info) for info in stopped.removed)
-            self.app.call_from_thread(self._stopped, went)
+            self.post_message(PolicyPruneEnded(None, "cancelled", went))
             return
         except CacheError as err:
-            self.app.call_from_thread(self._finish, None, str(err))
+            self.post_message(PolicyPruneEnded(None, str(err)))
             return
-        self.app.call_from_thread(self._finish, result, None)
+        self.post_message(PolicyPruneEnded(result))
+
+    def on_policy_prune_progress(self, message: PolicyPruneProgress) -> None:
+        self._advance(message.row)
 
     def _advance(self, row: PlanRow) -> None:
         self.done.append(row)
         self.query_one("#progress", ProgressBar).advance(1)
 
-    def _stopped(self, went: tuple[PlanRow, ...]) -> None:
-        self.done = list(went)
-        self._finish(None, "cancelled")
+    def on_policy_prune_ended(self, message: PolicyPruneEnded) -> None:
+        # Posted after every progress message of the run, so handled after them too.
+        if message.went is not None:
+            self.done = list(message.went)
+        self._finish(message.result, message.error)
 
     def _finish(self, result: PrunePlan | None, error: str | None) -> None:
         self.running = False
@@ -236,14 +251,17 @@ class PolicyPruneScreen(ModalScreen[int]):
             bar = self.query_one("#progress", ProgressBar)
             bar.update(total=max(len(result.rows), 1), progress=max(len(result.rows), 1))
             n = len(result.rows)
-            self._summary(
-                Text.assemble(
-                    ("Done: ", "bold"),
-                    (f"removed {records(n)}, freed ", ""),
-                    (size(result.freed), "bold green"),
-                    (".", ""),
-                )
+            summary = Text.assemble(
+                ("Done: ", "bold"),
+                (f"removed {records(n)}, freed ", ""),
+                (size(result.freed), "bold green"),
+                (".", ""),
             )
+            if result.refused:
+                # The rest went; what the core would not remove is said with its reason.
+                summary.append(f"\nKept {records(len(result.refused))}: ", style="bold yellow")
+                summary.append("; ".join(f"{i[:12]}: {r}" for i, r in result.refused))
+            self._summary(summary)
         else:
             self.freed = sum(r.size for r in self.done if not r.shared)
             n = len(self.done)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -234,6 +236,67 @@ def test_parallel_helper_death_falls_back_to_one_process(
     before = measurepool.requests()
     assert measure(top, workers=2).size == du(top)
     assert measurepool.requests() > before
+
+
+def test_a_stopped_helper_fails_its_request_at_once_and_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper stopped (SIGSTOP) in the middle of a request never answers: the request
+    fails as soon as the stop is seen, far within the reply timeout, the tree is measured
+    in-process, and the stopped helper is killed and replaced."""
+    top = tmp_path / "wide"
+    build_wide(top, dirs=10)
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
+    assert measurepool.available(1, timeout=120) == 1
+    stopped: list[measurepool.Helper] = []
+    real_request = measurepool.Helper.request
+
+    def request_then_stop(self: measurepool.Helper, header: bytes, fds: list[int]) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)  # a real stop, as a debugger or ^Z does
+        deadline = time.monotonic() + 30
+        while measurepool.process_state(self.proc.pid) != "T":
+            assert time.monotonic() < deadline, "the helper did not stop"
+            time.sleep(0.01)
+        stopped.append(self)
+        real_request(self, header, fds)
+
+    monkeypatch.setattr(measurepool.Helper, "request", request_then_stop)
+    started = time.monotonic()
+    assert measure(top, workers=2).size == du(top)
+    elapsed = time.monotonic() - started
+    assert stopped, "no helper was asked"
+    assert elapsed < measurepool.REPLY_TIMEOUT / 5, f"waited {elapsed:.0f}s for a stopped helper"
+    assert stopped[0].proc.poll() is not None  # killed, not left stopped
+    monkeypatch.undo()
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
+    assert measurepool.available(1, timeout=120) == 1
+    before = measurepool.requests()
+    assert measure(top, workers=2).size == du(top)
+    assert measurepool.requests() > before  # a new helper serves the next walk
+
+
+def test_a_helper_stopped_while_idle_is_replaced_before_it_is_lent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = tmp_path / "wide"
+    build_wide(top, dirs=10)
+    monkeypatch.setattr(usage, "PARALLEL_THRESHOLD", 10)
+    assert measurepool.available(1, timeout=120) == 1
+    (idle,) = measurepool.borrow(1)
+    measurepool.give_back([idle])
+    os.kill(idle.proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while measurepool.process_state(idle.proc.pid) != "T":
+        assert time.monotonic() < deadline, "the helper did not stop"
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert measure(top, workers=2).size == du(top)
+    assert time.monotonic() - started < measurepool.REPLY_TIMEOUT / 5
+    assert idle.proc.poll() is not None  # dropped and killed, never lent
+    assert measurepool.available(1, timeout=120) == 1
+    (fresh,) = measurepool.borrow(1)
+    measurepool.give_back([fresh])
+    assert fresh is not idle and fresh.proc.pid != idle.proc.pid
 
 
 MEASURE_WITH_THREADS = """

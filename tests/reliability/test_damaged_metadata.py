@@ -239,3 +239,28 @@ def test_network_filesystem_is_reported(root: Path, monkeypatch: pytest.MonkeyPa
         [finding] = cm.open_findings
         assert finding.kind == "network-filesystem" and "nfs4" in finding.message
         assert finding in cm.doctor()
+
+
+def test_a_dangling_parent_is_a_root_for_the_effective_age(root: Path) -> None:
+    """The GC plan's "why is it still here" walks up to the newest use below a parent;
+    a record whose parent row is missing is a root there, never a KeyError."""
+    from cachetui.core.effective_age import NewestInSubtrees, newest_in_subtrees
+
+    ids = populate(root)
+    db = sqlite3.connect(root / "metadata.db")
+    db.execute("DELETE FROM record WHERE id = ?", (ids[0],))
+    db.commit()
+    db.close()
+    with CacheManager.open(root) as cm:
+        assert cm.read_only  # damaged: a dry run still reads
+        result = cm.gc_plan([PruneOptions(all=True, filters=(f"id=={ids[1]}",))])
+        kept = result.tiers[0].kept
+        assert kept[ids[1]].kind == "parent"
+        assert kept[ids[2]].kind == "filter"
+        state = cm._context.state()
+        whole = newest_in_subtrees(state)
+        lazy = NewestInSubtrees(state)
+        assert ids[0] not in whole
+        for rid in (ids[1], ids[2]):
+            assert whole[rid] == lazy.get(rid)
+        assert cm.records()[ids[1]].effective_at == whole[ids[1]][0]

@@ -9,64 +9,20 @@ the suite runs as root) a refused mount fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, PruneOptions, SnapshotError, fsops, usage
+from cachetui.core import CacheManager, PruneOptions, PruneRefused, SnapshotError, fsops, usage
+from tests.mounting import CANARY, canary, canary_intact, mount
 from tests.reliability.workers import child_env
 
-CANARY = b"alive" * 2000
-
-
-def _cannot(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI runs as root and must mount: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
-    """``mount(source, target)`` bind-mounts; ``mount(None, target)`` mounts a tmpfs.
-
-    Afterwards every mount below ``tmp_path`` goes, deepest first, wherever a failing
-    prune may have moved it.
-    """
-
-    def do(source: Path | None, target: Path) -> None:
-        if os.geteuid() != 0:
-            _cannot("mounting needs root")
-        command = (
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "cachetui-test", str(target)]
-            if source is None
-            else ["mount", "--bind", str(source), str(target)]
-        )
-        done = subprocess.run(command, capture_output=True)
-        if done.returncode:
-            _cannot(f"cannot mount here: {done.stderr.decode().strip()}")
-
-    yield do
-    for point in sorted(fsops.mounts_below(tmp_path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
-@pytest.fixture
-def canary(tmp_path: Path) -> Path:
-    """A directory outside the store whose files must survive everything."""
-    outside = tmp_path / "outside"
-    (outside / "deep").mkdir(parents=True)
-    (outside / "canary").write_bytes(CANARY)
-    (outside / "deep" / "canary").write_bytes(CANARY)
-    return outside
-
-
-def _canary_intact(canary: Path) -> None:
-    assert (canary / "canary").read_bytes() == CANARY
-    assert (canary / "deep" / "canary").read_bytes() == CANARY
+__all__ = ["canary", "mount"]  # fixtures, used by name
 
 
 def _layer(cm: CacheManager, content: int = 8192) -> tuple[str, Path]:
@@ -96,7 +52,7 @@ def test_measure_never_crosses_a_mount(
     assert not measured.complete  # never cached: the mount may go away
     # The same walk shared among worker processes agrees.
     assert usage.measure(path, workers=2).size == before
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 @pytest.mark.parametrize("kind", ["bind", "tmpfs"])
@@ -117,13 +73,13 @@ def test_prune_refuses_a_layer_with_a_mount_and_names_it(
     assert [u.id for u in cm.disk_usage()] == [rid]
     assert (path / "own").read_bytes() == b"o" * 8192
     if kind == "bind":
-        _canary_intact(canary)
+        canary_intact(canary)
     else:
         assert (path / "sub" / "mnt" / "mounted").read_bytes() == CANARY
     assert os.listdir(cm.snapshots.dir) == [rid]
     # A dry run does not list it.
     assert cm.prune(PruneOptions(all=True), dry_run=True) == []
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_layer_that_is_itself_a_bind_mount(
@@ -135,7 +91,7 @@ def test_layer_that_is_itself_a_bind_mount(
     assert {f.kind for f in cm.snapshots.measure(rid).findings} == {"mount-point"}
     with pytest.raises(SnapshotError, match=f"refusing to prune {rid}"):
         cm.prune(PruneOptions(all=True))
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_remover_stops_at_a_bind_mount(
@@ -147,14 +103,14 @@ def test_remover_stops_at_a_bind_mount(
     mount(canary, tree / "a" / "mnt")
     with pytest.raises(SnapshotError, match="a directory is mounted there"):
         fsops.remove_tree(tree)
-    _canary_intact(canary)
+    canary_intact(canary)
     # A mount point at the top is refused before anything is removed.
     top = tmp_path / "top"
     top.mkdir()
     mount(canary, top)
     with pytest.raises(SnapshotError, match="is a mount point"):
         fsops.remove_tree(top)
-    _canary_intact(canary)
+    canary_intact(canary)
 
 
 def test_mounts_below_reads_escaped_names(tmp_path: Path, mount: Callable[..., None]) -> None:
@@ -184,7 +140,7 @@ def test_cli_prune_names_the_mount(
         f"cachetui: refusing to prune {rid}: {path / 'mnt'} is mounted inside its layer "
         "(unmount it first)"
     ]
-    _canary_intact(canary)
+    canary_intact(canary)
     du = subprocess.run(
         [sys.executable, "-m", "cachetui", "du", "--format", "json", "--root", str(cm.root)],
         capture_output=True,
@@ -193,3 +149,198 @@ def test_cli_prune_names_the_mount(
         timeout=60,
     )
     assert du.returncode == 0 and rid in du.stdout
+
+
+def _chain(cm: CacheManager) -> tuple[str, str, Path]:
+    """A parent with one child; returns (parent id, child id, the child's layer)."""
+    base = cm.new(retain=True)
+    (base.mount().upper / "base").write_bytes(b"b" * 4096)  # type: ignore[operator]
+    parent = base.commit()
+    parent.finalize()
+    base.release()
+    child = cm.new(parent, retain=True)
+    path = child.mount().upper
+    assert path is not None
+    (path / "own").write_bytes(b"c" * 4096)
+    child.release()
+    parent.release()
+    return parent.id, child.id, path
+
+
+def test_a_chain_plan_names_the_mount_as_prune_does(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """The core's chain plan gives prune's own reason (the mount point), never a vague
+    one, and a chain prune removes nothing."""
+    parent, child, path = _chain(cm)
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    plan = cm.plan_chain([parent])
+    reason = f"{path / 'mnt'} is mounted inside its layer (unmount it first)"
+    assert plan.rows == ()
+    assert plan.blockers[0] == (child, reason)
+    assert plan.refusal is not None and plan.refusal.startswith(f"{child} inside the chain: ")
+    assert reason in plan.refusal
+    # prune's own refusal uses the same words
+    with pytest.raises(SnapshotError) as refused:
+        cm.prune(ids=[child])
+    assert str(refused.value) == f"refusing to prune {child}: {reason}"
+    with pytest.raises(Exception, match="mounted inside its layer"):
+        cm.prune_chain([parent])
+    assert {u.id for u in cm.disk_usage()} >= {parent, child}
+    canary_intact(canary)
+
+
+def test_a_chain_plan_names_a_layer_that_is_a_mount_point(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    parent, child, path = _chain(cm)
+    mount(canary, path)
+    plan = cm.plan_chain([parent])
+    assert plan.blockers[0] == (
+        child,
+        f"its layer {path} is itself a mount point (unmount it first)",
+    )
+    canary_intact(canary)
+
+
+def _doctor(root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cachetui", "doctor", *flags, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+
+
+def test_doctor_reports_a_layer_that_is_a_mount_point_and_fix_leaves_it(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Prune refuses such a layer, so doctor must not call the store clean; ``--fix``
+    neither moves nor removes anything across the mount: it says the operator must act."""
+    rid, path = _layer(cm, content=0)
+    mount(canary, path)
+    cm.close()
+    reason = f"its layer {path} is itself a mount point (unmount it first)"
+    look = _doctor(cm.root, "--format", "json")
+    assert look.returncode == 1, look.stdout + look.stderr
+    found = [json.loads(line) for line in look.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [("mounted-layer", rid, False)]
+    assert reason in found[0]["message"] and "operator must unmount" in found[0]["message"]
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stdout + fix.stderr
+    assert "store is clean" not in fix.stdout
+    assert "mounted-layer" in fix.stdout and rid in fix.stdout
+    assert os.listdir(cm.root / "snapshots") == [rid]
+    assert not (cm.root / "lost+found").exists()
+    assert fsops.mounts_below(path) == [str(path)]  # still mounted
+    canary_intact(canary)
+    with CacheManager.open(cm.root) as again:
+        assert [u.id for u in again.disk_usage()] == [rid]
+
+
+def test_doctor_fix_does_not_move_a_directory_without_a_record_that_holds_a_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    stray = cm.snapshots.dir / "0123456789abcdefghijklmno"
+    (stray / "mnt").mkdir(parents=True)
+    mount(canary, stray / "mnt")
+    old = os.stat(stray).st_mtime - 3600
+    os.utime(stray, (old, old))  # older than the fix: it would be moved if it could go
+    cm.close()
+    fix = _doctor(cm.root, "--fix", "--format", "json")
+    found = [json.loads(line) for line in fix.stdout.splitlines()]
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in found] == [
+        ("unknown-dir", stray.name, False)
+    ], fix.stderr
+    assert "a filesystem is mounted in it" in found[0]["message"]
+    assert fsops.mounts_below(stray) == [str(stray / "mnt")]
+    assert not (cm.root / "lost+found" / stray.name).exists()
+    canary_intact(canary)
+
+
+def test_doctor_fix_says_an_unremovable_leftover_once(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Opening to fix and the fix itself both try to remove a crash's leftover; one that
+    cannot go (a directory is mounted in it) is one line of the report, not two."""
+    rid, _path = _layer(cm)
+    leftover = cm.snapshots.dir / "new-0123456789abcdefghijklmno"
+    (leftover / "mnt").mkdir(parents=True)
+    mount(canary, leftover / "mnt")
+    cm.close()
+    fix = _doctor(cm.root, "--fix")
+    assert fix.returncode == 1, fix.stderr
+    lines = fix.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "SUBJECT", "FIXED", "MESSAGE"]
+    assert len(lines) == 2, fix.stdout
+    assert lines[1].split()[:3] == ["leftover", leftover.name, "no"]
+    assert f"refusing to remove {leftover / 'mnt'}" in lines[1]
+    canary_intact(canary)
+    assert sorted(os.listdir(cm.snapshots.dir)) == sorted([rid, leftover.name])
+
+
+def test_prune_goes_on_past_every_mounted_layer_and_reports_each(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """As BuildKit skips what it cannot release: the mounted layers stay, every other
+    record goes, and the refusal lists each record kept (and what went)."""
+    kept_bind, bind_path = _layer(cm)
+    kept_tmpfs, tmpfs_path = _layer(cm)
+    others = [_layer(cm) for _ in range(3)]
+    (bind_path / "mnt").mkdir()
+    mount(canary, bind_path / "mnt")
+    mount(None, tmpfs_path)
+    (tmpfs_path / "mounted").write_bytes(CANARY)
+    with pytest.raises(PruneRefused) as refused:
+        cm.prune(PruneOptions(all=True))
+    assert sorted(info.id for info in refused.value.removed) == sorted(r for r, _ in others)
+    assert sorted(refused.value.refusals) == sorted(
+        [
+            (kept_bind, f"{bind_path / 'mnt'} is mounted inside its layer (unmount it first)"),
+            (kept_tmpfs, f"its layer {tmpfs_path} is itself a mount point (unmount it first)"),
+        ]
+    )
+    assert "(and 1 more record)" in str(refused.value)
+    assert sorted(u.id for u in cm.disk_usage()) == sorted([kept_bind, kept_tmpfs])
+    for _rid, path in others:
+        assert not path.exists()
+    assert (bind_path / "own").read_bytes() == b"o" * 8192
+    assert (tmpfs_path / "mounted").read_bytes() == CANARY
+    canary_intact(canary)
+    # A dry run lists neither, and says why when asked.
+    why: list[tuple[str, str]] = []
+    assert cm.prune(PruneOptions(all=True), dry_run=True, refused=why) == []
+    assert sorted(why) == sorted(refused.value.refusals)
+
+
+def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    kept, path = _layer(cm)
+    others = [_layer(cm) for _ in range(2)]
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    cm.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--all", "--force", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cachetui: refusing to prune {kept}: {path / 'mnt'} is mounted inside its layer "
+        "(unmount it first)"
+    ]
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "RECLAIMABLE"]
+    listed = sorted(line.split()[0].rstrip("*") for line in lines[1:-1])  # * marks a mutable
+    assert listed == sorted(r for r, _ in others)
+    assert lines[-1].startswith("Total:")
+    for _rid, other in others:
+        assert not other.exists()
+    assert os.listdir(cm.snapshots.dir) == [kept]
+    canary_intact(canary)

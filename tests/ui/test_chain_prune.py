@@ -18,7 +18,11 @@ from textual.widgets import Input, Static
 
 from cachetui.screens.dialogs import ConfirmPruneScreen
 from cachetui.screens.labels import LabelScreen, parse_label_words
+from cachetui.screens.policy import PolicyPruneScreen
+from tests.mounting import canary, canary_intact, mount
 from tests.ui.conftest import loaded, make_app, settle, wait_for
+
+__all__ = ["canary", "mount"]  # fixtures, used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -149,6 +153,25 @@ async def test_a_record_held_by_another_process_stops_the_chain(store, holders):
     assert (canary / "keep").read_bytes() == CANARY
 
 
+async def test_a_mount_inside_the_chain_is_named_when_marking_it(store, canary, mount):
+    """The chain's refusal on screen is the core's: the mount point, in prune's words."""
+    root, ids = store
+    layer = root / "snapshots" / ids["dist"]
+    (layer / "mnt").mkdir()
+    mount(canary, layer / "mnt")
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        await _mark_chain(pilot, app, ids["build"])
+        note = app.notes[-1][1]
+        assert f"cannot mark the chain of {ids['build'][:12]}: {ids['dist'][:12]} inside" in note
+        assert f"{layer / 'mnt'} is mounted inside its layer (unmount it first)" in note
+        assert app.marks == set()
+        for name in CHAIN:
+            assert (root / "snapshots" / ids[name]).exists()
+    canary_intact(canary)
+
+
 async def test_x_unmarks_and_a_record_inside_a_chain_is_not_marked_alone(store):
     root, ids = store
     app = make_app(root)
@@ -234,3 +257,34 @@ def test_label_words_follow_kubectl() -> None:
     for bad in ("", "team", "=x", "-"):
         with pytest.raises(ValueError):
             parse_label_words(bad)
+
+
+async def test_a_policy_prune_goes_past_a_mounted_layer_and_says_why_it_stayed(
+    store, canary, mount
+):
+    """``p``: the mounted layer stays with the core's reason on screen; the rest goes."""
+    root, ids = store
+    layer = root / "snapshots" / ids["old"]
+    (layer / "mnt").mkdir()
+    mount(canary, layer / "mnt")
+    app = make_app(root)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyPruneScreen))
+        screen = app.screen
+        screen.query_one("#filters", Input).value = "type==regular"
+        await pilot.pause()
+        screen.action_preview()
+        await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
+        planned = set(screen.plan.ids)
+        assert planned and ids["old"] not in planned
+        screen.action_prune()
+        await wait_for(pilot, lambda: screen.finished, what="the prune")
+        summary = str(screen.query_one("#summary", Static).render())
+        assert summary.startswith(f"Done: removed {len(planned)} records")
+        assert f"Kept 1 record: {ids['old'][:12]}: {layer / 'mnt'} is mounted inside" in summary
+        for record_id in planned:
+            assert not (root / "snapshots" / record_id).exists()
+        assert (root / "snapshots" / ids["old"]).is_dir()
+    canary_intact(canary)

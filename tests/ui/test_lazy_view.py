@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cachetui.core import CacheManager, totals
-from cachetui.core.records import RecordStates, record_states
+from cachetui.core.records import RecordStates
 from cachetui.service import CacheService
 from cachetui.subtree import Subtrees
 from tests.ui.conftest import loaded, make_app, settle
@@ -63,7 +63,7 @@ async def test_opening_builds_only_the_rows_on_screen(tmp_path):
         built = sum(1 for rid in ids if rows.is_built(rid))
         assert built <= 60, built  # the lines on screen and the cursor's details
         # the totals and the subtree totals are the ones the values give
-        everything = record_states(app.service.manager)
+        everything = dict(app.service.manager.records().items())  # every value, read afresh
         assert view.totals == totals(list(everything.values()), fixed_disk_stat(root))
         fresh = Subtrees.build(view.children, lambda i: everything[i].size)
         first = app.ref_tree.root.children[0].data
@@ -97,6 +97,38 @@ def test_cheap_reads_agree_with_every_value(store):
             healths.add(value.health)
         assert healths == {"ok", "missing", "broken"}
         # built one at a time or all at once: the same values
-        assert dict(rows.items()) == record_states(service.manager)
+        assert dict(rows.items()) == dict(service.manager.records().items())
     finally:
         service.close()
+
+
+async def test_the_first_picture_is_kept_from_the_collector_and_still_freed(tmp_path):
+    """The preloaded picture is moved out of the cyclic collector's reach (it would
+    traverse it while the first frame is drawn), yet a reload frees it (reference
+    counting: it holds no cycles), and closing the dashboard hands the rest back."""
+    import gc
+    import weakref
+
+    root = tmp_path / "store"
+    bulk_store(root, 200)
+    gc.collect()
+    frozen_before = gc.get_freeze_count()
+    app = make_app(root, preload=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        first = app.service.view
+        assert first is not None
+        assert gc.get_freeze_count() > frozen_before
+        gone = weakref.ref(first.rows)
+        del first
+        with CacheManager.open(root) as cm:  # a change: the screen takes a new picture
+            cm.new(description="a new layer", retain=True).release()
+        app.reload()
+        await settle(pilot)
+        view = app.service.view
+        assert view is not None and len(view.rows) == 201
+        assert app.ref_tree.view is view
+        assert gone() is None, "the first picture outlived its reload"
+    app.shutdown()
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()

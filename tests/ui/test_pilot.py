@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -471,13 +472,28 @@ async def test_policy_prune_can_be_cancelled_between_batches(tmp_path: Path):
         await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
         assert len(screen.plan.ids) == 120
         advance = screen._advance
+        shown = threading.Event()
 
         def advance_then_cancel(row):
             advance(row)
             if len(screen.done) == 1:
                 screen.action_close()  # what escape does while the prune runs
+                shown.set()
 
         screen._advance = advance_then_cancel
+        prune_policy = app.service.prune_policy
+
+        def prune_waiting_for_the_screen(options, on_prune):
+            # The worker does not wait for the screen (progress is a message): hold it
+            # after the first record until the screen has shown it and escape was pressed.
+            def report(row):
+                on_prune(row)
+                if not shown.is_set():
+                    assert shown.wait(30)
+
+            return prune_policy(options, on_prune=report)
+
+        app.service.prune_policy = prune_waiting_for_the_screen
         screen.action_prune()
         await wait_for(pilot, lambda: screen.finished, what="the cancelled prune")
         summary = str(screen.query_one("#summary", Static).render())

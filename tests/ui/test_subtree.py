@@ -56,6 +56,55 @@ def test_subtrees_sum_every_level_and_follow_deltas_exactly():
         assert before is not trees or not any(deltas.values())
 
 
+def test_lazy_totals_asked_in_any_order_across_resizes_equal_a_rebuild():
+    """Summed when first asked for: some totals known, some not, when sizes change;
+    every value answers what its own sizes say, whenever it is asked."""
+    rng = random.Random(5)
+    children, parent = _tree(5, 400)
+    sizes = {rid: rng.choice([-1, 0, 10, 4096, 10**9]) for rid in parent}
+    up = _ancestors(parent)
+    trees = Subtrees.lazy(children, dict(sizes).__getitem__)
+    history: list[tuple[Subtrees, dict[str, int]]] = []
+    for _ in range(40):
+        for rid in rng.sample(sorted(parent), 15):  # a few rows on screen
+            fresh = Subtrees.build(children, sizes.__getitem__)
+            assert trees.size(rid) == fresh.size(rid) and trees.count(rid) == fresh.count(rid)
+        history.append((trees, dict(sizes)))
+        deltas = {}
+        for rid in rng.sample(sorted(parent), 4):
+            new = rng.choice([-1, 0, 1, 5000, 3 * 10**9])
+            deltas[rid] = max(new, 0) - max(sizes[rid], 0)
+            sizes[rid] = new
+        trees = trees.resized(deltas, up)
+    # every earlier value, asked now about anything, still answers its own sizes
+    for old, then in rng.sample(history, 10):
+        fresh = Subtrees.build(children, then.__getitem__)
+        assert all(old.size(r) == fresh.size(r) for r in parent)
+        assert all(old.count(r) == fresh.count(r) for r in parent)
+
+
+def test_lazy_totals_sum_only_what_is_asked():
+    children = {None: ["a", "b"], "a": ["a1"], "a1": ["a2"], "b": ["b1"]}
+    read: list[str] = []
+    sizes = {"a": 1, "a1": 2, "a2": 3, "b": 10, "b1": 20}
+
+    def size_of(rid: str) -> int:
+        read.append(rid)
+        return sizes[rid]
+
+    trees = Subtrees.lazy(children, size_of)
+    assert trees.size("a") == 6 and trees.count("a") == 3
+    assert sorted(read) == ["a", "a1", "a2"]  # b's subtree was never read
+    assert trees.size("a1") == 5 and len(read) == 3  # known since a was summed
+
+
+def test_a_parent_loop_is_summed_without_hanging():
+    children = {None: ["r"], "x": ["y"], "y": ["x"]}  # x and y: damage no root reaches
+    trees = Subtrees.lazy(children, lambda rid: 1)
+    assert trees.size("r") == 1 and trees.count("r") == 1
+    assert trees.size("x") in (1, 2) and trees.count("y") in (1, 2)
+
+
 def test_resized_leaves_the_old_value_as_it_was():
     children, parent = _tree(3, 20)
     sizes = dict.fromkeys(parent, 100)
@@ -96,3 +145,17 @@ def test_resized_totals_equal_totals_summed_afresh():
         row.size = rng.choice([-1, 0, 3, 10**7])
         current = resized_totals(current, [(row, old)])
         assert current == totals(rows)
+
+
+def test_totals_of_sizes_equal_totals_row_by_row():
+    from cachetui.core.diskusage import totals_of, totals_of_sizes
+
+    rng = random.Random(13)
+    for _ in range(50):
+        sizes = {f"r{n}": rng.choice([-1, 0, 7, 10**6, 3 * 10**9]) for n in range(80)}
+        in_use = {r for r in sizes if rng.random() < 0.3} | {"hidden-half"}
+        shared = {r for r in sizes if rng.random() < 0.2} | {"another-half"}
+        by_rows = totals_of(
+            ((size, r in in_use, r in shared) for r, size in sizes.items()), len(sizes)
+        )
+        assert totals_of_sizes(sizes, in_use, shared) == by_rows
