@@ -107,7 +107,8 @@ class StoreContext:
         directories under ``snapshots/`` when they come with it (else None: the caller
         lists them). The open's picture is taken when it is still exactly what a read
         now would give: no commit since, by anyone (``PRAGMA data_version`` for other
-        connections, ``total_changes`` for this one), and the same holders, alive."""
+        connections, ``total_changes`` for this one), and the same holders, alive. Its
+        rows may come in the table's order rather than disk usage's."""
         handed, self._handed = self._handed, None
         if handed is not None and self._still_current(handed):
             return handed.state, handed.layer_dirs

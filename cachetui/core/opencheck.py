@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +180,10 @@ class Inspection:
         named = len(self.parent_of) - len(self.pair_of.keys() & self.parent_of.keys())
         if not named:
             return None
-        unlisted = self.parent_of.keys() - self.pair_of.keys() - self.layer_dirs
-        absent = [rid for rid in unlisted if self.layer_holder(rid) is None]
+        unlisted = filterfalse(self.layer_dirs.__contains__, self.parent_of)  # C speed
+        absent = [
+            rid for rid in unlisted if rid not in self.pair_of and self.layer_holder(rid) is None
+        ]
         if self.snapshots_exist and len(absent) * 2 <= named:
             return None
         where = str(self.directory)

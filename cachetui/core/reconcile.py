@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import filterfalse
 from pathlib import Path
 
 from cachetui.core import filesystems, opencheck, usage
@@ -83,12 +84,11 @@ def _plan(seen: opencheck.Inspection, tombstoned: list[str]) -> tuple[list[str],
         for rid, mutable_id in seen.pair_of.items()
         if mutable_id not in seen.names and rid in seen.names
     ]
-    # whole-set operations first: normally every record's layer is listed
-    unlisted = seen.parent_of.keys() - seen.pair_of.keys() - seen.names
+    # the records not listed under their own name, found at C speed (normally only
+    # pending commits' immutables, whose layer is the mutable's)
+    unlisted = filterfalse(seen.names.__contains__, seen.parent_of)
     unretire = [
-        rid
-        for rid in (seen.named_layers() if unlisted else ())
-        if rid not in seen.names and f"{TRASH_PREFIX}{rid}" in seen.names
+        rid for rid in unlisted if rid not in seen.pair_of and f"{TRASH_PREFIX}{rid}" in seen.names
     ]
     return half_finalized, unretire
 
@@ -99,7 +99,7 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
     found = []
     # a live record's name is its layer, never a leftover (a live id is never one of
     # these names: no prefix is an id): the rest are few
-    for name in seen.names - seen.parent_of.keys():
+    for name in seen.names.difference(seen.parent_of):
         if name.startswith(STAGING_PREFIX):
             found.append(name)
         elif name.startswith(TRASH_PREFIX):
@@ -176,7 +176,8 @@ def reconcile(
                 return []
             # The whole picture, read once: the checks use its shape, and the first
             # reader after the open (a dashboard) takes it instead of reading it again.
-            picture = load_state(records, include_deleted=True)
+            # (That reader orders what it shows itself: the table's order will do.)
+            picture = load_state(records, include_deleted=True, ordered=False)
             seen = opencheck.inspect_state(picture, snapshots.dir)
             problems = seen.problems()
             if problems:

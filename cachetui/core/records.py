@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
-from cachetui.core.diskusage import Totals, measure_missing, totals_of
+from cachetui.core.diskusage import Totals, measure_missing, totals_of_sizes
 from cachetui.core.effective_age import NewestInSubtrees
 from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
@@ -140,7 +140,8 @@ class RecordBrief(NamedTuple):
 
 
 class RecordStates(Mapping[str, RecordState]):
-    """One ``RecordState`` per visible record, by id, in disk usage's order, each built
+    """One ``RecordState`` per visible record, by id, in the order the rows were read
+    (disk usage's, or the table's when it is the open's picture handed on), each built
     the first time it is asked for.
 
     Everything that needs the whole store (the visible set, in use, shared, sizes, the
@@ -206,11 +207,17 @@ class RecordStates(Mapping[str, RecordState]):
     @cached_property
     def parents(self) -> Mapping[str, str | None]:
         """Every visible record's parent (what ``self[record_id].parent`` says)."""
-        visible, shown = self._visible, self._shown
-        return {
-            rid: row.parent if row.parent is None or row.parent in visible else shown(row.parent)
-            for rid, row in visible.items()
-        }
+        visible = self._visible
+        parents = {rid: row.parent for rid, row in visible.items()}
+        # Normally every parent named is visible (checked at C speed); a parent that is
+        # a hidden pair half stands for its visible half.
+        named = filter(None, parents.values())
+        if not all(map(visible.__contains__, named)):
+            shown = self._shown
+            for rid, parent in parents.items():
+                if parent is not None and parent not in visible:
+                    parents[rid] = shown(parent)
+        return parents
 
     def parent_of(self, record_id: str) -> str | None:
         """The visible record above it (what ``self[record_id].parent`` says)."""
@@ -222,7 +229,12 @@ class RecordStates(Mapping[str, RecordState]):
     def other_layers(self) -> dict[str, str]:
         """Layer directory -> record, for the records whose layer is not named by their
         own id (a pending commit writes into its mutable's directory)."""
-        return {row.layer_id: rid for rid, row in self._visible.items() if row.layer_id != rid}
+        # only a pending commit's immutable names another layer (its mutable's)
+        return {
+            row.equal_mutable: rid
+            for rid, row in self._visible.items()
+            if row.equal_mutable is not None and row.equal_mutable != rid
+        }
 
     @property
     def sizes(self) -> Mapping[str, int]:
@@ -235,12 +247,7 @@ class RecordStates(Mapping[str, RecordState]):
     def totals(self, dstat: DiskStat | None = None) -> Totals:
         """The totals block over every visible record (``totals``' rule, from the sizes
         and the in-use and shared sets: no record's value is built)."""
-        in_use, shared = self._in_use, self._shared
-        return totals_of(
-            ((size, rid in in_use, rid in shared) for rid, size in self._sizes.items()),
-            len(self._sizes),
-            dstat,
-        )
+        return totals_of_sizes(self._sizes, self._in_use, self._shared, dstat)
 
     def brief(self, record_id: str) -> RecordBrief:
         row = self._visible[record_id]

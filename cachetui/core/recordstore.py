@@ -219,12 +219,12 @@ class RecordStore:
             )
         )
 
-    def all_records(self) -> list[tuple[Any, ...]]:
+    def all_records(self, *, ordered: bool = True) -> list[tuple[Any, ...]]:
         """Every record row as ``record_columns`` tuples, largest first, then by id (disk
-        usage's order, so it rarely needs to sort)."""
-        return self.store.rows(
-            f"SELECT {self.store.record_columns} FROM record ORDER BY size DESC, id"
-        )
+        usage's order, so it rarely needs to sort); without ``ordered``, in the table's
+        own order (sorting 100,000 rows is a third of reading them)."""
+        order = " ORDER BY size DESC, id" if ordered else ""
+        return self.store.rows(f"SELECT {self.store.record_columns} FROM record{order}")
 
     def shapes(self) -> list[tuple[Any, ...]]:
         """``(id, parent, equal_mutable, mutable, deleted)`` of every row (the open check)."""

@@ -94,13 +94,10 @@ def list_entries(directory: Path) -> tuple[set[str], set[str]]:
     one directory read. Only a real directory holds a layer's bytes: a layer replaced by
     a symlink (opening it is refused) must count as missing, never as a healthy layer.
     Raises ``OSError`` as ``os.scandir`` does."""
-    names: set[str] = set()
-    dirs: set[str] = set()
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            names.add(entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                dirs.add(entry.name)
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    names = {entry.name for entry in entries}
+    dirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
     return names, dirs
 
 

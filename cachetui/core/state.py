@@ -189,13 +189,16 @@ class StoreState:
         return seen
 
 
-def load_state(records: RecordStore, *, include_deleted: bool = False) -> StoreState:
-    """Read every record and holder in one consistent snapshot.
+def load_state(
+    records: RecordStore, *, include_deleted: bool = False, ordered: bool = True
+) -> StoreState:
+    """Read every record and holder in one consistent snapshot; the rows in disk usage's
+    order (largest first, then by id) unless not ``ordered`` (the table's order).
 
     100,000 rows pass through here for every disk usage: the loop builds each row and
     notes its pair and its parent in one go (``RecordRow.from_values`` inlined)."""
     with records.read():
-        record_rows = records.all_records()
+        record_rows = records.all_records(ordered=ordered)
         holders = records.all_holders()
         labels, cache_mounts = records.metadata()
     rows: dict[str, RecordRow] = {}

@@ -343,3 +343,30 @@ def test_a_row_update_rebuilds_only_its_own_store(fleet) -> None:
 
 def split(key: str) -> str:
     return key.partition("/")[2]
+
+
+def test_filters_match_the_packed_records_of_the_stores_read(fleet) -> None:
+    """Words search the records read so far (their ids and descriptions); a filter
+    expression reads the stores it needs and matches each record's value; ``store==``
+    picks a store's row and its records."""
+    url, ids = fleet
+    service = FleetService(url)
+    try:
+        service.load()
+        assert service.matching("apt-get") == frozenset()  # nothing read yet
+        service.expand("ci-runner-1/")
+        assert service.matching("apt-get") == {f"ci-runner-1/{ids['ci-runner-1'][1]}"}
+        assert service.matching(ids["ci-runner-1"][2][-6:]) == {
+            f"ci-runner-1/{ids['ci-runner-1'][2]}"
+        }
+        mounts = service.matching("type==exec.cachemount")  # reads every store
+        assert mounts == {f"{name}/{ids[name][3]}" for name in ids}
+        assert service.matching("store==ci-runner-2,mutable") == {
+            f"ci-runner-2/{ids['ci-runner-2'][3]}"
+        }
+        assert service.matching("store==ci-runner-1") == {
+            "ci-runner-1/",
+            *(f"ci-runner-1/{i}" for i in ids["ci-runner-1"]),
+        }
+    finally:
+        service.close()

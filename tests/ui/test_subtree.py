@@ -145,3 +145,17 @@ def test_resized_totals_equal_totals_summed_afresh():
         row.size = rng.choice([-1, 0, 3, 10**7])
         current = resized_totals(current, [(row, old)])
         assert current == totals(rows)
+
+
+def test_totals_of_sizes_equal_totals_row_by_row():
+    from cachetui.core.diskusage import totals_of, totals_of_sizes
+
+    rng = random.Random(13)
+    for _ in range(50):
+        sizes = {f"r{n}": rng.choice([-1, 0, 7, 10**6, 3 * 10**9]) for n in range(80)}
+        in_use = {r for r in sizes if rng.random() < 0.3} | {"hidden-half"}
+        shared = {r for r in sizes if rng.random() < 0.2} | {"another-half"}
+        by_rows = totals_of(
+            ((size, r in in_use, r in shared) for r, size in sizes.items()), len(sizes)
+        )
+        assert totals_of_sizes(sizes, in_use, shared) == by_rows
