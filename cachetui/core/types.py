@@ -405,12 +405,15 @@ class GCResult:
     """A whole GC list applied once (or planned, with ``dry_run``), tier by tier.
 
     ``interrupted`` is True when a stop request ended it between batches; the last tier
-    then lists what it removed before stopping.
+    then lists what it removed before stopping. ``refused`` is ``(id, reason)`` of each
+    record a tier chose but kept because a filesystem is mounted in its layer (the run
+    went on with the rest, as prune does).
     """
 
     tiers: tuple[TierResult, ...]
     dry_run: bool
     interrupted: bool = False
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def removed(self) -> tuple[UsageInfo, ...]:
