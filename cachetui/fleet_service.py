@@ -25,8 +25,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from types import MappingProxyType
 from typing import Any
 
@@ -58,10 +58,15 @@ from cachetui.fleet.reader import (
 from cachetui.fleet.requests import submit, wait
 from cachetui.fleet.url import mask
 from cachetui.fleet_views import (
+    DESCRIPTION,
+    SIZE,
     FleetChildren,
     FleetRows,
     FleetView,
+    Packed,
+    StoreRecords,
     StoreRow,
+    pack,
     split_key,
     store_key,
 )
@@ -75,8 +80,32 @@ Notice = Callable[[str, str], None]  # (message, severity)
 
 #: How long an action waits for its agent's result before giving up on the screen.
 REQUEST_WAIT = 120.0
-#: Where a record's id sits in the reader's raw record rows (``FleetRecord``'s order).
-_ID = [f.name for f in fields(FleetRecord)].index("id")
+#: The reader's raw record rows are in ``FleetRecord``'s order: store, id, then
+#: ``pack``'s arguments (parent first), then the version.
+_FIELDS = [f.name for f in fields(FleetRecord)]
+_ID = _FIELDS.index("id")
+_VERSION = _FIELDS.index("version")
+assert _FIELDS[_ID + 1 : _VERSION] == list(pack.__code__.co_varnames[: pack.__code__.co_argcount])
+
+
+def _pack_row(row: Sequence[Any], parent: str | None) -> Packed:
+    """A raw record row packed (``parent``: its parent id, maybe a shared string)."""
+    return pack(
+        parent,
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        sys.intern(row[8]),  # "regular", "source.local", ...: one string each
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+    )
 
 
 def parse_store_filter(text: str) -> tuple[list[tuple[str, str]], str]:
@@ -143,12 +172,8 @@ class FleetService:
         self._view: FleetView | None = None
         self._infos: dict[str, StoreInfo] = {}
         self._skew = 0.0  # server clock - local monotonic clock, from the last read
-        self._records: dict[str, dict[str, RecordState]] = {}  # loaded stores: key -> row
+        self._records: dict[str, StoreRecords] = {}  # loaded stores, by name
         self._versions: dict[str, int] = {}  # loaded stores: the version last read
-        # each loaded store's tree shape, until its records are added, removed or moved
-        self._shapes: dict[str, dict[str, tuple[str, ...]]] = {}
-        # the refusal every record of a loaded store carries while it is offline
-        self._refused: dict[str, str | None] = {}
         self._pending: dict[str, str] = {}
         self._stale_since: float | None = None
         self._watcher: threading.Thread | None = None
@@ -255,44 +280,6 @@ class FleetService:
             refusal="a host: act on its records (expand it with the right arrow)",
         )
 
-    def _record_row(
-        self,
-        name: str,
-        record: FleetRecord,
-        holders: Sequence[HolderInfo],
-        keys: dict[str, str],
-    ) -> RecordState:
-        """A record's row as an online store shows it (an offline store's rows get their
-        refusal in ``_mark_liveness``). ``keys`` maps the store's record ids to their row keys:
-        a parent key is the parent's own string, not a copy (200,000 rows on screen)."""
-        key = keys[record.id]
-        parent = keys.get(record.parent) if record.parent is not None else None
-        refusal = self._refused.get(name) or _refusal(record.held, holders, record.has_children)
-        return RecordState(
-            id=key,
-            parent=parent if parent is not None else store_key(name),
-            mutable=record.mutable,
-            in_use=record.in_use,
-            size=record.size,
-            created_at=record.created_at,
-            last_used_at=record.last_used_at,
-            usage_count=record.usage_count,
-            description=record.description,
-            record_type=sys.intern(record.record_type),
-            shared=record.shared,
-            health="ok",
-            held=record.held,
-            holders=tuple(holders),
-            in_use_via=None,
-            retain=record.retain,
-            pending_commit=record.pending_commit,
-            has_children=record.has_children,
-            layer_id=record.id,
-            # the layer is on its host: ``details`` says where from the store's root
-            layer_path="",
-            refusal=refusal,
-        )
-
     def _read_stores(self) -> None:
         started = time.monotonic()
         infos = self.reader.stores()
@@ -302,62 +289,50 @@ class FleetService:
         self._infos = {info.name: info for info in infos}
 
     def _read_records(self, name: str) -> None:
-        """Every record and holder of one store, replacing what was loaded."""
+        """Every record and holder of one store, replacing what was loaded. The rows are
+        packed as they stream in (a batch of raw rows at a time, never 10,000 at once);
+        a parent id is the same string as its record's id (one copy per record)."""
         info = self._infos.get(name)
         if info is None:
             self._forget(name)
             return
-        rows = self.reader.record_rows(name)
-        holders = _holders_by_record(self.reader.holders(name))
-        keys = {row[_ID]: f"{name}/{row[_ID]}" for row in rows}
-        loaded: dict[str, RecordState] = {}
+        holders = {k: tuple(v) for k, v in _holders_by_record(self.reader.holders(name)).items()}
+        packed: dict[str, Packed] = {}
+        same: dict[str, str] = {}  # one string per id: a parent's is its record's
         version: int | None = None
-        for row in rows:
-            record = FleetRecord(*row)  # one at a time: never 10,000 of them at once
-            state = self._record_row(name, record, holders.get(record.id, ()), keys)
-            loaded[state.id] = state
-            if version is None or record.version > version:
-                version = record.version
+        for row in self.reader.record_stream(name):
+            record_id = same.setdefault(row[_ID], row[_ID])
+            parent = row[_ID + 1]
+            if parent is not None:
+                parent = same.setdefault(parent, parent)
+            packed[record_id] = _pack_row(row, parent)
+            if version is None or row[_VERSION] > version:
+                version = row[_VERSION]
+        del same
         self._versions[name] = version if version is not None else info.version
-        self._records[name] = loaded
-        self._shapes.pop(name, None)
+        before = self._records.get(name)
+        self._records[name] = StoreRecords(
+            name, packed, holders, before.refused if before is not None else None
+        )
 
     def _forget(self, name: str) -> None:
         self._records.pop(name, None)
-        self._shapes.pop(name, None)
-        self._refused.pop(name, None)
-
-    def _shape(self, name: str, loaded: Mapping[str, RecordState]) -> dict[str, tuple[str, ...]]:
-        """One store's tree shape (parent key -> child keys), kept while it holds."""
-        shape = self._shapes.get(name)
-        if shape is None:
-            lists: dict[str, list[str]] = {}
-            for key, row in loaded.items():
-                lists.setdefault(row.parent or store_key(name), []).append(key)
-            shape = {parent: tuple(keys) for parent, keys in lists.items()}
-            self._shapes[name] = shape
-        return shape
 
     def _mark_liveness(self, name: str, row: StoreRow) -> None:
         """An offline store's records stay, each refused with the reason; back online,
-        each gets its own refusal again. Rows are replaced only when the store changes
-        between the two (once per outage, not per redraw), in a new dict."""
+        each gets its own refusal again. Its records value is replaced only when the
+        reason changes (once per outage, not per redraw), sharing everything else."""
         state = "stopped" if row.status.startswith("stopped") else "offline"
         reason = None if row.online else f"host {name} is {state}: no action can reach it"
         loaded = self._records.get(name)
-        if loaded is None or self._refused.get(name) == reason:
+        if loaded is None or loaded.refused == reason:
             return
-        self._refused[name] = reason
-        self._records[name] = {
-            k: replace(r, refusal=reason or _refusal(r.held, r.holders, r.has_children))
-            for k, r in loaded.items()
-        }
+        self._records[name] = loaded.replaced(refused=reason)
 
     def _build(self) -> FleetView:
         stores: dict[str, StoreRow] = {}
         placeholders: dict[str, RecordState] = {}
-        records: dict[str, Mapping[str, RecordState]] = {}
-        shapes: dict[str, Mapping[str, tuple[str, ...]]] = {}
+        records: dict[str, StoreRecords] = {}
         unloaded = set()
         for name in sorted(self._infos):
             row = self._store_row(self._infos[name])
@@ -370,7 +345,6 @@ class FleetService:
                 continue
             self._mark_liveness(name, row)
             records[name] = self._records[name]
-            shapes[name] = self._shape(name, loaded)
         sums = list(stores.values())
         totals = Totals(
             total=sum(s.total for s in sums),
@@ -384,7 +358,7 @@ class FleetService:
         )
         view = FleetView(
             rows=FleetRows(placeholders, records),
-            children=FleetChildren(tuple(placeholders), shapes),
+            children=FleetChildren(tuple(placeholders), records),
             totals=totals,
             read_only=self.read_only,
             stores=MappingProxyType(stores),
@@ -438,54 +412,53 @@ class FleetService:
                     self._read_records(arg)
             for name, keys in gone.items():
                 loaded = self._records.get(name)
-                if loaded is not None and not keys.isdisjoint(loaded):
+                ids = {split_key(k)[1] for k in keys}
+                if loaded is not None and not ids.isdisjoint(loaded.packed):
                     # a new dict: the view before keeps its own
-                    self._records[name] = {k: r for k, r in loaded.items() if k not in keys}
-                    self._shapes.pop(name, None)
+                    kept = {i: p for i, p in loaded.packed.items() if i not in ids}
+                    self._records[name] = loaded.replaced(packed=kept)
             if stores_changed or any(t.startswith(("records:", "gone:")) for t in changes.records):
                 self._read_stores()
             return _diff(old, self._build())
 
     def _read_changed(self, name: str, *, holders: bool = True) -> None:
         """The records of a store written since the version already shown; its holders
-        only when they changed (``holders``): a size written is one query, not two."""
+        only when they changed (``holders``): a size written is one query, not two. When
+        only sizes and states changed, the store keeps its tree shape and its subtree
+        totals move by the size changes (no pass over its records)."""
         since = self._versions.get(name, 0)
-        fresh = [FleetRecord(*row) for row in self.reader.record_rows(name, since_version=since)]
+        fresh = list(self.reader.record_stream(name, since_version=since))
         info = self._infos.get(name)
-        if info is None or not fresh:
+        loaded = self._records.get(name)
+        if info is None or not fresh or loaded is None:
             return
-        loaded = dict(self._records.get(name, {}))  # a new dict: the view before keeps its own
-        keys = {r.id: f"{name}/{r.id}" for r in fresh}
-        for record in fresh:  # a parent already shown keeps its place
-            if record.parent is not None and record.parent not in keys:
-                parent_key = f"{name}/{record.parent}"
-                if parent_key in loaded:
-                    keys[record.parent] = parent_key
-        by_record: dict[str, list[HolderInfo]] | None = None
-        if holders:
-            by_record = _holders_by_record(self.reader.holders(name))
+        packed = dict(loaded.packed)  # a new dict: the view before keeps its own
         reshaped = False
-        for record in fresh:
-            key = keys[record.id]
-            before = loaded.get(key)
-            if by_record is not None:
-                held: Sequence[HolderInfo] = by_record.get(record.id, ())
-            else:  # the holders did not change: the row keeps its own
-                held = before.holders if before is not None else ()
-            row = self._record_row(name, record, held, keys)
-            reshaped = reshaped or before is None or before.parent != row.parent
-            loaded[key] = row
-        if by_record is not None:
-            # holders of records not rewritten may have changed too (a release)
-            for key, row in loaded.items():
-                if row.holders or row.layer_id in by_record:
-                    now_held = tuple(by_record.get(row.layer_id, ()))
-                    if now_held != row.holders:
-                        loaded[key] = replace(row, holders=now_held)
-        self._records[name] = loaded
-        if reshaped:
-            self._shapes.pop(name, None)
-        self._versions[name] = max([since, *(r.version for r in fresh)])
+        resized: dict[str, int] = {}
+        for row in fresh:
+            record_id = row[_ID]
+            parent = row[_ID + 1]
+            value = _pack_row(row, parent)
+            before = packed.get(record_id)
+            if before is None or before[0] != parent:
+                reshaped = True
+            else:
+                resized[record_id] = max(value[SIZE], 0) - max(before[SIZE], 0)
+            packed[record_id] = value
+        held: dict[str, tuple[HolderInfo, ...]] | None = None
+        if holders:
+            held = {k: tuple(v) for k, v in _holders_by_record(self.reader.holders(name)).items()}
+            if held == loaded.holders:
+                held = None  # unchanged: the same value as before
+        trees = None
+        summed = loaded.summed
+        if not reshaped and summed is not None:
+            ancestors = StoreRecords(name, packed).ancestor_ids
+            trees = summed.resized(resized, ancestors)
+        self._records[name] = loaded.replaced(
+            packed=packed, holders=held, reshaped=reshaped, trees=trees
+        )
+        self._versions[name] = max([since, *(r[_VERSION] for r in fresh)])
 
     # -- live ---------------------------------------------------------------------------
 
@@ -609,17 +582,10 @@ class FleetService:
             upper, lower_paths = layer, lowers
         else:
             upper, lower_paths = None, (layer, *lowers)
-        size = count = 0
-        stack = [key]
-        while stack:
-            current = stack.pop()
-            r = view.rows.get(current)
-            if r is None:
-                continue
-            if r.record_type != "store":
-                size += max(r.size, 0)
-                count += 1
-            stack.extend(view.child_ids(current))
+        # the same totals the row's columns show: a record's from its store's subtree
+        # totals (kept between views), a store's as its agent reports them (no walk
+        # over its 10,000 records on every update)
+        size, count = view.subtree_size(key), view.subtree_count(key)
         return DetailsView(
             record=row,
             chain=tuple(chain),
@@ -658,23 +624,26 @@ class FleetService:
             skey = store_key(name)
             rows = view.rows
             assert isinstance(rows, FleetRows)
-            records = list(rows.records.get(name, ()))
+            loaded = rows.records.get(name)
+            if loaded is None:
+                if matcher is None and not words:
+                    found.add(skey)
+                continue
             if words:
+                # the packed description: no record's whole value is built to search it
+                prefix = loaded.prefix
                 found.update(
-                    key
-                    for key in records
-                    if all(
-                        w in f"{split_key(key)[1]}\n{view.rows[key].description}".casefold()
-                        for w in words
-                    )
+                    prefix + record_id
+                    for record_id, value in loaded.packed.items()
+                    if all(w in f"{record_id}\n{value[DESCRIPTION]}".casefold() for w in words)
                 )
                 continue
             if matcher is None:
                 found.add(skey)
-                found.update(records)
+                found.update(loaded)
                 continue
-            for key in records:
-                row = view.rows[key]
+            for key in loaded:
+                row = loaded[key]
                 fields = usage_fields(
                     id=split_key(key)[1],
                     parents=(split_key(row.parent)[1],) if row.parent else (),
@@ -885,17 +854,6 @@ class FleetService:
         return ReleaseResult(key, tuple(chosen[:count]), tuple(h.id for h in chosen[count:]), ())
 
 
-def _refusal(held: bool, holders: Sequence[HolderInfo], has_children: bool) -> str | None:
-    """Why a record of an online store cannot be pruned (None: it can)."""
-    if held:
-        live = [h for h in holders if h.alive]
-        who = live[0].where if live else "a running process"
-        return f"it is held by {who}"
-    if has_children:
-        return "it has child records (prune them first)"
-    return None
-
-
 def _holders_by_record(holders: Iterable[FleetHolder]) -> dict[str, list[HolderInfo]]:
     by_record: dict[str, list[HolderInfo]] = {}
     for h in holders:
@@ -929,20 +887,7 @@ def _diff(old: FleetView, new: FleetView) -> Delta:
         if earlier is None:
             added.extend(records)
             continue
-        for key, row in records.items():
-            was = earlier.get(key)
-            if was is row:
-                continue
-            if was is None:
-                added.append(key)
-            elif was.parent != row.parent:
-                reparented.append(key)
-            elif was != row:
-                changed.append(key)
-        removed.extend(k for k in earlier if k not in records)
-    for name, earlier in old_rows.records.items():
-        if name not in new_rows.records:
-            removed.extend(earlier)
+        _diff_store(earlier, records, changed, added, removed, reparented)
     listed = set(changed)
     for key in old.pending.keys() | new.pending.keys():
         if old.pending.get(key) != new.pending.get(key) and key in new_rows and key not in listed:
@@ -951,3 +896,60 @@ def _diff(old: FleetView, new: FleetView) -> Delta:
     if old.stale_since != new.stale_since or old.unloaded != new.unloaded:
         changed.extend(k for k in new.stores if k not in listed)
     return Delta(new, tuple(changed), tuple(added), tuple(removed), tuple(reparented))
+
+
+def _diff_store(
+    old: StoreRecords,
+    new: StoreRecords,
+    changed: list[str],
+    added: list[str],
+    removed: list[str],
+    reparented: list[str],
+) -> None:
+    """What changed in one store's records: a record whose packed facts are the same
+    tuple is unchanged unless its parent came or went (it moves), its holders changed,
+    or the store's refusal did (every record's value changed)."""
+    prefix = new.prefix
+    before, after = old.packed, new.packed
+    if before is not after:
+        came: list[str] = []
+        for record_id, value in after.items():
+            was = before.get(record_id)
+            if was is value:
+                continue
+            if was is None:
+                came.append(record_id)
+            elif old.parent_id(was) != new.parent_id(value):
+                reparented.append(prefix + record_id)
+            elif was != value:
+                changed.append(prefix + record_id)
+        # every record of ``after`` is in ``before`` or came: equal counts, none went
+        gone = (
+            [] if len(after) == len(before) + len(came) else [i for i in before if i not in after]
+        )
+        removed.extend(prefix + i for i in gone)
+        added.extend(prefix + i for i in came)
+        moved = {*gone, *came}
+        if moved:  # a record whose parent came or went is now under another row
+            listed = {prefix + i for i in came}
+            listed.update(reparented)
+            for record_id, value in after.items():
+                parent = value[0]
+                if parent in moved and before.get(record_id) is value:
+                    key = prefix + record_id
+                    if key not in listed and old.parent_id(value) != new.parent_id(value):
+                        reparented.append(key)
+    if old.refused != new.refused:
+        listed = set(changed) | set(reparented)
+        changed.extend(k for k in new if k not in listed and k[len(prefix) :] in before)
+    elif old.holders is not new.holders:
+        listed = set(changed) | set(reparented)
+        for record_id in old.holders.keys() | new.holders.keys():
+            key = prefix + record_id
+            if (
+                record_id in after
+                and record_id in before
+                and key not in listed
+                and old.holders.get(record_id, ()) != new.holders.get(record_id, ())
+            ):
+                changed.append(key)

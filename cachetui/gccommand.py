@@ -23,7 +23,7 @@ from cachetui import gcreport, output
 from cachetui.units import format_bytes_buildx
 
 if TYPE_CHECKING:
-    from cachetui.core import CacheManager, TierResult, UsageInfo
+    from cachetui.core import CacheManager, GCResult, TierResult, UsageInfo
     from cachetui.gcpolicy import PolicyList
 
 __all__ = ["add_parser", "load_list", "run_once", "write_lines"]
@@ -98,9 +98,10 @@ def run_once(
     on_prune: Callable[[UsageInfo], None] | None = None,
     on_tier: Callable[[TierResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
-) -> tuple[int, int, bool]:
+) -> GCResult:
     """One real run of ``policy`` under the GC lock, recorded in the store's history.
-    Returns (records, bytes, interrupted). ``LockedError`` when another run holds the lock."""
+    Returns the core's result (what went, whether it was stopped, what was refused).
+    ``LockedError`` when another run holds the lock."""
     from cachetui.core import GCLock, GCRunInfo
 
     with GCLock(cm.root):
@@ -131,7 +132,7 @@ def run_once(
                 host=socket.gethostname(),
             )
         )
-    return records, freed, result.interrupted
+    return result
 
 
 def command(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) -> int:
@@ -195,7 +196,13 @@ def command(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]
             header(tier.index)
             write_lines("  " + gcreport.tier_summary(tier, dry_run=False))
 
-        records, freed, _ = run_once(cm, policy, on_prune=on_prune, on_tier=on_tier)
+        result = run_once(cm, policy, on_prune=on_prune, on_tier=on_tier)
         if not as_json:
-            write_lines(f"Total: {records} records, {format_bytes_buildx(freed)}")
-    return 0
+            write_lines(
+                f"Total: {len(result.removed)} records, {format_bytes_buildx(result.removed_bytes)}"
+            )
+    # The rest went; a record kept because a filesystem is mounted in its layer is said on
+    # standard error, as prune says it, and the exit status says something was refused.
+    for record_id, reason in result.refused:
+        sys.stderr.write(f"cachetui: refusing to prune {record_id}: {reason}\n")
+    return 1 if result.refused else 0

@@ -33,7 +33,17 @@ __all__ = [
     "tier_summary",
 ]
 
-KEPT_ORDER = ("held", "keep-duration", "parent", "filter", "type", "shared", "limit", "changed")
+KEPT_ORDER = (
+    "held",
+    "mounted",
+    "keep-duration",
+    "parent",
+    "filter",
+    "type",
+    "shared",
+    "limit",
+    "changed",
+)
 """Reasons in the order the CLI and the dashboard list them."""
 
 

@@ -76,16 +76,16 @@ def watch(args: argparse.Namespace, root: Path, open_store: Callable[..., Any]) 
                     stop.wait(max(min(next_run - now, _POLL), 0.01))
                     continue
                 try:
-                    records, freed, interrupted = run_once(
-                        cm, policy, trigger=trigger, stop=stop.is_set, on_prune=show
-                    )
+                    result = run_once(cm, policy, trigger=trigger, stop=stop.is_set, on_prune=show)
                 except LockedError as err:
                     write_lines(f"{_stamp()} {trigger}: skipped, {err}")
                 else:
-                    note = " (stopped)" if interrupted else ""
+                    note = " (stopped)" if result.interrupted else ""
+                    # A layer with a filesystem mounted in it stays; the watch goes on.
+                    note += "".join(f"; kept {i}: {why}" for i, why in result.refused)
                     write_lines(
-                        f"{_stamp()} {trigger}: removed {records} records, "
-                        f"{format_bytes_buildx(freed)}{note}"
+                        f"{_stamp()} {trigger}: removed {len(result.removed)} records, "
+                        f"{format_bytes_buildx(result.removed_bytes)}{note}"
                     )
                 if trigger == "interval":
                     next_run = time.monotonic() + interval

@@ -15,7 +15,7 @@ from cachetui.core import prune as pruning
 from cachetui.core.context import StoreContext
 from cachetui.core.diskusage import disk_usage, totals
 from cachetui.core.effective_age import Moment, newest_below, newest_in_subtrees
-from cachetui.core.errors import PruneInterrupted
+from cachetui.core.errors import PruneInterrupted, PruneRefused
 from cachetui.core.policy import DiskStat, disk_stat
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import GCResult, Kept, PruneOptions, TierResult, UsageInfo
@@ -57,6 +57,7 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
     freed = sum(info.size for info in done.removed if not info.shared)
     # A tier whose limit was met before it began removes nothing, whatever else holds.
     idle = limit is not None and not done.removed and total_after + freed <= limit
+    mounted = {rid: reason for rid, reason, _point in done.run.refusals}
     for row in state.visible():
         if state.node_held(row):
             reasons[row.id] = Kept("held", _held_text(state, row))
@@ -81,6 +82,9 @@ def _explain(done: pruning.TierDone, total_after: int) -> dict[str, Kept]:
                 since=moment[0] if moment else None,
                 by=moment[1] if moment else None,
             )
+            continue
+        if row.id in mounted:
+            reasons[row.id] = Kept("mounted", mounted[row.id])
             continue
         if row.id in work.skipped:
             reasons[row.id] = Kept("changed", "used or held by another process during the run")
@@ -136,10 +140,19 @@ def run_gc(
         if stop is not None and stop():
             raise StopRequested()
 
+    refused: list[tuple[str, str]] = []
     try:
         pruning.prune(
-            context, policies, dry_run=dry_run, on_prune=each, on_tier=tier_done, disk=disk
+            context,
+            policies,
+            dry_run=dry_run,
+            on_prune=each,
+            on_tier=tier_done,
+            disk=disk,
+            refused=refused,
         )
+    except PruneRefused:
+        pass  # every tier ran; ``refused`` names each record kept, and why
     except PruneInterrupted as err:
         if not isinstance(err.__cause__, StopRequested):
             raise
@@ -160,5 +173,7 @@ def run_gc(
                     limit=None,
                 )
             )
-        return GCResult(tiers=tuple(tiers), dry_run=dry_run, interrupted=True)
-    return GCResult(tiers=tuple(tiers), dry_run=dry_run)
+        return GCResult(
+            tiers=tuple(tiers), dry_run=dry_run, interrupted=True, refused=tuple(refused)
+        )
+    return GCResult(tiers=tuple(tiers), dry_run=dry_run, refused=tuple(refused))

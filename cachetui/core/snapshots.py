@@ -108,6 +108,15 @@ _NAME = attrgetter("name")
 _REAL_DIR = methodcaller("is_dir", follow_symlinks=False)
 
 
+def real_directories(directory: Path) -> set[str]:
+    """``list_entries``'s real directories alone (one set, not two: 100,000 layers)."""
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    if all(map(_REAL_DIR, entries)):  # the usual case, at C speed
+        return set(map(_NAME, entries))
+    return {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+
+
 class DirectorySnapshotter:
     """Layer directories under ``<root>/snapshots``."""
 

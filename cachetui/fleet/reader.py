@@ -233,6 +233,13 @@ class FleetReader:
         caller that turns them into its own values one at a time (no second copy)."""
         return self._read(replica.read_record_rows, [store], since_version=since_version)
 
+    def record_stream(
+        self, store: str, *, since_version: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """``record_rows``, made into Python values a batch at a time as it is iterated
+        (the query runs, and fails as ``FleetError``, when this is called)."""
+        return self._read(replica.read_record_stream, [store], since_version=since_version)
+
     def records_of(self, stores: Sequence[str]) -> list[FleetRecord]:
         """Records of these stores, largest first then by id."""
         return self._read(replica.read_records, list(stores))

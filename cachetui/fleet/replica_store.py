@@ -56,6 +56,7 @@ __all__ = [
     "read_holders",
     "read_published",
     "read_record_rows",
+    "read_record_stream",
     "read_records",
     "read_request",
     "read_requests",
@@ -145,11 +146,17 @@ def _connection_lost(db: peewee.Database) -> bool:
 
 def _read(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """One read statement; a connection found dead is replaced and the read sent again."""
+    return list(_execute(db, sql, params).fetchall())
+
+
+def _execute(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> Any:
+    """``_read``'s statement, its cursor returned with the whole result received (the
+    rows become Python values as they are fetched)."""
     for attempt in (1, 2):
         # inside a transaction a lost connection lost the transaction: the caller's
         retry = not db.is_closed() and not db.in_transaction() and attempt == 1
         try:
-            return list(db.execute_sql(sql, tuple(params)).fetchall())
+            return db.execute_sql(sql, tuple(params))
         except DB_ERRORS:
             lost = _connection_lost(db)
             if not retry:
@@ -595,6 +602,35 @@ def read_record_rows(
 ) -> list[tuple[Any, ...]]:
     """Record rows in ``FleetRecord``'s field order, largest first then by id: of these
     stores (all when None), written after ``since_version`` when given."""
+    sql, params = _record_query(stores, since_version)
+    return _read(db, sql, params)
+
+
+#: How many rows ``read_record_stream`` turns into Python values at a time.
+STREAM_BATCH = 500
+
+
+def read_record_stream(
+    db: peewee.Database,
+    stores: Sequence[str] | None = None,
+    *,
+    since_version: int | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """``read_record_rows``, a batch of rows at a time: a reader that keeps its own
+    packed values never holds the whole result as Python tuples (10,000 per store).
+    The statement runs (and fails) here; the rows come as they are iterated."""
+    sql, params = _record_query(stores, since_version)
+    cursor = _execute(db, sql, params)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        while batch := cursor.fetchmany(STREAM_BATCH):
+            yield from batch
+        cursor.close()
+
+    return rows()
+
+
+def _record_query(stores: Sequence[str] | None, since_version: int | None) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if stores is not None:
@@ -608,11 +644,8 @@ def read_record_rows(
         where.append("version > %s")
         params.append(since_version)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _read(
-        db,
-        f"SELECT {_RECORD_COLUMNS} FROM fleet_record {clause} ORDER BY size DESC, id, store",
-        params,
-    )
+    sql = f"SELECT {_RECORD_COLUMNS} FROM fleet_record {clause} ORDER BY size DESC, id, store"
+    return sql, params
 
 
 def read_records(

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, PruneOptions, PruneRefused, SnapshotError, fsops, usage
+from cachetui.core import (
+    CacheManager,
+    Kept,
+    PruneOptions,
+    PruneRefused,
+    SnapshotError,
+    fsops,
+    usage,
+)
 from tests.mounting import CANARY, canary, canary_intact, mount
 from tests.reliability.workers import child_env
 
@@ -343,4 +353,90 @@ def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
     for _rid, other in others:
         assert not other.exists()
     assert os.listdir(cm.snapshots.dir) == [kept]
+    canary_intact(canary)
+
+
+def test_gc_goes_past_a_mounted_layer_and_says_why_it_stays(
+    cm: CacheManager, canary: Path, mount: Callable[..., None], tmp_path: Path
+) -> None:
+    """A GC run is a prune: the mounted layer stays with its reason (in the dry run's
+    "why is it still here" too), the rest goes, the run is recorded, exit status 1."""
+    kept, path = _layer(cm)
+    others = [_layer(cm) for _ in range(2)]
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+    reason = f"{path / 'mnt'} is mounted inside its layer (unmount it first)"
+    plan = cm.gc_plan([PruneOptions(all=True)])
+    assert plan.refused == ((kept, reason),)
+    assert plan.fate(kept) == [(0, Kept("mounted", reason))]
+    cm.close()
+    policy = tmp_path / "gc.toml"
+    policy.write_text('[[tier]]\nname = "everything"\nall = true\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "gc", "--policy", str(policy), "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [f"cachetui: refusing to prune {kept}: {reason}"]
+    assert "Total: 2 records" in done.stdout
+    for _rid, other in others:
+        assert not other.exists()
+    assert os.listdir(cm.snapshots.dir) == [kept]
+    canary_intact(canary)
+    with CacheManager.open(cm.root) as again:
+        (run,) = again.gc_history()
+        assert run.records == 2
+
+
+def test_gc_watch_keeps_watching_past_a_mounted_layer(
+    cm: CacheManager, canary: Path, mount: Callable[..., None], tmp_path: Path
+) -> None:
+    kept, path = _layer(cm)
+    _other, other_path = _layer(cm)
+    mount(canary, path)
+    cm.close()
+    policy = tmp_path / "gc.toml"
+    policy.write_text('[[tier]]\nname = "everything"\nall = true\n')
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cachetui",
+            "gc",
+            "--watch",
+            "--interval",
+            "1s",
+            "--policy",
+            str(policy),
+            "--root",
+            str(cm.root),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert watcher.stdout is not None
+        runs: list[str] = []
+        deadline = time.monotonic() + 120
+        while len(runs) < 2 and time.monotonic() < deadline:  # a second run: still watching
+            line = watcher.stdout.readline()
+            if not line:
+                break
+            if ": removed " in line:
+                runs.append(line)
+    finally:
+        if watcher.poll() is None:
+            watcher.send_signal(signal.SIGTERM)
+        _out, err = watcher.communicate(timeout=60)
+    assert len(runs) == 2, err
+    mounted = f"kept {kept}: its layer {path} is itself a mount point (unmount it first)"
+    assert "removed 1 records" in runs[0] and mounted in runs[0]
+    assert "removed 0 records" in runs[1] and mounted in runs[1]
+    assert watcher.returncode == 0, err
+    assert not other_path.exists()
     canary_intact(canary)

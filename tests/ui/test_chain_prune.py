@@ -288,3 +288,23 @@ async def test_a_policy_prune_goes_past_a_mounted_layer_and_says_why_it_stayed(
             assert not (root / "snapshots" / record_id).exists()
         assert (root / "snapshots" / ids["old"]).is_dir()
     canary_intact(canary)
+
+
+async def test_d_on_a_mounted_layer_names_the_mount(store, canary, mount):
+    root, ids = store
+    layer = root / "snapshots" / ids["old"]
+    (layer / "mnt").mkdir()
+    mount(canary, layer / "mnt")
+    app = make_app(root)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await loaded(pilot)
+        app.ref_tree.select_id(ids["old"])
+        await settle(pilot)
+        notes = len(app.notes)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: len(app.notes) > notes, what="the refusal")
+        note = app.notes[-1][1]
+        assert not isinstance(app.screen, ConfirmPruneScreen)
+        assert f"{ids['old'][:12]}: {layer / 'mnt'} is mounted inside its layer" in note
+        assert layer.is_dir()
+    canary_intact(canary)
