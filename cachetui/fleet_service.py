@@ -582,17 +582,10 @@ class FleetService:
             upper, lower_paths = layer, lowers
         else:
             upper, lower_paths = None, (layer, *lowers)
-        size = count = 0
-        stack = [key]
-        while stack:
-            current = stack.pop()
-            r = view.rows.get(current)
-            if r is None:
-                continue
-            if r.record_type != "store":
-                size += max(r.size, 0)
-                count += 1
-            stack.extend(view.child_ids(current))
+        # the same totals the row's columns show: a record's from its store's subtree
+        # totals (kept between views), a store's as its agent reports them (no walk
+        # over its 10,000 records on every update)
+        size, count = view.subtree_size(key), view.subtree_count(key)
         return DetailsView(
             record=row,
             chain=tuple(chain),
@@ -919,7 +912,6 @@ def _diff_store(
     prefix = new.prefix
     before, after = old.packed, new.packed
     if before is not after:
-        gone = [i for i in before if i not in after]
         came: list[str] = []
         for record_id, value in after.items():
             was = before.get(record_id)
@@ -931,6 +923,10 @@ def _diff_store(
                 reparented.append(prefix + record_id)
             elif was != value:
                 changed.append(prefix + record_id)
+        # every record of ``after`` is in ``before`` or came: equal counts, none went
+        gone = (
+            [] if len(after) == len(before) + len(came) else [i for i in before if i not in after]
+        )
         removed.extend(prefix + i for i in gone)
         added.extend(prefix + i for i in came)
         moved = {*gone, *came}

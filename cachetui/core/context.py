@@ -24,7 +24,7 @@ from cachetui.core.errors import NotFoundError, StoreError
 from cachetui.core.ids import new_id, validate_id
 from cachetui.core.recordstore import RecordRow, RecordStore
 from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter
-from cachetui.core.state import StoreState, load_state
+from cachetui.core.state import StoreState, UsagePicture, load_state, load_usage_picture
 from cachetui.core.store import Store, data_version
 from cachetui.core.timestamps import checked_clock_value
 
@@ -89,6 +89,10 @@ class StoreContext:
         """A consistent picture of every record and holder."""
         self._handed = None  # a picture handed on is for the first reader only
         return load_state(self.records, include_deleted=include_deleted)
+
+    def usage_picture(self) -> UsagePicture:
+        """Every live record as disk usage reads it, in one consistent read."""
+        return load_usage_picture(self.records)
 
     # -- the open's picture, handed on to the first reader --------------------------------
 

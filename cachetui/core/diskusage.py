@@ -14,23 +14,30 @@ transaction died), so an open manager never reports 0 B for a layer that is ther
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from operator import attrgetter
 from typing import Protocol
 
 from cachetui.core import filters as filter_language
 from cachetui.core.context import StoreContext
 from cachetui.core.policy import DiskStat
-from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter, list_entries
-from cachetui.core.state import RecordRow, StoreState, paused_gc
-from cachetui.core.timestamps import to_datetime
-from cachetui.core.types import UsageInfo, to_seconds, usage_info_from_epochs
+from cachetui.core.snapshots import TRASH_PREFIX, DirectorySnapshotter, real_directories
+from cachetui.core.state import (
+    RecordGraph,
+    RecordRow,
+    StoreState,
+    UsagePicture,
+    UsageTuple,
+    paused_gc,
+)
+from cachetui.core.types import CacheMount, UsageDraft, UsageInfo, to_seconds
 
 __all__ = [
     "Layers",
     "Totals",
+    "build_usage",
     "disk_usage",
     "make_usage_info",
     "measure_missing",
@@ -38,12 +45,6 @@ __all__ = [
     "totals",
     "totals_of",
 ]
-
-_fromtimestamp = datetime.fromtimestamp
-
-
-def _utc(epoch: float | None) -> datetime | None:
-    return None if epoch is None else to_datetime(epoch)
 
 
 def make_usage_info(
@@ -57,28 +58,108 @@ def make_usage_info(
     health: str = "ok",
 ) -> UsageInfo:
     """One row; labels and cache mount come from ``state`` when given."""
-    return UsageInfo(
-        id=row.id,
-        mutable=row.mutable,
-        in_use=in_use,
-        size=size,
-        parents=(row.parent,) if row.parent else (),
-        created_at=to_datetime(row.created_at),
-        last_used_at=_utc(row.last_used_at if row.usage_count else None),
-        usage_count=row.usage_count,
-        description=row.description,
-        record_type=row.record_type or "regular",
-        shared=shared,
-        labels=state.labels.get(row.id, ()) if state is not None else (),
-        cache_mount=state.cache_mounts.get(row.id) if state is not None else None,
-        apparent_size=_apparent(row) if apparent_size is None else apparent_size,
-        health=health,
+    (info,) = build_usage(
+        [_usage_tuple(row)],
+        in_use=(row.id,) if in_use else (),
+        shared=(row.id,) if shared else (),
+        labels=state.labels if state is not None else {},
+        cache_mounts=state.cache_mounts if state is not None else {},
+        sizes={row.id: size},
+        apparent={} if apparent_size is None else {row.id: apparent_size},
+        health=None if health == "ok" else lambda _record_id: health,
+    )
+    return info
+
+
+def _usage_tuple(row: RecordRow) -> UsageTuple:
+    return (
+        row.id,
+        row.mutable,
+        row.size,
+        row.parent,
+        row.created_at,
+        row.last_used_at,
+        row.usage_count,
+        row.description,
+        row.record_type,
+        row.apparent_size,
     )
 
 
-def _apparent(row: RecordRow) -> int:
-    """The cached apparent size: valid only beside a cached size."""
-    return row.apparent_size if row.size >= 0 else -1
+def build_usage(
+    rows: Iterable[UsageTuple],
+    *,
+    in_use: Collection[str],
+    shared: Collection[str],
+    labels: Mapping[str, tuple[tuple[str, str], ...]],
+    cache_mounts: Mapping[str, CacheMount],
+    sizes: Mapping[str, int] | None = None,
+    apparent: Mapping[str, int] | None = None,
+    health: Callable[[str], str] | None = None,
+) -> list[UsageInfo]:
+    """One ``UsageInfo`` per row, in the rows' order: the one place a record's stored
+    values become its usage row.
+
+    ``sizes`` and ``apparent``: sizes measured now, in place of the cached ones (a cached
+    apparent size counts only beside a cached size); ``health``: each record's, None when
+    every one is "ok". The last use shows only if the record was used; an empty record
+    type reads "regular".
+    """
+    if sizes or apparent:
+        measured, measured_apparent = sizes or {}, apparent or {}
+        rows = [
+            row
+            if row[0] not in measured and row[0] not in measured_apparent
+            else (
+                *row[:2],
+                measured.get(row[0], row[2]),
+                *row[3:9],
+                measured_apparent.get(row[0], row[9] if row[2] >= 0 else -1),
+            )
+            for row in rows
+        ]
+    # The hot loop of a 100,000-record store: locals, one cheap constructor per row (a
+    # mutable draft that then becomes the frozen class), the two datetimes made only
+    # when read (``UsageInfo``'s lazy times).
+    # Most records are in none of the four (in use, shared, labelled, a cache mount): one
+    # look in their union decides whether the four looks are needed.
+    special = {*in_use, *shared, *labels, *cache_mounts}
+    draft, become, frozen = UsageDraft, object.__setattr__, UsageInfo
+    label_of, mount_of = labels.get, cache_mounts.get
+    result: list[UsageInfo] = []
+    append = result.append
+    with paused_gc():
+        for rid, mutable, size, parent, created, last, count, text, kind, apparent_size in rows:
+            if rid in special:
+                used, is_shared, tags, mount = (
+                    rid in in_use,
+                    rid in shared,
+                    label_of(rid, ()),
+                    mount_of(rid),
+                )
+            else:
+                used = is_shared = False
+                tags, mount = (), None
+            info = draft(
+                rid,
+                mutable == 1,
+                used,
+                size,
+                (parent,) if parent else (),
+                created,
+                last if count else None,
+                count,
+                text,
+                kind or "regular",
+                is_shared,
+                tags,
+                mount,
+                apparent_size if size >= 0 else -1,
+                "ok" if health is None else health(rid),
+            )
+            become(info, "__class__", frozen)
+            append(info)
+    return result
 
 
 def measure_missing(
@@ -109,7 +190,7 @@ class Layers:
     def __init__(
         self,
         context: StoreContext,
-        state: StoreState,
+        state: RecordGraph,
         *,
         listing: bool = True,
         names: set[str] | None = None,
@@ -118,7 +199,7 @@ class Layers:
         self.directory = context.snapshots.dir
         if listing and names is None:
             try:
-                names = list_entries(self.directory)[1]
+                names = real_directories(self.directory)
             except FileNotFoundError:
                 names = set()
         self.names: set[str] | None = names if listing else None
@@ -126,14 +207,18 @@ class Layers:
         self._all_ok: bool | None = None
 
     def locate(self, row: RecordRow) -> str | None:
-        layer = row.layer_id
+        return self.locate_id(row.id, row.equal_mutable)
+
+    def locate_id(self, record_id: str, equal_mutable: str | None) -> str | None:
+        """The name holding the bytes of the record whose row names ``equal_mutable``."""
+        layer = equal_mutable or record_id
         if self.names is not None and layer in self.names:
             return layer  # the first candidate, and almost always the answer
         candidates = [layer]
-        if row.equal_mutable is not None:
-            candidates.append(row.id)
+        if equal_mutable is not None:
+            candidates.append(record_id)
         else:
-            partner = self.state.immutable_of.get(row.id)
+            partner = self.state.immutable_of.get(record_id)
             if partner is not None:
                 candidates.append(partner)
         if self.names is not None:
@@ -148,66 +233,50 @@ class Layers:
         """Whether every live record's layer is in the listing and every live parent has
         a live row: then every health is "ok" (one pass, instead of a walk per record)."""
         if self._all_ok is None:
-            self._all_ok = self._check_all_ok()
+            self._all_ok = self.names is not None and self.state.layers_present(self.names)
         return self._all_ok
-
-    def _check_all_ok(self) -> bool:
-        names, rows = self.names, self.state.rows
-        if names is None:
-            return False
-        # Records whose id names no directory: normally only the pending commits (their
-        # layer is the mutable's); a set difference finds them without a loop in Python.
-        for rid in rows.keys() - names:
-            row = rows[rid]
-            if not row.deleted and (row.equal_mutable is None or row.equal_mutable not in names):
-                return False
-        referenced = self.state.parent_ids
-        if referenced is not None:
-            return referenced <= rows.keys()  # every parent named has a live row
-        for row in rows.values():
-            parent = row.parent
-            if parent is not None and not row.deleted:
-                above = rows.get(parent)
-                if above is None or above.deleted:
-                    return False
-        return True
 
     def health(self, row: RecordRow) -> str:
         """ "ok", "missing" (its bytes are nowhere) or "broken" (an ancestor's are)."""
+        return self.health_of(row.id)
+
+    def health_of(self, record_id: str) -> str:
+        """``health`` of a record with a row in the picture."""
         if self._all_ok or (self._all_ok is None and self.all_ok()):
             return "ok"
-        known = self._health
-        path: list[RecordRow] = []
+        known, state = self._health, self.state
+        path: list[str] = []
         on_path: set[str] = set()
-        current: RecordRow | None = row
+        current = record_id
         verdict = "ok"
-        while current is not None:
-            cached = known.get(current.id)
+        while True:
+            cached = known.get(current)
             if cached is not None:
                 verdict = "broken" if cached != "ok" else "ok"
                 break
-            if self.locate(current) is None:
-                known[current.id] = "missing"
+            if self.locate_id(current, state.mutable_of(current)) is None:
+                known[current] = "missing"
                 verdict = "broken"
                 break
-            if current.id in on_path:  # a loop: damage, which opening reports
+            if current in on_path:  # a loop: damage, which opening reports
                 break
             path.append(current)
-            on_path.add(current.id)
-            if current.parent is None:
+            on_path.add(current)
+            parent = state.parent_of(current)
+            if parent is None:
                 break
-            current = self.state.rows.get(current.parent)
-            if current is None or current.deleted:
+            if not state.is_live(parent):
                 verdict = "broken"
                 break
+            current = parent
         for seen in path:
-            known[seen.id] = verdict
-        return known[row.id]
+            known[seen] = verdict
+        return known[record_id]
 
 
 def _sizes(
     context: StoreContext,
-    state: StoreState,
+    state: RecordGraph,
     rows: Sequence[RecordRow],
     apparent: dict[str, int],
     layers: Layers,
@@ -264,6 +333,13 @@ def disk_usage(
 ) -> list[UsageInfo]:
     matcher = filter_language.parse_all(filters)
     limit = None if age_limit is None else to_seconds(age_limit, what="age_limit")
+    if state is None and not matcher and not limit:
+        # The cyclic collector waits until the picture's 100,000 tuples are gone: run
+        # in between, it would walk every one of them for nothing.
+        with paused_gc():
+            every = _every_usage(context, context.usage_picture())
+        if every is not None:
+            return every
     state = state if state is not None else context.state()
     visible = state.visible()
     in_use = state.in_use_ids()
@@ -303,41 +379,50 @@ def disk_usage(
     else:
         unsure = selected
     sizes, measured_any = _sizes(context, state, unsure, apparent, layers)
-    if measured_any:
-        # Some sizes were measured just now: the store's (size, id) order no longer holds.
-        if selected is visible:
-            selected = list(selected)
-        selected.sort(key=attrgetter("id"))
-        selected.sort(key=lambda row: sizes.get(row.id, row.size), reverse=True)  # stable
-    # The hot loop of a 100,000-record store: locals, one cheap constructor per row, the
-    # two datetimes made only when read (``usage_info_from_epochs``).
-    build, health, size_of = usage_info_from_epochs, layers.health, sizes.get
-    result: list[UsageInfo] = []
-    append = result.append
-    with paused_gc():
-        for row in selected:
-            rid = row.id
-            parent = row.parent
-            append(
-                build(
-                    rid,
-                    row.mutable,
-                    rid in in_use,
-                    size_of(rid, row.size),
-                    (parent,) if parent else (),
-                    row.created_at,
-                    row.last_used_at if row.usage_count else None,
-                    row.usage_count,
-                    row.description,
-                    row.record_type or "regular",
-                    rid in shared,
-                    labels.get(rid, ()),
-                    mounts.get(rid),
-                    apparent.get(rid, row.apparent_size if row.size >= 0 else -1),
-                    "ok" if all_ok else health(row),
-                )
-            )
-    return result
+    result = build_usage(
+        [_usage_tuple(row) for row in selected],
+        in_use=in_use,
+        shared=shared,
+        labels=labels,
+        cache_mounts=mounts,
+        sizes=sizes,
+        apparent=apparent,
+        health=None if all_ok else layers.health_of,
+    )
+    return _largest_first(result) if measured_any else result
+
+
+def _every_usage(context: StoreContext, picture: UsagePicture) -> list[UsageInfo] | None:
+    """Disk usage of every record from disk usage's row tuples (one object per record);
+    None when a layer is missing (the full picture then works out each row's health)."""
+    layers = Layers(context, picture)
+    if not layers.all_ok():
+        return None
+    in_use = picture.in_use_ids()
+    shared = picture.shared_ids(context.is_shared)
+    hidden = picture.hidden_ids()
+    rows = picture.rows if not hidden else [row for row in picture.rows if row[0] not in hidden]
+    apparent: dict[str, int] = {}
+    sizes, measured_any = _sizes(
+        context, picture, [row for row in picture.unsure if row.id not in hidden], apparent, layers
+    )
+    result = build_usage(
+        rows,
+        in_use=in_use,
+        shared=shared,
+        labels=picture.labels,
+        cache_mounts=picture.cache_mounts,
+        sizes=sizes,
+        apparent=apparent,
+    )
+    return _largest_first(result) if measured_any else result
+
+
+def _largest_first(rows: list[UsageInfo]) -> list[UsageInfo]:
+    """Some sizes were measured just now: the store's (size, id) order no longer holds."""
+    rows.sort(key=attrgetter("id"))
+    rows.sort(key=attrgetter("size"), reverse=True)  # stable: ties stay by id
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

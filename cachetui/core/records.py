@@ -22,7 +22,7 @@ from cachetui.core.diskusage import Totals, measure_missing, totals_of_sizes
 from cachetui.core.effective_age import NewestInSubtrees
 from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
-from cachetui.core.snapshots import list_entries
+from cachetui.core.snapshots import real_directories
 from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
 
@@ -370,7 +370,7 @@ def _layer_dirs(snapshots_dir: Path) -> set[str] | None:
     """The real directories under ``snapshots/`` (one directory read, not a stat per
     record); None when it cannot be read: the sizes then read it themselves, and say why."""
     try:
-        return list_entries(snapshots_dir)[1]
+        return real_directories(snapshots_dir)
     except OSError:
         return None
 

@@ -33,6 +33,8 @@ from cachetui.core.types import CacheMount, GCRunInfo, GCTotals
 __all__ = [
     "GC_RUNS_KEPT",
     "HOLDER_COLUMNS",
+    "PENDING_COMMITS_SQL",
+    "USAGE_ROWS_SQL",
     "HolderRow",
     "RecordRow",
     "RecordStore",
@@ -153,6 +155,24 @@ SELECT id, 'last_used_at', last_used_at FROM record
 ORDER BY 1, 2
 """
 
+#: ``UsagePicture``'s row (``state.UsageTuple``), values as stored, but for two: a
+#: creation time that is NULL comes as ``UNREADABLE`` (SQLite's 1e999 is infinity), as
+#: ``RecordRow`` reads it (a NULL last use means "never used"); the record type
+#: "regular" comes as NULL, so that 100,000 rows share one string.
+_USAGE_COLUMNS = (
+    "id, mutable, size, parent, IFNULL(created_at, 1e999), last_used_at, usage_count, "
+    "description, NULLIF(record_type, 'regular'), apparent_size"
+)
+#: Every live record, largest first, then by id: one walk of the ``record_usage`` index.
+USAGE_ROWS_SQL = f"SELECT {_USAGE_COLUMNS} FROM record WHERE deleted = 0 ORDER BY size DESC, id"
+#: The live pending commits, in the same order. "IS NOT NULL" as two ranges, "+deleted"
+#: and "+size" (no index's condition nor order): SQLite then reads the few from the
+#: equal_mutable index, not every row through disk usage's.
+PENDING_COMMITS_SQL = (
+    "SELECT id, equal_mutable FROM record "
+    "WHERE (equal_mutable >= '' OR equal_mutable < '') AND +deleted = 0 ORDER BY +size DESC, id"
+)
+
 
 def _marks(count: int) -> str:
     return ",".join("?" * count)
@@ -225,6 +245,41 @@ class RecordStore:
         own order (sorting 100,000 rows is a third of reading them)."""
         order = " ORDER BY size DESC, id" if ordered else ""
         return self.store.rows(f"SELECT {self.store.record_columns} FROM record{order}")
+
+    def usage_rows(self) -> list[tuple[Any, ...]]:
+        """Every live record as ``state.UsageTuple``, largest first, then by id (disk
+        usage's order)."""
+        sql = USAGE_ROWS_SQL
+        if not self.store.record_columns.endswith("apparent_size"):  # an older store
+            sql = sql.replace("apparent_size", "-1")
+        return self.store.rows(sql)
+
+    def pending_commits(self) -> list[tuple[str, str]]:
+        """``(immutable, mutable)`` of every live pending commit, in disk usage's order."""
+        return [(rid, mutable) for rid, mutable in self.store.rows(PENDING_COMMITS_SQL)]
+
+    def records_by_id(self, record_ids: Iterable[str]) -> list[RecordRow]:
+        """The live rows among ``record_ids`` (a handful: one statement)."""
+        wanted = tuple(record_ids)
+        if not wanted:
+            return []
+        return [
+            RecordRow.from_values(values)
+            for values in self.store.rows(
+                f"SELECT {self.store.record_columns} FROM record "
+                f"WHERE id IN ({_marks(len(wanted))}) AND deleted = 0",
+                wanted,
+            )
+        ]
+
+    def unsized_records(self) -> list[RecordRow]:
+        """The live rows with no cached size."""
+        return [
+            RecordRow.from_values(values)
+            for values in self.store.rows(
+                f"SELECT {self.store.record_columns} FROM record WHERE size < 0 AND deleted = 0"
+            )
+        ]
 
     def shapes(self) -> list[tuple[Any, ...]]:
         """``(id, parent, equal_mutable, mutable, deleted)`` of every row (the open check)."""

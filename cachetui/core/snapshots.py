@@ -101,6 +101,12 @@ def list_entries(directory: Path) -> tuple[set[str], set[str]]:
     return names, dirs
 
 
+def real_directories(directory: Path) -> set[str]:
+    """``list_entries``'s real directories alone (one set, not two: 100,000 layers)."""
+    with os.scandir(directory) as entries:
+        return {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+
+
 class DirectorySnapshotter:
     """Layer directories under ``<root>/snapshots``."""
 

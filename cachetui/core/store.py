@@ -30,9 +30,9 @@ from cachetui.core.writelock import WaitingSqliteDatabase
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "GCRun", "Store", "data_version", "open_version_reader"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: records, holders, settings. 2: labels, cache mounts, apparent sizes. 3: ``gc_run``
-(one row per GC run)."""
+(one row per GC run). 4: the ``record_usage`` index (disk usage's order and columns)."""
 BUSY_TIMEOUT_MS = 60_000
 
 _PRAGMAS = {
@@ -195,6 +195,24 @@ def _add_gc_runs(store: Store) -> None:
     store.db.create_tables([store.GCRun], safe=True)
 
 
+#: Disk usage reads every live record largest first (``RecordStore.usage_rows``). This
+#: index holds those rows in that order with every column the read takes (``deleted``
+#: too, or SQLite would visit the table for it), so the read walks the index once
+#: instead of sorting 100,000 rows (a third of the read's time). Partial (live rows
+#: only): the full-table reads that take tombstones too never pick it. The price: each
+#: write of a live row also writes its entry (10-20 us), and the file grows by about 70%.
+_USAGE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS record_usage ON record (size DESC, id, mutable, parent, "
+    "created_at, last_used_at, usage_count, description, record_type, apparent_size, "
+    "deleted) WHERE deleted = 0"
+)
+
+
+def _add_usage_index(store: Store) -> None:
+    """Version 4: the ``record_usage`` index (nothing else changes)."""
+    store.db.execute_sql(_USAGE_INDEX)
+
+
 #: (version reached, step), in order. A step takes the schema from the version before it
 #: to its own, in place, keeping every row; the steps a store needs run in one transaction
 #: at open, so a crash leaves it at the old version, never half-upgraded. Add a step (and
@@ -203,6 +221,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Store], None]], ...] = (
     (1, _create_v1),
     (2, _add_labels_cache_mounts_apparent),
     (3, _add_gc_runs),
+    (4, _add_usage_index),
 )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cachetui.core.errors import InvalidError
-from cachetui.core.timestamps import to_datetime
+from cachetui.core.timestamps import UNKNOWN_TIME, is_valid, to_datetime
 
 __all__ = [
     "HEALTH_STATES",
@@ -28,6 +28,7 @@ __all__ = [
     "RecordType",
     "Sharing",
     "TierResult",
+    "UsageDraft",
     "UsageInfo",
     "check_labels",
     "to_seconds",
@@ -229,7 +230,9 @@ class _LazyTime:
         value = self._slot.__get__(obj, owner)
         if value is None or isinstance(value, datetime):
             return value
-        moment = to_datetime(value)  # a stored time that is not one reads as unknown
+        # A stored time that is not one (text, negative, past the year 9999) reads as
+        # unknown: disk usage hands over the stored values unchecked.
+        moment = to_datetime(value) if is_valid(value) else UNKNOWN_TIME
         self._slot.__set__(obj, moment)
         return moment
 
@@ -245,10 +248,11 @@ for _name in ("created_at", "last_used_at"):
 
 #: A mutable twin of ``UsageInfo`` with the same slots in the same order: filling its
 #: slots costs a plain attribute store each, where the frozen class's ``__init__`` pays
-#: an ``object.__setattr__`` call per field. A filled twin then becomes a ``UsageInfo``
-#: (``__class__`` assignment between classes of identical layout).
-_UsageRow = make_dataclass(
-    "_UsageRow", [(f.name, f.type) for f in fields(UsageInfo)], slots=True, eq=False
+#: an ``object.__setattr__`` call per field. A filled draft then becomes a ``UsageInfo``
+#: (``__class__`` assignment between classes of identical layout); its two times may be
+#: epoch seconds, made datetimes on first read.
+UsageDraft = make_dataclass(
+    "UsageDraft", [(f.name, f.type) for f in fields(UsageInfo)], slots=True, eq=False
 )
 _become = object.__setattr__
 
@@ -272,7 +276,7 @@ def usage_info_from_epochs(
 ) -> UsageInfo:
     """A ``UsageInfo`` equal to ``UsageInfo(...)`` with the two times as datetimes, built
     for bulk (disk usage): the times stay epoch seconds until first read."""
-    row = _UsageRow(
+    row = UsageDraft(
         id,
         mutable,
         in_use,
