@@ -150,7 +150,10 @@ class CacheService:
 
     def _open_manager(self) -> CacheManager:
         try:
-            return CacheManager.open(self.root, clock=self.clock, read_only=self.read_only)
+            # The whole store is shown next: the open's read serves the first load too.
+            return CacheManager.open(
+                self.root, clock=self.clock, read_only=self.read_only, keep_picture=True
+            )
         except StoreError as err:
             # As ``du`` does: a store this user cannot write is still worth reading.
             if self.read_only or "not writable" not in str(err):
