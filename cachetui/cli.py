@@ -598,7 +598,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
     with _open(root) as cm:
         now = cm.now()
-        preview = cm.prune(policy, dry_run=True)
+        kept: list[tuple[str, str]] = []  # records a filesystem mounted in the layer keeps
+        preview = cm.prune(policy, dry_run=True, refused=kept)
         preview_size = sum(info.size for info in preview)
         if not args.dry_run and not args.force and preview:
             what = (
@@ -626,6 +627,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 if policy.has_space_limit:
                     lines += _explain_limit(cm, root, policy, preview)
                 _out(sys.stdout, lines)
+            for record_id, reason in kept:
+                _out(sys.stderr, f"{_PROG}: would refuse to prune {record_id}: {reason}")
             return EXIT_OK
         count = 0
         header_done = False

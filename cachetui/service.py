@@ -150,7 +150,10 @@ class CacheService:
 
     def _open_manager(self) -> CacheManager:
         try:
-            return CacheManager.open(self.root, clock=self.clock, read_only=self.read_only)
+            # The whole store is shown next: the open's read serves the first load too.
+            return CacheManager.open(
+                self.root, clock=self.clock, read_only=self.read_only, keep_picture=True
+            )
         except StoreError as err:
             # As ``du`` does: a store this user cannot write is still worth reading.
             if self.read_only or "not writable" not in str(err):
@@ -516,9 +519,12 @@ class CacheService:
             return self.manager.set_labels(record_id, changes)
 
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
+        """Dry run of a policy: what would go, and (``refused``) what a filesystem
+        mounted in its layer would keep."""
+        kept: list[tuple[str, str]] = []
         with self._lock:
-            result = self.manager.prune(options, dry_run=True)
-        return PrunePlan(tuple(plan_row(i) for i in result))
+            result = self.manager.prune(options, dry_run=True, refused=kept)
+        return PrunePlan(tuple(plan_row(i) for i in result), tuple(kept))
 
     def plan_gc(self, policy_file: str | None = None) -> GCPreview:
         """Dry run of a whole GC list: the file's, else BuildKit's defaults for this disk.

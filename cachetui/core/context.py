@@ -111,12 +111,12 @@ class StoreContext:
         directories under ``snapshots/`` when they come with it (else None: the caller
         lists them). The open's picture is taken when it is still exactly what a read
         now would give: no commit since, by anyone (``PRAGMA data_version`` for other
-        connections, ``total_changes`` for this one), and the same holders, alive. Its
-        rows may come in the table's order rather than disk usage's."""
+        connections, ``total_changes`` for this one), and the same holders, alive. The
+        rows come in the table's order (a screen orders what it shows itself)."""
         handed, self._handed = self._handed, None
         if handed is not None and self._still_current(handed):
             return handed.state, handed.layer_dirs
-        return load_state(self.records), None
+        return load_state(self.records, ordered=False), None
 
     def _still_current(self, handed: _HandedOn) -> bool:
         conn = self.store.db.connection()

@@ -292,17 +292,22 @@ def _sizes(
     live = state.live
     held = state.node_held
     names = layers.names
-    for row in rows:
-        if (
-            names is not None
-            and row.size >= 0
+    if names is not None:
+        # The usual rows, in one comprehension: the layer listed where the row says,
+        # the size cached (a held mutable's is its live size: measured below).
+        sizes = {
+            row.id: row.size
+            for row in rows
+            if row.size >= 0
             and (row.equal_mutable or row.id) in names
             and not (row.mutable and live and held(row))
-        ):
-            # The usual row: its layer listed where its row says, its size cached (a
-            # held mutable's is its live size: measured below).
-            sizes[row.id] = row.size
-            continue
+        }
+        if len(sizes) == len(rows):
+            return sizes, False
+        unusual = [row for row in rows if row.id not in sizes]
+    else:
+        unusual = list(rows)
+    for row in unusual:
         name = layers.locate(row)
         if name is None:
             sizes[row.id] = apparent[row.id] = 0  # missing: never measured nor cached

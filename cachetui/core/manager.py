@@ -141,6 +141,7 @@ class CacheManager:
         id_factory: Callable[[], str] | None = None,
         repair: bool = True,
         forget_missing: bool = False,
+        keep_picture: bool = False,
     ) -> CacheManager:
         """Open (creating if missing) the store at ``root`` and reconcile it with the disk.
 
@@ -162,6 +163,10 @@ class CacheManager:
                 cached only when the lock is free).
             forget_missing: open even a store that looks unmounted (``doctor --fix
                 --forget-missing``), so that its missing records can be dropped.
+            keep_picture: the open's check reads every row (not only the tree's shape)
+                and keeps them for the first ``records()``, which then reads nothing
+                again unless something changed since (a screen about to show the whole
+                store: 100,000 records open a few tenths of a second sooner).
 
         Raises:
             InvalidError: a bad argument (a root that is a file, a malformed ``db_url``).
@@ -212,7 +217,10 @@ class CacheManager:
                 id_factory=id_factory,
             )
             manager.open_findings = reconcile.at_open(
-                manager._context, repair=repair, forget_missing=forget_missing
+                manager._context,
+                repair=repair,
+                forget_missing=forget_missing,
+                keep_picture=keep_picture,
             )
         except BaseException:
             store.close()

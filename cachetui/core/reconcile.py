@@ -110,7 +110,11 @@ def _leftovers(seen: opencheck.Inspection, unretired: set[str]) -> list[str]:
 
 
 def at_open(
-    context: StoreContext, *, repair: bool = True, forget_missing: bool = False
+    context: StoreContext,
+    *,
+    repair: bool = True,
+    forget_missing: bool = False,
+    keep_picture: bool = False,
 ) -> list[Finding]:
     """What every open does: finish crashes (writable, ``repair``, healthy), then warnings."""
     findings: list[Finding] = []
@@ -124,7 +128,9 @@ def at_open(
             )
         )
     elif repair and not context.read_only:
-        findings = reconcile(context, check=True, forget_missing=forget_missing)
+        findings = reconcile(
+            context, check=True, forget_missing=forget_missing, keep_picture=keep_picture
+        )
         if context.store.damaged:
             return at_open(context, repair=False)
     fstype = filesystems.filesystem_type(context.root)
@@ -158,13 +164,20 @@ def _damaged(context: StoreContext) -> list[Finding] | None:
 
 
 def reconcile(
-    context: StoreContext, *, check: bool = False, forget_missing: bool = False
+    context: StoreContext,
+    *,
+    check: bool = False,
+    forget_missing: bool = False,
+    keep_picture: bool = False,
 ) -> list[Finding]:
     """Finish or undo what a crash or a dead process left (see the module docstring).
 
     ``check`` (at open): first make the open's checks on the same read, inside the
     write: damage makes the store degraded (nothing done), a store that looks unmounted
     is refused (``StoreError``, nothing written) unless ``forget_missing``.
+    ``keep_picture`` (with ``check``): that read is the whole picture, kept for the
+    first reader (``StoreContext.picture``) while nothing changes; otherwise it is only
+    the rows' shape (cheaper for an open that reads nothing else, a prune's).
     """
     findings: list[Finding] = []
     snapshots, store, records = context.snapshots, context.store, context.records
@@ -174,11 +187,15 @@ def reconcile(
             if problems:
                 store.damaged = problems
                 return []
-            # The whole picture, read once: the checks use its shape, and the first
-            # reader after the open (a dashboard) takes it instead of reading it again.
-            # (That reader orders what it shows itself: the table's order will do.)
-            picture = load_state(records, include_deleted=True, ordered=False)
-            seen = opencheck.inspect_state(picture, snapshots.dir)
+            picture = None
+            if keep_picture:
+                # The whole picture, read once: the checks use its shape, and the first
+                # reader after the open (a dashboard) takes it instead of reading it
+                # again. (That reader orders what it shows itself: the table's order.)
+                picture = load_state(records, include_deleted=True, ordered=False)
+                seen = opencheck.inspect_state(picture, snapshots.dir)
+            else:
+                seen = opencheck.inspect(records, snapshots.dir)
             problems = seen.problems()
             if problems:
                 store.damaged = problems
@@ -186,7 +203,7 @@ def reconcile(
             message = seen.unmounted_message()
             if message is not None and not forget_missing:
                 raise StoreError(message)
-            if picture.parent_ids is not None:  # no tombstones: every row read is live
+            if picture is not None and picture.parent_ids is not None:  # all rows live
                 context.hand_on(picture, seen.layer_dirs)
         else:
             seen = opencheck.inspect(records, snapshots.dir)

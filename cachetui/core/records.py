@@ -141,7 +141,7 @@ class RecordBrief(NamedTuple):
 
 class RecordStates(Mapping[str, RecordState]):
     """One ``RecordState`` per visible record, by id, in the order the rows were read
-    (disk usage's, or the table's when it is the open's picture handed on), each built
+    (disk usage's when a picture is given, else the table's), each built
     the first time it is asked for.
 
     Everything that needs the whole store (the visible set, in use, shared, sizes, the
@@ -339,7 +339,8 @@ class RecordStates(Mapping[str, RecordState]):
 
 
 def record_states(context: StoreContext, state: StoreState | None = None) -> dict[str, RecordState]:
-    """One ``RecordState`` per visible record, by id, in disk usage's order (all built)."""
+    """One ``RecordState`` per visible record, by id (all built), in the order the rows
+    were read (see ``RecordStates``)."""
     states = RecordStates(context, state)
     return {record_id: states[record_id] for record_id in states}
 

@@ -27,6 +27,7 @@ import secrets
 import stat
 import time
 from collections.abc import Iterable
+from operator import attrgetter, methodcaller
 from pathlib import Path
 
 from cachetui.core import fsops, usage
@@ -96,15 +97,24 @@ def list_entries(directory: Path) -> tuple[set[str], set[str]]:
     Raises ``OSError`` as ``os.scandir`` does."""
     with os.scandir(directory) as listing:
         entries = list(listing)
-    names = {entry.name for entry in entries}
+    names = set(map(_NAME, entries))  # at C speed: 100,000 layers are read at every open
+    if all(map(_REAL_DIR, entries)):  # the usual case: nothing but layer directories
+        return names, names.copy()
     dirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
     return names, dirs
 
 
+_NAME = attrgetter("name")
+_REAL_DIR = methodcaller("is_dir", follow_symlinks=False)
+
+
 def real_directories(directory: Path) -> set[str]:
     """``list_entries``'s real directories alone (one set, not two: 100,000 layers)."""
-    with os.scandir(directory) as entries:
-        return {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    if all(map(_REAL_DIR, entries)):  # the usual case, at C speed
+        return set(map(_NAME, entries))
+    return {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
 
 
 class DirectorySnapshotter:

@@ -1,7 +1,8 @@
-"""The open's picture handed on: the first ``records()`` after a writable open takes the
-rows the open read (no second read of the record table), and only while it is exactly
-what a read now would give: a commit by another process or by this one, a holder that
-died, or layers the open moved all make it read again."""
+"""The open's picture handed on: the first ``records()`` after a writable open with
+``keep_picture`` takes the rows the open read (no second read of the record table), and
+only while it is exactly what a read now would give: a commit by another process or by
+this one, a holder that died, or layers the open moved all make it read again. An open
+without it reads only the rows' shape, as before."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from cachetui.core import CacheManager
 from cachetui.core.snapshots import TRASH_PREFIX
 from tests.core.test_processes import HOLDER_SCRIPT
 
-RECORD_READ = "FROM record ORDER BY"  # the whole table, as the picture reads it
+
+def _whole_table(statement: str) -> bool:
+    """A read of every row with every column (not the shape, not one record)."""
+    return "record_type" in statement and "FROM record" in statement and "WHERE" not in statement
 
 
 def _store(root: Path, count: int = 5) -> list[str]:
@@ -52,7 +56,7 @@ class Reads:
 
     @property
     def table_reads(self) -> int:
-        return sum(1 for s in self.statements if RECORD_READ in s)
+        return sum(1 for s in self.statements if _whole_table(s))
 
 
 @pytest.fixture
@@ -68,7 +72,7 @@ def _values(cm: CacheManager) -> dict[str, object]:
 
 def test_the_first_read_takes_the_opens_picture_and_agrees_with_a_fresh_one(store) -> None:
     root, ids = store
-    with CacheManager.open(root) as cm:
+    with CacheManager.open(root, keep_picture=True) as cm:
         reads = Reads(cm)
         first = _values(cm)
         assert reads.table_reads == 0  # the open's rows, not read again
@@ -79,9 +83,20 @@ def test_the_first_read_takes_the_opens_picture_and_agrees_with_a_fresh_one(stor
     assert all(state.health == "ok" for state in first.values())  # type: ignore[attr-defined]
 
 
+def test_an_open_without_it_reads_only_the_shape_and_keeps_nothing(store) -> None:
+    root, ids = store
+    statements: list[str] = []
+    with CacheManager.open(root) as cm:
+        conn = cm.store.db.connection()
+        assert isinstance(conn, sqlite3.Connection)
+        conn.set_trace_callback(statements.append)
+        assert set(_values(cm)) == set(ids)
+    assert sum(1 for s in statements if _whole_table(s)) == 1  # read by records() itself
+
+
 def test_a_commit_by_another_process_makes_it_read_again(store) -> None:
     root, ids = store
-    with CacheManager.open(root) as cm:
+    with CacheManager.open(root, keep_picture=True) as cm:
         with CacheManager.open(root) as other:  # another connection: data_version moves
             added = other.new(description="made meanwhile", retain=True)
             added.release()
@@ -93,7 +108,7 @@ def test_a_commit_by_another_process_makes_it_read_again(store) -> None:
 
 def test_a_change_by_this_manager_makes_it_read_again(store) -> None:
     root, ids = store
-    with CacheManager.open(root) as cm:
+    with CacheManager.open(root, keep_picture=True) as cm:
         cm.set_labels(ids[0], {"team": "infra"})
         reads = Reads(cm)
         seen = _values(cm)
@@ -121,7 +136,7 @@ def held(store) -> Iterator[tuple[Path, str, subprocess.Popen[str]]]:
 
 def test_a_holder_dead_since_the_open_makes_it_read_again(held) -> None:
     root, record_id, child = held
-    with CacheManager.open(root) as cm:  # the holder is alive: it stays in the picture
+    with CacheManager.open(root, keep_picture=True) as cm:  # the holder is alive: kept
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         reads = Reads(cm)
@@ -136,7 +151,7 @@ def test_layers_moved_by_the_open_are_listed_again(store) -> None:
     layer = root / "snapshots" / ids[-1]
     layer.rename(root / "snapshots" / f"{TRASH_PREFIX}{ids[-1]}")
     shutil.copytree(root / "snapshots" / ids[0], root / "snapshots" / "new-leftover")
-    with CacheManager.open(root) as cm:  # rolls the removal back, removes new-*
+    with CacheManager.open(root, keep_picture=True) as cm:  # rolls back, removes new-*
         assert layer.is_dir()
         seen = _values(cm)
     assert seen[ids[-1]].health == "ok"  # type: ignore[attr-defined]

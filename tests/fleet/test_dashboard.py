@@ -370,3 +370,26 @@ def test_filters_match_the_packed_records_of_the_stores_read(fleet) -> None:
         }
     finally:
         service.close()
+
+
+def test_details_subtree_totals_are_the_rows_own(fleet) -> None:
+    """The details pane's subtree is what the row's columns show: a record and
+    everything below it; a store's row, its agent's totals (read or not)."""
+    from tests.fleet.dashboard_fixture import records_of
+
+    url, ids = fleet
+    service = FleetService(url)
+    try:
+        view = service.load()
+        row = view.stores["ci-runner-1/"]
+        store = service.details("ci-runner-1/")
+        assert (store.subtree_size, store.subtree_count) == (row.total, row.records)
+        service.expand("ci-runner-1/")
+        sizes = [r["size"] for r in records_of(0)]
+        assert (row.total, row.records) == (sum(sizes), 4)
+        base = service.details(f"ci-runner-1/{ids['ci-runner-1'][0]}")
+        assert (base.subtree_size, base.subtree_count) == (sum(sizes[:3]), 3)
+        leaf = service.details(f"ci-runner-1/{ids['ci-runner-1'][1]}")
+        assert (leaf.subtree_size, leaf.subtree_count) == (sizes[1], 1)
+    finally:
+        service.close()

@@ -333,6 +333,13 @@ def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
     (path / "mnt").mkdir()
     mount(canary, path / "mnt")
     cm.close()
+    preview = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--all", "--dry-run", "--root", str(cm.root)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
     done = subprocess.run(
         [sys.executable, "-m", "cachetui", "prune", "--all", "--force", "--root", str(cm.root)],
         capture_output=True,
@@ -347,6 +354,12 @@ def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
     ]
     lines = done.stdout.splitlines()
     assert lines[0].split()[:2] == ["ID", "RECLAIMABLE"]
+    assert preview.returncode == 0, preview.stderr
+    assert kept not in preview.stdout
+    assert preview.stderr.strip().splitlines() == [
+        f"cachetui: would refuse to prune {kept}: {path / 'mnt'} is mounted inside its layer "
+        "(unmount it first)"
+    ]
     listed = sorted(line.split()[0].rstrip("*") for line in lines[1:-1])  # * marks a mutable
     assert listed == sorted(r for r, _ in others)
     assert lines[-1].startswith("Total:")
