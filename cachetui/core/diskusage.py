@@ -147,7 +147,7 @@ def build_usage(
                 size,
                 (parent,) if parent else (),
                 created,
-                last if count else None,
+                last if count else None,  # RecordRow.last_use's rule, inlined: hot loop
                 count,
                 text,
                 kind or "regular",
@@ -354,10 +354,8 @@ def disk_usage(
     labels, mounts = state.labels, state.cache_mounts
     selected: list[RecordRow] = [] if matcher or cutoff is not None else visible
     for row in visible if selected is not visible else ():
-        if cutoff is not None:
-            last = row.last_used_at if row.usage_count else None
-            if (last if last is not None else row.created_at) > cutoff:
-                continue
+        if cutoff is not None and row.age_from > cutoff:
+            continue
         if matcher and not matcher.matches(
             filter_language.usage_fields(
                 id=row.id,

@@ -116,9 +116,7 @@ class NewestInSubtrees:
         self._reached: dict[str, bool] = {}
 
     def _raw(self, rid: str) -> Moment:
-        row = self._state.rows[rid]
-        last = row.last_used_at
-        return (last if row.usage_count and last is not None else row.created_at, rid)
+        return (self._state.rows[rid].age_from, rid)
 
     def _live(self, rid: str | None) -> bool:
         if rid is None:

@@ -130,11 +130,10 @@ class _Pass:
     def _age_kept(self, row: RecordRow) -> Kept | None:
         if self.cutoff is None:
             return None
-        last = row.last_used_at if row.usage_count else None
-        moment = last if last is not None else row.created_at
+        moment = row.age_from
         if moment <= self.cutoff:
             return None
-        verb = "used" if last is not None else "created (never used)"
+        verb = "used" if row.last_use is not None else "created (never used)"
         return Kept("keep-duration", f"{verb} within the keep duration", since=moment, by=row.id)
 
     def matches_filters(self, row: RecordRow) -> bool:
@@ -174,7 +173,7 @@ class _Pass:
             [
                 Candidate(
                     id=row.id,
-                    last_used_at=row.last_used_at if row.usage_count else None,
+                    last_used_at=row.last_use,
                     usage_count=row.usage_count,
                     size=max(row.size, 0),
                 )

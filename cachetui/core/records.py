@@ -254,7 +254,7 @@ class RecordStates(Mapping[str, RecordState]):
         row = self._visible[record_id]
         return RecordBrief(
             self._sizes[record_id],
-            row.last_used_at if row.usage_count else None,
+            row.last_use,
             row.usage_count,
             row.description,
             record_id in self._in_use,
@@ -358,7 +358,7 @@ class RecordStates(Mapping[str, RecordState]):
             in_use=in_use,
             size=self._sizes[rid],
             created_at=row.created_at,
-            last_used_at=row.last_used_at if row.usage_count else None,
+            last_used_at=row.last_use,
             usage_count=row.usage_count,
             description=row.description,
             record_type=row.record_type or "regular",

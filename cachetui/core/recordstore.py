@@ -73,6 +73,19 @@ class RecordRow:
     pending_use: bool
     apparent_size: int = -1
 
+    @property
+    def last_use(self) -> float | None:
+        """When it was last used, or None when it never was: BuildKit keeps a use time
+        only beside a use count, so a time without a count means nothing. The one home
+        of that rule (disk usage's hot loop inlines it, saying so)."""
+        return self.last_used_at if self.usage_count else None
+
+    @property
+    def age_from(self) -> float:
+        """The moment its age counts from: its last use, else its creation."""
+        last = self.last_used_at if self.usage_count else None
+        return last if last is not None else self.created_at
+
     @classmethod
     def from_values(cls, values: tuple[Any, ...]) -> RecordRow:
         """A row from the ``RECORD_COLUMNS`` tuple SQLite returns (its 0/1 become bools)."""

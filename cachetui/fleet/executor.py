@@ -154,8 +154,7 @@ def _prune_ids(
         expected = confirmed.get(row.id)
         if expected is None:
             return True
-        last = row.last_used_at if row.usage_count else None
-        if (last, row.usage_count) != expected:
+        if (row.last_use, row.usage_count) != expected:
             used_since.add(row.id)
             return False
         return True
