@@ -237,10 +237,14 @@ def reconcile(
             snapshots.retire(rid)
     trash = [snapshots.dir / name for name in leftovers]
     trash += [p for rid in tombstoned if (p := snapshots.trash_path(rid)) not in trash]
+    mounted = snapshots.mount_refusals({p.name for p in trash}) if trash else {}
     failures = snapshots.purge(trash) if trash else []
     failed = {str(path) for path, _ in failures}
     for path, err in failures:
-        findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
+        if path.name in mounted:
+            findings.append(_mounted_leftover(path.name, mounted[path.name][1]))
+        else:
+            findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
     records.drop_tombstoned(
         [rid for rid in tombstoned if str(snapshots.trash_path(rid)) not in failed]
     )
@@ -250,6 +254,16 @@ def reconcile(
                 Finding("leftover", name, "removed an interrupted operation's leftover", True)
             )
     return findings
+
+
+def _mounted_leftover(name: str, reason: str) -> Finding:
+    """A staging or trash directory with a filesystem mounted in it (or mounted on it):
+    never removed, whatever the kernel says about mount roots; the operator unmounts."""
+    return Finding(
+        "mounted-layer",
+        name,
+        f"{reason}; left alone (not removed): the operator must unmount it",
+    )
 
 
 #: Why doctor leaves a directory without a record alone when a filesystem is mounted in it.
@@ -317,8 +331,13 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
             findings.append(Finding("tombstone", rid, "removal not finished"))
-    for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
-        findings.append(Finding("leftover", name, "staging or trash directory"))
+    trash = sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX)))
+    mounted_trash = context.snapshots.mount_refusals(set(trash)) if trash else {}
+    for name in trash:
+        if name in mounted_trash:
+            findings.append(_mounted_leftover(name, mounted_trash[name][1]))
+        else:
+            findings.append(Finding("leftover", name, "staging or trash directory"))
     named = set(seen.parent_of)
     unknown = sorted(context.snapshots.unknown(named, seen.names))
     mounted_findings, mounted = _mounted(context, seen, unknown)

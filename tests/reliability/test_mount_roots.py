@@ -1,0 +1,125 @@
+"""Deleting paths against a mount whose root is the directory handed to the remover,
+with the kernel answer of Linux older than 5.8 (no ``STATX_ATTR_MOUNT_ROOT``).
+
+The bind mounts and the canary outside the store are real; only the attribute probe is
+patched to answer as an old kernel does (mount id known, "mount root" never reported):
+that is the one fault that cannot be caused for real on this kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cachetui.core import CacheManager, SnapshotError, fsops
+from tests.mounting import canary, canary_intact, mount
+from tests.reliability.workers import child_env
+
+__all__ = ["canary", "mount"]  # fixtures, used by name
+
+
+@pytest.fixture
+def old_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mount_identity`` as statx+fdinfo answer on a kernel < 5.8: never a mount root."""
+    real = fsops.mount_identity
+
+    def probe(fd: int) -> tuple[int | None, bool]:
+        return real(fd)[0], False
+
+    monkeypatch.setattr(fsops, "mount_identity", probe)
+
+
+def _only(rid: str) -> list[str]:
+    return ["--filter", f"id=={rid}", "--force"]
+
+
+def _crashed_prune(root: Path) -> str:
+    """A real store whose prune died after its commit: one ``rm-<id>`` left behind."""
+    cm = CacheManager.open(root)
+    ref = cm.new(retain=True)
+    upper = ref.mount().upper
+    assert upper is not None
+    (upper / "own").write_bytes(b"o" * 4096)
+    ref.release()
+    rid = ref.id
+    cm.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--root", str(root), *_only(rid)],
+        env={**child_env(), "CACHETUI_CRASH_AT": "prune:committed"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 137, done.stderr
+    assert (root / "snapshots" / f"rm-{rid}").is_dir()
+    return rid
+
+
+def test_remover_refuses_a_mounted_top_on_an_old_kernel(
+    tmp_path: Path, canary: Path, mount: Callable[..., None], old_kernel: None
+) -> None:
+    top = tmp_path / "top"
+    top.mkdir()
+    mount(canary, top)
+    with pytest.raises(SnapshotError, match="is a mount point"):
+        fsops.remove_tree(top)
+    canary_intact(canary)
+    # a tmpfs (another device) at the top as well
+    other = tmp_path / "other"
+    other.mkdir()
+    mount(None, other)
+    (other / "keep").write_bytes(b"k")
+    with pytest.raises(SnapshotError, match="is a mount point"):
+        fsops.remove_tree(other)
+    assert (other / "keep").read_bytes() == b"k"
+
+
+def test_remover_still_removes_a_plain_tree_on_an_old_kernel(
+    tmp_path: Path, old_kernel: None
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_bytes(b"x")
+    fsops.remove_tree(tree)
+    assert not tree.exists()
+
+
+@pytest.mark.parametrize("prefix", ["rm-", "new-"])
+def test_open_and_doctor_leave_a_mounted_leftover_on_an_old_kernel(
+    tmp_path: Path, canary: Path, mount: Callable[..., None], old_kernel: None, prefix: str
+) -> None:
+    root = tmp_path / "store"
+    rid = _crashed_prune(root)
+    snapshots = root / "snapshots"
+    if prefix == "rm-":
+        name = f"rm-{rid}"
+    else:
+        name = "new-0123456789abcdef"
+        (snapshots / name).mkdir()
+    target = snapshots / name
+    mount(canary, target)
+    # plain doctor (read-only: the open finishes nothing) names it as mounted
+    cm = CacheManager.open(root, read_only=True)
+    try:
+        found = {(f.kind, f.subject): f for f in cm.doctor()}
+    finally:
+        cm.close()
+    assert ("mounted-layer", name) in found, found
+    assert "itself a mount point" in found[("mounted-layer", name)].message
+    assert ("leftover", name) not in found
+    # a writable open (which finishes crashes) and doctor --fix leave it and say so
+    cm = CacheManager.open(root)
+    try:
+        fixed = cm.doctor(fix=True)
+    finally:
+        cm.close()
+    canary_intact(canary)
+    assert fsops.mounts_below(target) == [os.path.realpath(target)]
+    kinds = {(f.kind, f.subject, f.fixed) for f in fixed}
+    assert ("mounted-layer", name, False) in kinds, fixed
+    canary_intact(canary)
