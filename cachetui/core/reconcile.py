@@ -338,7 +338,7 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
             findings.append(_mounted_leftover(name, mounted_trash[name][1]))
         else:
             findings.append(Finding("leftover", name, "staging or trash directory"))
-    named = set(seen.parent_of)
+    named = set(seen.parent_of) | seen.odd_deleted.keys()  # damaged rows still name theirs
     unknown = sorted(context.snapshots.unknown(named, seen.names))
     mounted_findings, mounted = _mounted(context, seen, unknown)
     findings += mounted_findings
@@ -411,7 +411,7 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
                 findings.append(
                     Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
-        named = set(seen.parent_of) - set(forgotten)
+        named = (set(seen.parent_of) - set(forgotten)) | seen.odd_deleted.keys()
         unknown = sorted(snapshots.unknown(named, seen.names))
         mounted_findings, mounted = _mounted(context, seen, unknown)
         findings += mounted_findings
