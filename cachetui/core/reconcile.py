@@ -256,6 +256,28 @@ def reconcile(
     return findings
 
 
+def _bad_size(value: object) -> str:
+    return f"stored size {value!r} is not a size this store's disks could hold"
+
+
+def _fix_sizes(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
+    """Measure each live record whose stored size is garbage and store what was
+    measured (-1, "unknown", when a mount inside the layer keeps it from being exact)."""
+    findings: list[Finding] = []
+    for rid, value in context.records.bad_sizes():
+        name = seen.layer_holder(rid)
+        if name is None:
+            continue  # its layer is missing: reported (and fixed) as such
+        measured = context.snapshots.measure_name(name)
+        size = measured.size if measured.complete else -1
+        apparent = measured.apparent_size if measured.complete else -1
+        context.records.store_sizes({rid: size}, {rid: apparent})
+        done = f"{measured.size} bytes" if measured.complete else "unknown (not exact)"
+        message = f"{_bad_size(value)}: measured again, stored {done}"
+        findings.append(Finding("bad-size", rid, message, True))
+    return findings
+
+
 def _mounted_leftover(name: str, reason: str) -> Finding:
     """A staging or trash directory with a filesystem mounted in it (or mounted on it):
     never removed, whatever the kernel says about mount roots; the operator unmounts."""
@@ -328,6 +350,8 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     for rid, column, value in context.records.bad_timestamps():
         message = f"{column} is {value!r}, not a time (shown as unknown)"
         findings.append(Finding("bad-timestamp", rid, message, False))
+    for rid, value in context.records.bad_sizes():
+        findings.append(Finding("bad-size", rid, _bad_size(value) + " (measured again)"))
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
             findings.append(Finding("tombstone", rid, "removal not finished"))
@@ -411,6 +435,7 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
                 findings.append(
                     Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
+        findings += _fix_sizes(context, seen)
         named = (set(seen.parent_of) - set(forgotten)) | seen.odd_deleted.keys()
         unknown = sorted(snapshots.unknown(named, seen.names))
         mounted_findings, mounted = _mounted(context, seen, unknown)

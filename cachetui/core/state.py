@@ -478,7 +478,9 @@ def load_usage_picture(records: RecordStore) -> UsagePicture:
         )
         rows = picture.rows
         held = picture.held_nodes()
-        unknown = bool(rows) and rows[-1][2] < 0  # largest first: an unknown size is last
+        # largest first: an unknown size is last, or first when the stored value was
+        # garbage (text, or more than the disk holds: see ``Store.limit_sizes``)
+        unknown = bool(rows) and (rows[-1][2] < 0 or rows[0][2] < 0)
         if held or unknown:
             found = {row.id: row for row in records.records_by_id(held)}
             if unknown:
