@@ -416,7 +416,7 @@ class FleetService:
                 if loaded is not None and not ids.isdisjoint(loaded.packed):
                     # a new dict: the view before keeps its own
                     kept = {i: p for i, p in loaded.packed.items() if i not in ids}
-                    self._records[name] = loaded.replaced(packed=kept)
+                    self._records[name] = loaded.replaced(packed=kept, edited=ids)
             if stores_changed or any(t.startswith(("records:", "gone:")) for t in changes.records):
                 self._read_stores()
             return _diff(old, self._build())
@@ -456,7 +456,11 @@ class FleetService:
             ancestors = StoreRecords(name, packed).ancestor_ids
             trees = summed.resized(resized, ancestors)
         self._records[name] = loaded.replaced(
-            packed=packed, holders=held, reshaped=reshaped, trees=trees
+            packed=packed,
+            holders=held,
+            reshaped=reshaped,
+            trees=trees,
+            edited=[r[_ID] for r in fresh],
         )
         self._versions[name] = max([since, *(r[_VERSION] for r in fresh)])
 
@@ -913,7 +917,16 @@ def _diff_store(
     before, after = old.packed, new.packed
     if before is not after:
         came: list[str] = []
-        for record_id, value in after.items():
+        edit = new.edit
+        # made from these very records (alive, so the id names them): only the edited
+        # ids can differ
+        edited = edit[1] if edit is not None and edit[0] == id(before) else None
+        candidates: Iterable[tuple[str, Packed]]
+        if edited is not None:
+            candidates = ((i, after[i]) for i in sorted(edited) if i in after)
+        else:
+            candidates = after.items()
+        for record_id, value in candidates:
             was = before.get(record_id)
             if was is value:
                 continue
@@ -924,9 +937,11 @@ def _diff_store(
             elif was != value:
                 changed.append(prefix + record_id)
         # every record of ``after`` is in ``before`` or came: equal counts, none went
-        gone = (
-            [] if len(after) == len(before) + len(came) else [i for i in before if i not in after]
-        )
+        if len(after) == len(before) + len(came):
+            gone = []
+        else:
+            maybe = sorted(edited) if edited is not None else before
+            gone = [i for i in maybe if i in before and i not in after]
         removed.extend(prefix + i for i in gone)
         added.extend(prefix + i for i in came)
         moved = {*gone, *came}

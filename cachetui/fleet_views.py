@@ -17,7 +17,7 @@ their 200,000 keys; a subtree's totals are summed when its row is first drawn.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -196,10 +196,24 @@ class StoreRecords(Mapping[str, RecordState]):
     * ``refused``: the reason every record is refused while the store is offline (None:
       each record's own refusal, ``refusal``);
     * a record's parent is the record named by its parent id when that is loaded, else
-      the store's row (the tree's shape and the parent in the value say the same).
+      the store's row (the tree's shape and the parent in the value say the same);
+    * ``edit``: when made from another value's records by writing or deleting a few,
+      ``(id of those records, the ids written or deleted)``: what changed since that
+      value, without comparing 10,000 records (the id is only compared while that
+      dict is alive, so it cannot name another).
     """
 
-    __slots__ = ("_keys", "_shape", "_trees", "holders", "name", "packed", "prefix", "refused")
+    __slots__ = (
+        "_keys",
+        "_shape",
+        "_trees",
+        "edit",
+        "holders",
+        "name",
+        "packed",
+        "prefix",
+        "refused",
+    )
 
     def __init__(
         self,
@@ -211,6 +225,7 @@ class StoreRecords(Mapping[str, RecordState]):
         shape: Mapping[str | None, tuple[str, ...]] | None = None,
         keys: dict[str | None, tuple[str, ...]] | None = None,
         trees: Subtrees | None = None,
+        edit: tuple[int, frozenset[str]] | None = None,
     ) -> None:
         self.name = name
         self.prefix = store_key(name)
@@ -224,6 +239,7 @@ class StoreRecords(Mapping[str, RecordState]):
             keys if shape is not None and keys is not None else {}
         )
         self._trees = trees
+        self.edit = edit
 
     def replaced(
         self,
@@ -233,10 +249,12 @@ class StoreRecords(Mapping[str, RecordState]):
         refused: str | bool | None = False,
         reshaped: bool = True,
         trees: Subtrees | None = None,
+        edited: Iterable[str] | None = None,
     ) -> StoreRecords:
         """A new value with some parts replaced (``refused=False``: the same reason).
         Unless ``reshaped``, the tree's shape is shared; the subtree totals are shared
-        when the records are, else given (``trees``) or summed again when asked."""
+        when the records are, else given (``trees``) or summed again when asked.
+        ``edited``: the only ids whose records differ between ``packed`` and these."""
         same_records = packed is None
         same_shape = same_records or not reshaped
         return StoreRecords(
@@ -247,6 +265,7 @@ class StoreRecords(Mapping[str, RecordState]):
             shape=self._shape if same_shape else None,
             keys=self._keys if same_shape else None,
             trees=self._trees if same_records else trees,
+            edit=(id(self.packed), frozenset(edited)) if edited is not None else None,
         )
 
     # -- the Mapping ------------------------------------------------------------------

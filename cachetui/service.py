@@ -387,12 +387,18 @@ class CacheService:
         parse), or, for plain words, the ids whose id or description holds every word
         (the core's ``is_expression`` tells them apart)."""
         view = self._view
+        # The rows' own cheap reads when they have them: building every record's value
+        # (100,000 of them) would hold the interpreter, and so the screen, for seconds.
         if not is_expression(text):
-            return search_ids(view.rows.values(), text) if view is not None else frozenset()
+            if view is None:
+                return frozenset()
+            search = getattr(view.rows, "search", None)
+            return search(text) if search is not None else search_ids(view.rows.values(), text)
         if view is None:
             parse_filters(text)
             return frozenset()
-        return matching_ids(view.rows.values(), text)
+        match = getattr(view.rows, "matching", None)
+        return match(text) if match is not None else matching_ids(view.rows.values(), text)
 
     @staticmethod
     def check_filter(text: str) -> None:
@@ -519,9 +525,12 @@ class CacheService:
             return self.manager.set_labels(record_id, changes)
 
     def plan_policy(self, options: PruneOptions) -> PrunePlan:
+        """Dry run of a policy: what would go, and (``refused``) what a filesystem
+        mounted in its layer would keep."""
+        kept: list[tuple[str, str]] = []
         with self._lock:
-            result = self.manager.prune(options, dry_run=True)
-        return PrunePlan(tuple(plan_row(i) for i in result))
+            result = self.manager.prune(options, dry_run=True, refused=kept)
+        return PrunePlan(tuple(plan_row(i) for i in result), tuple(kept))
 
     def plan_gc(self, policy_file: str | None = None) -> GCPreview:
         """Dry run of a whole GC list: the file's, else BuildKit's defaults for this disk.

@@ -14,8 +14,10 @@ entries that changed on top.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from cachetui.core import matching_ids, search_ids
 
 __all__ = ["Layered", "Subtrees"]
 
@@ -88,6 +90,26 @@ class Layered(Mapping[K, V], Generic[K, V]):
             return True
         check = getattr(self._base, "is_built", None)
         return bool(check(key)) if check is not None else True
+
+    def matching(self, filters: str | Sequence[str]) -> frozenset[str]:
+        """The base's cheap ``matching`` (see ``RecordStates``), the replaced values
+        matched again themselves (they are full values)."""
+        return self._again(getattr(self._base, "matching", None), matching_ids, filters)
+
+    def search(self, text: str) -> frozenset[str]:
+        """The base's cheap ``search``, the replaced values searched themselves."""
+        return self._again(getattr(self._base, "search", None), search_ids, text)
+
+    def _again(
+        self,
+        cheap: Callable[[Any], frozenset[str]] | None,
+        full: Callable[[Iterable[Any], Any], frozenset[str]],
+        query: Any,
+    ) -> frozenset[str]:
+        if cheap is None:
+            return full(self.values(), query)
+        top = self._top
+        return frozenset((cheap(query) - top.keys()) | full(top.values(), query))
 
     def replaced(self, changes: Mapping[K, V]) -> Layered[K, V]:
         """A new mapping with ``changes`` on top (keys absent from the base are ignored)."""

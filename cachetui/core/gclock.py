@@ -9,15 +9,17 @@ two GC runs from racing each other over the same limits.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 
-from cachetui.core.errors import LockedError
+from cachetui.core.errors import LockedError, StoreError
 
 __all__ = ["LOCK_NAME", "GCLock"]
 
@@ -43,7 +45,7 @@ class GCLock:
         return f"pid {info['pid']} on {info.get('host', '?')} since {since}"
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,6 +61,31 @@ class GCLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, note.encode(), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        """The lock file, opened for writing: ours, a plain file inside the store.
+
+        Acquiring truncates and rewrites it, so a symlink planted at ``gc.lock`` would
+        empty whatever it points at (outside the store, even): the open never follows
+        one, and anything but a regular file (a FIFO, a device) is refused too.
+        """
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(
+                    f"{self.path} is a symlink, not the store's GC lock file; "
+                    "refusing to write through it (remove it and run again)"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(
+                f"{self.path} is not a regular file; refusing to use it as the GC lock "
+                "(remove it and run again)"
+            )
+        return fd
 
     def release(self) -> None:
         if self._fd is None:

@@ -22,6 +22,7 @@ from cachetui.core.diskusage import Totals, measure_missing, totals_of_sizes
 from cachetui.core.effective_age import NewestInSubtrees
 from cachetui.core.policy import DiskStat
 from cachetui.core.recordstore import RecordRow, RecordStore
+from cachetui.core.search import search_words
 from cachetui.core.snapshots import real_directories
 from cachetui.core.state import StoreState
 from cachetui.core.types import CacheMount
@@ -258,6 +259,48 @@ class RecordStates(Mapping[str, RecordState]):
             row.description,
             record_id in self._in_use,
             record_id in self._shared,
+        )
+
+    def matching(self, filters: str | Sequence[str]) -> frozenset[str]:
+        """``matching_ids`` over every record, from the rows themselves: the fields a
+        filter sees are cheap reads, so no record's value is built (a filter over
+        100,000 records would otherwise build them all, holding the interpreter for
+        seconds while the screen waits)."""
+        matcher = filter_language.parse_all(filters)
+        if not matcher:
+            return frozenset(self._visible)
+        fields = filter_language.usage_fields
+        parents, in_use, shared = self.parents, self._in_use, self._shared
+        labels, mounts = self._state.labels, self._state.cache_mounts
+        found = []
+        for rid, row in self._visible.items():
+            parent = parents[rid]
+            if matcher.matches(
+                fields(
+                    id=rid,
+                    parents=(parent,) if parent else (),
+                    description=row.description,
+                    record_type=row.record_type or "regular",
+                    in_use=rid in in_use,
+                    mutable=row.mutable,
+                    shared=rid in shared,
+                    labels=labels.get(rid, ()),
+                    cache_mount=mounts.get(rid),
+                )
+            ):
+                found.append(rid)
+        return frozenset(found)
+
+    def search(self, text: str) -> frozenset[str]:
+        """``search_ids`` over every record, from the ids and descriptions (no value
+        built)."""
+        words = search_words(text)
+        if not words:
+            return frozenset(self._visible)
+        return frozenset(
+            rid
+            for rid, row in self._visible.items()
+            if all(word in f"{rid}\n{row.description}".casefold() for word in words)
         )
 
     # -- building one value ----------------------------------------------------------------

@@ -58,17 +58,27 @@ def ensure(db_path: str) -> None:
         return  # taking it now would only bring the full disk closer
     staging = f"{target}.new"
     try:
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # The staging name is ours: whatever sits there (a crashed run's half reserve, or a
+        # symlink that would have the allocation written through it to a file outside the
+        # store) is removed, never opened, and the new file must be created here afresh.
+        _remove_name(staging)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(staging, flags, 0o600)
         try:
             os.posix_fallocate(fd, 0, RESERVE_BYTES)
         finally:
             os.close(fd)
         os.rename(staging, target)  # all or nothing: never a half-size reserve
     except OSError:
-        try:
-            os.unlink(staging)
-        except OSError:
-            pass
+        _remove_name(staging)
+
+
+def _remove_name(path: str) -> None:
+    """Unlink ``path`` itself (a link is removed, not followed); a directory stays."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def release(db_path: str) -> bool:

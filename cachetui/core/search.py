@@ -17,12 +17,19 @@ How a text is told apart from a filter expression (one rule, for every screen):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cachetui.core import filters as filter_language
 
-if TYPE_CHECKING:
-    from cachetui.core.records import RecordState
+
+class Searchable(Protocol):
+    """What a plain search reads of a record (a ``RecordState`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
 
 __all__ = ["is_expression", "search_ids", "search_words"]
 
@@ -46,7 +53,7 @@ def search_words(text: str) -> tuple[str, ...]:
     return tuple(word.casefold() for word in text.split())
 
 
-def search_ids(states: Iterable[RecordState], text: str) -> frozenset[str]:
+def search_ids(states: Iterable[Searchable], text: str) -> frozenset[str]:
     """The ids of the records whose id or description contains every word of ``text``."""
     words = search_words(text)
     if not words:

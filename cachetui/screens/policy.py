@@ -37,6 +37,14 @@ ALL_OFF = "off: internal, frontend and shared records stay"
 ALL_ON = "ON: internal, frontend and shared records too"
 
 
+def _kept(summary: Text, plan: PrunePlan, verb: str = "Kept") -> None:
+    """Add what the core keeps although the policy chose it (a filesystem mounted in its
+    layer), each with its reason: the rest goes."""
+    if plan.refused:
+        summary.append(f"\n{verb} {records(len(plan.refused))}: ", style="bold yellow")
+        summary.append("; ".join(f"{i[:12]}: {r}" for i, r in plan.refused))
+
+
 class _Cancelled(Exception):
     """Raised from the progress callback to stop a running prune between batches."""
 
@@ -171,15 +179,15 @@ class PolicyPruneScreen(ModalScreen[int]):
         plan = message.plan
         self.plan = plan
         n = len(plan.rows)
-        self._summary(
-            Text.assemble(
-                ("Dry run: ", "bold"),
-                (records(n), "bold"),
-                (" would be removed, freeing ", ""),
-                (size(plan.freed), "bold green"),
-                (". Press Prune to remove them." if n else ".", ""),
-            )
+        summary = Text.assemble(
+            ("Dry run: ", "bold"),
+            (records(n), "bold"),
+            (" would be removed, freeing ", ""),
+            (size(plan.freed), "bold green"),
+            (". Press Prune to remove them." if n else ".", ""),
         )
+        _kept(summary, plan, "Would keep")
+        self._summary(summary)
         listing = Text(no_wrap=True, overflow="ellipsis")
         for row in plan.rows[:MAX_LISTED]:
             listing.append(f"{row.id}  {size(row.size):>10}  {escape(row.description) or '-'}\n")
@@ -257,10 +265,7 @@ class PolicyPruneScreen(ModalScreen[int]):
                 (size(result.freed), "bold green"),
                 (".", ""),
             )
-            if result.refused:
-                # The rest went; what the core would not remove is said with its reason.
-                summary.append(f"\nKept {records(len(result.refused))}: ", style="bold yellow")
-                summary.append("; ".join(f"{i[:12]}: {r}" for i, r in result.refused))
+            _kept(summary, result)
             self._summary(summary)
         else:
             self.freed = sum(r.size for r in self.done if not r.shared)

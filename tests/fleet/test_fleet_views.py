@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+import pytest
+
 from cachetui.core import HolderInfo, Totals
 from cachetui.fleet_service import _diff
 from cachetui.fleet_views import (
@@ -97,7 +99,10 @@ def test_an_offline_store_refuses_every_record_and_the_delta_says_so() -> None:
     assert sorted(delta.changed) == ["host/a", "host/b", "host/c", "host/d"]
 
 
-def test_a_size_change_moves_its_subtree_totals_and_the_view_before_keeps_its_own() -> None:
+@pytest.mark.parametrize("told", [False, True], ids=["compared", "edited ids"])
+def test_a_size_change_moves_its_subtree_totals_and_the_view_before_keeps_its_own(
+    told: bool,
+) -> None:
     old = chain()
     before = view_of(old)
     assert before.subtree_size("host/a") == 600
@@ -106,8 +111,12 @@ def test_a_size_change_moves_its_subtree_totals_and_the_view_before_keeps_its_ow
     ancestors = StoreRecords("host", values).ancestor_ids
     assert old.summed is not None
     new = old.replaced(
-        packed=values, reshaped=False, trees=old.summed.resized({"c": 1000}, ancestors)
+        packed=values,
+        reshaped=False,
+        trees=old.summed.resized({"c": 1000}, ancestors),
+        edited=["c"] if told else None,
     )
+    assert (new.edit is not None) == told
     after = view_of(new)
     assert after.subtree_size("host/a") == 1600 and after.subtree_size("host/b") == 1500
     assert before.subtree_size("host/a") == 600  # the view before did not move
@@ -115,9 +124,11 @@ def test_a_size_change_moves_its_subtree_totals_and_the_view_before_keeps_its_ow
     assert delta.changed == ("host/c",) and not (delta.added or delta.removed)
 
 
-def test_a_parent_gone_moves_its_child_to_the_top_and_the_delta_says_so() -> None:
+@pytest.mark.parametrize("told", [False, True], ids=["compared", "edited ids"])
+def test_a_parent_gone_moves_its_child_to_the_top_and_the_delta_says_so(told: bool) -> None:
     old = chain()
-    new = old.replaced(packed={k: v for k, v in old.packed.items() if k != "b"})
+    kept = {k: v for k, v in old.packed.items() if k != "b"}
+    new = old.replaced(packed=kept, edited=["b"] if told else None)
     view = view_of(new)
     assert view.rows["host/c"].parent == "host/"
     assert sorted(view.child_ids("host/")) == ["host/a", "host/c", "host/d"]
@@ -132,3 +143,17 @@ def test_holders_changed_mark_only_their_records_changed() -> None:
     delta = _diff(view_of(old), view_of(new))
     assert delta.changed == ("host/b",)
     assert view_of(new).rows["host/b"].holders == ()
+
+
+def test_edited_ids_count_only_against_the_records_they_were_made_from() -> None:
+    """A value made from other records than the view before compares every record."""
+    old = chain()
+    values = dict(old.packed)
+    values["d"] = packed(None, 50)
+    middle = old.replaced(packed=values, reshaped=False, edited=["d"])
+    values = dict(middle.packed)
+    values["a"] = packed(None, 150, children=True)
+    new = middle.replaced(packed=values, reshaped=False, edited=["a"])
+    # from ``old`` to ``new`` both changed: ``new``'s edit names ``middle``'s records
+    assert sorted(_diff(view_of(old), view_of(new)).changed) == ["host/a", "host/d"]
+    assert _diff(view_of(middle), view_of(new)).changed == ("host/a",)

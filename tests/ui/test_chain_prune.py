@@ -279,6 +279,8 @@ async def test_a_policy_prune_goes_past_a_mounted_layer_and_says_why_it_stayed(
         await wait_for(pilot, lambda: screen.plan is not None, what="the dry run")
         planned = set(screen.plan.ids)
         assert planned and ids["old"] not in planned
+        preview = str(screen.query_one("#summary", Static).render())
+        assert f"Would keep 1 record: {ids['old'][:12]}: {layer / 'mnt'} is mounted" in preview
         screen.action_prune()
         await wait_for(pilot, lambda: screen.finished, what="the prune")
         summary = str(screen.query_one("#summary", Static).render())

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cachetui.core import CacheManager, totals
+from cachetui.core import CacheManager, matching_ids, search_ids, totals
 from cachetui.core.records import RecordStates
 from cachetui.service import CacheService
-from cachetui.subtree import Subtrees
+from cachetui.subtree import Layered, Subtrees
 from tests.ui.conftest import loaded, make_app, settle
 from tests.ui.store_fixture import T0, fixed_disk_stat
 
@@ -98,6 +99,52 @@ def test_cheap_reads_agree_with_every_value(store):
         assert healths == {"ok", "missing", "broken"}
         # built one at a time or all at once: the same values
         assert dict(rows.items()) == dict(service.manager.records().items())
+    finally:
+        service.close()
+
+
+FILTERS = [
+    "mutable",
+    "inuse",
+    "shared",
+    "type==source.local",
+    "type==exec.cachemount,sharing==locked",
+    "description~=apt",
+    "label.team==infra",
+    "label.team",
+    "immutable,private",
+    "id!=nothing",
+]
+SEARCHES = ["apt", "RUN go", "layer", "zz-nothing", "  "]
+
+
+def test_filters_and_searches_read_no_value_and_agree_with_every_value(store):
+    """A filter over 100,000 records must not build every value (it holds the
+    interpreter, and the screen, for seconds): the rows answer it from their cheap
+    reads, and the answer is the one every value gives, also after sizes changed."""
+    root, ids = store
+    with CacheManager.open(root) as cm:  # a label and a held record to filter on
+        cm.set_labels(next(iter(ids.values())), {"team": "infra"})
+    service = CacheService(root, read_only=True, disk_stat_fn=fixed_disk_stat)
+    try:
+        view = service.load()
+        rows = view.rows
+        assert isinstance(rows, RecordStates)
+        answers = {text: service.matching(text) for text in FILTERS + SEARCHES}
+        assert not any(rows.is_built(rid) for rid in rows)  # no value was built
+        values = list(rows.values())
+        for text in FILTERS:
+            assert answers[text] == matching_ids(values, text), text
+        for text in SEARCHES:
+            assert answers[text] == search_ids(values, text), text
+        assert answers["label.team==infra"] and answers["mutable"] and answers["apt"]
+        # a size change puts a replaced value over the rows: the same answers
+        changed = next(rid for rid in rows if rows[rid].mutable)
+        layered = Layered(rows).replaced({changed: replace(rows[changed], size=12345)})
+        for text in FILTERS:
+            assert layered.matching(text) == matching_ids(list(layered.values()), text)
+        for text in SEARCHES:
+            assert layered.search(text) == search_ids(list(layered.values()), text)
     finally:
         service.close()
 

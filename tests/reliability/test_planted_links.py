@@ -1,0 +1,90 @@
+"""Files the store writes beside its database (the GC lock, the disk-full reserve) are
+never written through a link planted in their place: a canary outside the store, reached
+by a symlink at that name, keeps every byte, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cachetui.core import CacheManager, reserve
+from tests.reliability.workers import child_env
+
+PRECIOUS = b"precious bytes outside the store\n" * 100
+
+
+def cachetui(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cachetui", *args],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A small closed store with a free record (something for GC to look at)."""
+    root = tmp_path / "store"
+    cm = CacheManager.open(root)
+    ref = cm.new(description="build")
+    upper = ref.mount().upper
+    assert upper is not None
+    (upper / "out.o").write_bytes(b"x" * 8192)
+    ref.commit().release()
+    cm.close()
+    return root
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(PRECIOUS)
+    return outside / "precious"
+
+
+def test_gc_does_not_empty_a_file_through_a_planted_gc_lock_symlink(
+    store: Path, canary: Path
+) -> None:
+    (store / "gc.lock").unlink(missing_ok=True)
+    os.symlink(canary, store / "gc.lock")
+    done = cachetui("gc", "--root", str(store))
+    assert canary.read_bytes() == PRECIOUS
+    assert done.returncode != 0
+    assert "gc.lock is a symlink" in done.stderr
+    assert "Traceback" not in done.stderr
+    # The link is still there (the operator decides), and still points at the canary.
+    assert os.readlink(store / "gc.lock") == str(canary)
+
+
+def test_gc_refuses_a_gc_lock_that_is_not_a_regular_file(store: Path) -> None:
+    (store / "gc.lock").unlink(missing_ok=True)
+    os.mkfifo(store / "gc.lock")
+    done = cachetui("gc", "--root", str(store))
+    assert done.returncode != 0
+    assert "is not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_du_does_not_write_the_reserve_through_a_planted_staging_symlink(
+    store: Path, canary: Path
+) -> None:
+    db = str(store / "metadata.db")
+    reserve.release(db)
+    staging = Path(reserve.reserve_path(db) + ".new")
+    os.symlink(canary, staging)
+    done = cachetui("du", "--root", str(store))
+    assert done.returncode == 0, done.stderr
+    assert canary.read_bytes() == PRECIOUS
+    # The reserve was set aside as a real file of its own, and the planted link is gone.
+    kept = Path(reserve.reserve_path(db))
+    assert not kept.is_symlink() and kept.is_file()
+    assert kept.stat().st_blocks * 512 >= reserve.RESERVE_BYTES
+    assert not staging.exists() and not staging.is_symlink()
