@@ -123,3 +123,31 @@ def test_open_and_doctor_leave_a_mounted_leftover_on_an_old_kernel(
     kinds = {(f.kind, f.subject, f.fixed) for f in fixed}
     assert ("mounted-layer", name, False) in kinds, fixed
     canary_intact(canary)
+
+
+def test_release_of_an_unfinalized_commit_refuses_a_mounted_layer_up_front(
+    tmp_path: Path, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Releasing the last handle of a commit never finalized removes its layer: with a
+    filesystem mounted in it, nothing is marked removed nor deleted, and the refusal
+    names the mount (the handle stays held: unmount, then release again)."""
+    root = tmp_path / "store"
+    with CacheManager.open(root) as cm:
+        ref = cm.new()
+        upper = ref.mount().upper
+        assert upper is not None
+        (upper / "own").write_bytes(b"o" * 4096)
+        (upper / "mnt").mkdir()
+        imm = ref.commit()
+        mount(canary, upper / "mnt")
+        with pytest.raises(SnapshotError, match=f"{upper / 'mnt'} is mounted inside its layer"):
+            imm.release()
+        canary_intact(canary)
+        assert (upper / "own").read_bytes() == b"o" * 4096
+        assert [u.id for u in cm.disk_usage()] == [imm.id]
+        assert not [f for f in cm.doctor() if f.kind == "tombstone"]
+        subprocess.run(["umount", str(upper / "mnt")], check=True)
+        imm.release()  # unmounted: the release goes through
+        assert cm.disk_usage() == []
+        assert not upper.exists()
+    canary_intact(canary)
