@@ -299,6 +299,14 @@ class RecordStore:
         )
         return [(str(rid), value) for rid, value in self.store.rows(sql)]
 
+    def untombstone(self, record_ids: Sequence[str]) -> None:
+        """Inside a write: records marked removed are live again (a removal refused
+        after its mark committed)."""
+        self._many(
+            "UPDATE record SET deleted = 0 WHERE id = ? AND deleted = 1",
+            [(r,) for r in record_ids],
+        )
+
     def tombstoned_ids(self) -> list[str]:
         return [rid for (rid,) in self.store.rows("SELECT id FROM record WHERE deleted = 1")]
 

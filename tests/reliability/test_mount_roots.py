@@ -151,3 +151,61 @@ def test_release_of_an_unfinalized_commit_refuses_a_mounted_layer_up_front(
         assert cm.disk_usage() == []
         assert not upper.exists()
     canary_intact(canary)
+
+
+@pytest.mark.parametrize("where", ["inside", "top"])
+def test_a_mount_that_appears_after_prune_looked_is_a_refusal(
+    tmp_path: Path,
+    canary: Path,
+    mount: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """Between prune's mount check and the removal (its batch committed, the layers
+    renamed ``rm-*``) a filesystem is mounted in one layer: that record is refused like
+    the others (kept, live), the prune goes on with the rest and ends in PruneRefused."""
+    from cachetui.core import PruneOptions, PruneRefused
+    from cachetui.core import prune as prune_module
+
+    root = tmp_path / "store"
+    cm = CacheManager.open(root)
+    ids = []
+    for _ in range(3):
+        ref = cm.new(retain=True)
+        upper = ref.mount().upper
+        assert upper is not None
+        (upper / "own").write_bytes(b"o" * 4096)
+        (upper / "sub").mkdir()
+        ref.release()
+        ids.append(ref.id)
+    victim = ids[1]
+    snapshots = root / "snapshots"
+    real = prune_module.crash_point
+
+    def hook(name: str) -> None:
+        if name == "prune:committed" and (snapshots / f"rm-{victim}").is_dir():
+            target = snapshots / f"rm-{victim}"
+            mount(canary, target / "sub" if where == "inside" else target)
+        real(name)
+
+    monkeypatch.setattr(prune_module, "crash_point", hook)
+    with pytest.raises(PruneRefused, match=f"refusing to prune {victim}") as refused:
+        cm.prune(PruneOptions(all=True))
+    canary_intact(canary)
+    assert sorted(u.id for u in refused.value.removed) == sorted(set(ids) - {victim})
+    assert [rid for rid, _ in refused.value.refusals] == [victim]
+    if where == "inside":
+        # kept as it was: live, its layer under its own name, its own file intact
+        assert "is mounted inside its layer" in str(refused.value)
+        assert str(snapshots / victim / "sub") in str(refused.value)
+        assert [u.id for u in cm.disk_usage()] == [victim]
+        assert (snapshots / victim / "own").read_bytes() == b"o" * 4096
+        assert sorted(os.listdir(snapshots)) == [victim]
+    else:
+        # the mount sits on the renamed directory itself: it cannot get its name back,
+        # so its record stays marked removed and nothing under it is touched
+        assert (snapshots / f"rm-{victim}" / "canary").read_bytes() == canary.joinpath(
+            "canary"
+        ).read_bytes()
+    cm.close()
+    canary_intact(canary)
