@@ -260,6 +260,26 @@ def _bad_size(value: object) -> str:
     return f"stored size {value!r} is not a size this store's disks could hold"
 
 
+def _kept_for_mounts(
+    context: StoreContext, seen: opencheck.Inspection, health: dict[str, str]
+) -> dict[str, str]:
+    """The records ``doctor --fix`` must not forget although missing or broken: those
+    whose layer has a filesystem mounted in it (reported once, as ``mounted-layer``:
+    the operator must unmount it), and their ancestors (forgetting one would leave a
+    live record with no parent row). Each maps to the mounted layer that keeps it."""
+    layer_of = {rid: seen.pair_of.get(rid, rid) for rid in health}
+    mounted = context.snapshots.mount_refusals(set(layer_of.values())) if health else {}
+    kept: dict[str, str] = {}
+    for rid, layer in layer_of.items():
+        if layer not in mounted:
+            continue
+        current: str | None = rid
+        while current is not None and current in health and current not in kept:
+            kept[current] = layer
+            current = seen.parent_of.get(current)
+    return kept
+
+
 def _fix_sizes(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     """Measure each live record whose stored size is garbage and store what was
     measured (-1, "unknown", when a mount inside the layer keeps it from being exact)."""
@@ -424,7 +444,13 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
             for rid in sorted(health):
                 findings.append(Finding(f"{health[rid]}-layer", rid, "left as it is"))
             health = {}
-        forgotten = sorted(health)
+        kept = _kept_for_mounts(context, seen, health)
+        for rid in sorted(kept):
+            if seen.pair_of.get(rid, rid) != kept[rid]:  # kept for a descendant's mount
+                message = "left as it is: a record built on it has a filesystem mounted in "
+                message += "its layer (the operator must unmount it)"
+                findings.append(Finding(f"{health[rid]}-layer", rid, message))
+        forgotten = sorted(set(health) - set(kept))
         for rid in forgotten:
             records.drop_record(rid)
             if health[rid] == "missing":

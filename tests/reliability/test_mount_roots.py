@@ -38,6 +38,10 @@ def _only(rid: str) -> list[str]:
     return ["--filter", f"id=={rid}", "--force"]
 
 
+def _dry(rid: str) -> list[str]:
+    return ["--dry-run", "--filter", f"id=={rid}"]
+
+
 def _crashed_prune(root: Path) -> str:
     """A real store whose prune died after its commit: one ``rm-<id>`` left behind."""
     cm = CacheManager.open(root)
@@ -208,4 +212,71 @@ def test_a_mount_that_appears_after_prune_looked_is_a_refusal(
             "canary"
         ).read_bytes()
     cm.close()
+    canary_intact(canary)
+
+
+def test_doctor_fix_never_forgets_a_broken_record_with_a_mount_in_its_layer(
+    tmp_path: Path, canary: Path, mount: Callable[..., None]
+) -> None:
+    """A chain whose root layer is missing: doctor --fix forgets the broken records,
+    but not one whose layer has a filesystem mounted in it (nor the ancestors it needs):
+    that one is reported once, as needing the operator, and its directory stays its."""
+    import shutil
+
+    root = tmp_path / "store"
+    with CacheManager.open(root) as cm:
+        chain = []
+        parent = None
+        for i in range(3):
+            ref = cm.new(parent)
+            upper = ref.mount().upper
+            assert upper is not None
+            (upper / f"f{i}").write_bytes(b"d" * 4096)
+            imm = ref.commit()
+            imm.finalize()
+            chain.append(imm.id)
+            parent = imm
+    first, middle, last = chain
+    snapshots = root / "snapshots"
+    shutil.rmtree(snapshots / first)
+    (snapshots / middle / "mnt").mkdir()
+    mount(canary, snapshots / middle / "mnt")
+    with CacheManager.open(root) as cm:
+        found = cm.doctor(fix=True)
+    canary_intact(canary)
+    about = {(f.kind, f.subject, f.fixed) for f in found}
+    assert [f.kind for f in found if f.subject == middle] == ["mounted-layer"], found
+    assert ("missing-layer", first, False) in about
+    assert ("broken", last, True) in about  # nothing mounted there: forgotten
+    # the forgotten record's layer goes to lost+found (never deleted); the kept one stays
+    assert [f.subject for f in found if f.kind == "unknown-dir"] == [last]
+    assert (snapshots / middle / "f1").read_bytes() == b"d" * 4096
+    with CacheManager.open(root) as cm:
+        assert not cm.read_only
+        assert {u.id: u.health for u in cm.disk_usage()} == {first: "missing", middle: "broken"}
+    canary_intact(canary)
+
+
+def test_dry_run_names_the_only_candidate_a_mount_keeps(
+    tmp_path: Path, canary: Path, mount: Callable[..., None]
+) -> None:
+    """The outsider's repro: a dry run whose only candidate is kept by a mount says so
+    (it used to print only "Would free 0B")."""
+    root = tmp_path / "store"
+    with CacheManager.open(root) as cm:
+        ref = cm.new(retain=True)
+        upper = ref.mount().upper
+        assert upper is not None
+        (upper / "mnt").mkdir()
+        ref.release()
+    mount(canary, upper / "mnt")
+    done = subprocess.run(
+        [sys.executable, "-m", "cachetui", "prune", "--root", str(root), *_dry(ref.id)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"would refuse to prune {ref.id}: {upper / 'mnt'} is mounted" in done.stderr
     canary_intact(canary)
