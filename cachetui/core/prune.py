@@ -556,8 +556,9 @@ def prune(
             run.run()
             if purger.error is not None:
                 raise purger.error
-            for record_id, reason, point in run.refusals:
+            for record_id, reason, point in [*run.refusals, *purger.refused]:
                 refusals.setdefault(record_id, (reason, point))
+            purger.refused.clear()
             if on_tier is not None:
                 on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:

@@ -280,3 +280,38 @@ def test_dry_run_names_the_only_candidate_a_mount_keeps(
     assert done.returncode == 0, done.stderr
     assert f"would refuse to prune {ref.id}: {upper / 'mnt'} is mounted" in done.stderr
     canary_intact(canary)
+
+
+def test_a_mount_that_appears_while_the_layer_is_removed_is_a_refusal(
+    tmp_path: Path, canary: Path, mount: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remover itself stops at a mount made after every check (here: just as the
+    removal of that tree starts): the prune goes on with the rest and ends in
+    PruneRefused naming it, rather than stopping with a bare SnapshotError."""
+    from cachetui.core import PruneOptions, PruneRefused
+
+    root = tmp_path / "store"
+    cm = CacheManager.open(root)
+    ids = []
+    for _ in range(3):
+        ref = cm.new(retain=True)
+        upper = ref.mount().upper
+        assert upper is not None
+        (upper / "sub").mkdir()
+        ref.release()
+        ids.append(ref.id)
+    victim = ids[0]
+    real = fsops.remove_tree
+
+    def racing(path: str | os.PathLike[str]) -> None:
+        if os.path.basename(path) == f"rm-{victim}":
+            mount(canary, Path(path) / "sub")
+        real(path)
+
+    monkeypatch.setattr(fsops, "remove_tree", racing)
+    with pytest.raises(PruneRefused, match=f"refusing to prune {victim}: .*/sub is mounted"):
+        cm.prune(PruneOptions(all=True))
+    canary_intact(canary)
+    assert sorted(os.listdir(root / "snapshots")) == [f"rm-{victim}"]
+    cm.close()
+    canary_intact(canary)
