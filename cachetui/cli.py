@@ -596,7 +596,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             return [*output.render_verbose(info, now), ""]
         return [output.prune_row(info, now)]
 
-    with _open(root) as cm:
+    # A dry run is a look: it finishes nothing a crash left and upgrades nothing.
+    with _open(root, read=args.dry_run) as cm:
         now = cm.now()
         kept: list[tuple[str, str]] = []  # records a filesystem mounted in the layer keeps
         preview = cm.prune(policy, dry_run=True, refused=kept)

@@ -170,10 +170,10 @@ class CacheManager:
                 are shared.
             read_only: never write (reconcile is skipped; writes raise ``StoreError``).
             id_factory: returns new record ids (tests and screenshots make them stable).
-            repair: False for a look only (``du``, ``doctor`` without ``--fix``): nothing
-                is finished or cleaned at open, no record, holder or snapshot byte
-                changes, and the write lock is never waited for (a measured size is
-                cached only when the lock is free).
+            repair: False for a look only (``du``, ``doctor`` without ``--fix``, a dry
+                run): nothing is written at all (not a repair, not a measured size, not
+                a schema upgrade: an older store is read as it is), and the write lock
+                is never waited for.
             forget_missing: open even a store that looks unmounted (``doctor --fix
                 --forget-missing``), so that its missing records can be dropped.
             keep_picture: the open's check reads every row (not only the tree's shape)
@@ -209,7 +209,7 @@ class CacheManager:
         db_path = cls._db_path(path, db_url)
         empty = _empty_metadata(db_path)
         layers = _layer_entries(path / "snapshots") if empty else []
-        store = Store(db_path, read_only=read_only, in_memory=bool(layers))
+        store = Store(db_path, read_only=read_only, in_memory=bool(layers), upgrade=repair)
         try:
             limit = _size_limit(path)
             if limit is not None:

@@ -259,10 +259,20 @@ class Store:
     """The SQLite database of one cache root, safe across threads, forks and processes."""
 
     def __init__(
-        self, path: Path | str, *, read_only: bool = False, in_memory: bool = False
+        self,
+        path: Path | str,
+        *,
+        read_only: bool = False,
+        in_memory: bool = False,
+        upgrade: bool = True,
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        #: False for a look only (``du``, ``doctor``, a dry run): nothing is written, not
+        #: a measured size, not the disk-full reserve, and not a schema upgrade (a look
+        #: must never make a store that an older cachetui can no longer open). The
+        #: connection stays a writable one so that a look waits for no writer.
+        self.upgrade = upgrade
         #: An empty schema in memory instead of the file: how a store whose metadata is
         #: empty or absent while layers exist is opened (degraded), so the file is never
         #: given a fresh schema that would make every layer look unknown.
@@ -297,7 +307,9 @@ class Store:
         except BaseException:
             self._db.close()  # a refused store (a newer schema) keeps no connection open
             raise
-        if not read_only:
+        if not upgrade:
+            self.read_only = True
+        if not self.read_only:
             reserve.ensure(self.path)
 
     # -- connection -------------------------------------------------------------------
@@ -406,10 +418,12 @@ class Store:
             self.schema_version = version
             if version == SCHEMA_VERSION:
                 return
-            if self.read_only and not self.in_memory:
+            looking = self.read_only or (not self.upgrade and version >= 1)
+            if looking and not self.in_memory:
                 if version >= 1:
                     # A read never upgrades: an older store reads as it is, and what it
-                    # lacks (labels, cache mounts, apparent sizes) reads as empty.
+                    # lacks (labels, cache mounts, apparent sizes, an index) reads as
+                    # empty or slower.
                     self._read_older(version)
                     return
                 raise StoreError(f"metadata store {self.path} is not initialised (read-only)")

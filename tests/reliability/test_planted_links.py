@@ -73,18 +73,23 @@ def test_gc_refuses_a_gc_lock_that_is_not_a_regular_file(store: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_du_does_not_write_the_reserve_through_a_planted_staging_symlink(
+def test_no_open_writes_the_reserve_through_a_planted_staging_symlink(
     store: Path, canary: Path
 ) -> None:
     db = str(store / "metadata.db")
     reserve.release(db)
     staging = Path(reserve.reserve_path(db) + ".new")
     os.symlink(canary, staging)
-    done = cachetui("du", "--root", str(store))
-    assert done.returncode == 0, done.stderr
-    assert canary.read_bytes() == PRECIOUS
-    # The reserve was set aside as a real file of its own, and the planted link is gone.
     kept = Path(reserve.reserve_path(db))
+    looked = cachetui("du", "--root", str(store))
+    assert looked.returncode == 0, looked.stderr
+    assert canary.read_bytes() == PRECIOUS
+    assert not kept.exists()  # a look sets nothing aside
+    # A writable open (here a prune) sets the reserve aside as a real file of its own,
+    # and removes the planted link instead of writing through it.
+    pruned = cachetui("prune", "--root", str(store), "--all", "--force")
+    assert pruned.returncode == 0, pruned.stderr
+    assert canary.read_bytes() == PRECIOUS
     assert not kept.is_symlink() and kept.is_file()
     assert kept.stat().st_blocks * 512 >= reserve.RESERVE_BYTES
     assert not staging.exists() and not staging.is_symlink()

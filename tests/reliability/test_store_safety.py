@@ -155,6 +155,56 @@ def test_reads_change_nothing_and_never_wait_for_the_write_lock(root: Path, cana
     assert tree(canary) == before_canary
 
 
+def test_looks_write_nothing_not_an_upgrade_nor_a_measured_size(root: Path) -> None:
+    """``du``, ``doctor``, ``prune --dry-run`` and ``gc --dry-run`` on a store of the
+    previous schema whose sizes are unknown and whose last prune crashed: the file's
+    bytes stay as they were (no upgrade that an older cachetui would then refuse, no
+    cached size, no finished removal), and a real write open then upgrades it."""
+    from cachetui.core.store import SCHEMA_VERSION
+
+    ids = make_store(root, 4)
+    db = sqlite3.connect(root / "metadata.db")
+    db.execute("DROP INDEX IF EXISTS record_usage")
+    db.execute(
+        "UPDATE setting SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),)
+    )
+    db.execute("UPDATE record SET size = -1")
+    # A prune that crashed after its commit: the row is tombstoned, the layer renamed.
+    db.execute("UPDATE record SET deleted = 1 WHERE id = ?", (ids[-1],))
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    (root / "snapshots" / ids[-1]).rename(root / "snapshots" / f"rm-{ids[-1]}")
+    policy = root.parent / "all.toml"
+    policy.write_text("[[tier]]\nall = true\n")
+
+    def digest() -> str:
+        return hashlib.sha256((root / "metadata.db").read_bytes()).hexdigest()
+
+    before, before_tree = digest(), tree(root / "snapshots")
+    before_files = set(os.listdir(root)) - {"metadata.db-shm", "metadata.db-wal"}
+    for look in (
+        ["du", "--root", str(root)],
+        ["doctor", "--root", str(root)],
+        ["prune", "--root", str(root), "--all", "--dry-run"],
+        ["gc", "--root", str(root), "--policy", str(policy), "--dry-run"],
+    ):
+        done = cli(*look)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode in (0, 1), (look, done.stderr)
+        assert digest() == before, f"{look[0]} changed metadata.db"
+        assert tree(root / "snapshots") == before_tree, f"{look[0]} changed snapshots/"
+        assert set(os.listdir(root)) - {"metadata.db-shm", "metadata.db-wal"} == before_files
+    du = cli("du", "--root", str(root), "--format", "json")
+    assert du.returncode == 0 and len(du.stdout.splitlines()) == 3
+    assert '"size": 0' not in du.stdout  # measured for the answer, just not kept
+    # A real open upgrades it and finishes the crashed removal.
+    with CacheManager.open(root) as cm:
+        assert cm.store.schema_version == SCHEMA_VERSION
+        assert len(cm.disk_usage()) == 3
+    assert not (root / "snapshots" / f"rm-{ids[-1]}").exists()
+
+
 # -- a store that looks unmounted --------------------------------------------------------
 
 
