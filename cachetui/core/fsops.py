@@ -352,6 +352,24 @@ def _unlink_path(path: str) -> None:
         raise _error("remove", path, err) from err
 
 
+def _differs_from_parent(fd: int, dev: int, mount: int | None) -> bool:
+    """Whether the directory open as ``fd`` is the root of a mount, told by comparing it
+    with its parent (``..`` from a mount's root is the directory it is mounted on, in
+    the mount below). Kernels older than 5.8 do not report ``STATX_ATTR_MOUNT_ROOT``,
+    but a different device or mount id than the parent's says the same on any kernel.
+    """
+    try:
+        parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+    except OSError:
+        return False  # the root directory, or unreadable: the walk still checks below
+    try:
+        if os.fstat(parent).st_dev != dev:
+            return True
+        return mount is not None and mount_identity(parent)[0] != mount
+    finally:
+        os.close(parent)
+
+
 def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> None:
     """Remove the directory tree at ``path`` without following symlinks or crossing mounts.
 
@@ -359,6 +377,8 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
       that entry is unlinked; a link's target is never touched.
     - A directory on another filesystem anywhere below ``path`` is refused with
       :class:`SnapshotError` naming it; what has not been removed yet stays in place.
+      ``path`` itself being a mount point (its device or mount id differs from its
+      parent's) is refused before anything is removed, on any kernel.
     - ``EACCES``/``EPERM`` on a directory we own: ``chmod u+rwx`` and retry once.
     - Entries removed concurrently (another remover on the same tree) are ignored.
 
@@ -389,7 +409,7 @@ def remove_tree(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> No
             if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
                 continue  # swapped since the lstat: look again
             mount, is_mount_root = mount_identity(fd)
-            if is_mount_root:
+            if is_mount_root or _differs_from_parent(fd, fst.st_dev, mount):
                 raise SnapshotError(
                     f"refusing to remove {top_path}: it is a mount point", path=top_path
                 )

@@ -65,6 +65,19 @@ def _check_root(root: object) -> Path:
     return path
 
 
+def _size_limit(root: Path) -> int | None:
+    """The most bytes a layer could hold: the larger total size of the filesystems of
+    the store's root and of ``snapshots/`` (a stored size above it is garbage)."""
+    totals = []
+    for where in (root, root / "snapshots"):
+        try:
+            st = os.statvfs(where)
+        except OSError:
+            continue
+        totals.append(st.f_blocks * st.f_frsize)
+    return max(totals) if totals and max(totals) > 0 else None
+
+
 def _empty_metadata(db_path: Path) -> bool:
     """No metadata at all: the file is absent or empty, and no WAL holds any."""
     for candidate in (db_path, Path(f"{db_path}-wal")):
@@ -198,6 +211,9 @@ class CacheManager:
         layers = _layer_entries(path / "snapshots") if empty else []
         store = Store(db_path, read_only=read_only, in_memory=bool(layers), upgrade=repair)
         try:
+            limit = _size_limit(path)
+            if limit is not None:
+                store.limit_sizes(limit)
             if layers:
                 store.damaged = [
                     f"metadata {db_path} is empty or missing while {len(layers)} layer "

@@ -5,7 +5,8 @@ One narrow read of the record table and one listing of ``snapshots/`` give an
 ``Inspection``. From it:
 
 * ``problems()``: rows inconsistent with each other (a parent or pair half with no row, a
-  mutable parent, a parent chain that loops, an id that is not an id). Such rows can only
+  mutable parent, a parent chain that loops, an id that is not an id, a ``deleted``
+  flag that is neither 0 nor 1). Such rows can only
   come from damage; the store then opens degraded (read-only) until ``doctor --rebuild``.
 * ``missing()``: records whose layer directory is gone (their descendants are "broken").
   They stay listed; opening never forgets a record.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from itertools import filterfalse
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,10 @@ class Inspection:
     immutable_of: dict[str, str] = field(default_factory=dict)
     #: The names that are real directories (what can hold a layer's bytes).
     layer_dirs: set[str] = field(default_factory=set)
+    #: Rows whose ``deleted`` is neither 0 nor 1, with the stored value: every live read
+    #: (``deleted = 0``) hides them and no removal finishes them (``deleted = 1``), so
+    #: a prune would take their parents' layers and a fix their own.
+    odd_deleted: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.immutable_of = {m: i for i, m in self.pair_of.items()}
@@ -70,7 +76,10 @@ class Inspection:
 
     def problems(self) -> list[str]:
         """Rows that contradict each other (damage, never a crash shape)."""
-        found: list[str] = []
+        found: list[str] = [
+            f"record {rid}: its deleted flag is {value!r}, neither 0 (live) nor 1 (removing)"
+            for rid, value in sorted(self.odd_deleted.items())
+        ]
         if not self._rows_look_sound():
             found.extend(self._row_problems())
         for rid, half in self.pair_of.items():
@@ -237,11 +246,26 @@ def inspect_state(state: StoreState, directory: Path) -> Inspection:
             (row.id, row.parent, row.equal_mutable, row.mutable, row.deleted)
             for row in rows.values()
         ]
-        return _inspection(shapes, directory)
+        seen = _inspection(shapes, directory)
+        seen.odd_deleted.update(state.odd_deleted)
+        return seen
     mutable = {rid for rid, row in rows.items() if row.mutable and not row.deleted}
+    odd = state.odd_deleted
+    for rid in odd:  # hidden from every live read: not live here either
+        parent_of.pop(rid, None)
+        pair_of.pop(rid, None)
+        mutable.discard(rid)
     exists, names, dirs = list_snapshots(directory)
     return Inspection(
-        directory, parent_of, pair_of, mutable, set(rows), exists, names, layer_dirs=dirs
+        directory,
+        parent_of,
+        pair_of,
+        mutable,
+        set(rows),
+        exists,
+        names,
+        layer_dirs=dirs,
+        odd_deleted=dict(odd),
     )
 
 
@@ -250,6 +274,11 @@ def _inspection(rows: list[tuple[Any, ...]], directory: Path) -> Inspection:
     pair_of: dict[str, str] = {}
     mutable: set[str] = set()
     all_ids: set[str] = set()
+    odd: dict[str, Any] = {}
+    if not set(map(itemgetter(4), rows)) <= {0, 1}:  # C speed: normally only 0 and 1
+        odd = {str(row[0]): row[4] for row in rows if row[4] not in (0, 1)}
+        rows = [row for row in rows if str(row[0]) not in odd]  # neither live nor removing
+        all_ids.update(odd)
     for rid, parent, equal_mutable, is_mutable, deleted in rows:
         rid = str(rid)
         all_ids.add(rid)
@@ -262,5 +291,13 @@ def _inspection(rows: list[tuple[Any, ...]], directory: Path) -> Inspection:
             mutable.add(rid)
     exists, names, dirs = list_snapshots(directory)
     return Inspection(
-        directory, parent_of, pair_of, mutable, all_ids, exists, names, layer_dirs=dirs
+        directory,
+        parent_of,
+        pair_of,
+        mutable,
+        all_ids,
+        exists,
+        names,
+        layer_dirs=dirs,
+        odd_deleted=odd,
     )

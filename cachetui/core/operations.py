@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cachetui.core.context import StoreContext
 from cachetui.core.crashpoints import crash_point
-from cachetui.core.errors import InvalidError, LockedError, NotFoundError
+from cachetui.core.errors import InvalidError, LockedError, NotFoundError, SnapshotError
 from cachetui.core.ids import validate_id
 from cachetui.core.processes import current_process
 from cachetui.core.recordstore import HolderRow, RecordRow
@@ -298,6 +298,15 @@ class RecordOperations:
                 if not others and row.equal_mutable is not None:
                     doomed = self._release_pair(row)
             if doomed:
+                refused = self.context.snapshots.mount_refusals(set(doomed))
+                if refused:
+                    # Nothing is marked nor deleted: the write rolls back (the handle
+                    # stays held) and the operator unmounts, then releases again.
+                    self.holder_ids.add(ref.holder_id)
+                    _layer, (point, reason) = min(refused.items())
+                    raise SnapshotError(
+                        f"refusing to remove {row.id} on release: {reason}", path=point
+                    )
                 retired = self.context.tombstone(doomed)
                 crash_point("release:tombstoned")
         if doomed:

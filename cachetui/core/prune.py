@@ -34,6 +34,7 @@ from cachetui.core.policy import (
 )
 from cachetui.core.purger import Purger
 from cachetui.core.records import prune_refusal
+from cachetui.core.snapshots import DirectorySnapshotter, mount_refusal
 from cachetui.core.state import RecordRow, StoreState
 from cachetui.core.types import Kept, PruneOptions, RecordType, UsageInfo
 
@@ -260,6 +261,11 @@ def _tombstone_batch(
     return chosen, retired
 
 
+def _retire_again(snapshots: DirectorySnapshotter, record_ids: Sequence[str]) -> None:
+    for record_id in record_ids:
+        snapshots.retire(record_id)
+
+
 class _Run:
     """One policy carried out: rounds of selection, tombstoning and reporting."""
 
@@ -369,6 +375,62 @@ class _Run:
             self.refusals.append((row.id, reason, point))
         return kept
 
+    def _restore_mounted(
+        self, chosen: list[RecordRow], retired: list[Retired]
+    ) -> tuple[list[RecordRow], list[Retired]]:
+        """``chosen`` and ``retired`` without the records whose retired tree now has a
+        filesystem mounted in it (one mounted since ``_refuse_mounted`` looked).
+
+        Those records are refused like the others: in one write their rows live again
+        and their layers get their names back. When a layer cannot be renamed back (the
+        mount is on the ``rm-*`` directory itself) the write rolls back and the records
+        stay marked removed; no purge touches a mounted tree, and the next open or
+        ``doctor`` reports it as mounted until the operator unmounts it.
+        """
+        snapshots, records = self.context.snapshots, self.context.records
+        by_name = {path.name: rid for rid, path in retired if path is not None}
+        mounted = snapshots.mount_refusals(set(by_name))
+        if not mounted:
+            return chosen, retired
+        retired_ids = {rid for rid, _ in retired}
+        rows = {rid: records.record(rid) for rid in retired_ids}
+        refused: dict[str, tuple[str, str]] = {}  # chosen id -> (point, reason)
+        back: set[str] = set()
+        for row in chosen:
+            group = {row.id} | {
+                rid for rid, r in rows.items() if r is not None and r.equal_mutable == row.id
+            }
+            if row.equal_mutable is not None:
+                group.add(row.equal_mutable)
+            group &= retired_ids
+            hit = [by_name[n] for n in sorted(mounted) if by_name[n] in group]
+            if hit:
+                point, _ = mounted[snapshots.trash_path(hit[0]).name]
+                layer = snapshots.path(row.layer_id)
+                shown = point.replace(str(snapshots.trash_path(row.layer_id)), str(layer), 1)
+                refused[row.id] = (shown, mount_refusal(str(layer), shown))
+                back |= group
+        renamed: list[str] = []
+        try:
+            with records.write():
+                # as ``StoreContext.tombstone``, undone: the renames inside the write,
+                # reverted if it rolls back
+                records.on_rollback(lambda: _retire_again(snapshots, renamed))
+                records.untombstone(sorted(back))
+                for rid, path in retired:
+                    if rid in back and path is not None:
+                        snapshots.unretire(rid)
+                        renamed.append(rid)
+        except OSError:
+            pass  # left marked removed: see above
+        for row_id, (point, reason) in refused.items():
+            self.work.skipped.add(row_id)
+            self.refusals.append((row_id, reason, point))
+        return (
+            [row for row in chosen if row.id not in refused],
+            [(rid, path) for rid, path in retired if rid not in back],
+        )
+
     def _remove(self, batch: list[RecordRow]) -> None:
         batch = self._refuse_mounted(batch)
         if not batch:
@@ -387,6 +449,8 @@ class _Run:
         for row in batch:
             if row not in chosen:
                 self.work.skipped.add(row.id)
+        if chosen:
+            chosen, retired = self._restore_mounted(chosen, retired)
         if chosen:
             self.purger.submit(chosen, retired)
         self.finish(self.depth)
@@ -491,8 +555,9 @@ def prune(
             run.run()
             if purger.error is not None:
                 raise purger.error
-            for record_id, reason, point in run.refusals:
+            for record_id, reason, point in [*run.refusals, *purger.refused]:
                 refusals.setdefault(record_id, (reason, point))
+            purger.refused.clear()
             if on_tier is not None:
                 on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:

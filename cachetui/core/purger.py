@@ -50,6 +50,11 @@ class Purger(Generic[Item]):
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[_Batch[Item]] = deque()
         self.error: SnapshotError | None = None
+        #: ``(record id, reason, mount point)`` of each tree the remover stopped at
+        #: because a filesystem was mounted in it while it worked (after prune looked):
+        #: a refusal like prune's own, not an error; the record stays marked removed
+        #: (its layer partly emptied) until the operator unmounts it.
+        self.refused: list[tuple[str, str, str]] = []
 
     def submit(self, items: Sequence[Item], retired: Sequence[tuple[str, Path | None]]) -> None:
         """Start deleting a committed batch's retired trees."""
@@ -77,7 +82,13 @@ class Purger(Generic[Item]):
                     future.result()
                 except SnapshotError as err:
                     failed.add(path)
-                    self.error = self.error or err
+                    mounted = self._snapshots.mount_refusals({path.name})
+                    if path.name in mounted:
+                        point, reason = mounted[path.name]
+                        rid = next(r for r, p in batch.retired if p == path)
+                        self.refused.append((rid, reason, point))
+                    else:
+                        self.error = self.error or err
             done = [rid for rid, path in batch.retired if path is None or path not in failed]
             if done:
                 self._records.drop_tombstoned(done)

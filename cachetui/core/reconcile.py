@@ -237,10 +237,14 @@ def reconcile(
             snapshots.retire(rid)
     trash = [snapshots.dir / name for name in leftovers]
     trash += [p for rid in tombstoned if (p := snapshots.trash_path(rid)) not in trash]
+    mounted = snapshots.mount_refusals({p.name for p in trash}) if trash else {}
     failures = snapshots.purge(trash) if trash else []
     failed = {str(path) for path, _ in failures}
     for path, err in failures:
-        findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
+        if path.name in mounted:
+            findings.append(_mounted_leftover(path.name, mounted[path.name][1]))
+        else:
+            findings.append(Finding("leftover", path.name, f"could not remove: {err}"))
     records.drop_tombstoned(
         [rid for rid in tombstoned if str(snapshots.trash_path(rid)) not in failed]
     )
@@ -250,6 +254,58 @@ def reconcile(
                 Finding("leftover", name, "removed an interrupted operation's leftover", True)
             )
     return findings
+
+
+def _bad_size(value: object) -> str:
+    return f"stored size {value!r} is not a size this store's disks could hold"
+
+
+def _kept_for_mounts(
+    context: StoreContext, seen: opencheck.Inspection, health: dict[str, str]
+) -> dict[str, str]:
+    """The records ``doctor --fix`` must not forget although missing or broken: those
+    whose layer has a filesystem mounted in it (reported once, as ``mounted-layer``:
+    the operator must unmount it), and their ancestors (forgetting one would leave a
+    live record with no parent row). Each maps to the mounted layer that keeps it."""
+    layer_of = {rid: seen.pair_of.get(rid, rid) for rid in health}
+    mounted = context.snapshots.mount_refusals(set(layer_of.values())) if health else {}
+    kept: dict[str, str] = {}
+    for rid, layer in layer_of.items():
+        if layer not in mounted:
+            continue
+        current: str | None = rid
+        while current is not None and current in health and current not in kept:
+            kept[current] = layer
+            current = seen.parent_of.get(current)
+    return kept
+
+
+def _fix_sizes(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
+    """Measure each live record whose stored size is garbage and store what was
+    measured (-1, "unknown", when a mount inside the layer keeps it from being exact)."""
+    findings: list[Finding] = []
+    for rid, value in context.records.bad_sizes():
+        name = seen.layer_holder(rid)
+        if name is None:
+            continue  # its layer is missing: reported (and fixed) as such
+        measured = context.snapshots.measure_name(name)
+        size = measured.size if measured.complete else -1
+        apparent = measured.apparent_size if measured.complete else -1
+        context.records.store_sizes({rid: size}, {rid: apparent})
+        done = f"{measured.size} bytes" if measured.complete else "unknown (not exact)"
+        message = f"{_bad_size(value)}: measured again, stored {done}"
+        findings.append(Finding("bad-size", rid, message, True))
+    return findings
+
+
+def _mounted_leftover(name: str, reason: str) -> Finding:
+    """A staging or trash directory with a filesystem mounted in it (or mounted on it):
+    never removed, whatever the kernel says about mount roots; the operator unmounts."""
+    return Finding(
+        "mounted-layer",
+        name,
+        f"{reason}; left alone (not removed): the operator must unmount it",
+    )
 
 
 #: Why doctor leaves a directory without a record alone when a filesystem is mounted in it.
@@ -314,12 +370,19 @@ def _report(context: StoreContext, seen: opencheck.Inspection) -> list[Finding]:
     for rid, column, value in context.records.bad_timestamps():
         message = f"{column} is {value!r}, not a time (shown as unknown)"
         findings.append(Finding("bad-timestamp", rid, message, False))
+    for rid, value in context.records.bad_sizes():
+        findings.append(Finding("bad-size", rid, _bad_size(value) + " (measured again)"))
     for rid, row in sorted(state.rows.items()):
         if row.deleted:
             findings.append(Finding("tombstone", rid, "removal not finished"))
-    for name in sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX))):
-        findings.append(Finding("leftover", name, "staging or trash directory"))
-    named = set(seen.parent_of)
+    trash = sorted(n for n in seen.names if n.startswith((STAGING_PREFIX, TRASH_PREFIX)))
+    mounted_trash = context.snapshots.mount_refusals(set(trash)) if trash else {}
+    for name in trash:
+        if name in mounted_trash:
+            findings.append(_mounted_leftover(name, mounted_trash[name][1]))
+        else:
+            findings.append(Finding("leftover", name, "staging or trash directory"))
+    named = set(seen.parent_of) | seen.odd_deleted.keys()  # damaged rows still name theirs
     unknown = sorted(context.snapshots.unknown(named, seen.names))
     mounted_findings, mounted = _mounted(context, seen, unknown)
     findings += mounted_findings
@@ -381,7 +444,13 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
             for rid in sorted(health):
                 findings.append(Finding(f"{health[rid]}-layer", rid, "left as it is"))
             health = {}
-        forgotten = sorted(health)
+        kept = _kept_for_mounts(context, seen, health)
+        for rid in sorted(kept):
+            if seen.pair_of.get(rid, rid) != kept[rid]:  # kept for a descendant's mount
+                message = "left as it is: a record built on it has a filesystem mounted in "
+                message += "its layer (the operator must unmount it)"
+                findings.append(Finding(f"{health[rid]}-layer", rid, message))
+        forgotten = sorted(set(health) - set(kept))
         for rid in forgotten:
             records.drop_record(rid)
             if health[rid] == "missing":
@@ -392,7 +461,8 @@ def _fix(context: StoreContext, *, forget_missing: bool) -> list[Finding]:
                 findings.append(
                     Finding("broken", rid, "an ancestor's layer is missing: record forgotten", True)
                 )
-        named = set(seen.parent_of) - set(forgotten)
+        findings += _fix_sizes(context, seen)
+        named = (set(seen.parent_of) - set(forgotten)) | seen.odd_deleted.keys()
         unknown = sorted(snapshots.unknown(named, seen.names))
         mounted_findings, mounted = _mounted(context, seen, unknown)
         findings += mounted_findings

@@ -265,6 +265,8 @@ class RecordStore:
         sql = USAGE_ROWS_SQL
         if not self.store.record_columns.endswith("apparent_size"):  # an older store
             sql = sql.replace("apparent_size", "-1")
+        if self.store.size_limit is not None:  # garbage reads as unknown (Store.limit_sizes)
+            sql = sql.replace("mutable, size, parent", f"mutable, {self.store.size_column}, parent")
         return self.store.rows(sql)
 
     def pending_commits(self) -> list[tuple[str, str]]:
@@ -290,13 +292,33 @@ class RecordStore:
         return [
             RecordRow.from_values(values)
             for values in self.store.rows(
-                f"SELECT {self.store.record_columns} FROM record WHERE size < 0 AND deleted = 0"
+                f"SELECT {self.store.record_columns} FROM record "
+                f"WHERE {self.store.unknown_size} AND deleted = 0"
             )
         ]
 
     def shapes(self) -> list[tuple[Any, ...]]:
         """``(id, parent, equal_mutable, mutable, deleted)`` of every row (the open check)."""
         return self.store.rows("SELECT id, parent, equal_mutable, mutable, deleted FROM record")
+
+    def bad_sizes(self) -> list[tuple[str, Any]]:
+        """``(record id, stored value)`` of each live row whose stored size is not a
+        non-negative integer within ``Store.size_limit`` (reads take it as unknown)."""
+        limit = self.store.size_limit
+        bound = "" if limit is None else f" AND size <= {int(limit)}"
+        sql = (
+            "SELECT id, size FROM record WHERE deleted = 0 "
+            f"AND NOT (typeof(size) = 'integer'{bound}) ORDER BY id"
+        )
+        return [(str(rid), value) for rid, value in self.store.rows(sql)]
+
+    def untombstone(self, record_ids: Sequence[str]) -> None:
+        """Inside a write: records marked removed are live again (a removal refused
+        after its mark committed)."""
+        self._many(
+            "UPDATE record SET deleted = 0 WHERE id = ? AND deleted = 1",
+            [(r,) for r in record_ids],
+        )
 
     def tombstoned_ids(self) -> list[str]:
         return [rid for (rid,) in self.store.rows("SELECT id FROM record WHERE deleted = 1")]

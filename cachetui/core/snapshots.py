@@ -228,6 +228,17 @@ class DirectorySnapshotter:
         if not paths:
             return []
         self.check_root()
+        # mountinfo first (one read): a mounted tree is refused by name, whatever the
+        # kernel tells the remover about mount roots
+        mounted = self.mount_refusals({p.name for p in paths if p.parent == self.dir})
+        refused = [
+            (p, SnapshotError(f"refusing to remove {p}: {mounted[p.name][1]}", path=str(p)))
+            for p in paths
+            if p.parent == self.dir and p.name in mounted
+        ]
+        if refused:
+            skip = {p for p, _ in refused}
+            return refused + self.purge([p for p in paths if p not in skip])
         if len(paths) == 1:
             try:
                 fsops.remove_tree(paths[0])

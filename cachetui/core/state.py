@@ -220,6 +220,9 @@ class StoreState(RecordGraph):
     #: prune's picture removes children before their parents, so every live row's
     #: parent stays among ``rows`` (and live) while it is used.
     parent_ids: frozenset[str] | None = None
+    #: Rows whose ``deleted`` is neither 0 nor 1 (damage), with the stored value: hidden
+    #: from every live read and never a tombstone either (the open check reports them).
+    odd_deleted: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         count_live(self.holders, self.live)
@@ -418,11 +421,14 @@ def load_state(
     parents: set[str] = set()
     make, add_parent = RecordRow, parents.add
     any_deleted = False
+    odd_deleted: dict[str, object] = {}
     with paused_gc():
         for (rid, parent, mutable, equal, retain, text, kind, created, last, count, size,
              deleted, pending, apparent) in record_rows:  # fmt: skip
             if deleted:
                 any_deleted = True
+                if deleted != 1:  # damage: neither live nor a tombstone
+                    odd_deleted[rid] = deleted
                 if not include_deleted:
                     continue
             row = rows[rid] = make(
@@ -460,6 +466,7 @@ def load_state(
         # every row read is live: the parents they name are known (even when tombstones
         # were asked for, there were none)
         parent_ids=None if include_deleted and any_deleted else frozenset(parents),
+        odd_deleted=odd_deleted,
     )
 
 
@@ -477,7 +484,9 @@ def load_usage_picture(records: RecordStore) -> UsagePicture:
         )
         rows = picture.rows
         held = picture.held_nodes()
-        unknown = bool(rows) and rows[-1][2] < 0  # largest first: an unknown size is last
+        # largest first: an unknown size is last, or first when the stored value was
+        # garbage (text, or more than the disk holds: see ``Store.limit_sizes``)
+        unknown = bool(rows) and (rows[-1][2] < 0 or rows[0][2] < 0)
         if held or unknown:
             found = {row.id: row for row in records.records_by_id(held)}
             if unknown:

@@ -264,3 +264,35 @@ def test_a_dangling_parent_is_a_root_for_the_effective_age(root: Path) -> None:
         for rid in (ids[1], ids[2]):
             assert whole[rid] == lazy.get(rid)
         assert cm.records()[ids[1]].effective_at == whole[ids[1]][0]
+
+
+@pytest.mark.parametrize("value", ["2", "'x'", "-1"])
+@pytest.mark.parametrize("keep_picture", [False, True])
+def test_deleted_flag_neither_0_nor_1(root: Path, value: str, keep_picture: bool) -> None:
+    """A ``deleted`` value other than 0 or 1 hides a row from every live read without
+    making it a tombstone: a prune would take its parent's layer, a fix its own. It is
+    damage, like a dangling parent: the store opens read-only naming the row, doctor
+    reports it, and nothing is removed or moved."""
+    ids = populate(root)
+    db = sqlite3.connect(root / "metadata.db")
+    db.execute(f"UPDATE record SET deleted = {value} WHERE id = ?", (ids[2],))
+    db.commit()
+    db.close()
+    before = tree(root / "snapshots")
+    with CacheManager.open(root, keep_picture=keep_picture) as cm:
+        assert cm.read_only and [f.kind for f in cm.open_findings] == ["degraded"]
+        assert any(f"record {ids[2]}: its deleted flag is" in m for m in cm.store.damaged)
+        with pytest.raises(StoreError, match="read-only"):
+            cm.prune(PruneOptions(all=True))
+        found = cm.doctor(fix=True)
+        assert any(ids[2] in f.message for f in found if f.kind == "damaged"), found
+    assert tree(root / "snapshots") == before
+    assert not (root / "lost+found").exists() or not os.listdir(root / "lost+found")
+    # a read-only open (du, plain doctor) names it too
+    with CacheManager.open(root, read_only=True) as cm:
+        found = cm.doctor()
+        assert any(
+            f.kind == "damaged" and f"record {ids[2]}: its deleted flag is" in f.message
+            for f in found
+        ), found
+        assert ids[2] not in {f.subject for f in found if f.kind == "unknown-dir"}

@@ -285,8 +285,8 @@ def test_doctor_fix_says_an_unremovable_leftover_once(
     lines = fix.stdout.splitlines()
     assert lines[0].split() == ["KIND", "SUBJECT", "FIXED", "MESSAGE"]
     assert len(lines) == 2, fix.stdout
-    assert lines[1].split()[:3] == ["leftover", leftover.name, "no"]
-    assert f"refusing to remove {leftover / 'mnt'}" in lines[1]
+    assert lines[1].split()[:3] == ["mounted-layer", leftover.name, "no"]
+    assert f"{leftover / 'mnt'} is mounted inside its layer" in lines[1]
     canary_intact(canary)
     assert sorted(os.listdir(cm.snapshots.dir)) == sorted([rid, leftover.name])
 
