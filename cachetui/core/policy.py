@@ -180,12 +180,12 @@ def _exact_scores(candidates: Sequence[Candidate]) -> list[tuple[Candidate, Frac
         usage_idx[i] = index
     max_usage = index
 
-    scored = [
-        (items[i], Fraction(last_idx[i], max_last) + Fraction(usage_idx[i], max_usage))
-        for i in range(n)
-    ]
-    scored.sort(key=lambda pair: (pair[1], pair[0].id))
-    return scored
+    # The score last/max_last + usage/max_usage over their common denominator: exact
+    # integer numerators sort as the fractions would, without a Fraction per comparison.
+    numerators = [last_idx[i] * max_usage + usage_idx[i] * max_last for i in range(n)]
+    order = sorted(range(n), key=lambda i: (numerators[i], items[i].id))
+    denominator = max_last * max_usage
+    return [(items[i], Fraction(numerators[i], denominator)) for i in order]
 
 
 def score_for_deletion(candidates: Sequence[Candidate]) -> list[tuple[Candidate, float]]:

@@ -131,6 +131,27 @@ def test_mounts_below_reads_escaped_names(tmp_path: Path, mount: Callable[..., N
     assert fsops.mounts_below(tmp_path / "elsewhere") == []
 
 
+def test_mounts_below_sees_a_mount_and_an_unmount_made_between_two_asks(
+    tmp_path: Path, mount: Callable[..., None]
+) -> None:
+    """The mount table is read again only when the kernel says it changed: a mount or an
+    unmount made by another process between two asks is seen by the second."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    assert fsops.mounts_below(tmp_path) == []
+    mount(None, first)
+    assert fsops.mounts_below(tmp_path) == [str(first)]
+    assert fsops.mounts_below(tmp_path) == [str(first)]  # unchanged: no new read needed
+    # Another process mounts and unmounts: this one's table follows.
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(second)], check=True)
+    try:
+        assert fsops.mounts_below(tmp_path) == [str(first), str(second)]
+    finally:
+        subprocess.run(["umount", str(second)], check=True)
+    assert fsops.mounts_below(tmp_path) == [str(first)]
+
+
 def test_cli_prune_names_the_mount(
     cm: CacheManager, canary: Path, mount: Callable[..., None]
 ) -> None:
