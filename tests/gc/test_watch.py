@@ -156,7 +156,10 @@ def test_sigkill_mid_run_leaves_a_store_that_reopens_cleanly(
     assert watcher.returncode == -signal.SIGKILL
     with CacheManager.open(root) as cm:  # repairs whatever was half done
         findings = cm.doctor()
-        assert all(f.fixed and f.kind == "leftover" for f in findings), findings
+        # The kill lands between two removals (a trash directory left) or inside one (its
+        # layer renamed, its tombstone never committed: the layer comes back).
+        repaired = {"leftover", "rolled-back-removal"}
+        assert all(f.fixed and f.kind in repaired for f in findings), findings
         assert 0 < len(cm.disk_usage()) < 600
     # The lock died with its process: the next run goes ahead and finishes the job.
     done = subprocess.run(
