@@ -23,6 +23,7 @@ import pytest
 from cachetui.core import (
     CacheManager,
     Kept,
+    PruneInterrupted,
     PruneOptions,
     PruneRefused,
     SnapshotError,
@@ -344,6 +345,33 @@ def test_prune_goes_on_past_every_mounted_layer_and_reports_each(
     why: list[tuple[str, str]] = []
     assert cm.prune(PruneOptions(all=True), dry_run=True, refused=why) == []
     assert sorted(why) == sorted(refused.value.refusals)
+
+
+def test_a_stopped_prune_still_says_what_a_mount_kept(
+    cm: CacheManager, canary: Path, mount: Callable[..., None]
+) -> None:
+    """Stopped by its callback after the first removal: the record a mount kept is in the
+    interruption and in the caller's ``refused`` list (gc reports it from there)."""
+    kept, path = _layer(cm)
+    others = [_layer(cm) for _ in range(3)]
+    (path / "mnt").mkdir()
+    mount(canary, path / "mnt")
+
+    class Stop(Exception):
+        pass
+
+    def stop(_info: object) -> None:
+        raise Stop
+
+    why: list[tuple[str, str]] = []
+    with pytest.raises(PruneInterrupted) as stopped:
+        cm.prune(PruneOptions(all=True), on_prune=stop, refused=why)
+    reason = f"{path / 'mnt'} is mounted inside its layer (unmount it first)"
+    assert stopped.value.refusals == [(kept, reason)]
+    assert why == [(kept, reason)]
+    assert {info.id for info in stopped.value.removed} <= {rid for rid, _ in others}
+    assert kept in {u.id for u in cm.disk_usage()}
+    canary_intact(canary)
 
 
 def test_cli_prune_removes_the_rest_and_exits_1_naming_each_mount(
