@@ -6,7 +6,7 @@ CacheError(Exception)
 ├─ LockedError           held elsewhere (BuildKit ErrLocked); .id
 ├─ InvalidError          wrong kind of record, bad argument, bad id
 │   └─ FilterSyntaxError malformed filter; .position
-├─ PruneInterrupted      on_prune raised; .removed lists what did go
+├─ PruneInterrupted      on_prune raised; .removed lists what did go, .refusals what a mount kept
 ├─ StoreError            metadata store cannot be used (corrupt, newer schema, busy)
 └─ SnapshotError         a snapshot directory cannot be written, measured or removed; .path
     └─ PruneRefused      a prune kept records with a mount in their layer; .removed, .refusals
@@ -86,9 +86,13 @@ class PruneInterrupted(CacheError):
     records. Batches already tombstoned were still removed; ``removed`` lists every record
     that went, reported or not. The callback's exception is the ``__cause__``."""
 
-    def __init__(self, removed: Sequence[Any]) -> None:
+    def __init__(
+        self, removed: Sequence[Any], refusals: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(f"prune interrupted after removing {len(removed)} record(s)")
         self.removed = list(removed)
+        #: ``(id, reason)`` of each record a mount kept before the stop.
+        self.refusals = list(refusals)
 
 
 class PruneRefused(SnapshotError):

@@ -536,6 +536,16 @@ def prune(
         # A nearly full disk: give SQLite the space set aside for this, so the prune
         # can record its removals (and so free the disk). Set aside again below.
         reserve.release(context.store.path)
+    run: _Run | None = None
+
+    def note_refusals() -> None:
+        # The current pass's kept records, and the purger's: taken when the pass ends,
+        # and when it is stopped (a stopped run still says what a mount kept).
+        kept = [*(run.refusals if run is not None else ()), *purger.refused]
+        for record_id, reason, point in kept:
+            refusals.setdefault(record_id, (reason, point))
+        purger.refused.clear()
+
     try:
         for index, (policy, matcher) in enumerate(zip(policies, matchers, strict=True)):
             state = shared_state if shared_state is not None else context.state()
@@ -555,13 +565,16 @@ def prune(
             run.run()
             if purger.error is not None:
                 raise purger.error
-            for record_id, reason, point in [*run.refusals, *purger.refused]:
-                refusals.setdefault(record_id, (reason, point))
-            purger.refused.clear()
+            note_refusals()
             if on_tier is not None:
                 on_tier(TierDone(index, work, run, removed[start:]))
     except _CallbackFailed as stop:
-        raise PruneInterrupted(removed) from stop.cause
+        purger.close()  # the batches in flight finish, and say what a mount kept
+        note_refusals()
+        stopped = [(record_id, reason) for record_id, (reason, _) in refusals.items()]
+        if refused is not None:
+            refused.extend(stopped)
+        raise PruneInterrupted(removed, stopped) from stop.cause
     finally:
         purger.close()
         if not dry_run:

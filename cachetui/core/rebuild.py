@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from cachetui.core import reserve
 from cachetui.core.errors import StoreError
 from cachetui.core.ids import ID_PATTERN
 from cachetui.core.processes import is_alive
@@ -242,6 +244,19 @@ def _is_damaged(root: Path) -> bool:
         return True
 
 
+def _new_private_file(directory: Path, prefix: str, *, like: Path) -> Path:
+    """A new empty file under a name nobody could know in advance, created by this call
+    (never a name already there: SQLite would follow a symlink planted at a predictable
+    name and write the rebuilt records into whatever file it points at)."""
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        mode = like.stat().st_mode & 0o666 if like.exists() else 0o644
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
 def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     """Rebuild ``<root>/metadata.db`` (see the module docstring); deletes nothing."""
     base = Path(root)
@@ -255,7 +270,7 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     rows = _consistent(records, layers, findings)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     kept = base / f"metadata.db.damaged-{stamp}"
-    fresh = base / f"metadata.db.rebuild-{stamp}"
+    fresh = _new_private_file(base, f"metadata.db.rebuild-{stamp}-", like=db)
     side_rows = {
         table: [
             r
@@ -271,13 +286,20 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
         for h in holders
         if len(h) == 7 and h[1] in rows and isinstance(h[2], int) and is_alive(*h[2:5])
     ]
-    store = Store(fresh)
     try:
-        fill_rebuilt(
-            store, [tuple(row[c] for c in _COLUMNS) for row in rows.values()], side_rows, alive
-        )
+        store = Store(fresh)
+        try:
+            fill_rebuilt(
+                store, [tuple(row[c] for c in _COLUMNS) for row in rows.values()], side_rows, alive
+            )
+        finally:
+            store.close()
+    except BaseException:
+        fresh.unlink(missing_ok=True)
+        raise
     finally:
-        store.close()
+        # The fresh file's own disk-full reserve: the store's is set aside at its next open.
+        reserve.release(str(fresh))
     for suffix in ("", "-wal", "-shm"):
         source = Path(f"{db}{suffix}")
         if source.exists():

@@ -230,7 +230,8 @@ class PolicyPruneScreen(ModalScreen[int]):
         except PruneInterrupted as stopped:
             # Batches already under way were finished: count what really went.
             went = tuple(plan_row(info) for info in stopped.removed)
-            self.post_message(PolicyPruneEnded(None, "cancelled", went))
+            kept = "".join(f"; kept {rid}: {why}" for rid, why in stopped.refusals)
+            self.post_message(PolicyPruneEnded(None, f"cancelled{kept}", went))
             return
         except CacheError as err:
             self.post_message(PolicyPruneEnded(None, str(err)))

@@ -5,8 +5,10 @@ by a symlink at that name, keeps every byte, through the real CLI."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,41 @@ def test_no_open_writes_the_reserve_through_a_planted_staging_symlink(
     assert not kept.is_symlink() and kept.is_file()
     assert kept.stat().st_blocks * 512 >= reserve.RESERVE_BYTES
     assert not staging.exists() and not staging.is_symlink()
+
+
+def test_doctor_rebuild_never_writes_through_a_planted_staging_name(
+    tmp_path: Path, store: Path
+) -> None:
+    """The rebuilt database is made under a name nobody could plant a link at: links at
+    every name the old predictable scheme would use, pointing at another store's
+    metadata, leave that store's file byte for byte as it was."""
+    other = tmp_path / "other"
+    with CacheManager.open(other) as cm:
+        cm.new(description="someone else's").commit().release()
+    other_db = other / "metadata.db"
+    before = other_db.read_bytes()
+    with CacheManager.open(store) as cm:
+        parent = cm.new(description="parent").commit()
+        parent.finalize()
+        child = cm.new(parent, description="child").commit()
+        child.finalize()
+        child_id = child.id
+        child.release()
+        parent.release()
+    db = sqlite3.connect(store / "metadata.db")
+    db.execute("UPDATE record SET parent = parent || ' ' WHERE id = ?", (child_id,))
+    db.commit()
+    db.close()
+    now = int(time.time())
+    for second in range(now - 2, now + 60):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        os.symlink(other_db, store / f"metadata.db.rebuild-{stamp}")
+    done = cachetui("doctor", "--root", str(store), "--rebuild")
+    assert done.returncode in (0, 1), done.stderr
+    assert "Traceback" not in done.stderr
+    assert other_db.read_bytes() == before
+    rebuilt = store / "metadata.db"
+    assert rebuilt.is_file() and not rebuilt.is_symlink()
+    assert sorted(p.name for p in store.glob("metadata.db.rebuild-*") if not p.is_symlink()) == []
+    with CacheManager.open(store) as cm:
+        assert child_id in {u.id for u in cm.disk_usage()}
