@@ -86,9 +86,7 @@ class PruneInterrupted(CacheError):
     records. Batches already tombstoned were still removed; ``removed`` lists every record
     that went, reported or not. The callback's exception is the ``__cause__``."""
 
-    def __init__(
-        self, removed: Sequence[Any], refusals: Sequence[tuple[str, str]] = ()
-    ) -> None:
+    def __init__(self, removed: Sequence[Any], refusals: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"prune interrupted after removing {len(removed)} record(s)")
         self.removed = list(removed)
         #: ``(id, reason)`` of each record a mount kept before the stop.

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cachetui.core import fsops
 from cachetui.core.errors import LockedError, StoreError
 
 __all__ = ["LOCK_NAME", "GCLock"]
@@ -79,13 +80,33 @@ class GCLock:
                     "refusing to write through it (remove it and run again)"
                 ) from None
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        problem = self._foreign(fd)
+        if problem is not None:
             os.close(fd)
             raise StoreError(
-                f"{self.path} is not a regular file; refusing to use it as the GC lock "
+                f"{self.path} {problem}; refusing to use it as the GC lock "
                 "(remove it and run again)"
             )
         return fd
+
+    def _foreign(self, fd: int) -> str | None:
+        """Why the open lock file may be someone else's file (None: it is ours). A hard
+        link or a file bind-mounted at ``gc.lock`` is a regular file too, yet truncating
+        it would empty a file outside the store."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "is not a regular file"
+        if st.st_nlink != 1:
+            return f"has {st.st_nlink} hard links (another file's name)"
+        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            same_mount = (
+                os.fstat(directory).st_dev == st.st_dev
+                and fsops.mount_identity(directory)[0] == fsops.mount_identity(fd)[0]
+            )
+        finally:
+            os.close(directory)
+        return None if same_mount else "is a file mounted from elsewhere"
 
     def release(self) -> None:
         if self._fd is None:

@@ -133,3 +133,26 @@ def test_doctor_rebuild_never_writes_through_a_planted_staging_name(
     assert sorted(p.name for p in store.glob("metadata.db.rebuild-*") if not p.is_symlink()) == []
     with CacheManager.open(store) as cm:
         assert child_id in {u.id for u in cm.disk_usage()}
+
+
+def test_gc_does_not_empty_a_file_hard_linked_or_bind_mounted_at_gc_lock(
+    store: Path, canary: Path
+) -> None:
+    lock = store / "gc.lock"
+    lock.unlink(missing_ok=True)
+    os.link(canary, lock)
+    done = cachetui("gc", "--root", str(store))
+    assert canary.read_bytes() == PRECIOUS
+    assert done.returncode != 0 and "hard links" in done.stderr, done.stderr
+    lock.unlink()
+    lock.touch()
+    if subprocess.run(["mount", "--bind", str(canary), str(lock)]).returncode:
+        pytest.fail("bind-mounting a file needs root (CI runs as root)")
+    try:
+        done = cachetui("gc", "--root", str(store))
+    finally:
+        subprocess.run(["umount", str(lock)], check=True)
+    assert canary.read_bytes() == PRECIOUS
+    assert done.returncode != 0 and "mounted from elsewhere" in done.stderr, done.stderr
+    # Its own lock file again: gc runs.
+    assert cachetui("gc", "--root", str(store)).returncode == 0
