@@ -66,15 +66,17 @@ def _check_root(root: object) -> Path:
 
 
 def _size_limit(root: Path) -> int | None:
-    """The most bytes a layer could hold: the larger total size of the filesystems of
-    the store's root and of ``snapshots/`` (a stored size above it is garbage)."""
+    """The most bytes a layer can take now: the larger of the space in use on the
+    filesystems of the store's root and of ``snapshots/``. A layer's bytes are part of
+    that space, so a stored size above it is garbage (or stale: a layer since emptied),
+    and is measured again rather than trusted by a prune that frees space by it."""
     totals = []
     for where in (root, root / "snapshots"):
         try:
             st = os.statvfs(where)
         except OSError:
             continue
-        totals.append(st.f_blocks * st.f_frsize)
+        totals.append((st.f_blocks - st.f_bfree) * st.f_frsize)
     return max(totals) if totals and max(totals) > 0 else None
 
 

@@ -303,7 +303,10 @@ class RecordStore:
 
     def bad_sizes(self) -> list[tuple[str, Any]]:
         """``(record id, stored value)`` of each live row whose stored size is not a
-        non-negative integer within ``Store.size_limit`` (reads take it as unknown)."""
+        non-negative integer within ``Store.size_limit``. Reads take those as unknown,
+        but for a fraction, which they cut to whole bytes: a size read too small can only
+        make a prune free less, never more, so reads stay one comparison per row while
+        ``doctor`` still names it (and ``--fix`` measures it)."""
         limit = self.store.size_limit
         bound = "" if limit is None else f" AND size <= {int(limit)}"
         sql = (

@@ -8,6 +8,7 @@ a real subprocess (no traceback, whatever the value).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -105,3 +106,19 @@ def test_text_size_never_makes_a_traceback(root: Path) -> None:
         assert done.returncode in (0, 1), (args, done.returncode, done.stderr)
     done = _cli(root, "doctor")
     assert "bad-size" not in done.stdout  # the prune measured it again and stored it
+
+
+def test_a_size_larger_than_the_space_in_use_is_measured_again(root: Path) -> None:
+    """Below the disk's capacity but above the bytes in use on it: impossible for a layer
+    on that disk, so never trusted (a prune to a limit would free far more than asked)."""
+    ids = _store(root)
+    st = os.statvfs(root)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    capacity = st.f_blocks * st.f_frsize
+    claimed = used + (capacity - used) // 2
+    assert used < claimed < capacity
+    _set_size(root, ids[3], str(claimed))
+    with CacheManager.open(root) as cm:
+        assert {u.id: u.size for u in cm.disk_usage()}[ids[3]] < 2 * MB
+        removed = cm.prune(PruneOptions(max_used_space=int(3.5 * MB)))
+        assert len(removed) == 1, [u.id for u in removed]
