@@ -265,8 +265,11 @@ class RecordStore:
         sql = USAGE_ROWS_SQL
         if not self.store.record_columns.endswith("apparent_size"):  # an older store
             sql = sql.replace("apparent_size", "-1")
-        if self.store.size_limit is not None:  # garbage reads as unknown (Store.limit_sizes)
-            sql = sql.replace("mutable, size, parent", f"mutable, {self.store.size_column}, parent")
+        # A damaged store reads a blob id as its literal (``Store.usage_head``); garbage
+        # sizes read as unknown (``Store.limit_sizes``).
+        sql = self.store.usage_head() + sql[len("SELECT id, mutable, size, parent, ") :]
+        if self.store.size_limit is not None:
+            sql = sql.replace(", size, ", f", {self.store.size_column}, ", 1)
         return self.store.rows(sql)
 
     def pending_commits(self) -> list[tuple[str, str]]:

@@ -155,6 +155,18 @@ RECORD_COLUMNS = (
 _RECORD_COLUMNS_V1 = RECORD_COLUMNS.replace("apparent_size", "-1")
 
 
+def text_of(column: str) -> str:
+    """``column`` as text whatever is stored: in damaged metadata a blob or a number
+    where an id belongs reads as its SQL literal (``X'00FF'``, ``42``), which names no
+    record, so the listing of a damaged store shows it instead of failing on it."""
+    return f"CASE WHEN typeof({column}) IN ('text', 'null') THEN {column} ELSE quote({column}) END"
+
+
+#: The id columns at the head of ``RECORD_COLUMNS`` and disk usage's row.
+_ID_HEAD = "id, parent, mutable, equal_mutable, "
+_USAGE_HEAD = "SELECT id, mutable, size, parent, "
+
+
 def checked_size(limit: int) -> str:
     """The ``size`` column as every read takes it: a stored size is trusted only when it
     is a non-negative number no larger than ``limit`` (what the disks holding the store
@@ -287,7 +299,9 @@ class Store:
         #: What the manager found wrong with the metadata at open (integrity check
         #: messages, rows inconsistent with each other, an empty file while layers
         #: exist): every write is then refused until ``doctor --rebuild``.
-        self.damaged: list[str] = []
+        self._damaged: list[str] = []
+        #: Whether reads take the id columns as text whatever is stored (damaged).
+        self.ids_as_text = False
         self.schema_version = 0
         self._tolerant = False
         #: The record columns to select: an older store opened read-only lacks some.
@@ -549,9 +563,35 @@ class Store:
         except (peewee.DatabaseError, sqlite3.DatabaseError) as err:
             raise _translate(err, self.path) from err
 
+    @property
+    def damaged(self) -> list[str]:
+        """What was found wrong with the metadata (see ``__init__``)."""
+        return self._damaged
+
+    @damaged.setter
+    def damaged(self, problems: list[str]) -> None:
+        self._damaged = problems
+        if problems:
+            self._read_ids_as_text()
+
+    def _read_ids_as_text(self) -> None:
+        """Damaged rows may hold a blob or a number where an id belongs: from now on
+        reads take those columns as text (one ``CASE`` each, only for a damaged store)."""
+        if self.ids_as_text or not self.record_columns.startswith(_ID_HEAD):
+            return
+        self.ids_as_text = True
+        head = f"{text_of('id')}, {text_of('parent')}, mutable, {text_of('equal_mutable')}, "
+        self.record_columns = head + self.record_columns[len(_ID_HEAD) :]
+
+    def usage_head(self) -> str:
+        """The head of disk usage's row select, ids as text when damaged."""
+        if not self.ids_as_text:
+            return _USAGE_HEAD
+        return f"SELECT {text_of('id')}, mutable, size, {text_of('parent')}, "
+
     def _tolerate_bad_text(self, problem: str) -> None:
         self._tolerant = True
-        self.damaged.append(f"text that is not UTF-8 in the metadata ({problem})")
+        self.damaged = [*self.damaged, f"text that is not UTF-8 in the metadata ({problem})"]
         self.db.connection().text_factory = lambda raw: raw.decode("utf-8", "replace")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:

@@ -296,3 +296,45 @@ def test_deleted_flag_neither_0_nor_1(root: Path, value: str, keep_picture: bool
             for f in found
         ), found
         assert ids[2] not in {f.subject for f in found if f.kind == "unknown-dir"}
+
+
+@pytest.mark.parametrize("stored", ["CAST(parent AS BLOB)", "X'00ff'", "42"])
+def test_an_id_column_that_is_not_text_lists_without_a_traceback(
+    tmp_path: Path, stored: str
+) -> None:
+    """A blob or a number where a parent id belongs: the store opens read-only as damaged,
+    and every listing (filtered, JSON, verbose) and dry run says so, never a traceback."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "store"
+    with CacheManager.open(root) as cm:
+        parent = cm.new(description="parent").commit()
+        parent.finalize()
+        child = cm.new(parent, description="child").commit()
+        child.finalize()
+        child_id = child.id
+        child.release()
+        parent.release()
+    db = sqlite3.connect(root / "metadata.db")
+    db.execute(f"UPDATE record SET parent = {stored} WHERE id = ?", (child_id,))
+    db.commit()
+    db.close()
+    layers = sorted(p.name for p in (root / "snapshots").iterdir())
+    for args in (
+        ["du", "--filter", "type=regular"],
+        ["du", "--format", "json"],
+        ["du", "--verbose"],
+        ["prune", "--dry-run", "--filter", "type=regular"],
+        ["prune", "--all", "--force"],
+        ["doctor"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "cachetui", *args, "--root", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.returncode in (0, 1), (args, done.returncode, done.stderr)
+    assert sorted(p.name for p in (root / "snapshots").iterdir()) == layers
