@@ -147,7 +147,7 @@ def build_usage(
                 size,
                 (parent,) if parent else (),
                 created,
-                last if count else None,  # RecordRow.last_use's rule, inlined: hot loop
+                last if count else None,  # RecordRow.last_use inlined: the hot loop
                 count,
                 text,
                 kind or "regular",

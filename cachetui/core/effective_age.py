@@ -17,18 +17,10 @@ __all__ = [
     "below",
     "newest_below",
     "newest_in_subtrees",
-    "use_moment",
 ]
 
 #: (epoch seconds, record id): a moment and the record it belongs to.
 Moment = tuple[float, str]
-
-
-def use_moment(row: RecordRow) -> float:
-    """The moment a keep duration looks at: the last use, or the creation if never used."""
-    if row.usage_count and row.last_used_at is not None:
-        return row.last_used_at
-    return row.created_at
 
 
 def below(state: StoreState, row: RecordRow) -> list[str]:
@@ -51,16 +43,9 @@ def newest_in_subtrees(state: StoreState) -> dict[str, Moment]:
     (damaged metadata) is a root.
     """
     rows = state.rows
-    # use_moment, inlined: this runs over every record at every load.
+    # The last use, else the creation: RecordRow.age_from, the one home of that rule.
     newest: dict[str, Moment] = {
-        rid: (
-            row.last_used_at
-            if row.usage_count and row.last_used_at is not None
-            else row.created_at,
-            rid,
-        )
-        for rid, row in rows.items()
-        if not row.deleted
+        rid: (row.age_from, rid) for rid, row in rows.items() if not row.deleted
     }
     for mutable_id, immutable_id in state.immutable_of.items():
         # One pair is one record on screen: both halves carry the newer of the two.

@@ -83,7 +83,7 @@ class RecordRow:
     @property
     def age_from(self) -> float:
         """The moment its age counts from: its last use, else its creation."""
-        last = self.last_used_at if self.usage_count else None
+        last = self.last_use
         return last if last is not None else self.created_at
 
     @classmethod
