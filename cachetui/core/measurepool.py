@@ -137,6 +137,8 @@ class Helper:
         try:
             (length,) = _LENGTH.unpack(self._receive(_LENGTH.size, deadline))
             return self._receive(length, deadline)
+        except HelperError:
+            raise  # already says what went wrong (it is an OSError: not wrapped again)
         except (OSError, struct.error) as err:
             raise HelperError(f"a measuring helper failed: {err}") from err
         finally:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 import select
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -237,8 +237,20 @@ class FleetReader:
         self, store: str, *, since_version: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """``record_rows``, made into Python values a batch at a time as it is iterated
-        (the query runs, and fails as ``FleetError``, when this is called)."""
-        return self._read(replica.read_record_stream, [store], since_version=since_version)
+        (the query runs, and fails as ``FleetError``, when this is called; a failure
+        while the rows are fetched is a ``FleetError`` too). Closing the iterator early
+        closes the cursor."""
+        rows = self._read(replica.read_record_stream, [store], since_version=since_version)
+        return self._fetched(rows)
+
+    def _fetched(
+        self, rows: Generator[tuple[Any, ...], None, None]
+    ) -> Generator[tuple[Any, ...], None, None]:
+        # ``yield from`` hands a close() on to ``rows``, whose cursor is then closed.
+        try:
+            yield from rows
+        except replica.DB_ERRORS as err:
+            raise FleetError(describe_error(err, self.url)) from None
 
     def records_of(self, stores: Sequence[str]) -> list[FleetRecord]:
         """Records of these stores, largest first then by id."""

@@ -24,7 +24,7 @@ transaction (``notify``), so a listener never hears of a change before it is com
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
@@ -615,17 +615,19 @@ def read_record_stream(
     stores: Sequence[str] | None = None,
     *,
     since_version: int | None = None,
-) -> Iterator[tuple[Any, ...]]:
+) -> Generator[tuple[Any, ...], None, None]:
     """``read_record_rows``, a batch of rows at a time: a reader that keeps its own
     packed values never holds the whole result as Python tuples (10,000 per store).
     The statement runs (and fails) here; the rows come as they are iterated."""
     sql, params = _record_query(stores, since_version)
     cursor = _execute(db, sql, params)
 
-    def rows() -> Iterator[tuple[Any, ...]]:
-        while batch := cursor.fetchmany(STREAM_BATCH):
-            yield from batch
-        cursor.close()
+    def rows() -> Generator[tuple[Any, ...], None, None]:
+        try:
+            while batch := cursor.fetchmany(STREAM_BATCH):
+                yield from batch
+        finally:  # also when the reader stops early (close() on this generator)
+            cursor.close()
 
     return rows()
 

@@ -260,11 +260,25 @@ def test_a_stopped_helper_fails_its_request_at_once_and_is_replaced(
         stopped.append(self)
         real_request(self, header, fds)
 
+    failures: list[str] = []
+    real_reply = measurepool.Helper.reply
+
+    def reply_noting_failure(self: measurepool.Helper) -> bytes:
+        try:
+            return real_reply(self)
+        except measurepool.HelperError as err:
+            failures.append(str(err))
+            raise
+
     monkeypatch.setattr(measurepool.Helper, "request", request_then_stop)
+    monkeypatch.setattr(measurepool.Helper, "reply", reply_noting_failure)
     started = time.monotonic()
     assert measure(top, workers=2).size == du(top)
     elapsed = time.monotonic() - started
     assert stopped, "no helper was asked"
+    # The failure says once what happened, not wrapped in a second "helper failed".
+    assert failures and failures[0].startswith("a measuring helper is stopped"), failures
+    assert failures[0].count("a measuring helper") == 1, failures
     assert elapsed < measurepool.REPLY_TIMEOUT / 5, f"waited {elapsed:.0f}s for a stopped helper"
     assert stopped[0].proc.poll() is not None  # killed, not left stopped
     monkeypatch.undo()

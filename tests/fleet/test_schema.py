@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from cachetui.core import CacheManager, PruneOptions, StoreError
+from cachetui.fleet import replica_store as replica
 from cachetui.fleet.publisher import Publisher, Registration
 from cachetui.fleet.reader import FleetError, FleetReader
 from cachetui.fleet.replica_store import migrate, notify, schema_version
@@ -194,3 +196,37 @@ def test_the_listener_reports_a_dead_connection(pg: PgCluster, fleet_url: str) -
         with pytest.raises(FleetError):
             for _ in range(20):
                 listener.wait(0.2)
+
+
+def test_a_record_stream_closes_its_cursor_and_fails_as_a_fleet_error(
+    fleet_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stops early still has the cursor closed; a driver error while the
+    rows are fetched is a ``FleetError``, as every other read's is."""
+    root = tmp_path / "host"
+    make_store(root, 5)
+    db = open_database(fleet_url)
+    migrate(db)
+    publisher = Publisher(db, "h1")
+    publisher.register(Registration("h1", "host", str(root), "t", 1))
+    view = CacheService(root).load()
+    assert publisher.publish(view.rows, view.totals, [], synced=True) == 5
+    cursors: list[Any] = []
+    real_execute = replica._execute
+
+    def noting_cursor(db: Any, sql: str, params: Any = ()) -> Any:
+        cursors.append(real_execute(db, sql, params))
+        return cursors[-1]
+
+    monkeypatch.setattr(replica, "_execute", noting_cursor)
+    with FleetReader(fleet_url) as fleet:
+        stream = fleet.record_stream("h1")
+        next(stream)
+        assert not cursors[-1].closed
+        stream.close()  # the consumer stops after one row
+        assert cursors[-1].closed
+        stream = fleet.record_stream("h1")
+        cursors[-1].close()  # its next fetch now fails in the driver
+        with pytest.raises(FleetError, match="cursor is closed"):
+            list(stream)
+        assert len(fleet.record_rows("h1")) == 5  # the reader still reads
