@@ -71,7 +71,8 @@ class StoreContext:
 
     @property
     def read_only(self) -> bool:
-        """Opened read-only, or degraded because the database failed its integrity check."""
+        """Opened read-only, or opened for a look (``repair=False``), or degraded because
+        the database failed its integrity check."""
         return self.store.read_only or bool(self.store.damaged)
 
     def now(self) -> float:

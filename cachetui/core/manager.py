@@ -308,7 +308,8 @@ class CacheManager:
 
     @property
     def read_only(self) -> bool:
-        """Opened read-only, or degraded because the database failed its integrity check."""
+        """Opened read-only, or opened for a look (``repair=False``), or degraded because
+        the database failed its integrity check."""
         return self._context.read_only
 
     def _check_usable(self) -> None:

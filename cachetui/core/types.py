@@ -32,7 +32,6 @@ __all__ = [
     "UsageInfo",
     "check_labels",
     "to_seconds",
-    "usage_info_from_epochs",
 ]
 
 #: The values of ``UsageInfo.health``.
@@ -210,9 +209,10 @@ class UsageInfo:
 
 
 class _LazyTime:
-    """``UsageInfo.created_at``/``last_used_at``: the slot of a row built by
-    ``usage_info_from_epochs`` holds epoch seconds until the first read makes (and keeps)
-    the ``datetime``; rows built the ordinary way hold the ``datetime`` from the start.
+    """``UsageInfo.created_at``/``last_used_at``: the slot of a row disk usage built in
+    bulk (``diskusage.build_usage``, from a ``UsageDraft``) holds epoch seconds until the
+    first read makes (and keeps) the ``datetime``; rows built the ordinary way hold the
+    ``datetime`` from the start.
 
     Disk usage builds 100,000 rows of which a screen reads a few dozen times: two
     ``datetime`` objects per row were a third of its cost. Readers, equality, hashing,
@@ -254,48 +254,6 @@ for _name in ("created_at", "last_used_at"):
 UsageDraft = make_dataclass(
     "UsageDraft", [(f.name, f.type) for f in fields(UsageInfo)], slots=True, eq=False
 )
-_become = object.__setattr__
-
-
-def usage_info_from_epochs(
-    id: str,
-    mutable: bool,
-    in_use: bool,
-    size: int,
-    parents: tuple[str, ...],
-    created_at: float,
-    last_used_at: float | None,
-    usage_count: int,
-    description: str,
-    record_type: str,
-    shared: bool,
-    labels: tuple[tuple[str, str], ...],
-    cache_mount: CacheMount | None,
-    apparent_size: int,
-    health: str,
-) -> UsageInfo:
-    """A ``UsageInfo`` equal to ``UsageInfo(...)`` with the two times as datetimes, built
-    for bulk (disk usage): the times stay epoch seconds until first read."""
-    row = UsageDraft(
-        id,
-        mutable,
-        in_use,
-        size,
-        parents,
-        created_at,
-        last_used_at,
-        usage_count,
-        description,
-        record_type,
-        shared,
-        labels,
-        cache_mount,
-        apparent_size,
-        health,
-    )
-    _become(row, "__class__", UsageInfo)
-    result: UsageInfo = row
-    return result
 
 
 def to_seconds(value: float | int | timedelta, *, what: str) -> float:

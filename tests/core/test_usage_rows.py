@@ -1,5 +1,6 @@
 """Disk usage builds its rows in bulk with epoch times made into datetimes on first read:
-such a row must be indistinguishable from one built the ordinary way."""
+such a row (from ``build_usage``, the code disk usage runs) must be indistinguishable from
+one built the ordinary way."""
 
 from __future__ import annotations
 
@@ -11,25 +12,31 @@ from pathlib import Path
 import pytest
 
 from cachetui.core import CacheManager, UsageInfo
+from cachetui.core.diskusage import build_usage
 from cachetui.core.timestamps import UNKNOWN_TIME
-from cachetui.core.types import usage_info_from_epochs
 
 EPOCH = 1_700_000_000.5
 
 
-def _fields(created: float, used: float | None) -> tuple[object, ...]:
-    return ("a" * 25, True, False, 4096, ("b" * 25,), created, used, 3, "d", "regular", False,
-            (("k", "v"),), None, 100, "ok")  # fmt: skip
+def _bulk(created: float, used: float | None) -> UsageInfo:
+    """A row as disk usage builds it, from the stored values (used three times)."""
+    (row,) = build_usage(
+        [("a" * 25, 1, 4096, "b" * 25, created, used, 3, "d", "regular", 100)],
+        in_use=(),
+        shared=(),
+        labels={"a" * 25: (("k", "v"),)},
+        cache_mounts={},
+    )
+    return row
 
 
 def _ordinary(created: datetime, used: datetime | None) -> UsageInfo:
-    values = list(_fields(0, None))
-    values[5], values[6] = created, used
-    return UsageInfo(*values)  # type: ignore[arg-type]
+    return UsageInfo("a" * 25, True, False, 4096, ("b" * 25,), created, used, 3, "d", "regular",
+                     False, (("k", "v"),), None, 100, "ok")  # fmt: skip
 
 
 def test_a_bulk_row_equals_an_ordinary_one() -> None:
-    bulk = usage_info_from_epochs(*_fields(EPOCH, EPOCH + 1))  # type: ignore[arg-type]
+    bulk = _bulk(EPOCH, EPOCH + 1)
     ordinary = _ordinary(datetime.fromtimestamp(EPOCH, UTC), datetime.fromtimestamp(EPOCH + 1, UTC))
     assert type(bulk) is UsageInfo
     assert bulk == ordinary and ordinary == bulk
@@ -43,7 +50,7 @@ def test_a_bulk_row_equals_an_ordinary_one() -> None:
 
 
 def test_a_bulk_row_is_frozen() -> None:
-    bulk = usage_info_from_epochs(*_fields(EPOCH, None))  # type: ignore[arg-type]
+    bulk = _bulk(EPOCH, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         bulk.size = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -52,7 +59,7 @@ def test_a_bulk_row_is_frozen() -> None:
 
 
 def test_a_stored_time_that_is_not_one_reads_as_unknown() -> None:
-    bulk = usage_info_from_epochs(*_fields(float("inf"), 1e30))  # type: ignore[arg-type]
+    bulk = _bulk(float("inf"), 1e30)
     assert bulk.created_at == UNKNOWN_TIME and bulk.last_used_at == UNKNOWN_TIME
 
 
