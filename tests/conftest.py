@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cachetui.core import CacheManager
+from tests.mounting import mounts_under, unmount_under
 
 settings.register_profile(
     "ci",
@@ -33,6 +34,20 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def _no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that leaves a mount under the temporary directories fails (and the mount
+    goes): a leaked mount outlives the run and pins whatever it shows."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(mounts_under(base))
+    yield
+    left = [point for point in mounts_under(base) if point not in before]
+    if left:
+        for point in left:
+            unmount_under(point)
+        pytest.fail(f"the test left mounts behind: {left}")
 
 
 @pytest.fixture

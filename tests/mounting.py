@@ -8,15 +8,14 @@ fails the test instead of skipping it. Import the fixtures into a test module to
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from cachetui.core import fsops
-
-__all__ = ["CANARY", "canary", "canary_intact", "mount"]
+__all__ = ["CANARY", "canary", "canary_intact", "mount", "mounts_under", "unmount_under"]
 
 CANARY = b"alive" * 2000
 
@@ -27,12 +26,43 @@ def _cannot(reason: str) -> None:
     pytest.skip(reason)
 
 
+def mounts_under(path: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below ``path``, deepest first, from ``/proc/self/mountinfo``
+    read now. Not ``fsops.mounts_below``: its table is read again only after a mount or
+    unmount, so a mount whose directory a prune renamed since (``rm-<id>`` and back)
+    is still listed there under its old name, and unmounting that name fails."""
+    top = os.path.realpath(path).rstrip("/")
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    found = set()
+    for line in lines:
+        fields = line.split(b" ", 5)
+        if len(fields) < 5:
+            continue
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
+        text = os.fsdecode(point)
+        if text == top or text.startswith(top + "/"):
+            found.add(text)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_under(path: str | os.PathLike[str]) -> list[str]:
+    """Unmount (lazily) every mount at or below ``path``; returns what was mounted."""
+    found = mounts_under(path)
+    for point in found:
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    return found
+
+
 @pytest.fixture
 def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
     """``mount(source, target)`` bind-mounts; ``mount(None, target)`` mounts a tmpfs.
 
-    Afterwards every mount below ``tmp_path`` goes, deepest first, wherever a failing
-    prune may have moved it.
+    Afterwards every mount below ``tmp_path`` goes, deepest first, wherever a prune
+    may have moved it (the table read afresh); one that will not go fails the test.
     """
 
     def do(source: Path | None, target: Path) -> None:
@@ -48,8 +78,10 @@ def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
             _cannot(f"cannot mount here: {done.stderr.decode().strip()}")
 
     yield do
-    for point in sorted(fsops.mounts_below(tmp_path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    unmount_under(tmp_path)
+    left = mounts_under(tmp_path)
+    if left:
+        pytest.fail(f"mounts left under {tmp_path} after unmounting: {left}")
 
 
 @pytest.fixture
