@@ -28,13 +28,10 @@ import ctypes
 import errno
 import os
 import re
-import select
 import stat
 import struct
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
 
 from cachetui.core.errors import SnapshotError
 from cachetui.core.fdpath import DIR_FLAGS, PATH_FLAGS, FdPath, Node
@@ -113,79 +110,28 @@ def _unescape_mountinfo(field: bytes) -> bytes:
     return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
 
 
-class _MountTable:
-    """The mount points of this process's namespace, read from ``/proc/self/mountinfo``
-    again only when the kernel says the table changed.
-
-    The file stays open: ``poll`` reports ``POLLPRI`` on it once after every mount or
-    unmount in the namespace (proc(5)), so a prune asking before each of its thousand
-    removal batches reads the table once, not a thousand times, and still sees a mount
-    made a moment ago.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
-        self._poll: select.poll | None = None
-        self._points: list[bytes] = []
-
-    def points(self) -> list[bytes] | None:
-        """Every mount point (unescaped), or None where ``/proc`` cannot be read."""
-        with self._lock:
-            try:
-                if self._file is None or self._poll is None:
-                    self._file = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 - kept open
-                    self._poll = select.poll()
-                    self._poll.register(self._file, select.POLLPRI | select.POLLERR)
-                    self._points = self._read(self._file)
-                elif self._poll.poll(0):
-                    # Polling consumed the change; the read that follows sees it.
-                    self._points = self._read(self._file)
-            except OSError:
-                self._close()
-                return None
-            return self._points
-
-    @staticmethod
-    def _read(fh: BinaryIO) -> list[bytes]:
-        fh.seek(0)
-        points: list[bytes] = []
-        for line in fh.read().splitlines():
-            fields = line.split(b" ", 5)
-            if len(fields) >= 5:
-                points.append(_unescape_mountinfo(fields[4]))
-        return points
-
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = self._poll = None
-        self._points = []
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: the open file's offset and poll state are shared with the
-        parent, and another thread may have held the lock at the fork. Start afresh."""
-        self._lock = threading.Lock()
-        self._close()
-
-
-_MOUNTS = _MountTable()
-os.register_at_fork(after_in_child=_MOUNTS.forget_after_fork)
-
-
 def mounts_below(path: str | os.PathLike[str]) -> list[str]:
     """Mount points at or below ``path`` (by ``/proc/self/mountinfo``), sorted.
 
-    Cheap enough to ask before every removal batch: the table is read again only after
-    it changed. Returns an empty list where ``/proc`` is not available.
+    One read of ``mountinfo`` each time: cheap enough to ask before every removal batch.
+    (Not cached: ``poll`` on the file reports mounts and unmounts, but not the rename of
+    a directory above a mount point, which moves the mount: a prune does exactly that
+    when it renames a layer to its trash name.) Returns an empty list where ``/proc`` is
+    not available.
     """
     target = os.fsencode(os.path.realpath(path))
     prefix = target.rstrip(b"/") + b"/"
     found: list[str] = []
-    points = _MOUNTS.points()
-    if points is None:
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
         return []
-    for point in points:
+    for line in lines:
+        fields = line.split(b" ", 5)
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
         if point == target or point.startswith(prefix):
             found.append(os.fsdecode(point))
     return sorted(set(found))

@@ -132,11 +132,11 @@ def test_mounts_below_reads_escaped_names(tmp_path: Path, mount: Callable[..., N
     assert fsops.mounts_below(tmp_path / "elsewhere") == []
 
 
-def test_mounts_below_sees_a_mount_and_an_unmount_made_between_two_asks(
+def test_mounts_below_sees_mounts_unmounts_and_renames_made_between_two_asks(
     tmp_path: Path, mount: Callable[..., None]
 ) -> None:
-    """The mount table is read again only when the kernel says it changed: a mount or an
-    unmount made by another process between two asks is seen by the second."""
+    """A mount, an unmount or a rename above a mount point made between two asks is seen
+    by the second."""
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
@@ -151,6 +151,16 @@ def test_mounts_below_sees_a_mount_and_an_unmount_made_between_two_asks(
     finally:
         subprocess.run(["umount", str(second)], check=True)
     assert fsops.mounts_below(tmp_path) == [str(first)]
+    # Renaming a directory above a mount point moves the mount without any mount event
+    # (a prune renames a layer to its trash name): the next ask sees the new path.
+    layer = tmp_path / "layer"
+    (layer / "sub").mkdir(parents=True)
+    mount(None, layer / "sub")
+    assert fsops.mounts_below(layer) == [str(layer / "sub")]
+    moved = tmp_path / "rm-layer"
+    layer.rename(moved)
+    assert fsops.mounts_below(moved) == [str(moved / "sub")]
+    assert fsops.mounts_below(layer) == []
 
 
 def test_cli_prune_names_the_mount(
