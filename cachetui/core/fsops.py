@@ -39,7 +39,14 @@ from typing import BinaryIO
 from cachetui.core.errors import SnapshotError
 from cachetui.core.fdpath import DIR_FLAGS, PATH_FLAGS, FdPath, Node
 
-__all__ = ["fsync_dir", "mount_identity", "mounts_below", "remove_tree", "remove_trees"]
+__all__ = [
+    "fsync_dir",
+    "mount_identity",
+    "mounts_below",
+    "moved_directory",
+    "remove_tree",
+    "remove_trees",
+]
 
 #: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
 _MAX_RESCANS = 5
@@ -121,6 +128,10 @@ class _MountTable:
     unmount in the namespace (proc(5)), so a prune asking before each of its thousand
     removal batches reads the table once, not a thousand times, and still sees a mount
     made a moment ago.
+
+    A rename is no mount event: a mount inside a directory renamed since the last read
+    would stay listed under its old path. Whoever renames a directory that may hold
+    one says so (``moved_directory``), and the next question reads the table again.
     """
 
     def __init__(self) -> None:
@@ -156,6 +167,14 @@ class _MountTable:
                 points.append(_unescape_mountinfo(fields[4]))
         return points
 
+    def moved(self, path: bytes) -> None:
+        """``path`` was renamed: if the table lists a mount at or below it, read the
+        table again at the next question (the mount now shows under the new name)."""
+        prefix = path.rstrip(b"/") + b"/"
+        with self._lock:
+            if any(p == path or p.startswith(prefix) for p in self._points):
+                self._close()
+
     def _close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -171,6 +190,16 @@ class _MountTable:
 
 _MOUNTS = _MountTable()
 os.register_at_fork(after_in_child=_MOUNTS.forget_after_fork)
+
+
+def moved_directory(source: str | os.PathLike[str]) -> None:
+    """Tell the mount table that ``source`` (a directory) was just renamed, so a mount
+    inside it is not looked for under its old name. Cheap: a look over the points known."""
+    _MOUNTS.moved(
+        os.fsencode(os.path.realpath(os.path.dirname(source)))
+        + b"/"
+        + os.fsencode(os.path.basename(source))
+    )
 
 
 def mounts_below(path: str | os.PathLike[str]) -> list[str]:

@@ -183,6 +183,7 @@ class DirectorySnapshotter:
             os.rename(staged, final)
         except OSError as err:
             raise _os_error("activate layer", final, err) from err
+        fsops.moved_directory(staged)
         return final
 
     def discard(self, path: Path) -> None:
@@ -198,6 +199,7 @@ class DirectorySnapshotter:
             os.rename(source, target)
         except OSError as err:
             raise _os_error(f"commit layer {from_id} as", target, err) from err
+        fsops.moved_directory(source)
 
     # -- remove -------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class DirectorySnapshotter:
             return target if os.path.lexists(target) else None
         except OSError as err:
             raise _os_error("retire layer", source, err) from err
+        fsops.moved_directory(source)
         return target
 
     def unretire(self, snapshot_id: str) -> None:
@@ -221,7 +224,8 @@ class DirectorySnapshotter:
         try:
             os.rename(self.trash_path(snapshot_id), self.path(snapshot_id))
         except FileNotFoundError:
-            pass
+            return
+        fsops.moved_directory(self.trash_path(snapshot_id))
 
     def purge(self, paths: list[Path]) -> list[tuple[Path, SnapshotError]]:
         """Delete retired trees; returns the ones that could not be removed."""
@@ -341,6 +345,7 @@ class DirectorySnapshotter:
                     os.rename(name, target, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
                 except OSError as err:
                     raise _os_error(f"move {name} to", lost, err) from err
+                fsops.moved_directory(self.dir / name)
                 return lost / target
             finally:
                 os.close(dst_fd)
