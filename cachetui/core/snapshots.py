@@ -221,7 +221,7 @@ class DirectorySnapshotter:
         try:
             os.rename(self.trash_path(snapshot_id), self.path(snapshot_id))
         except FileNotFoundError:
-            pass
+            return
 
     def purge(self, paths: list[Path]) -> list[tuple[Path, SnapshotError]]:
         """Delete retired trees; returns the ones that could not be removed."""
