@@ -36,7 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from cachetui.core.errors import SnapshotError
 from cachetui.core.fdpath import DIR_FLAGS, PATH_FLAGS, FdPath, Node
 
-__all__ = ["fsync_dir", "mount_identity", "mounts_below", "remove_tree", "remove_trees"]
+__all__ = [
+    "foreign_file",
+    "fsync_dir",
+    "mount_identity",
+    "mounts_below",
+    "remove_tree",
+    "remove_trees",
+]
 
 #: How often one directory may be rescanned when ``rmdir`` finds new entries in it.
 _MAX_RESCANS = 5
@@ -108,6 +115,27 @@ _OCTAL = re.compile(rb"\\([0-7]{3})")
 
 def _unescape_mountinfo(field: bytes) -> bytes:
     return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
+
+
+def foreign_file(fd: int, directory: str | os.PathLike[str]) -> str | None:
+    """Why the file open as ``fd`` (named in ``directory``) may be someone else's file, or
+    None when it is a plain file of that directory alone. A hard link or a file
+    bind-mounted at one of the store's names is a regular file too, yet writing it
+    writes a file outside the store."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links (another file's name)"
+    parent = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        same_mount = (
+            os.fstat(parent).st_dev == st.st_dev
+            and mount_identity(parent)[0] == mount_identity(fd)[0]
+        )
+    finally:
+        os.close(parent)
+    return None if same_mount else "is a file mounted from elsewhere"
 
 
 def mounts_below(path: str | os.PathLike[str]) -> list[str]:

@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import socket
-import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -90,23 +89,9 @@ class GCLock:
         return fd
 
     def _foreign(self, fd: int) -> str | None:
-        """Why the open lock file may be someone else's file (None: it is ours). A hard
-        link or a file bind-mounted at ``gc.lock`` is a regular file too, yet truncating
-        it would empty a file outside the store."""
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return "is not a regular file"
-        if st.st_nlink != 1:
-            return f"has {st.st_nlink} hard links (another file's name)"
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            same_mount = (
-                os.fstat(directory).st_dev == st.st_dev
-                and fsops.mount_identity(directory)[0] == fsops.mount_identity(fd)[0]
-            )
-        finally:
-            os.close(directory)
-        return None if same_mount else "is a file mounted from elsewhere"
+        """Why the open lock file may be someone else's (None: it is ours): acquiring
+        and releasing truncate it, which would empty a file outside the store."""
+        return fsops.foreign_file(fd, self.path.parent)
 
     def release(self) -> None:
         if self._fd is None:

@@ -29,7 +29,7 @@ from cachetui.core.policy import DiskStat, default_gc_policies, disk_stat
 from cachetui.core.records import RecordStates, alive_holders
 from cachetui.core.recordstore import HolderRow, RecordStore
 from cachetui.core.refs import ImmutableRef, MutableRef
-from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories
+from cachetui.core.snapshots import DirectorySnapshotter, check_own_directories, check_own_files
 from cachetui.core.state import StoreState
 from cachetui.core.store import Store
 from cachetui.core.types import (
@@ -209,6 +209,7 @@ class CacheManager:
             raise NotFoundError(f"store root {path} does not exist")
         check_own_directories(path)
         db_path = cls._db_path(path, db_url)
+        check_own_files(db_path)
         empty = _empty_metadata(db_path)
         layers = _layer_entries(path / "snapshots") if empty else []
         store = Store(db_path, read_only=read_only, in_memory=bool(layers), upgrade=repair)

@@ -83,6 +83,32 @@ def check_own_directories(root: Path) -> None:
             raise StoreError(f"{path} is not a directory: the store cannot use it")
 
 
+def check_own_files(db_path: Path) -> None:
+    """Refuse a store whose ``metadata.db`` or SQLite's ``-wal``/``-shm`` beside it is a
+    hard link or a file mounted from elsewhere: SQLite writes them (even a look writes
+    its WAL index), and would write a file outside the store through either."""
+    for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                continue  # a symlink: SQLite refuses it with its own words
+            raise StoreError(f"cannot inspect {path}: {os.strerror(err.errno or 0)}") from err
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                continue
+            problem = fsops.foreign_file(fd, path.parent)
+        finally:
+            os.close(fd)
+        if problem is not None:
+            raise StoreError(
+                f"{path} {problem}: cachetui will not write through it "
+                "(give the store its own copy of the file)"
+            )
+
+
 def _os_error(action: str, path: Path | str, err: OSError) -> SnapshotError:
     reason = os.strerror(err.errno) if err.errno else str(err)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -156,3 +156,31 @@ def test_gc_does_not_empty_a_file_hard_linked_or_bind_mounted_at_gc_lock(
     assert done.returncode != 0 and "mounted from elsewhere" in done.stderr, done.stderr
     # Its own lock file again: gc runs.
     assert cachetui("gc", "--root", str(store)).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["metadata.db-shm", "metadata.db-wal"])
+def test_no_command_writes_a_file_hard_linked_or_mounted_at_sqlites_side_files(
+    store: Path, canary: Path, name: str
+) -> None:
+    """SQLite writes its WAL and WAL index beside the database, even for a look: a hard
+    link or a bind mount at either name is refused with the name, the canary intact."""
+    side = store / name
+    side.unlink(missing_ok=True)
+    os.link(canary, side)
+    for args in (["du"], ["gc"], ["prune", "--all", "--force"]):
+        done = cachetui(*args, "--root", str(store))
+        assert done.returncode != 0 and "hard links" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert canary.read_bytes() == PRECIOUS
+    side.unlink()
+    side.touch()
+    if subprocess.run(["mount", "--bind", str(canary), str(side)]).returncode:
+        pytest.fail("bind-mounting a file needs root (CI runs as root)")
+    try:
+        done = cachetui("du", "--root", str(store))
+    finally:
+        subprocess.run(["umount", str(side)], check=True)
+    assert done.returncode != 0 and "mounted from elsewhere" in done.stderr, done.stderr
+    assert canary.read_bytes() == PRECIOUS
+    side.unlink()
+    assert cachetui("du", "--root", str(store)).returncode == 0
