@@ -257,6 +257,33 @@ def _new_private_file(directory: Path, prefix: str, *, like: Path) -> Path:
     return Path(name)
 
 
+def _swap_in(db: Path, kept: Path, fresh: Path) -> None:
+    """Move the damaged database (with its ``-wal`` and ``-shm``) to ``kept`` and the
+    rebuilt one into its place: all of it, or none (a move that fails puts back those
+    already made, so the store is never left without its metadata)."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            source, target = Path(f"{db}{suffix}"), Path(f"{kept}{suffix}")
+            if not os.path.lexists(source):
+                continue
+            if os.path.lexists(target):
+                raise StoreError(f"cannot keep the damaged metadata as {target}: it exists")
+            try:
+                os.rename(source, target)
+            except OSError as err:
+                raise StoreError(
+                    f"cannot keep {source} as {target}: {os.strerror(err.errno or 0)}"
+                ) from err
+            moved.append((source, target))
+        os.rename(fresh, db)
+    except BaseException:
+        for source, target in reversed(moved):
+            os.rename(target, source)
+        fresh.unlink(missing_ok=True)
+        raise
+
+
 def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     """Rebuild ``<root>/metadata.db`` (see the module docstring); deletes nothing."""
     base = Path(root)
@@ -300,11 +327,7 @@ def rebuild(root: str | os.PathLike[str]) -> list[Finding]:
     finally:
         # The fresh file's own disk-full reserve: the store's is set aside at its next open.
         reserve.release(str(fresh))
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{db}{suffix}")
-        if source.exists():
-            os.rename(source, Path(f"{kept}{suffix}"))
-    os.rename(fresh, db)
+    _swap_in(db, kept, fresh)
     salvaged = sum(1 for row in rows.values() if row["description"] not in (_RECOVERED,))
     findings.insert(0, Finding("rebuild", str(db), f"damaged metadata kept as {kept}", True))
     findings.insert(

@@ -184,3 +184,39 @@ def test_no_command_writes_a_file_hard_linked_or_mounted_at_sqlites_side_files(
     assert canary.read_bytes() == PRECIOUS
     side.unlink()
     assert cachetui("du", "--root", str(store)).returncode == 0
+
+
+def test_a_rebuild_that_cannot_keep_the_damaged_files_leaves_the_store_as_it_was(
+    store: Path,
+) -> None:
+    """A directory where the damaged ``-wal`` is to be kept stops the rebuild part way:
+    the database already moved comes back, so the store still has its metadata (before,
+    it was left with none, and a second rebuild lost every description)."""
+    with CacheManager.open(store) as cm:
+        parent = cm.new(description="parent").commit()
+        parent.finalize()
+        child = cm.new(parent, description="child").commit()
+        child.finalize()
+        child_id = child.id
+        child.release()
+        parent.release()
+    reader = sqlite3.connect(store / "metadata.db")  # keeps -wal and -shm in place
+    try:
+        reader.execute("UPDATE record SET parent = parent || ' ' WHERE id = ?", (child_id,))
+        reader.commit()
+        reader.execute("SELECT count(*) FROM record").fetchall()
+        assert (store / "metadata.db-wal").exists()
+        before = sorted(os.listdir(store))
+        now = int(time.time())
+        for second in range(now - 2, now + 60):
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            (store / f"metadata.db.damaged-{stamp}-wal").mkdir()
+        done = cachetui("doctor", "--root", str(store), "--rebuild")
+        assert done.returncode != 0 and "cannot keep" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        after = sorted(n for n in os.listdir(store) if not n.startswith("metadata.db.damaged-"))
+        assert after == before  # metadata.db back in place, no rebuilt orphan left
+        rows = reader.execute("SELECT description FROM record ORDER BY description").fetchall()
+        assert ("child",) in rows and ("parent",) in rows
+    finally:
+        reader.close()
