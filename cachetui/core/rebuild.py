@@ -64,6 +64,14 @@ def _clean_record(values: tuple[Any, ...]) -> dict[str, Any] | None:
     if len(values) != len(_COLUMNS):
         return None
     row = dict(zip(_COLUMNS, values, strict=True))
+    for key in ("id", "parent", "equal_mutable"):
+        # An id stored as a blob of its own text keeps its link: dropping the row would
+        # bring the layer back as a root, and its parent could then be pruned under it.
+        if isinstance(row[key], bytes):
+            try:
+                row[key] = row[key].decode("ascii")
+            except UnicodeDecodeError:
+                pass
     if not _valid_id(row["id"]):
         return None
     for key in ("parent", "equal_mutable"):

@@ -220,3 +220,23 @@ def test_a_rebuild_that_cannot_keep_the_damaged_files_leaves_the_store_as_it_was
         assert ("child",) in rows and ("parent",) in rows
     finally:
         reader.close()
+
+
+def test_a_rebuild_keeps_a_parent_link_stored_as_a_blob(store: Path) -> None:
+    with CacheManager.open(store) as cm:
+        parent = cm.new(description="parent").commit()
+        parent.finalize()
+        child = cm.new(parent, description="child").commit()
+        child.finalize()
+        child_id, parent_id = child.id, parent.id
+        child.release()
+        parent.release()
+    db = sqlite3.connect(store / "metadata.db")
+    db.execute("UPDATE record SET parent = CAST(parent AS BLOB) WHERE id = ?", (child_id,))
+    db.commit()
+    db.close()
+    done = cachetui("doctor", "--root", str(store), "--rebuild")
+    assert "Traceback" not in done.stderr, done.stderr
+    with CacheManager.open(store) as cm:
+        assert cm.records()[child_id].parent == parent_id
+        assert cm.records()[child_id].description == "child"
